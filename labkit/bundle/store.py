@@ -1,0 +1,110 @@
+"""The bundle store: ``STORE/NAME/VERSION/`` directories, and how versions are assigned."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from labkit.bundle.manifest import NAME_RE
+from labkit.bundle.semver import Version, is_version
+from labkit.bundle.verify import read_manifest
+from labkit.errors import StoreError
+
+FIRST_VERSION = "1.0.0"
+REASONS = {
+    "first": "first handoff of this model",
+    "major": "architecture or signature changed: not drop-in compatible",
+    "minor": "weights-only update: drop-in compatible",
+    "patch": "metadata-only update (task, labels or tolerances)",
+    "none": "identical to the latest version: no new version written",
+}
+
+
+def default_store() -> Path:
+    return Path(os.environ.get("LABKIT_STORE") or "bundles")
+
+
+@dataclass(frozen=True)
+class Change:
+    kind: str               # first | major | minor | patch | none
+    version: str            # the version to write (or the existing one, for "none")
+    previous: str | None
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "from": self.previous, "reason": self.reason,
+                "version": self.version}
+
+
+def classify(old: dict[str, str], new: dict[str, str]) -> str:
+    """Compare two fingerprints → major / minor / patch / none."""
+    if old.get("architecture") != new["architecture"] or old.get("signature") != new["signature"]:
+        return "major"
+    if old.get("weights") != new["weights"]:
+        return "minor"
+    if old.get("metadata") != new["metadata"]:
+        return "patch"
+    return "none"
+
+
+def explain(old: dict[str, Any], new: dict[str, Any]) -> tuple[str, str]:
+    kind = classify(old["fingerprint"], new["fingerprint"])
+    reason = REASONS[kind] if kind != "none" else "identical architecture, signature, weights and metadata"
+    if kind == "major":
+        parts = []
+        if old["fingerprint"]["signature"] != new["fingerprint"]["signature"]:
+            parts.append("signature changed")
+        if old["fingerprint"]["architecture"] != new["fingerprint"]["architecture"]:
+            parts.append("architecture changed")
+        reason = " and ".join(parts) + ": not drop-in compatible"
+    return kind, reason
+
+
+class Store:
+    def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
+        self.root = Path(root) if root is not None else default_store()
+
+    def names(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.iterdir()
+                      if p.is_dir() and not p.is_symlink() and NAME_RE.fullmatch(p.name))
+
+    def versions(self, name: str) -> list[str]:
+        folder = self.root / name
+        if not folder.is_dir():
+            return []
+        found = [p.name for p in folder.iterdir() if p.is_dir() and is_version(p.name)]
+        return [str(v) for v in sorted(Version.parse(x) for x in found)]
+
+    def latest(self, name: str) -> str | None:
+        versions = self.versions(name)
+        return versions[-1] if versions else None
+
+    def path(self, name: str, version: str | None = None) -> Path:
+        version = version or self.latest(name)
+        if version is None:
+            raise StoreError(f"no bundle named {name!r} in {self.root}")
+        path = self.root / name / version
+        if not path.is_dir():
+            raise StoreError(f"no version {version} of {name!r} in {self.root}; "
+                             f"it has: {', '.join(self.versions(name)) or 'none'}")
+        return path
+
+    def manifest(self, name: str, version: str | None = None) -> dict[str, Any]:
+        return read_manifest(self.path(name, version))
+
+    def plan(self, name: str, fingerprint: dict[str, str]) -> Change:
+        """Which version a handoff with this fingerprint gets, and why."""
+        latest = self.latest(name)
+        if latest is None:
+            return Change("first", FIRST_VERSION, None, REASONS["first"])
+        old = self.manifest(name, latest)
+        kind, reason = explain(old, {"fingerprint": fingerprint})
+        if kind == "none":
+            return Change("none", latest, latest, REASONS["none"])
+        # A new major resets minor/patch relative to the newest version of any kind.
+        new = Version.parse(latest).bump(kind)
+        return Change(kind, str(new), latest, reason)

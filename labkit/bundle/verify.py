@@ -1,0 +1,164 @@
+"""Verification of a bundle on disk, before anything in it is used.
+
+Every check here runs before an ONNX Runtime session exists: a session that reads a model
+file follows links and external-data paths on its own, so the bundle must be proven sound
+first, and the bytes handed to the session are the bytes that were hashed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from labkit.bundle._json import loads_strict
+from labkit.bundle.manifest import MANIFEST_NAME, MAX_MANIFEST_BYTES, validate
+from labkit.bundle.paths import check_path
+from labkit.errors import FormatError, IntegrityError
+
+MAX_FILE_BYTES = 4 << 30
+MAX_TOTAL_BYTES = 16 << 30
+MAX_ENTRIES = 10_000
+_CHUNK = 1 << 20
+
+
+def _check_entry(full: Path, rel: str) -> os.stat_result:
+    st = os.lstat(full)
+    if stat.S_ISLNK(st.st_mode):
+        raise IntegrityError(f"{rel!r} is a symbolic link; bundles hold regular files only",
+                             rule="link")
+    if stat.S_ISDIR(st.st_mode):
+        return st
+    if not stat.S_ISREG(st.st_mode):
+        raise IntegrityError(f"{rel!r} is not a regular file or directory", rule="link")
+    if st.st_nlink != 1:
+        raise IntegrityError(
+            f"{rel!r} has {st.st_nlink} hard links; a hard link may point outside the bundle",
+            rule="link")
+    return st
+
+
+def _walk(root: Path) -> dict[str, int]:
+    """Relative path → size of every file under root, refusing links and odd entries."""
+    found: dict[str, int] = {}
+    stack = [(root, "")]
+    while stack:
+        folder, prefix = stack.pop()
+        with os.scandir(folder) as it:
+            for entry in it:
+                rel = f"{prefix}{entry.name}"
+                st = _check_entry(Path(entry.path), rel)
+                if stat.S_ISDIR(st.st_mode):
+                    stack.append((Path(entry.path), rel + "/"))
+                else:
+                    found[rel] = st.st_size
+                if len(found) + len(stack) > MAX_ENTRIES:
+                    raise IntegrityError(f"bundle has more than {MAX_ENTRIES} entries",
+                                         rule="size")
+    return found
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def read_manifest(root: Path) -> dict[str, Any]:
+    """Read and validate manifest.json only ([manifest-size], [json], [schema])."""
+    mpath = root / MANIFEST_NAME
+    try:
+        st = _check_entry(mpath, MANIFEST_NAME)
+    except FileNotFoundError:
+        raise FormatError(f"{root} has no {MANIFEST_NAME}; is this a labkit bundle?",
+                          rule="listing") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise IntegrityError(f"{MANIFEST_NAME} is not a regular file", rule="link")
+    if st.st_size > MAX_MANIFEST_BYTES:
+        raise FormatError(f"{MANIFEST_NAME} is {st.st_size} bytes, over the cap of "
+                          f"{MAX_MANIFEST_BYTES}", rule="manifest-size")
+    with open(mpath, "rb") as f:
+        data = f.read(MAX_MANIFEST_BYTES + 1)
+    if len(data) > MAX_MANIFEST_BYTES:
+        raise FormatError(f"{MANIFEST_NAME} grew past the cap while reading",
+                          rule="manifest-size")
+    return validate(loads_strict(data))
+
+
+@dataclass(frozen=True)
+class VerifiedBundle:
+    """A bundle whose every file matched its manifest at verification time."""
+
+    root: Path
+    manifest: dict[str, Any]
+    _digests: dict[str, tuple[str, int]] = field(repr=False)
+
+    def read(self, rel: str) -> bytes:
+        """The bytes of a listed file, hashed again as read (closes the check/use gap)."""
+        check_path(rel)
+        if rel not in self._digests:
+            raise IntegrityError(f"{rel!r} is not listed in the manifest", rule="listing")
+        digest, size = self._digests[rel]
+        full = self.root / rel
+        _check_entry(full, rel)
+        with open(full, "rb") as f:
+            data = f.read(size + 1)
+        if len(data) != size or hashlib.sha256(data).hexdigest() != digest:
+            raise IntegrityError(f"{rel!r} changed after verification", rule="digest")
+        return data
+
+    def read_npz(self, rel: str) -> dict[str, Any]:
+        import numpy as np
+
+        with np.load(io.BytesIO(self.read(rel)), allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+
+
+def verify(path: str | os.PathLike[str]) -> VerifiedBundle:
+    """Check every rule of docs/bundle-format.md; raise IntegrityError/FormatError naming it."""
+    root = Path(path)
+    try:
+        rst = os.lstat(root)
+    except FileNotFoundError:
+        raise FormatError(f"no bundle at {root}: the directory does not exist",
+                          rule="listing") from None
+    if stat.S_ISLNK(rst.st_mode) or not stat.S_ISDIR(rst.st_mode):
+        raise IntegrityError(f"{root} must be a real directory (not a link or a file)",
+                             rule="link")
+    manifest = read_manifest(root)
+    on_disk = _walk(root)
+    on_disk.pop(MANIFEST_NAME, None)
+    listed = {f["path"]: (f["sha256"], f["bytes"]) for f in manifest["files"]}
+    unlisted = sorted(set(on_disk) - set(listed))
+    if unlisted:
+        raise IntegrityError(f"files not listed in the manifest: {', '.join(unlisted[:5])}",
+                             rule="listing")
+    missing = sorted(set(listed) - set(on_disk))
+    if missing:
+        raise IntegrityError(f"listed files are missing: {', '.join(missing[:5])}",
+                             rule="listing")
+    total = 0
+    for rel, (_digest, size) in listed.items():
+        if on_disk[rel] != size:
+            raise IntegrityError(f"{rel!r} is {on_disk[rel]} bytes, manifest says {size}",
+                                 rule="digest")
+        if size > MAX_FILE_BYTES:
+            raise IntegrityError(f"{rel!r} is over the {MAX_FILE_BYTES}-byte file cap",
+                                 rule="size")
+        total += size
+    if total > MAX_TOTAL_BYTES:
+        raise IntegrityError(f"bundle holds {total} bytes, over the cap of {MAX_TOTAL_BYTES}",
+                             rule="size")
+    for rel, (digest, _size) in sorted(listed.items()):
+        actual = sha256_file(root / rel)
+        if actual != digest:
+            raise IntegrityError(f"{rel!r} has sha256 {actual[:12]}…, manifest says "
+                                 f"{digest[:12]}…: the file was modified or corrupted",
+                                 rule="digest")
+    return VerifiedBundle(root=root, manifest=manifest, _digests=listed)

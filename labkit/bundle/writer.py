@@ -1,0 +1,107 @@
+"""Writing a bundle atomically ([immutable]): staging dir, fsync, verify, rename.
+
+A crash, an exception or Ctrl-C at any point leaves either the complete bundle or none. A
+hard kill can leave a staging directory under ``STORE/.staging``; it is not a bundle (the
+store never lists it) and the next write removes stale ones.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from labkit.bundle._json import dumps_canonical
+from labkit.bundle.manifest import MANIFEST_NAME, validate
+from labkit.bundle.paths import check_path
+from labkit.bundle.verify import verify
+from labkit.errors import StoreError
+
+STAGING = ".staging"
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "xb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def clean_stale_staging(store_root: Path) -> None:
+    staging = store_root / STAGING
+    if not staging.is_dir():
+        return
+    for entry in staging.iterdir():
+        pid = entry.name.split("-")[0]
+        if pid.isdigit() and not _pid_alive(int(pid)):
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+def write_bundle(store_root: Path, name: str, version: str, files: dict[str, bytes],
+                 manifest: dict[str, Any]) -> Path:
+    """Write ``files`` plus a manifest listing them into ``store_root/name/version``."""
+    store_root = Path(store_root)
+    target = store_root / name / version
+    if target.exists():
+        raise StoreError(f"{target} already exists; bundles are never overwritten")
+    listing = []
+    for rel, data in sorted(files.items()):
+        check_path(rel)
+        listing.append({"path": rel, "sha256": hashlib.sha256(data).hexdigest(),
+                        "bytes": len(data)})
+    manifest = {**manifest, "name": name, "version": version, "files": listing}
+    manifest_bytes = dumps_canonical(validate(manifest))
+
+    (store_root / STAGING).mkdir(parents=True, exist_ok=True)
+    clean_stale_staging(store_root)
+    stage = Path(tempfile.mkdtemp(prefix=f"{os.getpid()}-{name}-{version}-",
+                                  dir=store_root / STAGING))
+    try:
+        for rel, data in files.items():
+            _write_file(stage / rel, data)
+        _write_file(stage / MANIFEST_NAME, manifest_bytes)
+        folders = {stage}
+        for rel in files:
+            parent = (stage / rel).parent
+            while parent != stage:
+                folders.add(parent)
+                parent = parent.parent
+        for folder in sorted(folders, key=lambda p: len(p.parts), reverse=True):
+            _fsync_dir(folder)
+        verify(stage)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.rename(stage, target)
+        except OSError as exc:
+            if exc.errno in (errno.EEXIST, errno.ENOTEMPTY):
+                raise StoreError(f"{target} was written by another handoff at the same "
+                                 "time; run the handoff again to get the next version") from None
+            raise
+        _fsync_dir(target.parent)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    return target

@@ -1,0 +1,93 @@
+"""The one error tree of labkit.
+
+Every error a user can see derives from :class:`LabkitError`. A message says what failed,
+the value that was seen, and what to do about it; the CLI prints it as one line (``--debug``
+shows the traceback) and the JupyterLab extension shows it in a dialog.
+
+::
+
+    LabkitError
+    ├── RegistrationError      labkit.register() got something it cannot hand off
+    ├── ExportError            torch.onnx.export failed (names the operator/module)
+    ├── ParityError            the fp32 ONNX graph disagrees with PyTorch
+    ├── BundleError            a bundle on disk is not one we accept
+    │   ├── IntegrityError     digests, sizes, links, unlisted/missing files
+    │   └── FormatError        manifest schema, JSON, paths, versions
+    ├── StoreError             the bundle store (naming, versions, concurrent writers)
+    ├── InputError             predict() got arrays that do not match the signature
+    └── MissingDependencyError an optional dependency is missing (says what to install)
+
+``rule`` on bundle errors names the rule of ``docs/bundle-format.md`` that was broken, so
+tests and operators can tell refusals apart without parsing prose.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BundleError",
+    "ExportError",
+    "FormatError",
+    "InputError",
+    "IntegrityError",
+    "LabkitError",
+    "MissingDependencyError",
+    "ParityError",
+    "RegistrationError",
+    "StoreError",
+]
+
+
+class LabkitError(Exception):
+    """Base of every error labkit raises on purpose."""
+
+
+class RegistrationError(LabkitError, ValueError):
+    """A model, its inputs or its options cannot be registered."""
+
+
+class ExportError(LabkitError):
+    """PyTorch → ONNX export failed."""
+
+
+class ParityError(LabkitError):
+    """The exported graph does not reproduce PyTorch within tolerance."""
+
+    def __init__(self, message: str, report: object = None) -> None:
+        super().__init__(message)
+        self.report = report
+
+
+class BundleError(LabkitError):
+    """A bundle is refused. ``rule`` names the rule of the bundle spec that failed."""
+
+    def __init__(self, message: str, *, rule: str = "bundle") -> None:
+        super().__init__(f"[{rule}] {message}")
+        self.rule = rule
+
+
+class IntegrityError(BundleError):
+    """Content does not match what the manifest promises (digest, size, links, listing)."""
+
+
+class FormatError(BundleError):
+    """The manifest or a path in it is malformed."""
+
+
+class StoreError(LabkitError):
+    """The bundle store cannot do what was asked."""
+
+
+class InputError(LabkitError, ValueError):
+    """Arrays passed to ``predict`` do not match the model's signature."""
+
+
+class MissingDependencyError(LabkitError, ImportError):
+    """An optional dependency is not installed."""
+
+    def __init__(self, package: str, extra: str) -> None:
+        super().__init__(
+            f"{package} is not installed; it is needed for this step. "
+            f"Install it with: pip install 'labkit[{extra}]'"
+        )
+        self.package = package
+        self.extra = extra

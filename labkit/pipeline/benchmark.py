@@ -1,0 +1,90 @@
+"""Stage 5, benchmark: every variant against PyTorch eager, interleaved, on this machine.
+
+ONNX variants each run in a fresh worker process. PyTorch eager runs in this process: an
+``nn.Module`` defined in a notebook cannot be moved to another process without pickle, and
+this process is where the researcher runs it anyway. Both get the same thread count, and
+while one runner is timed the others are idle.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from labkit.pipeline.freeze import Batch, run_torch
+from labkit.pipeline.options import BenchOptions
+from labkit.registry import ModelSpec
+from labkit.runtime.bench import WorkerRunner, environment, interleave, write_inputs
+
+EAGER = "pytorch-eager"
+
+
+class EagerRunner:
+    name = EAGER
+
+    def __init__(self, spec: ModelSpec, feeds: Mapping[str, Batch], warmup: int) -> None:
+        self._spec = spec
+        self._feeds = feeds
+        for feed in feeds.values():
+            for _ in range(warmup):
+                run_torch(spec.model, spec, feed)
+
+    def run(self, cmd: str, n: int) -> list[float]:
+        feed = self._feeds[cmd]
+        times = []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            run_torch(self._spec.model, self._spec, feed)
+            times.append(time.perf_counter() - t0)
+        return times
+
+    def close(self) -> None:
+        pass
+
+
+def bench_feeds(example: Batch, batch: int) -> dict[str, Batch]:
+    one = {k: v[:1] for k, v in example.items()}
+    many = {k: np.concatenate([v] * (batch // max(len(v), 1) + 1))[:batch]
+            for k, v in example.items()}
+    return {"latency": one, "throughput": many}
+
+
+def benchmark(spec: ModelSpec, variants: Mapping[str, Path], example: Batch,
+              options: BenchOptions, workdir: Path) -> dict[str, Any]:
+    threads = options.threads or os.cpu_count() or 1
+    feeds = bench_feeds(example, options.throughput_batch)
+    paths = write_inputs(workdir, feeds)
+    saved_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    runners: list[Any] = []
+    try:
+        runners.append(EagerRunner(spec, feeds, options.warmup))
+        for name, path in variants.items():
+            runners.append(WorkerRunner(name, path, paths, threads=threads,
+                                        warmup=options.warmup))
+        res = interleave(runners, rounds=options.rounds, latency_iters=options.latency_iters,
+                         throughput_iters=options.throughput_iters,
+                         batch=options.throughput_batch, threads=threads)
+    finally:
+        torch.set_num_threads(saved_threads)
+        for r in runners:
+            r.close()
+    report: dict[str, Any] = {
+        "baseline": EAGER,
+        "method": (f"{options.rounds} interleaved rounds; per round {options.latency_iters} "
+                   f"batch-1 calls and {options.throughput_iters} batch-"
+                   f"{options.throughput_batch} calls per runner; speed-ups are medians of "
+                   "per-round ratios against PyTorch eager"),
+        EAGER: res.stats(EAGER),
+        "variants": {},
+        "environment": environment(threads),
+    }
+    for name in variants:
+        report["variants"][name] = {**res.stats(name), "speedup": res.speedup(name, EAGER)}
+    return report

@@ -1,0 +1,129 @@
+"""Stage 2, export: PyTorch → ONNX, dynamo exporter first, TorchScript exporter as fallback.
+
+Axis 0 of every input and output is the dynamic batch axis; ``dynamic_axes`` declared at
+registration add more. Which exporter produced the graph, and why the other was not used,
+goes into the manifest.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import re
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import onnx
+import torch
+
+from labkit.errors import ExportError
+from labkit.registry import ModelSpec
+
+_OP = re.compile(r"\b(?:aten|prim|onnx)(?:::|\.)[A-Za-z_][\w.]*")
+
+
+@dataclass(frozen=True)
+class ExportInfo:
+    path: Path
+    exporter: str              # "dynamo" | "torchscript"
+    opset: int
+    fallback_reason: str | None
+    torch_version: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.exporter, "opset": self.opset,
+                "fallback_reason": self.fallback_reason, "torch": self.torch_version}
+
+
+def dynamic_axes(spec: ModelSpec) -> dict[str, dict[int, str]]:
+    axes: dict[str, dict[int, str]] = {}
+    for name, t in zip(spec.input_names, spec.example_inputs):
+        axes[name] = {0: "batch"} if t.dim() else {}
+    for name in spec.output_names:
+        axes[name] = {0: "batch"}
+    for name, extra in spec.dynamic_axes.items():
+        axes.setdefault(name, {}).update(extra)
+    return {k: v for k, v in axes.items() if v}
+
+
+def _summarise(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}"
+    first = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)
+    ops = sorted(set(_OP.findall(text)))[:5]
+    where = f" (operator {', '.join(ops)})" if ops else ""
+    return f"{first[:300]}{where}"
+
+
+def _export(spec: ModelSpec, out: Path, *, dynamo: bool, opset: int) -> None:
+    kwargs: dict[str, Any] = dict(
+        input_names=list(spec.input_names), output_names=list(spec.output_names),
+        dynamic_axes=dynamic_axes(spec), opset_version=opset if dynamo else min(opset, 17),
+    )
+    if dynamo:
+        kwargs.update(dynamo=True, verbose=False, report=False, optimize=True)
+    else:
+        kwargs.update(dynamo=False, do_constant_folding=True)
+    quiet = io.StringIO()
+    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch._dynamo", "torch.export",
+                                              "onnxscript")]
+    levels = [lg.level for lg in loggers]
+    try:
+        for lg in loggers:
+            lg.setLevel(logging.ERROR)
+        with warnings.catch_warnings(), contextlib.redirect_stdout(quiet), \
+                torch.inference_mode(False), torch.no_grad():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(spec.model, tuple(spec.example_inputs), str(out), **kwargs)
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
+def _rename_dims(model: onnx.ModelProto, spec: ModelSpec) -> None:
+    """Give symbolic dims the names users declared, consistently on inputs and outputs."""
+    axes = dynamic_axes(spec)
+    mapping: dict[str, str] = {}
+    for value in [*model.graph.input, *model.graph.output]:
+        for axis, dim in enumerate(value.type.tensor_type.shape.dim):
+            wanted = axes.get(value.name, {}).get(axis)
+            if wanted and dim.dim_param and dim.dim_param != wanted:
+                mapping.setdefault(dim.dim_param, wanted)
+    for value in [*model.graph.input, *model.graph.output, *model.graph.value_info]:
+        for dim in value.type.tensor_type.shape.dim:
+            if dim.dim_param in mapping:
+                dim.dim_param = mapping[dim.dim_param]
+
+
+def export(spec: ModelSpec, out: Path, *, opset: int = 18) -> ExportInfo:
+    """Export ``spec`` to ``out`` (one self-contained .onnx file)."""
+    out = Path(out)
+    fallback_reason = None
+    exporter = "dynamo"
+    try:
+        _export(spec, out, dynamo=True, opset=opset)
+    except Exception as dyn_exc:  # exporters raise a wide variety of types
+        fallback_reason = f"dynamo exporter failed: {_summarise(dyn_exc)}"
+        exporter = "torchscript"
+        try:
+            _export(spec, out, dynamo=False, opset=opset)
+        except Exception as ts_exc:  # exporters raise a wide variety of types
+            raise ExportError(
+                f"could not export {spec.name!r} ({type(spec.model).__name__}) to ONNX. "
+                f"{fallback_reason}; TorchScript exporter failed: {_summarise(ts_exc)}. "
+                "Rewrite the failing operation with standard torch ops, move data-dependent "
+                "Python control flow out of forward(), or register a custom ONNX symbolic"
+            ) from ts_exc
+    try:
+        model = onnx.load(str(out))
+        _rename_dims(model, spec)
+        onnx.checker.check_model(model, full_check=True)
+        onnx.save_model(model, str(out))
+    except Exception as exc:  # onnx raises ValidationError and others
+        raise ExportError(f"the {exporter} exporter produced an invalid ONNX graph: "
+                          f"{_summarise(exc)}") from exc
+    opset_used = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")),
+                      opset)
+    return ExportInfo(out, exporter, int(opset_used), fallback_reason, torch.__version__)

@@ -1,0 +1,151 @@
+"""Stage 1, freeze: eval mode, no grad, a determinism check, and the reference outputs.
+
+Everything later is compared with what PyTorch computes here, on three kinds of input: the
+user's examples, the user's real data (``parity_inputs``), and seeded generated batches at
+several batch sizes. Generated inputs follow the examples' dtype and value range, so token
+ids stay valid ids and images stay in the range the model saw.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from labkit.errors import RegistrationError
+from labkit.registry import ModelSpec
+
+Batch = dict[str, np.ndarray]
+
+
+@dataclass
+class InputSet:
+    label: str                 # "example", "real[0]", "generated b=3"
+    kind: str                  # example | real | generated
+    inputs: Batch
+    outputs: Batch = field(default_factory=dict)
+
+    @property
+    def batch_size(self) -> int:
+        return int(next(iter(self.inputs.values())).shape[0])
+
+
+@dataclass
+class Reference:
+    spec: ModelSpec
+    sets: list[InputSet]
+    parameters: int
+    flops_per_sample: int | None
+    deterministic_max_abs: float
+
+    def real(self) -> list[InputSet]:
+        return [s for s in self.sets if s.kind in ("example", "real")]
+
+
+def _to_numpy(t: torch.Tensor) -> np.ndarray:
+    return t.detach().cpu().contiguous().numpy()
+
+
+def run_torch(model: torch.nn.Module, spec: ModelSpec, inputs: Batch) -> Batch:
+    args = [torch.from_numpy(np.ascontiguousarray(inputs[n])) for n in spec.input_names]
+    with torch.inference_mode():
+        out = model(*args)
+    outs = (out,) if isinstance(out, torch.Tensor) else tuple(out)
+    return {n: _to_numpy(o) for n, o in zip(spec.output_names, outs)}
+
+
+def _generate(example: torch.Tensor, shape: list[int], gen: torch.Generator) -> torch.Tensor:
+    if example.dtype == torch.bool:
+        return torch.rand(shape, generator=gen) > 0.5
+    if not example.dtype.is_floating_point:
+        lo, hi = int(example.min()), int(example.max())
+        return torch.randint(lo, hi + 1, shape, generator=gen, dtype=example.dtype)
+    x = example.double()
+    mean = float(x.mean())
+    std = float(x.std()) if x.numel() > 1 else 1.0
+    std = std if std > 0 else 1.0
+    lo, hi = float(x.min()), float(x.max())
+    t = torch.randn(shape, generator=gen, dtype=torch.float64) * std + mean
+    if lo >= 0:  # keep non-negative data (pixels, counts) non-negative
+        t = t.clamp(min=lo, max=max(hi, lo + std))
+    return t.to(example.dtype)
+
+
+def generated_sets(spec: ModelSpec, batch_sizes: tuple[int, ...], seed: int) -> list[InputSet]:
+    gen = torch.Generator().manual_seed(seed)
+    sets = []
+    for b in batch_sizes:
+        batch = {}
+        for name, ex in zip(spec.input_names, spec.example_inputs):
+            shape = list(ex.shape)
+            if shape:
+                shape[0] = b
+            batch[name] = _to_numpy(_generate(ex, shape, gen))
+        sets.append(InputSet(f"generated b={b}", "generated", batch))
+    return sets
+
+
+def _flops(model: torch.nn.Module, args: tuple[torch.Tensor, ...]) -> int | None:
+    try:
+        from torch.utils.flop_counter import FlopCounterMode
+    except ImportError:
+        return None
+    counter = FlopCounterMode(display=False)
+    with counter, torch.inference_mode():
+        model(*args)
+    batch = int(args[0].shape[0]) if args and args[0].dim() else 1
+    return int(counter.get_total_flops()) // max(batch, 1)
+
+
+def freeze(spec: ModelSpec, *, batch_sizes: tuple[int, ...] = (1, 3, 16),
+           seed: int = 0) -> Reference:
+    model = spec.model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    sets = [InputSet("example", "example",
+                     {n: _to_numpy(t) for n, t in zip(spec.input_names, spec.example_inputs)})]
+    for i, batch in enumerate(spec.parity_inputs):
+        sets.append(InputSet(f"real[{i}]", "real",
+                             {n: _to_numpy(t) for n, t in zip(spec.input_names, batch)}))
+    sets += generated_sets(spec, batch_sizes, seed)
+    first = run_torch(model, spec, sets[0].inputs)
+    again = run_torch(model, spec, sets[0].inputs)
+    drift = max(float(np.max(np.abs(first[n].astype(np.float64) - again[n])))
+                if first[n].size else 0.0 for n in spec.output_names)
+    if drift > 0:
+        raise RegistrationError(
+            f"the model is not deterministic in eval mode: two runs on the same input differ "
+            f"by up to {drift:.3g}. Remove randomness from forward() (e.g. F.dropout with "
+            "training=True, torch.rand) before handing it off")
+    for s in sets:
+        try:
+            s.outputs = run_torch(model, spec, s.inputs)
+        except Exception as exc:  # the user's forward can raise anything
+            raise RegistrationError(
+                f"the model fails on parity input {s.label} (shapes "
+                f"{ {k: list(v.shape) for k, v in s.inputs.items()} }): {exc}") from exc
+    params = sum(p.numel() for p in model.parameters())
+    return Reference(spec, sets, params, _flops(model, spec.example_inputs), drift)
+
+
+def golden_set(ref: Reference, max_rows: int = 64) -> InputSet:
+    """Examples, real data and generated rows joined into one batch, with PyTorch's outputs.
+
+    Shipped in the bundle so a service can re-check the model on its own CPU.
+    """
+    base = ref.sets[0]
+    chosen = [s for s in ref.sets if all(s.inputs[n].shape[1:] == base.inputs[n].shape[1:]
+                                         for n in base.inputs)]
+    inputs = {n: np.concatenate([s.inputs[n] for s in chosen])[:max_rows] for n in base.inputs}
+    return InputSet("golden", "golden", inputs, run_torch(ref.spec.model, ref.spec, inputs))
+
+
+def describe(ref: Reference) -> dict[str, Any]:
+    return {
+        "parameters": ref.parameters,
+        "flops_per_sample": ref.flops_per_sample,
+        "input_sets": [{"label": s.label, "kind": s.kind, "batch": s.batch_size}
+                       for s in ref.sets],
+    }

@@ -1,0 +1,119 @@
+"""Stage 4, optimize: CPU variants of the exported graph.
+
+- ``fp32``: ORT's EXTENDED graph optimizations, saved. They are portable across CPUs; the
+  machine-specific ALL level is applied by the runtime at load time (a graph saved after
+  ALL holds fusions that are only valid on the machine that made it).
+- ``int8-dynamic``: for MatMul/RNN models. Convolutions stay fp32.
+- ``int8-static``: QDQ with calibration, U8S8, for conv nets.
+
+This is the one place where our option dataclasses become ONNX Runtime's option dicts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import onnx
+
+from labkit.pipeline.freeze import Batch
+from labkit.pipeline.graph import op_counts
+from labkit.pipeline.options import Quantize
+from labkit.pipeline.rewrite import gemm_to_matmul
+
+MATMUL_OPS = {"MatMul", "Gemm", "LSTM", "GRU", "Attention"}
+CONV_OPS = {"Conv", "ConvTranspose"}
+
+
+def optimize_fp32(src: Path, dst: Path) -> dict[str, Any]:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    opts.optimized_model_filepath = str(dst)
+    opts.log_severity_level = 3
+    ort.InferenceSession(str(src), sess_options=opts, providers=["CPUExecutionProvider"])
+    return {"graph_optimization_level": "ORT_ENABLE_EXTENDED",
+            "ops": op_counts(onnx.load(str(dst)))}
+
+
+def choose_candidates(model: onnx.ModelProto) -> list[Quantize]:
+    """Dynamic INT8 for MatMul/RNN graphs, static QDQ for conv nets (FIELD-NOTES)."""
+    ops = set(op_counts(model))
+    if ops & CONV_OPS:
+        return [Quantize.static_int8()]
+    if ops & MATMUL_OPS:
+        return [Quantize.dynamic_int8()]
+    return []
+
+
+class _Reader:
+    """ONNX Runtime's CalibrationDataReader protocol over our batches."""
+
+    def __init__(self, batches: Sequence[Batch]) -> None:
+        self._it: Iterator[Batch] = iter(batches)
+
+    def get_next(self) -> Batch | None:
+        return next(self._it, None)
+
+    def rewind(self) -> None:  # pragma: no cover - some ORT versions call it
+        pass
+
+
+def _qtype(name: str) -> Any:
+    from onnxruntime.quantization import QuantType
+
+    return {"uint8": QuantType.QUInt8, "int8": QuantType.QInt8}[name]
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        root.setLevel(level)
+
+
+def quantize(src: Path, dst: Path, q: Quantize, calibration: Sequence[Batch],
+             workdir: Path) -> dict[str, Any]:
+    from onnxruntime.quantization import (CalibrationMethod, QuantFormat, quantize_dynamic,
+                                          quantize_static)
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    pre = workdir / f"{q.name}-pre.onnx"
+    with _quiet():
+        quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
+        if q.mode == "dynamic":
+            # ORT's dynamic quantizer has no Gemm kernel: Linear layers exported as Gemm
+            # would silently stay fp32, so they are rewritten as MatMul + Add first.
+            model = onnx.load(str(pre))
+            rewritten = gemm_to_matmul(model)
+            onnx.save_model(model, str(pre))
+            quantize_dynamic(str(pre), str(dst), op_types_to_quantize=list(q.op_types),
+                             per_channel=q.per_channel, weight_type=_qtype(q.weight_type),
+                             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+        else:
+            rewritten = 0
+            quantize_static(str(pre), str(dst), _Reader(calibration),
+                            quant_format=QuantFormat.QDQ, op_types_to_quantize=list(q.op_types),
+                            per_channel=q.per_channel,
+                            activation_type=_qtype(q.activation_type),
+                            weight_type=_qtype(q.weight_type),
+                            calibrate_method=CalibrationMethod.MinMax,
+                            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+    ops = op_counts(onnx.load(str(dst)))
+    quantized_ops = sum(ops.get(k, 0) for k in ("MatMulInteger", "DynamicQuantizeLinear",
+                                                 "DynamicQuantizeLSTM", "QuantizeLinear",
+                                                 "QLinearMatMul", "QLinearConv"))
+    if not quantized_ops:
+        raise ValueError(f"{q.name}: no operator was quantized (ops: {ops})")
+    return {"options": q.to_dict(), "ops": ops, "gemm_rewritten": rewritten,
+            "calibration_batches": len(calibration) if q.mode == "static" else 0}

@@ -1,0 +1,113 @@
+"""Options of a handoff, as frozen dataclasses with named presets.
+
+They are translated into ONNX Runtime's option dicts in one place (``optimize.py``) and
+recorded in the manifest, so a bundle says exactly how it was made.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+STAGES = ("freeze", "export", "parity", "optimize", "benchmark", "bundle")
+
+
+@dataclass(frozen=True)
+class Quantize:
+    """One quantized candidate: ``Quantize.dynamic_int8()`` or ``Quantize.static_int8()``."""
+
+    name: str
+    mode: str                      # "dynamic" | "static"
+    activation_type: str = "uint8"
+    weight_type: str = "int8"
+    per_channel: bool = False
+    op_types: tuple[str, ...] = ()
+    calibration_method: str = "minmax"
+
+    @classmethod
+    def dynamic_int8(cls) -> Quantize:
+        # MatMul/RNN models. Convolutions are left in fp32: dynamically quantized convs
+        # measured 2–3× slower than PyTorch eager (FIELD-NOTES).
+        return cls(name="int8-dynamic", mode="dynamic", activation_type="uint8",
+                   weight_type="int8", op_types=("MatMul", "Gemm", "LSTM", "GRU", "Attention"))
+
+    @classmethod
+    def static_int8(cls) -> Quantize:
+        # Conv nets: QDQ with U8S8 fused every conv of a ResNet-18 into QLinearConv on x86;
+        # S8S8 fused under half of them.
+        return cls(name="int8-static", mode="static", activation_type="uint8",
+                   weight_type="int8", per_channel=True,
+                   op_types=("Conv", "MatMul", "Gemm", "Add", "Mul", "Relu", "MaxPool",
+                             "AveragePool", "GlobalAveragePool", "Concat", "Flatten"))
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["op_types"] = list(self.op_types)
+        return d
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Accuracy a quantized variant must keep to be shipped."""
+
+    min_top1_agreement: float = 0.99
+    min_cosine: float = 0.99
+    max_rel: float = 0.25
+
+    def metric_min(self, metric: str) -> float:
+        return self.min_top1_agreement if metric == "top1_agreement" else self.min_cosine
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    rounds: int = 7
+    latency_iters: int = 40
+    throughput_batch: int = 64
+    throughput_iters: int = 5
+    threads: int | None = None
+    warmup: int = 5
+
+    @classmethod
+    def quick(cls) -> BenchOptions:
+        return cls(rounds=2, latency_iters=10, throughput_batch=16, throughput_iters=2,
+                   warmup=2)
+
+
+@dataclass(frozen=True)
+class HandoffOptions:
+    quantize: bool = True
+    candidates: tuple[Quantize, ...] | None = None   # None: chosen from the graph's ops
+    budget: Budget = field(default_factory=Budget)
+    calibration: Path | None = None                   # .npz with one array per input
+    benchmark: bool = True
+    bench: BenchOptions = field(default_factory=BenchOptions)
+    parity_batch_sizes: tuple[int, ...] = (1, 3, 16)
+    seed: int = 0
+    opset: int = 18
+    name: str | None = None                           # overrides the registered name
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "quantize": self.quantize,
+            "candidates": None if self.candidates is None
+            else [c.to_dict() for c in self.candidates],
+            "budget": asdict(self.budget),
+            "calibration": str(self.calibration) if self.calibration else None,
+            "benchmark": self.benchmark,
+            "bench": asdict(self.bench),
+            "parity_batch_sizes": list(self.parity_batch_sizes),
+            "seed": self.seed,
+            "opset": self.opset,
+        }
+
+
+@dataclass(frozen=True)
+class ProgressEvent:
+    stage: str                 # one of STAGES
+    status: str                # start | done | fail | info
+    message: str = ""
+    fraction: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

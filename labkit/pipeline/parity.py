@@ -1,0 +1,93 @@
+"""Stage 3, parity: does an ONNX variant compute what PyTorch computes?
+
+Every input set of the reference is run; per output we record max |Δ|, max relative error
+and the task metric. All failures are collected and reported together. The fp32 variant is
+judged on every set with a tight tolerance; a quantized variant on real data when the user
+gave some (random inputs on random weights make logits nearly tie, so top-1 agreement there
+is a stress signal, not an accuracy estimate).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from labkit.pipeline.freeze import Batch, InputSet, Reference
+from labkit.runtime.compare import accumulate, failures, metric_for_task
+from labkit.runtime.session import make_session
+
+Predictor = Callable[[Batch], Batch]
+DEFAULT_FP32_REL = 1e-4
+
+
+@dataclass
+class ParityReport:
+    variant: str
+    passed: bool
+    tolerance: dict[str, Any]
+    judged_on: str
+    outputs: dict[str, dict[str, Any]]
+    sets: list[dict[str, Any]]
+    failures: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"variant": self.variant, "passed": self.passed, "tolerance": self.tolerance,
+                "judged_on": self.judged_on, "outputs": self.outputs, "sets": self.sets,
+                "failures": list(self.failures)}
+
+    def summary(self) -> dict[str, Any]:
+        """The compact form stored on each manifest variant."""
+        return {"passed": self.passed, "judged_on": self.judged_on,
+                "max_rel": max((o["max_rel"] for o in self.outputs.values()), default=0.0),
+                "max_abs": max((o["max_abs"] for o in self.outputs.values()), default=0.0),
+                "metric": self.tolerance.get("metric"),
+                "metric_value": min((o[_metric_key(self.tolerance.get("metric"))]
+                                     for o in self.outputs.values()), default=1.0)}
+
+
+def _metric_key(metric: str | None) -> str:
+    return "top1_agreement" if metric == "top1_agreement" else "cosine_mean"
+
+
+def session_predictor(model_bytes: bytes, output_names: list[str],
+                      threads: int | None = None) -> Predictor:
+    session = make_session(model_bytes, threads=threads)
+
+    def predict(batch: Batch) -> Batch:
+        return dict(zip(output_names, session.run(output_names, batch)))
+
+    return predict
+
+
+def fp32_tolerance(ref: Reference) -> dict[str, Any]:
+    rel = ref.spec.tolerance or DEFAULT_FP32_REL
+    metric = metric_for_task(ref.spec.task)
+    return {"rel": rel, "metric": metric,
+            "min_metric": 1.0 if metric == "top1_agreement" else 1.0 - rel}
+
+
+def check_parity(ref: Reference, predictor: Predictor, tolerance: dict[str, Any], *,
+                 variant: str, real_data_only: bool = False) -> ParityReport:
+    names = list(ref.spec.output_names)
+    judged: list[InputSet] = ref.sets
+    judged_on = "all inputs"
+    if real_data_only and any(s.kind == "real" for s in ref.sets):
+        judged = [s for s in ref.sets if s.kind == "real"]
+        judged_on = "real data (parity_inputs)"
+    per_set, pairs, errors = [], [], []
+    for s in ref.sets:
+        try:
+            got = predictor(s.inputs)
+        except Exception as exc:  # ORT raises its own exception types
+            errors.append(f"{s.label}: the {variant} graph failed to run: {exc}")
+            continue
+        stats = accumulate([(s.outputs, got)], names)
+        per_set.append({"label": s.label, "kind": s.kind, "batch": s.batch_size,
+                        "outputs": {n: st.to_dict() for n, st in stats.items()}})
+        if s in judged:
+            pairs.append((s.outputs, got))
+    stats = accumulate(pairs, names)
+    fails = errors + failures(stats, tolerance, variant)
+    return ParityReport(variant, not fails, dict(tolerance), judged_on,
+                        {n: st.to_dict() for n, st in stats.items()}, per_set, fails)

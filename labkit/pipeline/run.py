@@ -1,0 +1,265 @@
+"""``run()``: the one place that chains the stages, owns temp dirs and reports progress."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import tempfile
+from collections.abc import Callable, Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+
+from labkit.bundle import SCHEMA_VERSION, Store, write_bundle
+from labkit.bundle._json import dumps_canonical
+from labkit.errors import LabkitError, ParityError
+from labkit.pipeline import graph, report
+from labkit.pipeline.benchmark import benchmark
+from labkit.pipeline.export import export
+from labkit.pipeline.freeze import InputSet, Reference, describe, freeze, golden_set
+from labkit.pipeline.optimize import choose_candidates, optimize_fp32, quantize
+from labkit.pipeline.options import STAGES, HandoffOptions, ProgressEvent
+from labkit.pipeline.parity import check_parity, fp32_tolerance, session_predictor
+from labkit.pipeline.result import HandoffResult
+from labkit.registry import ModelSpec
+from labkit.runtime.compare import accumulate
+from labkit.runtime.machine import cpu_info, library_versions
+
+Progress = Callable[[ProgressEvent], None]
+
+
+class _Reporter:
+    def __init__(self, callback: Progress | None) -> None:
+        self._cb = callback
+
+    def emit(self, stage: str, status: str, message: str = "",
+             fraction: float | None = None) -> None:
+        if self._cb is not None:
+            self._cb(ProgressEvent(stage, status, message, fraction))
+
+    @contextlib.contextmanager
+    def stage(self, stage: str) -> Iterator[None]:
+        self.emit(stage, "start")
+        try:
+            yield
+        except BaseException as exc:
+            self.emit(stage, "fail", str(exc) or type(exc).__name__)
+            raise
+        self.emit(stage, "done")
+
+
+def _npz(arrays: dict[str, np.ndarray]) -> bytes:
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return buf.getvalue()
+
+
+def _metadata(spec: ModelSpec, options: HandoffOptions) -> dict[str, Any]:
+    return {"task": spec.task, "labels": list(spec.labels) if spec.labels else None,
+            "tolerance": spec.tolerance}
+
+
+def _golden(ref: Reference) -> InputSet:
+    real_rows = sum(s.batch_size for s in ref.real())
+    if real_rows >= 16:
+        return golden_set(Reference(ref.spec, ref.real(), ref.parameters, None, 0.0))
+    return golden_set(ref)
+
+
+def _self_test_tolerance(base: dict[str, Any], golden: InputSet, predictor: Any,
+                         names: list[str], quantized: bool) -> dict[str, Any]:
+    """fp32: the parity tolerance. INT8: what this machine measured, with a margin."""
+    if not quantized:
+        return {"rel": base["rel"], "metric": base["metric"], "min_metric": None}
+    stats = accumulate([(golden.outputs, predictor(golden.inputs))], names)
+    rel = max(s.max_rel for s in stats.values())
+    metric = base["metric"]
+    observed = min(s.metric(metric) for s in stats.values())
+    return {"rel": max(2 * rel, 1e-3), "metric": metric,
+            "min_metric": max(0.0, observed - 2 / max(golden.batch_size, 1))}
+
+
+def _source_entry(source: Path | None) -> tuple[dict[str, Any] | None, dict[str, bytes]]:
+    if source is None:
+        return None, {}
+    data = Path(source).read_bytes()
+    safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in Path(source).name)
+    safe = safe.lstrip("._-") or "source"
+    copy = f"source/{safe}"
+    return ({"kind": "notebook" if safe.endswith(".ipynb") else "script",
+             "path": str(Path(source).resolve()), "sha256": hashlib.sha256(data).hexdigest(),
+             "copy": copy}, {copy: data})
+
+
+def run(spec: ModelSpec, *, store: str | Path | None = None,
+        options: HandoffOptions | None = None, progress: Progress | None = None,
+        source: str | Path | None = None) -> HandoffResult:
+    """Hand ``spec`` off: freeze → export → parity → optimize → benchmark → bundle."""
+    options = options or HandoffOptions()
+    name = options.name or spec.name
+    st = Store(store)
+    rep = _Reporter(progress)
+    src = Path(source) if source is not None else spec.source
+    with tempfile.TemporaryDirectory(prefix="labkit-handoff-") as tmp_str:
+        tmp = Path(tmp_str)
+        with rep.stage("freeze"):
+            ref = freeze(spec, batch_sizes=options.parity_batch_sizes, seed=options.seed)
+            golden = _golden(ref)
+        with rep.stage("export"):
+            info = export(spec, tmp / "exported.onnx", opset=options.opset)
+            rep.emit("export", "info", f"exported with the {info.exporter} exporter, "
+                     f"opset {info.opset}" + (f" ({info.fallback_reason})"
+                                              if info.fallback_reason else ""))
+            raw = onnx.load(str(info.path))
+            signature = graph.signature(raw)
+            fingerprint = graph.fingerprint(raw, _metadata(spec, options))
+        outputs = list(spec.output_names)
+        with rep.stage("parity"):
+            tol = fp32_tolerance(ref)
+            raw_parity = check_parity(ref, session_predictor(info.path.read_bytes(), outputs),
+                                      {**tol, "min_metric": None}, variant="fp32")
+            if not raw_parity.passed:
+                raise ParityError(
+                    f"the exported fp32 graph does not match PyTorch (tolerance rel "
+                    f"{tol['rel']:g}):\n  " + "\n  ".join(raw_parity.failures), raw_parity)
+            plan = st.plan(name, fingerprint)
+            if plan.kind == "none":
+                rep.emit("parity", "info", f"identical to {name} {plan.version}: "
+                         "no new version")
+        if plan.kind == "none":
+            for stage in STAGES[3:]:
+                rep.emit(stage, "done", f"skipped: identical to {plan.version}")
+            old = st.manifest(name, plan.version)
+            return HandoffResult(name, plan.version, st.path(name, plan.version), "none",
+                                 plan.reason, plan.previous, old["default_variant"],
+                                 variants=old["variants"], parity=raw_parity.to_dict(),
+                                 exporter=info.to_dict())
+        with rep.stage("optimize"):
+            variants, rejected, parity_reports = _optimize(
+                ref, info.path, tmp, options, golden, outputs, rep)
+        bench = None
+        with rep.stage("benchmark"):
+            if options.benchmark:
+                bench = benchmark(spec, {v["name"]: v["_path"] for v in variants},
+                                  ref.sets[0].inputs, options.bench, tmp)
+                for v in variants:
+                    v["benchmark"] = bench["variants"][v["name"]]
+            else:
+                rep.emit("benchmark", "info", "skipped (benchmark=False)")
+        default = _choose_default(variants)
+        with rep.stage("bundle"):
+            plan = st.plan(name, fingerprint)  # again: another handoff may have landed
+            files: dict[str, bytes] = {
+                "golden/inputs.npz": _npz(golden.inputs),
+                "golden/expected.npz": _npz(golden.outputs),
+            }
+            for v in variants:
+                files[v["file"]] = Path(v.pop("_path")).read_bytes()
+            source_entry, source_files = _source_entry(src)
+            files.update(source_files)
+            parity_doc = {"fp32_export": raw_parity.to_dict(),
+                          "variants": {k: r.to_dict() for k, r in parity_reports.items()},
+                          "rejected": rejected, "reference": describe(ref)}
+            manifest = {
+                "schema_version": SCHEMA_VERSION, "name": name, "version": plan.version,
+                "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "task": spec.task, "labels": list(spec.labels) if spec.labels else None,
+                "signature": signature, "variants": variants, "default_variant": default,
+                "fingerprint": fingerprint,
+                "golden": {"inputs": "golden/inputs.npz", "expected": "golden/expected.npz",
+                           "rows": golden.batch_size},
+                "change": {"kind": plan.kind, "from": plan.previous, "reason": plan.reason},
+                "provenance": {
+                    "source": source_entry, "exporter": info.to_dict(), "cpu": cpu_info(),
+                    "libraries": library_versions("labkit", "torch", "onnx", "onnxscript",
+                                                  "onnxruntime", "numpy"),
+                    "options": options.to_dict(),
+                    "model": {"class": type(spec.model).__name__,
+                              "parameters": ref.parameters,
+                              "flops_per_sample": ref.flops_per_sample},
+                },
+            }
+            files["reports/parity.json"] = dumps_canonical(parity_doc)
+            files["reports/benchmark.json"] = dumps_canonical(bench or {"skipped": True})
+            files["report.md"] = report.render({**manifest}, parity_doc, bench).encode()
+            path = write_bundle(st.root, name, plan.version, files, manifest)
+            rep.emit("bundle", "info", f"wrote {path}")
+    return HandoffResult(name, plan.version, path, plan.kind, plan.reason, plan.previous,
+                         default, variants=[_public(v) for v in variants], rejected=rejected,
+                         parity=parity_doc, benchmark=bench, exporter=info.to_dict())
+
+
+def _public(v: dict[str, Any]) -> dict[str, Any]:
+    out = {k: v[k] for k in ("name", "precision", "parity", "tolerance", "file")}
+    bench = v.get("benchmark")
+    out["benchmark"] = bench
+    out["speedup"] = bench.get("speedup") if bench else None
+    return out
+
+
+def _choose_default(variants: list[dict[str, Any]]) -> str:
+    """The fastest variant at batch 1 among those that passed (all listed ones did)."""
+    timed = [v for v in variants if v.get("benchmark")]
+    if not timed:
+        return "fp32"
+    return str(max(timed, key=lambda v: v["benchmark"]["speedup"]["p50"])["name"])
+
+
+def _optimize(ref: Reference, exported: Path, tmp: Path, options: HandoffOptions,
+              golden: InputSet, outputs: list[str], rep: _Reporter
+              ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
+    tol = fp32_tolerance(ref)
+    fp32_path = tmp / "fp32.onnx"
+    fp32_info = optimize_fp32(exported, fp32_path)
+    predictor = session_predictor(fp32_path.read_bytes(), outputs)
+    fp32_parity = check_parity(ref, predictor, {**tol, "min_metric": None}, variant="fp32")
+    if not fp32_parity.passed:
+        raise ParityError("the optimized fp32 graph does not match PyTorch:\n  "
+                          + "\n  ".join(fp32_parity.failures), fp32_parity)
+    variants = [{"name": "fp32", "file": "models/fp32.onnx", "precision": "fp32",
+                 "quantization": None, "optimization": fp32_info,
+                 "parity": fp32_parity.summary(),
+                 "tolerance": _self_test_tolerance(tol, golden, predictor, outputs, False),
+                 "benchmark": None, "_path": fp32_path}]
+    reports: dict[str, Any] = {"fp32": fp32_parity}
+    rejected: list[dict[str, Any]] = []
+    if not options.quantize:
+        return variants, rejected, reports
+    candidates = options.candidates
+    if candidates is None:
+        candidates = tuple(choose_candidates(onnx.load(str(exported))))
+    calibration = _calibration(ref, options)
+    for q in candidates:
+        rep.emit("optimize", "info", f"quantizing: {q.name}")
+        out = tmp / f"{q.name}.onnx"
+        try:
+            qinfo = quantize(exported, out, q, calibration, tmp)
+        except (LabkitError, ValueError, RuntimeError, onnx.checker.ValidationError) as exc:
+            rejected.append({"name": q.name, "reason": f"quantization failed: {exc}"})
+            continue
+        budget = {"rel": options.budget.max_rel, "metric": tol["metric"],
+                  "min_metric": options.budget.metric_min(tol["metric"])}
+        qpred = session_predictor(out.read_bytes(), outputs)
+        rep_q = check_parity(ref, qpred, budget, variant=q.name, real_data_only=True)
+        reports[q.name] = rep_q
+        if not rep_q.passed:
+            rejected.append({"name": q.name, "reason": "outside its accuracy budget: "
+                             + "; ".join(rep_q.failures)})
+            continue
+        variants.append({"name": q.name, "file": f"models/{q.name}.onnx", "precision": "int8",
+                         "quantization": qinfo, "parity": rep_q.summary(),
+                         "tolerance": _self_test_tolerance(budget, golden, qpred, outputs, True),
+                         "benchmark": None, "_path": out})
+    return variants, rejected, reports
+
+
+def _calibration(ref: Reference, options: HandoffOptions) -> list[dict[str, np.ndarray]]:
+    if options.calibration is None:
+        return [s.inputs for s in ref.sets]
+    from labkit.pipeline.calibration import load_calibration
+
+    return load_calibration(options.calibration, ref)

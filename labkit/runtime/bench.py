@@ -1,0 +1,169 @@
+"""Interleaved benchmarking: runners take turns (A B A B …), each in its own process.
+
+The machine is shared and noisy, so absolute times drift; ratios of runners measured side
+by side in the same round do not. Speed-ups are medians of per-round ratios.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from labkit.runtime.machine import cpu_info
+
+
+QUIESCE_S = 0.25
+WAKE_CALLS = 3
+
+
+class Runner(Protocol):
+    name: str
+
+    def run(self, cmd: str, n: int) -> list[float]: ...
+
+    def close(self) -> None: ...
+
+
+class WorkerRunner:
+    """An ONNX model timed in a fresh ``labkit.runtime._bench_worker`` process."""
+
+    def __init__(self, name: str, model: Path, inputs: Mapping[str, Path], *,
+                 threads: int, warmup: int) -> None:
+        self.name = name
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "labkit.runtime._bench_worker"], stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        self._send({"model": str(model), "inputs": {k: str(v) for k, v in inputs.items()},
+                    "threads": threads, "warmup": warmup})
+
+    def _send(self, msg: dict[str, Any]) -> dict[str, Any]:
+        assert self._proc.stdin and self._proc.stdout
+        self._proc.stdin.write(json.dumps(msg) + "\n")
+        self._proc.stdin.flush()
+        line = self._proc.stdout.readline()
+        if not line:
+            err = self._proc.stderr.read() if self._proc.stderr else ""
+            raise RuntimeError(f"benchmark worker for {self.name} died: {err[-500:]}")
+        return dict(json.loads(line))
+
+    def run(self, cmd: str, n: int) -> list[float]:
+        return [float(t) for t in self._send({"cmd": cmd, "n": n})["times"]]
+
+    def close(self) -> None:
+        if self._proc.poll() is None and self._proc.stdin:
+            try:
+                self._proc.stdin.write(json.dumps({"cmd": "quit"}) + "\n")
+                self._proc.stdin.close()
+            except OSError:
+                pass
+            try:
+                self._proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+
+
+def write_inputs(folder: Path, feeds: Mapping[str, Mapping[str, np.ndarray]]) -> dict[str, Path]:
+    paths = {}
+    for key, feed in feeds.items():
+        path = folder / f"{key}.npz"
+        np.savez(path, **feed)
+        paths[key] = path
+    return paths
+
+
+def _pct(values: Sequence[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values), q))
+
+
+@dataclass
+class BenchResult:
+    batch: int
+    threads: int
+    rounds: int
+    latency: dict[str, list[float]] = field(default_factory=dict)       # all samples
+    round_p50: dict[str, list[float]] = field(default_factory=dict)
+    round_throughput: dict[str, list[float]] = field(default_factory=dict)
+
+    def stats(self, name: str) -> dict[str, float]:
+        lat = self.latency[name]
+        return {"p50_ms": _pct(lat, 50) * 1e3, "p90_ms": _pct(lat, 90) * 1e3,
+                "p99_ms": _pct(lat, 99) * 1e3,
+                "throughput_per_s": statistics.median(self.round_throughput[name]),
+                "throughput_batch": self.batch}
+
+    def speedup(self, name: str, baseline: str) -> dict[str, float]:
+        lat = [b / a for a, b in zip(self.round_p50[name], self.round_p50[baseline])]
+        thr = [a / b for a, b in zip(self.round_throughput[name],
+                                     self.round_throughput[baseline])]
+        return {"p50": statistics.median(lat), "throughput": statistics.median(thr)}
+
+
+def interleave(runners: Sequence[Runner], *, rounds: int, latency_iters: int,
+               throughput_iters: int, batch: int, threads: int) -> BenchResult:
+    """Run every runner once per round, in turn; collect latency and throughput."""
+    res = BenchResult(batch=batch, threads=threads, rounds=rounds)
+    for r in runners:
+        res.latency[r.name], res.round_p50[r.name], res.round_throughput[r.name] = [], [], []
+    for i in range(rounds):
+        order = runners if i % 2 == 0 else list(reversed(runners))
+        for r in order:
+            # Let the previous runner's thread pools stop spinning, then wake this one's
+            # with a few untimed calls: otherwise a runner pays for its neighbour's spin-wait.
+            time.sleep(QUIESCE_S)
+            lat = r.run("latency", latency_iters + WAKE_CALLS)[WAKE_CALLS:]
+            thr = r.run("throughput", throughput_iters + 1)[1:]
+            res.latency[r.name] += lat
+            res.round_p50[r.name].append(statistics.median(lat))
+            res.round_throughput[r.name].append(batch * len(thr) / sum(thr))
+    return res
+
+
+def environment(threads: int) -> dict[str, Any]:
+    from labkit.runtime.machine import library_versions
+
+    return {"threads": threads, "cpu": cpu_info(),
+            "libraries": library_versions("onnxruntime", "numpy", "torch")}
+
+
+def bench_bundle(path: Path, *, rounds: int = 5, latency_iters: int = 30,
+                 batch: int = 32, throughput_iters: int = 3,
+                 threads: int | None = None) -> dict[str, Any]:
+    """Time every variant of a verified bundle on this machine (``handoff bench``)."""
+    from labkit.bundle.verify import verify
+
+    vb = verify(path)
+    threads = threads or os.cpu_count() or 1
+    golden = vb.read_npz(vb.manifest["golden"]["inputs"])
+    one = {k: v[:1] for k, v in golden.items()}
+    many = {k: np.concatenate([v] * (batch // max(len(v), 1) + 1))[:batch]
+            for k, v in golden.items()}
+    with tempfile.TemporaryDirectory(prefix="labkit-bench-") as tmp:
+        feeds = write_inputs(Path(tmp), {"latency": one, "throughput": many})
+        runners = []
+        try:
+            for v in vb.manifest["variants"]:
+                model = Path(tmp) / f"{v['name']}.onnx"
+                model.write_bytes(vb.read(v["file"]))
+                runners.append(WorkerRunner(v["name"], model, feeds, threads=threads,
+                                            warmup=3))
+            res = interleave(runners, rounds=rounds, latency_iters=latency_iters,
+                             throughput_iters=throughput_iters, batch=batch, threads=threads)
+        finally:
+            for r in runners:
+                r.close()
+    base = vb.manifest["variants"][0]["name"]
+    return {"variants": {r.name: {**res.stats(r.name), "speedup_vs_" + base:
+                                  res.speedup(r.name, base)} for r in runners},
+            "baseline": base, "environment": environment(threads)}

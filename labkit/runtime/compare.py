@@ -1,0 +1,106 @@
+"""How outputs are compared: the numbers behind parity reports and self-tests.
+
+Relative error is scaled by the output's magnitude (``max|Δ| / max|ref|``), not element-wise,
+so near-zero reference values don't turn float noise into huge ratios. The task metric says
+whether a difference matters: top-1 agreement for classifiers, cosine similarity otherwise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+METRICS = ("top1_agreement", "cosine")
+
+
+def metric_for_task(task: str | None) -> str:
+    return "top1_agreement" if task == "classification" else "cosine"
+
+
+@dataclass
+class OutputStats:
+    """Errors of one output, accumulated over any number of input batches."""
+
+    name: str
+    max_abs: float = 0.0
+    ref_scale: float = 0.0
+    rows: int = 0
+    agree: int = 0
+    cos_sum: float = 0.0
+    cos_min: float = 1.0
+    shapes: tuple[tuple[int, ...], ...] = ()
+
+    def add(self, ref: np.ndarray, got: np.ndarray) -> None:
+        if ref.shape != got.shape:
+            raise ValueError(f"output {self.name!r}: shape {list(got.shape)} differs from "
+                             f"the reference's {list(ref.shape)}")
+        r = ref.astype(np.float64, copy=False)
+        g = got.astype(np.float64, copy=False)
+        if r.size:
+            self.max_abs = max(self.max_abs, float(np.max(np.abs(r - g))))
+            self.ref_scale = max(self.ref_scale, float(np.max(np.abs(r))))
+        self.shapes = (*self.shapes, tuple(ref.shape))
+        r2 = r.reshape(r.shape[0], -1) if r.ndim >= 1 and r.shape[0] else r.reshape(1, -1)
+        g2 = g.reshape(r2.shape)
+        self.rows += r2.shape[0]
+        if r2.shape[1]:
+            self.agree += int(np.sum(np.argmax(r2, axis=1) == np.argmax(g2, axis=1)))
+            num = np.sum(r2 * g2, axis=1)
+            den = np.linalg.norm(r2, axis=1) * np.linalg.norm(g2, axis=1)
+            cos = np.where(den > 0, num / np.maximum(den, 1e-300), 1.0)
+            self.cos_sum += float(np.sum(cos))
+            self.cos_min = min(self.cos_min, float(np.min(cos)))
+
+    @property
+    def max_rel(self) -> float:
+        return self.max_abs / max(self.ref_scale, 1e-12)
+
+    def metric(self, name: str) -> float:
+        if not self.rows:
+            return 1.0
+        if name == "top1_agreement":
+            return self.agree / self.rows
+        return self.cos_sum / self.rows
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "max_abs": self.max_abs,
+            "max_rel": self.max_rel,
+            "ref_scale": self.ref_scale,
+            "rows": self.rows,
+            "top1_agreement": self.metric("top1_agreement"),
+            "cosine_mean": self.metric("cosine"),
+            "cosine_min": self.cos_min,
+            "shapes": [list(s) for s in self.shapes],
+        }
+
+
+def accumulate(pairs: Iterable[tuple[Mapping[str, np.ndarray], Mapping[str, np.ndarray]]],
+               names: list[str]) -> dict[str, OutputStats]:
+    stats = {n: OutputStats(n) for n in names}
+    for ref, got in pairs:
+        for n in names:
+            stats[n].add(np.asarray(ref[n]), np.asarray(got[n]))
+    return stats
+
+
+def failures(stats: Mapping[str, OutputStats], tolerance: Mapping[str, Any],
+             variant: str) -> list[str]:
+    """Every way ``stats`` breaks ``tolerance``, one readable line each."""
+    out = []
+    rel = float(tolerance["rel"])
+    metric = tolerance.get("metric")
+    min_metric = tolerance.get("min_metric")
+    for s in stats.values():
+        shape = list(s.shapes[-1]) if s.shapes else []
+        if s.max_rel > rel:
+            out.append(f"{s.name}: max |Δ| = {s.max_abs:.3g} is {s.max_rel:.3g} of the output's "
+                       f"magnitude > rel {rel:.3g} (shape {shape}, variant {variant})")
+        if metric and min_metric is not None and s.metric(metric) < float(min_metric):
+            out.append(f"{s.name}: {metric} = {s.metric(metric):.4f} < {float(min_metric):.4f} "
+                       f"(variant {variant})")
+    return out

@@ -1,0 +1,93 @@
+"""A loaded bundle: verified first, then one ONNX Runtime session for the chosen variant."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from labkit.bundle import manifest as manifest_mod
+from labkit.bundle.verify import VerifiedBundle, verify
+from labkit.runtime.compare import accumulate, failures
+from labkit.runtime.session import make_session
+from labkit.runtime.signature import TensorSpec, bind
+
+
+@dataclass
+class SelfTestReport:
+    """Golden vectors re-run on this machine, judged by the bundle's own tolerance."""
+
+    name: str
+    version: str
+    variant: str
+    ok: bool
+    failures: list[str]
+    outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    tolerance: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "version": self.version, "variant": self.variant,
+                "ok": self.ok, "failures": list(self.failures), "outputs": self.outputs,
+                "tolerance": self.tolerance}
+
+
+class Model:
+    """Use :func:`load` to make one."""
+
+    def __init__(self, bundle: VerifiedBundle, variant: str | None, threads: int | None):
+        self._bundle = bundle
+        self.manifest: dict[str, Any] = bundle.manifest
+        entry = manifest_mod.variant(self.manifest, variant)
+        self.variant: str = entry["name"]
+        self.variant_info: dict[str, Any] = entry
+        self.inputs = [TensorSpec.from_dict(t) for t in self.manifest["signature"]["inputs"]]
+        self.outputs = [TensorSpec.from_dict(t) for t in self.manifest["signature"]["outputs"]]
+        self._session = make_session(bundle.read(entry["file"]), threads=threads)
+        self._output_names = [t.name for t in self.outputs]
+
+    @property
+    def name(self) -> str:
+        return str(self.manifest["name"])
+
+    @property
+    def version(self) -> str:
+        return str(self.manifest["version"])
+
+    @property
+    def path(self) -> Path:
+        return self._bundle.root
+
+    @property
+    def labels(self) -> list[str] | None:
+        return self.manifest.get("labels")
+
+    def predict(self, *args: Any, **kwargs: Any) -> dict[str, np.ndarray]:
+        """Run the model: positional arrays in signature order, or ``{name: array}``."""
+        feed = bind(self.inputs, args, kwargs)
+        results = self._session.run(self._output_names, feed)
+        return dict(zip(self._output_names, results))
+
+    def self_test(self) -> SelfTestReport:
+        golden = self.manifest["golden"]
+        inputs = self._bundle.read_npz(golden["inputs"])
+        expected = self._bundle.read_npz(golden["expected"])
+        got = self.predict({s.name: inputs[s.name] for s in self.inputs})
+        stats = accumulate([(expected, got)], self._output_names)
+        tol = self.variant_info["tolerance"]
+        fails = failures(stats, tol, self.variant)
+        return SelfTestReport(self.name, self.version, self.variant, not fails, fails,
+                              {n: s.to_dict() for n, s in stats.items()}, dict(tol))
+
+    def __repr__(self) -> str:
+        ins = ", ".join(str(s) for s in self.inputs)
+        outs = ", ".join(str(s) for s in self.outputs)
+        return f"<labkit Model {self.name} {self.version} [{self.variant}] ({ins}) -> ({outs})>"
+
+
+def load(path: str | os.PathLike[str], *, variant: str | None = None,
+         threads: int | None = None) -> Model:
+    """Verify the bundle at ``path`` (every rule, before any session exists), then load it."""
+    return Model(verify(path), variant, threads)

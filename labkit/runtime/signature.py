@@ -1,0 +1,87 @@
+"""Input checking against a bundle's signature: names, dtypes, ranks, fixed and named dims."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from labkit.errors import InputError
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    dtype: str
+    shape: tuple[int | str, ...]
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> TensorSpec:
+        return cls(d["name"], d["dtype"], tuple(d["shape"]))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "dtype": self.dtype, "shape": list(self.shape)}
+
+    def __str__(self) -> str:
+        dims = ", ".join(str(d) for d in self.shape)
+        return f"{self.name}: {self.dtype}[{dims}]"
+
+
+def bind(specs: Sequence[TensorSpec], args: tuple[Any, ...],
+         kwargs: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """Turn predict()'s arguments into ``{name: array}``, or raise one clear InputError."""
+    names = [s.name for s in specs]
+    if len(args) == 1 and isinstance(args[0], Mapping) and not kwargs:
+        feed = dict(args[0])
+    elif args and kwargs:
+        raise InputError("pass inputs either positionally or by name, not both")
+    elif kwargs:
+        feed = dict(kwargs)
+    else:
+        if len(args) != len(specs):
+            raise InputError(f"model takes {len(specs)} input(s) ({', '.join(names)}), "
+                             f"got {len(args)} positional array(s)")
+        feed = dict(zip(names, args))
+    unknown = sorted(set(feed) - set(names))
+    missing = [n for n in names if n not in feed]
+    if unknown or missing:
+        parts = []
+        if unknown:
+            parts.append(f"unknown input(s) {unknown}")
+        if missing:
+            parts.append(f"missing input(s) {missing}")
+        raise InputError(f"{' and '.join(parts)}; the model's inputs are: "
+                         + "; ".join(str(s) for s in specs))
+    return check(specs, feed)
+
+
+def check(specs: Sequence[TensorSpec], feed: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    bound: dict[str, int] = {}
+    out: dict[str, np.ndarray] = {}
+    for spec in specs:
+        value = feed[spec.name]
+        if not isinstance(value, np.ndarray):
+            raise InputError(f"input {spec.name!r} must be a numpy array, got "
+                             f"{type(value).__name__}; use np.asarray(x, dtype=np.{spec.dtype})")
+        if value.dtype != np.dtype(spec.dtype):
+            raise InputError(f"input {spec.name!r} has dtype {value.dtype}, the model expects "
+                             f"{spec.dtype}; convert with x.astype(np.{spec.dtype})")
+        if value.ndim != len(spec.shape):
+            raise InputError(f"input {spec.name!r} has shape {list(value.shape)} (rank "
+                             f"{value.ndim}), the model expects rank {len(spec.shape)}: {spec}")
+        for axis, (got, want) in enumerate(zip(value.shape, spec.shape)):
+            if isinstance(want, int):
+                if got != want:
+                    raise InputError(f"input {spec.name!r} has size {got} on axis {axis}, the "
+                                     f"model expects {want}: {spec}")
+                continue
+            if got < 1:
+                raise InputError(f"input {spec.name!r} has size {got} on axis {axis} "
+                                 f"({want}); it must be at least 1")
+            if bound.setdefault(want, got) != got:
+                raise InputError(f"dimension {want!r} is {bound[want]} in one input and {got} "
+                                 f"in {spec.name!r}; inputs must agree on it")
+        out[spec.name] = np.ascontiguousarray(value)
+    return out
