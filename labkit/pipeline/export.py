@@ -67,19 +67,17 @@ def _export(spec: ModelSpec, out: Path, *, dynamo: bool, opset: int) -> None:
     else:
         kwargs.update(dynamo=False, do_constant_folding=True)
     quiet = io.StringIO()
-    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch._dynamo", "torch.export",
-                                              "onnxscript")]
-    levels = [lg.level for lg in loggers]
+    # The exporters log warnings (e.g. "torchvision is not installed") on loggers with
+    # their own levels; the user sees the outcome and the reason instead.
+    previous = logging.root.manager.disable
     try:
-        for lg in loggers:
-            lg.setLevel(logging.ERROR)
+        logging.disable(logging.WARNING)
         with warnings.catch_warnings(), contextlib.redirect_stdout(quiet), \
                 torch.inference_mode(False), torch.no_grad():
             warnings.simplefilter("ignore")
             torch.onnx.export(spec.model, tuple(spec.example_inputs), str(out), **kwargs)
     finally:
-        for lg, level in zip(loggers, levels):
-            lg.setLevel(level)
+        logging.disable(previous)
 
 
 def _rename_dims(model: onnx.ModelProto, spec: ModelSpec) -> None:

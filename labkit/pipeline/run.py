@@ -132,6 +132,7 @@ def run(spec: ModelSpec, *, store: str | Path | None = None,
                          "no new version")
         if plan.kind == "none":
             for stage in STAGES[3:]:
+                rep.emit(stage, "start")
                 rep.emit(stage, "done", f"skipped: identical to {plan.version}")
             old = st.manifest(name, plan.version)
             return HandoffResult(name, plan.version, st.path(name, plan.version), "none",
@@ -202,11 +203,20 @@ def _public(v: dict[str, Any]) -> dict[str, Any]:
 
 
 def _choose_default(variants: list[dict[str, Any]]) -> str:
-    """The fastest variant at batch 1 among those that passed (all listed ones did)."""
+    """The fastest variant among those that passed (all listed ones did).
+
+    "Fastest" is the geometric mean of the batch-1 latency and batch throughput speed-ups,
+    so a variant does not win on one while losing badly on the other.
+    """
     timed = [v for v in variants if v.get("benchmark")]
     if not timed:
         return "fp32"
-    return str(max(timed, key=lambda v: v["benchmark"]["speedup"]["p50"])["name"])
+
+    def score(v: dict[str, Any]) -> float:
+        sp = v["benchmark"]["speedup"]
+        return float((sp["p50"] * sp["throughput"]) ** 0.5)
+
+    return str(max(timed, key=score)["name"])
 
 
 def _optimize(ref: Reference, exported: Path, tmp: Path, options: HandoffOptions,

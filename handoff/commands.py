@@ -1,0 +1,213 @@
+"""The ``handoff`` subcommands. Only ``export`` needs torch; the rest run on the runtime."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from labkit.errors import LabkitError
+
+from handoff.progress import StagePrinter
+
+
+def _print_json(obj: Any) -> None:
+    print(json.dumps(obj, indent=2, default=str))
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    source = args.source
+    printer = StagePrinter()
+    options = {"quantize": not args.no_quantize, "benchmark": not args.no_benchmark,
+               "quick": args.quick, "name": args.name,
+               "calibration": str(Path(args.calibration).resolve()) if args.calibration else None}
+    if args.calibration and not Path(args.calibration).is_file():
+        raise LabkitError(f"--calibration {args.calibration}: no such file")
+    store = args.store
+    # With --json, stdout carries only the result: the user's prints go to stderr.
+    quiet = contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext()
+    with quiet:
+        results = _export(args, source, store, options, printer)
+    if args.json:
+        _print_json(results[0] if len(results) == 1 else results)
+    else:
+        for r in results:
+            _print_result(r)
+    return 0
+
+
+def _export(args: argparse.Namespace, source: str, store: str | None,
+            options: dict[str, Any], printer: StagePrinter) -> list[dict[str, Any]]:
+    if source.endswith(".ipynb"):
+        from handoff.sources import run_notebook
+
+        results = run_notebook(Path(source), store=str(Path(store).resolve()) if store else None,
+                               options=options, on_event=printer)
+    else:
+        from labkit.pipeline import BenchOptions, HandoffOptions, run
+
+        from handoff.sources import spec_from_script
+
+        spec, path = spec_from_script(source)
+        opts = HandoffOptions(
+            quantize=options["quantize"], benchmark=options["benchmark"],
+            bench=BenchOptions.quick() if args.quick else BenchOptions(), name=args.name,
+            calibration=Path(options["calibration"]) if options["calibration"] else None)
+        results = [run(spec, store=store, options=opts, progress=printer, source=path)
+                   .to_dict()]
+    return results
+
+
+def _print_result(r: dict[str, Any]) -> None:
+    if r["change"] == "none":
+        print(f"{r['name']}: nothing changed since {r['version']}; no new version written.")
+        print(f"  bundle: {r['path']}")
+        return
+    print(f"{r['name']} {r['version']}  ({r['change']}: {r['change_reason']})")
+    print(f"  bundle: {r['path']}")
+    print(f"  report: {Path(r['path']) / 'report.md'}")
+    for v in r["variants"]:
+        sp = v.get("speedup")
+        speed = (f"{sp['p50']:.2f}x batch-1 latency, {sp['throughput']:.2f}x throughput vs "
+                 "PyTorch eager" if sp else "not benchmarked")
+        mark = "  <- default" if v["name"] == r["default_variant"] else ""
+        print(f"  {v['name']:<13} parity max rel err {v['parity']['max_rel']:.2e}; "
+              f"{speed}{mark}")
+    for rej in r.get("rejected", []):
+        print(f"  {rej['name']:<13} left out: {rej['reason'][:200]}")
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from labkit.runtime import load, verify
+
+    vb = verify(args.bundle)
+    reports = [load(args.bundle, variant=v["name"]).self_test()
+               for v in vb.manifest["variants"]]
+    ok = all(r.ok for r in reports)
+    if args.json:
+        _print_json({"ok": ok, "name": vb.manifest["name"], "version": vb.manifest["version"],
+                     "files": len(vb.manifest["files"]),
+                     "self_test": [r.to_dict() for r in reports]})
+    else:
+        m = vb.manifest
+        print(f"{m['name']} {m['version']}: integrity OK ({len(m['files'])} files, sha256 "
+              "checked, no links, nothing unlisted)")
+        for r in reports:
+            status = "OK" if r.ok else "FAILED"
+            worst = max((o["max_rel"] for o in r.outputs.values()), default=0.0)
+            print(f"  self-test {r.variant:<13} {status} (max rel err {worst:.2e}, "
+                  f"tolerance {r.tolerance['rel']:.2e})")
+            for f in r.failures:
+                print(f"    {f}")
+    if not ok:
+        print("handoff: error: golden vectors do not reproduce on this machine",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from labkit.bundle import read_manifest
+
+    m = read_manifest(Path(args.bundle))
+    if args.json:
+        _print_json(m)
+        return 0
+    print(f"{m['name']} {m['version']}  (created {m['created']}, task {m.get('task') or '-'})")
+    ch = m["change"]
+    print(f"  change: {ch['kind']}" + (f" from {ch['from']}" if ch.get("from") else "")
+          + f": {ch['reason']}")
+    for side in ("inputs", "outputs"):
+        for t in m["signature"][side]:
+            print(f"  {side[:-1]:<6} {t['name']}: {t['dtype']}{t['shape']}")
+    for v in m["variants"]:
+        b = v.get("benchmark") or {}
+        sp = b.get("speedup") or {}
+        speed = f", {sp['p50']:.2f}x vs eager" if sp else ""
+        mark = "  <- default" if v["name"] == m["default_variant"] else ""
+        print(f"  variant {v['name']:<13} {v['precision']:<5} parity "
+              f"{'pass' if v['parity']['passed'] else 'FAIL'} (max rel "
+              f"{v['parity']['max_rel']:.2e}){speed}{mark}")
+    prov = m["provenance"]
+    src = prov.get("source")
+    print(f"  exporter: {prov['exporter']['name']} opset {prov['exporter']['opset']}")
+    if src:
+        print(f"  source: {src['path']} (sha256 {src['sha256'][:16]}…)")
+    print(f"  files: {len(m['files'])}, {sum(f['bytes'] for f in m['files'])} bytes")
+    return 0
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    from labkit.bundle import read_manifest
+    from labkit.bundle.diff import diff
+
+    d = diff(read_manifest(Path(args.a)), read_manifest(Path(args.b)))
+    if args.json:
+        _print_json(d)
+        return 0
+    print(f"{d['from']} → {d['to']}: {d['change']} — {d['verdict']}")
+    print(f"  {d['reason']}")
+    for c in d["signature_changes"]:
+        print(f"  signature: {c}")
+    flags = [k.replace("_changed", "") for k in ("architecture_changed", "weights_changed",
+                                                 "metadata_changed") if d[k]]
+    print(f"  changed: {', '.join(flags) or 'nothing'}")
+    if d["default_variant"][0] != d["default_variant"][1]:
+        print(f"  default variant: {d['default_variant'][0]} → {d['default_variant'][1]}")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from labkit.runtime.bench import bench_bundle
+
+    rep = bench_bundle(Path(args.bundle), rounds=args.rounds, batch=args.batch,
+                       threads=args.threads)
+    if args.json:
+        _print_json(rep)
+        return 0
+    env = rep["environment"]
+    print(f"{env['cpu']['model']}, {env['threads']} threads; interleaved, medians")
+    print(f"  {'variant':<14}{'p50 ms':>9}{'p90 ms':>9}{'p99 ms':>9}{'rows/s':>12}  vs "
+          f"{rep['baseline']}")
+    for name, s in rep["variants"].items():
+        sp = s[f"speedup_vs_{rep['baseline']}"]
+        print(f"  {name:<14}{s['p50_ms']:>9.3f}{s['p90_ms']:>9.3f}{s['p99_ms']:>9.3f}"
+              f"{s['throughput_per_s']:>12.0f}  {sp['p50']:.2f}x / {sp['throughput']:.2f}x")
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from labkit.bundle import Store, default_store
+
+    store = Store(args.store or default_store())
+    rows = []
+    for name in store.names():
+        for version in store.versions(name):
+            try:
+                m = store.manifest(name, version)
+            except LabkitError as exc:
+                rows.append({"name": name, "version": version, "error": str(exc)})
+                continue
+            default = next(v for v in m["variants"] if v["name"] == m["default_variant"])
+            sp = (default.get("benchmark") or {}).get("speedup") or {}
+            rows.append({"name": name, "version": version, "default_variant": default["name"],
+                         "speedup_p50": sp.get("p50"),
+                         "parity": all(v["parity"]["passed"] for v in m["variants"]),
+                         "change": m["change"]["kind"]})
+    if args.json:
+        _print_json(rows)
+        return 0
+    if not rows:
+        print(f"no bundles in {store.root}")
+        return 0
+    for r in rows:
+        if "error" in r:
+            print(f"{r['name']:<24}{r['version']:<10}UNREADABLE: {r['error']}")
+            continue
+        sp = f"{r['speedup_p50']:.2f}x" if r["speedup_p50"] else "-"
+        print(f"{r['name']:<24}{r['version']:<10}{r['default_variant']:<14}{sp:>8}  parity "
+              f"{'pass' if r['parity'] else 'FAIL'}  ({r['change']})")
+    return 0

@@ -1,0 +1,59 @@
+"""What changed between two bundles, in the store's versioning terms."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from labkit.bundle.store import explain
+
+_VERDICT = {
+    "major": "not drop-in compatible: callers must be checked against the new signature",
+    "minor": "weights-only update: drop-in compatible",
+    "patch": "metadata-only update: drop-in compatible",
+    "none": "identical: same architecture, signature, weights and metadata",
+}
+
+
+def _tensors(sig: dict[str, Any], side: str) -> dict[str, dict[str, Any]]:
+    return {t["name"]: t for t in sig[side]}
+
+
+def _signature_changes(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    changes = []
+    for side in ("inputs", "outputs"):
+        ta, tb = _tensors(a, side), _tensors(b, side)
+        for n in sorted(set(ta) - set(tb)):
+            changes.append(f"{side[:-1]} {n!r} removed")
+        for n in sorted(set(tb) - set(ta)):
+            changes.append(f"{side[:-1]} {n!r} added ({tb[n]['dtype']}{tb[n]['shape']})")
+        for n in sorted(set(ta) & set(tb)):
+            if (ta[n]["dtype"], ta[n]["shape"]) != (tb[n]["dtype"], tb[n]["shape"]):
+                changes.append(f"{side[:-1]} {n!r}: {ta[n]['dtype']}{ta[n]['shape']} → "
+                               f"{tb[n]['dtype']}{tb[n]['shape']}")
+    return changes
+
+
+def diff(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """Compare manifests ``a`` (older) and ``b`` (newer)."""
+    kind, reason = explain(a, b)
+    fa, fb = a["fingerprint"], b["fingerprint"]
+    meta = [k for k in ("task", "labels") if a.get(k) != b.get(k)]
+    va = {v["name"]: v for v in a["variants"]}
+    vb = {v["name"]: v for v in b["variants"]}
+    return {
+        "from": f"{a['name']} {a['version']}",
+        "to": f"{b['name']} {b['version']}",
+        "change": kind,
+        "reason": reason,
+        "verdict": _VERDICT[kind],
+        "same_name": a["name"] == b["name"],
+        "architecture_changed": fa["architecture"] != fb["architecture"],
+        "signature_changed": fa["signature"] != fb["signature"],
+        "weights_changed": fa["weights"] != fb["weights"],
+        "metadata_changed": fa["metadata"] != fb["metadata"],
+        "metadata_fields": meta,
+        "signature_changes": _signature_changes(a["signature"], b["signature"]),
+        "variants_added": sorted(set(vb) - set(va)),
+        "variants_removed": sorted(set(va) - set(vb)),
+        "default_variant": [a["default_variant"], b["default_variant"]],
+    }
