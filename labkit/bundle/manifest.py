@@ -146,7 +146,29 @@ def validate(m: Any) -> dict[str, Any]:
     for key in ("architecture", "weights", "signature", "metadata"):
         _require(fp, key, str, "fingerprint.")
     _require(m, "provenance", dict, "")
+    check_self_digest(m)
     return m
+
+
+DIGEST_FIELD = "manifest_sha256"
+
+
+def self_digest(m: dict[str, Any]) -> str:
+    """SHA-256 of the manifest's canonical JSON without its own digest field."""
+    import hashlib
+
+    from labkit.bundle._json import dumps_canonical
+
+    body = {k: v for k, v in m.items() if k != DIGEST_FIELD}
+    return hashlib.sha256(dumps_canonical(body)).hexdigest()
+
+
+def check_self_digest(m: dict[str, Any]) -> None:
+    """[manifest-digest]: any change to the manifest's content is detected."""
+    recorded = m.get(DIGEST_FIELD)
+    if not isinstance(recorded, str) or recorded != self_digest(m):
+        raise FormatError(f"manifest content does not match its {DIGEST_FIELD}: the manifest "
+                          "was modified or corrupted", rule="manifest-digest")
 
 
 def variant(m: dict[str, Any], name: str | None) -> dict[str, Any]:

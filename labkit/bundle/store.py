@@ -9,7 +9,7 @@ from typing import Any
 
 from labkit.bundle.manifest import NAME_RE
 from labkit.bundle.semver import Version, is_version
-from labkit.bundle.verify import read_manifest
+from labkit.bundle.integrity import read_manifest
 from labkit.errors import StoreError
 
 FIRST_VERSION = "1.0.0"
@@ -70,7 +70,8 @@ class Store:
         if not self.root.is_dir():
             return []
         return sorted(p.name for p in self.root.iterdir()
-                      if p.is_dir() and not p.is_symlink() and NAME_RE.fullmatch(p.name))
+                      if p.is_dir() and not p.is_symlink() and NAME_RE.fullmatch(p.name)
+                      and self.versions(p.name))
 
     def versions(self, name: str) -> list[str]:
         folder = self.root / name

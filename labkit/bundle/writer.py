@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from labkit.bundle._json import dumps_canonical
-from labkit.bundle.manifest import MANIFEST_NAME, validate
+from labkit.bundle.manifest import DIGEST_FIELD, MANIFEST_NAME, self_digest, validate
 from labkit.bundle.paths import check_path
-from labkit.bundle.verify import verify
+from labkit.bundle.integrity import verify
 from labkit.errors import StoreError
 
 STAGING = ".staging"
@@ -73,6 +73,7 @@ def write_bundle(store_root: Path, name: str, version: str, files: dict[str, byt
         listing.append({"path": rel, "sha256": hashlib.sha256(data).hexdigest(),
                         "bytes": len(data)})
     manifest = {**manifest, "name": name, "version": version, "files": listing}
+    manifest[DIGEST_FIELD] = self_digest(manifest)
     manifest_bytes = dumps_canonical(validate(manifest))
 
     (store_root / STAGING).mkdir(parents=True, exist_ok=True)

@@ -3,7 +3,7 @@
 Imports NumPy and ONNX Runtime only; never torch, never onnx (a test proves it).
 """
 
-from labkit.bundle.verify import verify
+from labkit.bundle.integrity import verify
 from labkit.runtime.model import Model, SelfTestReport, load
 from labkit.runtime.signature import TensorSpec
 

@@ -141,7 +141,7 @@ def bench_bundle(path: Path, *, rounds: int = 5, latency_iters: int = 30,
                  batch: int = 32, throughput_iters: int = 3,
                  threads: int | None = None) -> dict[str, Any]:
     """Time every variant of a verified bundle on this machine (``handoff bench``)."""
-    from labkit.bundle.verify import verify
+    from labkit.bundle.integrity import verify
 
     vb = verify(path)
     threads = threads or os.cpu_count() or 1

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from labkit.bundle import manifest as manifest_mod
-from labkit.bundle.verify import VerifiedBundle, verify
+from labkit.bundle.integrity import VerifiedBundle, verify
 from labkit.runtime.compare import accumulate, failures
 from labkit.runtime.session import make_session
 from labkit.runtime.signature import TensorSpec, bind
