@@ -1,0 +1,130 @@
+"""The message protocol between the JupyterLab extension and the kernel.
+
+Mirrors ``extension/src/protocol.ts``; change both together and bump :data:`PROTOCOL_VERSION`.
+Messages travel over a Jupyter comm whose target is :data:`TARGET`. Every message is an
+envelope carrying the protocol version, so either side refuses a peer it does not speak to::
+
+    frontend → kernel  {"protocol": 1, "kind": "request",  "id": "r1", "type": "handoff",
+                        "payload": {...}}
+    kernel → frontend  {"protocol": 1, "kind": "progress", "id": "r1",
+                        "payload": {"stage": "export", "status": "start", ...}}
+    kernel → frontend  {"protocol": 1, "kind": "reply",    "id": "r1", "ok": true,
+                        "payload": {...}}
+    kernel → frontend  {"protocol": 1, "kind": "reply",    "id": "r1", "ok": false,
+                        "error": {"type": "ExportError", "message": "...", "stage": "export"}}
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "PROTOCOL_VERSION",
+    "REQUEST_TYPES",
+    "STAGES",
+    "TARGET",
+    "ProtocolError",
+    "Request",
+    "error_reply",
+    "optional_bool",
+    "optional_str",
+    "parse_request",
+    "progress_message",
+    "reply",
+    "request_id",
+]
+
+PROTOCOL_VERSION = 1
+TARGET = "labkit.handoff"
+REQUEST_TYPES = ("hello", "list_models", "handoff", "list_bundles")
+STAGES = ("freeze", "export", "parity", "optimize", "benchmark", "bundle")
+_MAX_ID = 128
+_MAX_TEXT = 4096
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+class ProtocolError(ValueError):
+    """A message that does not follow this protocol (shape, version or type)."""
+
+
+@dataclass(frozen=True)
+class Request:
+    id: str
+    type: str
+    payload: dict[str, Any] = field(default_factory=dict)
+
+
+def _id_of(data: object) -> str | None:
+    """Best-effort request id, so even a refusal can be matched to its request."""
+    if isinstance(data, dict):
+        rid = data.get("id")
+        if isinstance(rid, str) and 0 < len(rid) <= _MAX_ID:
+            return rid
+    return None
+
+
+def parse_request(data: object) -> Request:
+    """Validate a frontend message; raise :class:`ProtocolError` saying what is wrong."""
+    if not isinstance(data, dict):
+        raise ProtocolError(f"message must be a JSON object, got {type(data).__name__}")
+    version = data.get("protocol")
+    if version != PROTOCOL_VERSION or isinstance(version, bool):
+        raise ProtocolError(
+            f"protocol version {version!r} is not supported: this kernel's labkit speaks "
+            f"version {PROTOCOL_VERSION}. Install matching versions of labkit and its "
+            "JupyterLab extension, then restart the kernel and reload the page."
+        )
+    if data.get("kind") != "request":
+        raise ProtocolError(f"kind must be 'request', got {data.get('kind')!r}")
+    rid = data.get("id")
+    if not isinstance(rid, str) or not 0 < len(rid) <= _MAX_ID:
+        raise ProtocolError(f"id must be a non-empty string of at most {_MAX_ID} characters")
+    rtype = data.get("type")
+    if rtype not in REQUEST_TYPES:
+        raise ProtocolError(f"unknown request type {rtype!r}; expected one of "
+                            f"{', '.join(REQUEST_TYPES)}")
+    payload = data.get("payload", {})
+    if not isinstance(payload, dict):
+        raise ProtocolError(f"payload must be a JSON object, got {type(payload).__name__}")
+    return Request(rid, rtype, payload)
+
+
+def optional_str(payload: dict[str, Any], key: str) -> str | None:
+    value = payload.get(key)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or len(value) > _MAX_TEXT:
+        raise ProtocolError(f"payload.{key} must be a string, got {type(value).__name__}")
+    return value
+
+
+def optional_bool(payload: dict[str, Any], key: str, default: bool) -> bool:
+    value = payload.get(key, default)
+    if not isinstance(value, bool):
+        raise ProtocolError(f"payload.{key} must be true or false, got {value!r}")
+    return value
+
+
+def reply(rid: str | None, payload: dict[str, Any]) -> dict[str, Any]:
+    return {"protocol": PROTOCOL_VERSION, "kind": "reply", "id": rid, "ok": True,
+            "payload": payload}
+
+
+def error_reply(rid: str | None, etype: str, message: str, *,
+                stage: str | None = None) -> dict[str, Any]:
+    return {"protocol": PROTOCOL_VERSION, "kind": "reply", "id": rid, "ok": False,
+            "error": {"type": etype, "message": _ANSI.sub("", message)[:_MAX_TEXT * 4],
+                      "stage": stage}}
+
+
+def progress_message(rid: str, stage: str, status: str, message: str = "",
+                     fraction: float | None = None) -> dict[str, Any]:
+    return {"protocol": PROTOCOL_VERSION, "kind": "progress", "id": rid,
+            "payload": {"stage": stage, "status": status,
+                        "message": _ANSI.sub("", message)[:_MAX_TEXT], "fraction": fraction}}
+
+
+def request_id(data: object) -> str | None:
+    return _id_of(data)

@@ -1,0 +1,161 @@
+"""Rich HTML for a handoff result (``HandoffResult.to_dict()``), used by ``_repr_html_``.
+
+Read leniently: any field may be missing and the page still renders what it has.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from html import escape
+from typing import Any
+
+from labkit.notebook._svg import bar_chart
+
+__all__ = ["render_result_html"]
+
+CHANGE_TEXT = {
+    "first": "first version",
+    "minor": "weights-only update (minor): drop-in compatible",
+    "major": "breaking change (major)",
+    "patch": "metadata-only update (patch)",
+    "none": "nothing changed: no new version written",
+}
+
+
+def num(value: object) -> float | None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    return None
+
+
+def pick(d: object, *keys: str) -> Any:
+    """The first of ``keys`` present in mapping ``d`` (None otherwise)."""
+    if isinstance(d, Mapping):
+        for k in keys:
+            if d.get(k) is not None:
+                return d[k]
+    return None
+
+
+def fmt(value: object, digits: int = 3) -> str:
+    v = num(value)
+    if v is None:
+        return "—" if value is None else escape(str(value))
+    if v != 0 and (abs(v) < 1e-2 or abs(v) >= 1e5):
+        return f"{v:.2e}"
+    return f"{v:.{digits}g}"
+
+
+def parity_ok(variant: Mapping[str, Any]) -> bool | None:
+    ok = pick(variant.get("parity"), "ok", "passed")
+    return ok if isinstance(ok, bool) else None
+
+
+def max_rel(variant: Mapping[str, Any]) -> float | None:
+    return num(pick(variant.get("parity"), "max_rel", "max_rel_error", "rel_error"))
+
+
+def p50_ms(variant: Mapping[str, Any]) -> float | None:
+    return num(pick(variant.get("benchmark"), "p50_ms", "latency_p50_ms", "p50"))
+
+
+def speedup(variant: Mapping[str, Any], kind: str = "p50") -> float | None:
+    """Speed-up vs PyTorch eager: ``speedup.{p50,throughput}`` or flat ``speedup_{kind}``."""
+    nested = variant.get("speedup")
+    if isinstance(nested, Mapping):
+        return num(nested.get(kind))
+    return num(variant.get(f"speedup_{kind}"))
+
+
+def _badge(ok: bool | None) -> str:
+    if ok is None:
+        return "—"
+    color, text = ("#2ca02c", "pass") if ok else ("#d62728", "FAIL")
+    return f'<span style="color:{color};font-weight:bold">{text}</span>'
+
+
+def _parity_table(variants: list[Mapping[str, Any]], default: str | None) -> str:
+    rows = []
+    for v in variants:
+        par = v.get("parity") or {}
+        metric_name = pick(par, "metric") or ""
+        metric = pick(par, "metric_value", "top1_agreement", "cosine")
+        name = escape(str(v.get("name")))
+        if v.get("name") == default:
+            name = f"<b>{name}</b> (default)"
+        rows.append(
+            f"<tr><td>{name}</td><td>{escape(str(v.get('precision', '')))}</td>"
+            f"<td>{_badge(parity_ok(v))}</td><td>{fmt(max_rel(v))}</td>"
+            f"<td>{fmt(pick(par, 'max_abs', 'max_abs_error'))}</td>"
+            f"<td>{escape(str(metric_name))} {fmt(metric)}</td>"
+            f"<td>{fmt(p50_ms(v))}</td>"
+            f"<td>{fmt(speedup(v))}×</td><td>{fmt(speedup(v, 'throughput'))}×</td>"
+            "</tr>")
+    head = ("<tr><th>variant</th><th>precision</th><th>parity</th><th>max rel err</th>"
+            "<th>max abs err</th><th>metric</th><th>p50 ms</th><th>speed-up p50</th>"
+            "<th>speed-up throughput</th></tr>")
+    return f'<table class="labkit-table">{head}{"".join(rows)}</table>'
+
+
+def _set_errors(result: Mapping[str, Any], variant: str) -> tuple[list[str], list[float]]:
+    """Max relative error per parity input set (example, generated b=N, real data)."""
+    report = pick(pick(result.get("parity"), "variants"), variant)
+    labels: list[str] = []
+    values: list[float] = []
+    for s in (report or {}).get("sets") or []:
+        errs = [num(o.get("max_rel")) for o in (s.get("outputs") or {}).values()
+                if isinstance(o, Mapping)]
+        found = [e for e in errs if e is not None]
+        if found:
+            labels.append(str(s.get("label", "?")))
+            values.append(max(found))
+    return labels, values
+
+
+def _charts(variants: list[Mapping[str, Any]], result: Mapping[str, Any],
+            default: str | None) -> str:
+    out = []
+    bench = result.get("benchmark")
+    base_name = pick(bench, "baseline")
+    base = num(pick(pick(bench, str(base_name)) if base_name else None, "p50_ms"))
+    lat = [(str(v.get("name")), p50_ms(v)) for v in variants]
+    if lat and all(ms is not None for _, ms in lat):
+        labels = ([str(base_name)] if base is not None else []) + [n for n, _ in lat]
+        values = ([base] if base is not None else []) + [ms or 0.0 for _, ms in lat]
+        out.append(bar_chart(labels, [float(x) for x in values], unit=" ms",
+                             title="batch-1 latency p50 (lower is better)"))
+    errs = [max_rel(v) for v in variants]
+    if errs and all(e is not None for e in errs):
+        tol = num(pick(variants[0].get("tolerance"), "rel"))
+        out.append(bar_chart([str(v.get("name")) for v in variants], [e or 0.0 for e in errs],
+                             log=True, marker=tol,
+                             title="max relative error (dashed: fp32 tolerance)"))
+    if default:
+        labels, values = _set_errors(result, default)
+        if values:
+            out.append(bar_chart(labels, values, log=True,
+                                 title=f"error per input set ({default})"))
+    return "".join(f'<div style="display:inline-block;margin:4px;vertical-align:top">{c}</div>'
+                   for c in out)
+
+
+def render_result_html(result: Mapping[str, Any]) -> str:
+    """The handoff result as a self-contained HTML fragment (inline SVG, no scripts)."""
+    variants = [v for v in result.get("variants") or [] if isinstance(v, Mapping)]
+    change = str(result.get("change") or "")
+    default = result.get("default_variant")
+    rejected = [r for r in result.get("rejected") or [] if isinstance(r, Mapping)]
+    rej = "".join(f"<li><b>{escape(str(r.get('name')))}</b>: {escape(str(r.get('reason')))}</li>"
+                  for r in rejected)
+    return (
+        '<div class="labkit-result">'
+        f"<h3>{escape(str(result.get('name')))} {escape(str(result.get('version')))}</h3>"
+        f"<p><b>{escape(CHANGE_TEXT.get(change, change))}</b>"
+        f"{' — ' + escape(str(result['change_reason'])) if result.get('change_reason') else ''}"
+        f"</p><p>default variant: <b>{escape(str(default))}</b><br>"
+        f"bundle: <code>{escape(str(result.get('path')))}</code></p>"
+        f"{_parity_table(variants, default if isinstance(default, str) else None)}"
+        f"{_charts(variants, result, default if isinstance(default, str) else None)}"
+        f"{'<p>left out:</p><ul>' + rej + '</ul>' if rej else ''}"
+        "</div>"
+    )

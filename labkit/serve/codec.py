@@ -1,0 +1,356 @@
+"""Open Inference Protocol v2 wire format <-> numpy, with the binary tensor extension.
+
+Parsing is strict and cheap to refuse: the JSON nesting depth is measured on the raw bytes
+before ``json`` sees them, duplicate keys are refused, and tensor sizes are checked against
+the bytes actually present before anything is allocated from a client-supplied shape.
+This module knows the protocol, not the model: matching a request against a signature is
+:mod:`labkit.serve.validation`.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from labkit.serve.errors import BadRequest
+
+__all__ = [
+    "OIP_TO_NUMPY",
+    "InferRequest",
+    "RequestInput",
+    "RequestOutput",
+    "check_json_depth",
+    "decode_binary",
+    "decode_json_data",
+    "encode_response",
+    "loads_strict",
+    "oip_datatype",
+    "parse_request",
+]
+
+OIP_TO_NUMPY: dict[str, np.dtype[Any]] = {
+    "BOOL": np.dtype(np.bool_),
+    "UINT8": np.dtype(np.uint8),
+    "UINT16": np.dtype(np.uint16),
+    "UINT32": np.dtype(np.uint32),
+    "UINT64": np.dtype(np.uint64),
+    "INT8": np.dtype(np.int8),
+    "INT16": np.dtype(np.int16),
+    "INT32": np.dtype(np.int32),
+    "INT64": np.dtype(np.int64),
+    "FP16": np.dtype(np.float16),
+    "FP32": np.dtype(np.float32),
+    "FP64": np.dtype(np.float64),
+    "BYTES": np.dtype(np.object_),
+}
+_NUMPY_TO_OIP = {dt.name: name for name, dt in OIP_TO_NUMPY.items() if name != "BYTES"}
+_NUMPY_TO_OIP.update({"object": "BYTES", "str": "BYTES", "bytes": "BYTES", "string": "BYTES"})
+
+_REQUEST_KEYS = frozenset({"id", "parameters", "inputs", "outputs"})
+_INPUT_KEYS = frozenset({"name", "shape", "datatype", "parameters", "data"})
+_OUTPUT_KEYS = frozenset({"name", "parameters"})
+_CHUNK = 1 << 20
+
+
+def oip_datatype(numpy_name: str) -> str:
+    """Map a numpy dtype name (as in a bundle signature) to the protocol's datatype name."""
+    try:
+        return _NUMPY_TO_OIP[np.dtype(numpy_name).name if numpy_name != "string" else "str"]
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"dtype {numpy_name!r} has no Open Inference Protocol datatype") from exc
+
+
+@dataclass(frozen=True)
+class RequestInput:
+    name: str
+    datatype: str
+    shape: tuple[int, ...]
+    data: Any = None  # JSON tensor data, when not binary
+    binary: bytes | None = None  # raw little-endian bytes, with the binary extension
+
+
+@dataclass(frozen=True)
+class RequestOutput:
+    name: str
+    binary: bool | None  # None: not said; falls back to the request's binary_data_output
+
+
+@dataclass(frozen=True)
+class InferRequest:
+    inputs: list[RequestInput]
+    outputs: list[RequestOutput] | None
+    id: str | None = None
+    binary_output: bool = False
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+
+def check_json_depth(buf: bytes, limit: int) -> None:
+    """Refuse JSON nested deeper than ``limit`` (objects and arrays), without parsing it.
+
+    Brackets inside strings do not count; escapes are honoured. Vectorised in chunks so a
+    64 MiB body costs milliseconds and no recursion.
+    """
+    depth = 0
+    in_string = 0
+    bs_run = 0  # backslashes ending the previous chunk
+    for start in range(0, len(buf), _CHUNK):
+        arr = np.frombuffer(buf, dtype=np.uint8, count=min(_CHUNK, len(buf) - start), offset=start)
+        idx = np.arange(arr.size, dtype=np.int64)
+        is_bs = arr == 0x5C
+        last_other = np.maximum.accumulate(np.where(is_bs, -1 - bs_run, idx))
+        run = idx - last_other  # backslashes ending at i (0 when arr[i] is not one)
+        prev_run = np.empty_like(run)
+        prev_run[0] = bs_run
+        prev_run[1:] = run[:-1]
+        quotes = (arr == 0x22) & (prev_run % 2 == 0)
+        inside = (np.cumsum(quotes) + in_string) % 2 == 1
+        delta = ((arr == 0x5B) | (arr == 0x7B)).astype(np.int64)
+        delta -= ((arr == 0x5D) | (arr == 0x7D)).astype(np.int64)
+        delta[inside] = 0
+        levels = np.cumsum(delta) + depth
+        if levels.size and int(levels.max()) > limit:
+            raise BadRequest(f"JSON nesting deeper than {limit} levels; flatten the request")
+        depth = int(levels[-1]) if levels.size else depth
+        in_string = int(inside[-1]) if arr.size else in_string
+        bs_run = int(run[-1]) if arr.size else bs_run
+
+
+def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise BadRequest(f"duplicate JSON key {key!r}")
+        out[key] = value
+    return out
+
+
+def loads_strict(buf: bytes, *, max_depth: int) -> Any:
+    """Parse JSON bytes: depth-capped, duplicate keys refused, errors as :class:`BadRequest`."""
+    check_json_depth(buf, max_depth)
+    try:
+        return json.loads(buf, object_pairs_hook=_refuse_duplicates)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise BadRequest(f"request body is not valid JSON: {exc}") from None
+
+
+def _expect(cond: bool, message: str) -> None:
+    if not cond:
+        raise BadRequest(message)
+
+
+def _parameters(obj: Any, where: str) -> dict[str, Any]:
+    if obj is None:
+        return {}
+    _expect(isinstance(obj, dict), f"{where}.parameters must be an object")
+    for key, value in obj.items():
+        _expect(
+            isinstance(value, (str, int, float, bool)),
+            f"{where}.parameters[{key!r}] must be a string, number or boolean",
+        )
+    return dict(obj)
+
+
+def _shape(value: Any, where: str) -> tuple[int, ...]:
+    _expect(isinstance(value, list), f"{where}.shape must be a list of integers")
+    for dim in value:
+        _expect(
+            isinstance(dim, int) and not isinstance(dim, bool) and 0 <= dim < 2**63,
+            f"{where}.shape has {dim!r}; dimensions are non-negative integers",
+        )
+    return tuple(value)
+
+
+def _split_body(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
+    if header_length is None:
+        return body, b""
+    _expect(
+        header_length.isascii() and header_length.isdigit(),
+        f"Inference-Header-Content-Length must be a non-negative integer, got {header_length!r}",
+    )
+    n = int(header_length)
+    _expect(n <= len(body), f"Inference-Header-Content-Length {n} exceeds the body ({len(body)})")
+    return body[:n], body[n:]
+
+
+def parse_request(body: bytes, header_length: str | None, *, max_depth: int) -> InferRequest:
+    """Parse an inference request body (JSON, or JSON header + binary tensors)."""
+    header, blob = _split_body(body, header_length)
+    doc = loads_strict(header, max_depth=max_depth)
+    _expect(isinstance(doc, dict), "the inference request must be a JSON object")
+    unknown = sorted(set(doc) - _REQUEST_KEYS)
+    _expect(not unknown, f"unknown field(s) in the inference request: {unknown}")
+    req_id = doc.get("id")
+    _expect(req_id is None or isinstance(req_id, str), "id must be a string")
+    params = _parameters(doc.get("parameters"), "request")
+    binary_output = params.get("binary_data_output", False)
+    _expect(isinstance(binary_output, bool), "binary_data_output must be a boolean")
+    raw_inputs = doc.get("inputs")
+    _expect(isinstance(raw_inputs, list) and raw_inputs, "inputs must be a non-empty list")
+    inputs: list[RequestInput] = []
+    offset = 0
+    for i, item in enumerate(raw_inputs):
+        where = f"inputs[{i}]"
+        _expect(isinstance(item, dict), f"{where} must be an object")
+        unknown = sorted(set(item) - _INPUT_KEYS)
+        _expect(not unknown, f"unknown field(s) in {where}: {unknown}")
+        name, datatype = item.get("name"), item.get("datatype")
+        _expect(isinstance(name, str), f"{where}.name must be a string")
+        _expect(isinstance(datatype, str), f"{where}.datatype must be a string")
+        shape = _shape(item.get("shape"), where)
+        p = _parameters(item.get("parameters"), where)
+        size = p.get("binary_data_size")
+        if size is None:
+            _expect("data" in item, f"input {name!r} has neither data nor binary_data_size")
+            inputs.append(RequestInput(name, datatype, shape, data=item["data"]))
+            continue
+        _expect(
+            isinstance(size, int) and not isinstance(size, bool) and size >= 0,
+            f"input {name!r}: binary_data_size must be a non-negative integer",
+        )
+        _expect("data" not in item, f"input {name!r} has both data and binary_data_size")
+        _expect(offset + size <= len(blob), f"input {name!r}: binary data runs past the body")
+        inputs.append(RequestInput(name, datatype, shape, binary=blob[offset : offset + size]))
+        offset += size
+    _expect(offset == len(blob), f"{len(blob) - offset} bytes of binary data belong to no input")
+    return InferRequest(inputs, _outputs(doc.get("outputs")), req_id, binary_output, params)
+
+
+def _outputs(raw: Any) -> list[RequestOutput] | None:
+    if raw is None:
+        return None
+    _expect(isinstance(raw, list), "outputs must be a list")
+    result = []
+    for i, item in enumerate(raw):
+        _expect(isinstance(item, dict) and isinstance(item.get("name"), str),
+                f"outputs[{i}] must be an object with a string name")
+        unknown = sorted(set(item) - _OUTPUT_KEYS)
+        _expect(not unknown, f"unknown field(s) in outputs[{i}]: {unknown}")
+        binary = _parameters(item.get("parameters"), f"outputs[{i}]").get("binary_data")
+        _expect(binary is None or isinstance(binary, bool), "binary_data must be a boolean")
+        result.append(RequestOutput(item["name"], binary))
+    return result
+
+
+def _count(shape: tuple[int, ...]) -> int:
+    n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
+def decode_binary(raw: bytes, datatype: str, shape: tuple[int, ...], name: str) -> np.ndarray:
+    """Raw little-endian bytes -> array of ``shape``; the byte count must match exactly."""
+    dtype, count = OIP_TO_NUMPY[datatype], _count(shape)
+    if datatype == "BYTES":
+        items, pos = [], 0
+        while pos < len(raw):
+            _expect(pos + 4 <= len(raw), f"input {name!r}: truncated BYTES length prefix")
+            (length,) = struct.unpack_from("<I", raw, pos)
+            _expect(pos + 4 + length <= len(raw), f"input {name!r}: BYTES element runs past data")
+            items.append(raw[pos + 4 : pos + 4 + length])
+            pos += 4 + length
+        _expect(len(items) == count, f"input {name!r}: {len(items)} elements for shape {list(shape)}")
+        return np.array(items, dtype=object).reshape(shape)
+    expected = count * dtype.itemsize
+    _expect(
+        len(raw) == expected,
+        f"input {name!r}: {len(raw)} bytes of binary data, shape {list(shape)} of {datatype} "
+        f"needs {expected}",
+    )
+    if datatype == "BOOL":
+        as_u8 = np.frombuffer(raw, dtype=np.uint8)
+        _expect(not as_u8.size or int(as_u8.max()) <= 1, f"input {name!r}: BOOL bytes must be 0 or 1")
+        return as_u8.view(np.bool_).reshape(shape)
+    return np.frombuffer(raw, dtype=dtype.newbyteorder("<")).astype(dtype, copy=False).reshape(shape)
+
+
+_ACCEPTED_KINDS = {"b": "b", "i": "iu", "u": "iu", "f": "iuf"}
+
+
+def decode_json_data(data: Any, datatype: str, shape: tuple[int, ...], name: str) -> np.ndarray:
+    """JSON tensor data (flat or nested, row-major) -> array; no silent casts or truncation."""
+    _expect(isinstance(data, list), f"input {name!r}: data must be a list")
+    count = _count(shape)
+    dtype = OIP_TO_NUMPY[datatype]
+    if datatype == "BYTES":
+        flat = np.asarray(data, dtype=object).ravel()
+        _expect(all(isinstance(v, str) for v in flat), f"input {name!r}: BYTES data must be strings")
+        _expect(flat.size == count, f"input {name!r}: {flat.size} elements for shape {list(shape)}")
+        return np.array([v.encode() for v in flat], dtype=object).reshape(shape)
+    try:
+        arr = np.asarray(data)
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise BadRequest(f"input {name!r}: data is not a regular array of numbers ({exc})") from None
+    _expect(
+        arr.dtype.kind in _ACCEPTED_KINDS[dtype.kind],
+        f"input {name!r}: data holds {arr.dtype.name} values, datatype says {datatype}",
+    )
+    _expect(arr.size == count, f"input {name!r}: {arr.size} elements for shape {list(shape)}")
+    if dtype.kind in "iu" and arr.size:
+        info = np.iinfo(dtype)
+        _expect(
+            int(arr.min()) >= info.min and int(arr.max()) <= info.max,
+            f"input {name!r}: values out of range for {datatype}",
+        )
+    with np.errstate(over="ignore"):
+        out = arr.astype(dtype).reshape(shape)
+    if dtype.kind == "f" and arr.dtype.kind == "f":
+        _expect(bool(np.isfinite(out).all() or not np.isfinite(arr).all()),
+                f"input {name!r}: values overflow {datatype}")
+    return out
+
+
+def _to_json(arr: np.ndarray) -> list[Any]:
+    flat = arr.ravel()
+    if flat.dtype == object:
+        return [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in flat]
+    return flat.tolist()
+
+
+def _to_bytes(arr: np.ndarray) -> bytes:
+    if arr.dtype == object or arr.dtype.kind in "SU":
+        parts = []
+        for v in arr.ravel():
+            b = v if isinstance(v, bytes) else str(v).encode()
+            parts.append(struct.pack("<I", len(b)) + b)
+        return b"".join(parts)
+    return np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("<")).tobytes()
+
+
+def encode_response(
+    model_name: str,
+    model_version: str,
+    outputs: list[tuple[str, np.ndarray, bool]],
+    *,
+    request_id: str | None,
+) -> tuple[bytes, dict[str, str]]:
+    """Build the response body and headers; binary outputs follow the JSON header."""
+    doc: dict[str, Any] = {"model_name": model_name, "model_version": model_version}
+    if request_id is not None:
+        doc["id"] = request_id
+    tensors, blobs = [], []
+    for name, arr, binary in outputs:
+        entry: dict[str, Any] = {
+            "name": name,
+            "datatype": oip_datatype(arr.dtype.name),
+            "shape": [int(d) for d in arr.shape],
+        }
+        if binary:
+            blob = _to_bytes(arr)
+            entry["parameters"] = {"binary_data_size": len(blob)}
+            blobs.append(blob)
+        else:
+            entry["data"] = _to_json(arr)
+        tensors.append(entry)
+    doc["outputs"] = tensors
+    header = json.dumps(doc, separators=(",", ":")).encode()
+    if not blobs:
+        return header, {"content-type": "application/json"}
+    return header + b"".join(blobs), {
+        "content-type": "application/octet-stream",
+        "inference-header-content-length": str(len(header)),
+    }

@@ -1,0 +1,48 @@
+"""Server options, one frozen dataclass; the CLI and the Ray entry point fill it in."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["ServeConfig"]
+
+MiB = 1 << 20
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """How ``handoff serve`` behaves. Defaults follow Triton where Triton has one.
+
+    Overload is answered early and cheaply: ``max_inflight`` bounds requests inside the app
+    (reading, queued, running, answering), ``max_queue`` bounds each model's batch queue, and
+    ``queue_timeout_ms`` drops a request that waited too long before it ran. All three answer
+    503 with ``Retry-After``; none of them ever changes an answer.
+    """
+
+    max_body_bytes: int = 64 * MiB
+    max_json_depth: int = 100
+    max_batch_size: int = 32  # 1 disables micro-batching
+    max_batch_delay_ms: float = 1.0  # waited only while the model is busy (adaptive)
+    max_queue: int = 128  # requests waiting per model version
+    max_inflight: int = 256  # requests inside the app at once
+    queue_timeout_ms: float = 2000.0
+    workers: int = 1  # ONNX Runtime runs at once (each uses `threads` intra-op threads)
+    threads: int | None = None
+    token: str | None = None  # bearer token; health probes stay open
+    reload_interval_s: float = 2.0  # 0 disables watching the store
+    drain_delay_s: float = 0.0  # after SIGTERM: not-ready but still serving, for load balancers
+    graceful_timeout_s: float = 30.0
+    retry_after_s: int = 1
+    self_test: bool = True  # re-run the golden vectors before a version is served
+
+    def __post_init__(self) -> None:
+        for name in ("max_body_bytes", "max_json_depth", "max_batch_size", "max_queue",
+                     "max_inflight", "workers"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("max_batch_delay_ms", "queue_timeout_ms", "reload_interval_s",
+                     "drain_delay_s", "graceful_timeout_s"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.token is not None and len(self.token) < 8:
+            raise ValueError("the bearer token must be at least 8 characters")

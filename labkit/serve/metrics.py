@@ -1,0 +1,52 @@
+"""Prometheus metrics of one server, in its own registry (several apps may share a process)."""
+
+from __future__ import annotations
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+__all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
+
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
+_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter(
+            "labkit_requests", "HTTP requests answered, by route and status code",
+            ["route", "status"], registry=r)
+        self.latency = Histogram(
+            "labkit_request_duration_seconds", "Time from request start to response, by route",
+            ["route"], buckets=_LATENCY_BUCKETS, registry=r)
+        self.inferences = Counter(
+            "labkit_inferences", "Successful inferences, by model and version",
+            ["model", "version"], registry=r)
+        self.batch_size = Histogram(
+            "labkit_batch_size", "Requests run together in one ONNX Runtime call",
+            ["model", "version"], buckets=_BATCH_BUCKETS, registry=r)
+        self.queue_depth = Gauge(
+            "labkit_queue_depth", "Requests waiting in a model's batch queue",
+            ["model", "version"], registry=r)
+        self.inflight = Gauge(
+            "labkit_inflight_requests", "Requests inside the server right now", registry=r)
+        self.rejected = Counter(
+            "labkit_rejected", "Requests refused for overload, by reason", ["reason"], registry=r)
+        self.loads = Counter(
+            "labkit_model_loads", "Model versions loaded (ok) or refused (refused) by the store "
+            "watcher", ["model", "version", "result"], registry=r)
+        self.served = Gauge(
+            "labkit_model_versions_served", "Versions currently served, by model", ["model"],
+            registry=r)
+        self.ready = Gauge("labkit_ready", "1 when the server reports ready", registry=r)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

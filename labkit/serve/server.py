@@ -1,0 +1,69 @@
+"""Run the app on uvicorn with a graceful SIGTERM: not ready first, then drain, then exit.
+
+On SIGTERM (or SIGINT) readiness turns false at once; the server keeps answering for
+``drain_delay_s`` so load balancers stop routing to it, then stops accepting connections,
+lets in-flight requests finish (up to ``graceful_timeout_s``), drains the batch queues and
+exits 0. A second signal during the drain exits immediately.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from types import FrameType
+from typing import Any
+
+import uvicorn
+
+from labkit.serve.app import create_app
+from labkit.serve.config import ServeConfig
+
+__all__ = ["DrainingServer", "serve"]
+
+log = logging.getLogger("labkit.serve")
+
+
+class DrainingServer(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config, app: Any, drain_delay_s: float) -> None:
+        super().__init__(config)
+        self._labkit_app = app
+        self._drain_delay = drain_delay_s
+        self._draining = False
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self._draining:
+            self.force_exit = True
+            self.should_exit = True
+            return
+        self._draining = True
+        self._labkit_app.state.set_ready(False)
+        log.info("signal %s: not ready; draining for %.1fs, then finishing in-flight requests",
+                 signal.Signals(sig).name, self._drain_delay)
+        if self._drain_delay > 0:
+            timer = threading.Timer(self._drain_delay, self._stop)
+            timer.daemon = True
+            timer.start()
+        else:
+            self._stop()
+
+    def _stop(self) -> None:
+        self.should_exit = True
+
+
+def serve(source: str | os.PathLike[str], config: ServeConfig, *, host: str = "127.0.0.1",
+          port: int = 8000, log_level: str = "info") -> int:
+    """Serve until SIGTERM/SIGINT; returns the process exit code."""
+    app = create_app(source, config)
+    uv_config = uvicorn.Config(
+        app, host=host, port=port, log_level=log_level, lifespan="on",
+        timeout_graceful_shutdown=int(config.graceful_timeout_s) or None,
+        access_log=False, server_header=False, limit_concurrency=None,
+        h11_max_incomplete_event_size=64 * 1024,
+    )
+    server = DrainingServer(uv_config, app, config.drain_delay_s)
+    server.run()
+    if not server.started:
+        return 1
+    return 0

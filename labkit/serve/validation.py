@@ -1,0 +1,86 @@
+"""Match a parsed inference request against a model's signature, before any inference.
+
+Every check answers 400 with a message naming the tensor, the value seen and what the model
+expects. Shapes are checked against the signature and against the data actually sent before
+anything is allocated from them, so a dimension of 2**62 costs nothing.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from labkit.serve.codec import InferRequest, decode_binary, decode_json_data, oip_datatype
+from labkit.serve.errors import BadRequest
+from labkit.serve.repository import ServedModel
+
+__all__ = ["bind_inputs", "select_outputs"]
+
+
+def _describe(spec: object) -> str:
+    name, dtype, shape = (getattr(spec, a) for a in ("name", "dtype", "shape"))
+    dims = ", ".join(str(d) if isinstance(d, int) else "-1" for d in shape)
+    return f"{name}: {oip_datatype(dtype)}[{dims}]"
+
+
+def bind_inputs(request: InferRequest, served: ServedModel, *,
+                max_elements: int) -> dict[str, np.ndarray]:
+    specs = {s.name: s for s in served.model.inputs}
+    signature = "; ".join(_describe(s) for s in served.model.inputs)
+    seen: set[str] = set()
+    bound: dict[str, int] = {}
+    feeds: dict[str, np.ndarray] = {}
+    for item in request.inputs:
+        spec = specs.get(item.name)
+        if spec is None:
+            raise BadRequest(f"unknown input {item.name!r}; the model's inputs are: {signature}")
+        if item.name in seen:
+            raise BadRequest(f"input {item.name!r} is given twice")
+        seen.add(item.name)
+        want = oip_datatype(spec.dtype)
+        if item.datatype != want:
+            raise BadRequest(f"input {item.name!r} has datatype {item.datatype!r}, the model "
+                             f"expects {want} ({_describe(spec)})")
+        if len(item.shape) != len(spec.shape):
+            raise BadRequest(f"input {item.name!r} has shape {list(item.shape)} (rank "
+                             f"{len(item.shape)}), the model expects rank {len(spec.shape)}: "
+                             f"{_describe(spec)}")
+        count = 1
+        for axis, (got, dim) in enumerate(zip(item.shape, spec.shape)):
+            count *= got
+            if isinstance(dim, int):
+                if got != dim:
+                    raise BadRequest(f"input {item.name!r} has size {got} on axis {axis}, the "
+                                     f"model expects {dim}: {_describe(spec)}")
+                continue
+            if got < 1:
+                raise BadRequest(f"input {item.name!r} has size {got} on axis {axis} ({dim}); "
+                                 "it must be at least 1")
+            if bound.setdefault(dim, got) != got:
+                raise BadRequest(f"dimension {dim!r} is {bound[dim]} in one input and {got} in "
+                                 f"{item.name!r}; inputs must agree on it")
+        if count > max_elements:
+            raise BadRequest(f"input {item.name!r} has shape {list(item.shape)} = {count} "
+                             f"elements, more than a request body can hold ({max_elements})")
+        if item.binary is not None:
+            feeds[item.name] = decode_binary(item.binary, item.datatype, item.shape, item.name)
+        else:
+            feeds[item.name] = decode_json_data(item.data, item.datatype, item.shape, item.name)
+    missing = [n for n in specs if n not in seen]
+    if missing:
+        raise BadRequest(f"missing input(s) {missing}; the model's inputs are: {signature}")
+    return feeds
+
+
+def select_outputs(request: InferRequest, served: ServedModel) -> list[tuple[str, bool]]:
+    """Which outputs to return, in order, and whether each goes back as binary."""
+    names = [s.name for s in served.model.outputs]
+    if request.outputs is None:
+        return [(n, request.binary_output) for n in names]
+    chosen: list[tuple[str, bool]] = []
+    for out in request.outputs:
+        if out.name not in names:
+            raise BadRequest(f"unknown output {out.name!r}; the model's outputs are: {names}")
+        if any(out.name == n for n, _ in chosen):
+            raise BadRequest(f"output {out.name!r} is requested twice")
+        chosen.append((out.name, request.binary_output if out.binary is None else out.binary))
+    return chosen
