@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Create .venv/ in the checkout and install labkit into it.
+#   scripts/setup.sh demo   the CLI, the exporter and the example's data set (no Node needed)
+#   scripts/setup.sh dev    everything: serving, notebook + JupyterLab extension (built with
+#                           the machine's Node.js), test tools
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mode=${1:-dev}
+PY=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+pip=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
+"${pip[@]}" --upgrade pip
+# Exactly this torch: it is a CPU wheel on local disk. A range admitting a newer release
+# makes pip fetch a multi-GB CUDA build.
+"${pip[@]}" torch==2.13.0
+case "$mode" in
+  demo) HATCH_BUILD_NO_HOOKS=true "${pip[@]}" -e '.[export,examples]' ;;
+  dev)  "${pip[@]}" -e '.[dev]' ;;
+  *) echo "usage: scripts/setup.sh demo|dev" >&2; exit 2 ;;
+esac

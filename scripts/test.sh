@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Set up everything, then run the whole test suite: Python (pytest), then the JupyterLab
+# extension's jest and browser (Galata, Debian's Chromium) tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh dev
+status=0
+.venv/bin/python -m pytest -q "$@" || status=$?
+if [ -x scripts/test-extension.sh ]; then
+  scripts/test-extension.sh || status=$?
+fi
+exit $status

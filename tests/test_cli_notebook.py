@@ -1,0 +1,73 @@
+"""`handoff export notebook.ipynb`: the notebook runs headless, its models are handed off."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _notebook(path: Path, *sources: str) -> Path:
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(s) for s in sources]
+    nbformat.write(nb, str(path))
+    return path
+
+
+def handoff(*argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "handoff", *argv], capture_output=True,
+                          text=True, timeout=600, cwd=ROOT, env=dict(os.environ))
+
+
+def test_notebook_models_are_handed_off_and_notebook_untouched(tmp_path: Path) -> None:
+    nb = _notebook(tmp_path / "analysis.ipynb",
+                   "import torch, labkit\ntorch.manual_seed(0)",
+                   "model = torch.nn.Sequential(torch.nn.Linear(6, 12), torch.nn.Tanh(), "
+                   "torch.nn.Linear(12, 3))",
+                   "spec = labkit.register(model, torch.randn(4, 6), name='nb-model', "
+                   "task='classification')")
+    before = nb.read_bytes()
+    proc = handoff("export", str(nb), "--store", str(tmp_path / "store"), "--json",
+                   "--no-benchmark")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert (result["name"], result["version"], result["change"]) == ("nb-model", "1.0.0",
+                                                                     "first")
+    assert "[1/6] freeze" in proc.stderr and "running cell" in proc.stderr
+    bundle = Path(result["path"])
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert manifest["provenance"]["source"]["kind"] == "notebook"
+    assert (bundle / "source" / "analysis.ipynb").read_bytes() == before
+    assert nb.read_bytes() == before
+    assert handoff("verify", str(bundle)).returncode == 0
+
+
+def test_notebook_that_registers_nothing(tmp_path: Path) -> None:
+    nb = _notebook(tmp_path / "empty.ipynb", "x = 1")
+    proc = handoff("export", str(nb), "--store", str(tmp_path / "store"))
+    assert proc.returncode == 1
+    assert "registered no model" in proc.stderr and "labkit.register" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_notebook_with_a_failing_cell(tmp_path: Path) -> None:
+    nb = _notebook(tmp_path / "bad.ipynb", "import labkit", "1 / 0")
+    proc = handoff("export", str(nb), "--store", str(tmp_path / "store"))
+    assert proc.returncode == 1
+    assert "failed while running" in proc.stderr and "ZeroDivisionError" in proc.stderr
+    assert not (tmp_path / "store").exists() or not any((tmp_path / "store").iterdir())
+
+
+@pytest.mark.parametrize("content", [b"not json", b'{"cells": 3}'])
+def test_unreadable_notebook(tmp_path: Path, content: bytes) -> None:
+    nb = tmp_path / "broken.ipynb"
+    nb.write_bytes(content)
+    proc = handoff("export", str(nb))
+    assert proc.returncode == 1 and "cannot read notebook" in proc.stderr
