@@ -11,9 +11,8 @@ import sys
 import traceback
 from collections.abc import Sequence
 
-from labkit.errors import LabkitError
-
 from handoff import commands
+from labkit.errors import LabkitError
 
 EPILOG = """examples:
   handoff export examples/digits.py:build            # train, hand off, write a bundle
@@ -115,7 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = str(exc).replace("\n", "\n  ")
         print(f"handoff: error: {message}", file=sys.stderr)
         return 1
-    except Exception as exc:  # the user's script can raise anything; still one line
+    except Exception as exc:  # the user's script can raise anything; still one line  # noqa: BLE001
         if debug:
             traceback.print_exc()
         print(f"handoff: error: {type(exc).__name__}: {exc} (run with --debug for the "

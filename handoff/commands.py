@@ -9,9 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from labkit.errors import LabkitError
-
 from handoff.progress import StagePrinter
+from labkit.errors import LabkitError
 
 
 def _print_json(obj: Any) -> None:
@@ -47,9 +46,8 @@ def _export(args: argparse.Namespace, source: str, store: str | None,
         results = run_notebook(Path(source), store=str(Path(store).resolve()) if store else None,
                                options=options, on_event=printer)
     else:
-        from labkit.pipeline import BenchOptions, HandoffOptions, run
-
         from handoff.sources import spec_from_script
+        from labkit.pipeline import BenchOptions, HandoffOptions, run
 
         spec, path = spec_from_script(source)
         opts = HandoffOptions(

@@ -78,7 +78,7 @@ def run_notebook(notebook: Path, *, store: str | None, options: dict[str, Any],
         raise RegistrationError(f"notebook {notebook} does not exist")
     try:
         nb = nbformat.read(str(notebook), as_version=4)
-    except Exception as exc:  # nbformat raises several types for bad files
+    except Exception as exc:  # nbformat raises several types for bad files  # noqa: BLE001
         raise RegistrationError(f"cannot read notebook {notebook}: {exc}") from None
     nb.cells.append(nbformat.v4.new_code_cell(_handoff_cell(notebook, store, options)))
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3",

@@ -21,7 +21,7 @@ def test_bundle_holds_no_pickle(bundle: Path) -> None:
             with zipfile.ZipFile(path) as z:
                 for member in z.namelist():
                     assert member.endswith(".npy")
-                    assert not z.read(member)[:2] in PICKLE_MAGIC
+                    assert z.read(member)[:2] not in PICKLE_MAGIC
             with np.load(path, allow_pickle=False) as arrays:  # raises on object arrays
                 assert all(arrays[k].dtype != object for k in arrays.files)
         else:

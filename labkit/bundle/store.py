@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from labkit.bundle.integrity import read_manifest
 from labkit.bundle.manifest import NAME_RE
 from labkit.bundle.semver import Version, is_version
-from labkit.bundle.integrity import read_manifest
 from labkit.errors import StoreError
 
 FIRST_VERSION = "1.0.0"
@@ -51,7 +51,9 @@ def classify(old: dict[str, str], new: dict[str, str]) -> str:
 
 def explain(old: dict[str, Any], new: dict[str, Any]) -> tuple[str, str]:
     kind = classify(old["fingerprint"], new["fingerprint"])
-    reason = REASONS[kind] if kind != "none" else "identical architecture, signature, weights and metadata"
+    reason = REASONS[kind]
+    if kind == "none":
+        reason = "identical architecture, signature, weights and metadata"
     if kind == "major":
         parts = []
         if old["fingerprint"]["signature"] != new["fingerprint"]["signature"]:

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from labkit.bundle._json import dumps_canonical
+from labkit.bundle.integrity import verify
 from labkit.bundle.manifest import DIGEST_FIELD, MANIFEST_NAME, self_digest, validate
 from labkit.bundle.paths import check_path
-from labkit.bundle.integrity import verify
 from labkit.errors import StoreError
 
 STAGING = ".staging"

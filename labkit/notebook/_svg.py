@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from html import escape
 
 __all__ = ["bar_chart", "line_chart"]
@@ -49,7 +49,7 @@ def bar_chart(labels: Sequence[str], values: Sequence[float], *, unit: str = "",
     return "".join(parts)
 
 
-def line_chart(series: dict[str, Sequence[float]], *, width: int = 480,
+def line_chart(series: Mapping[str, Sequence[float]], *, width: int = 480,
                height: int = 200, title: str = "") -> str:
     """One polyline per series, each scaled to its own range (loss and accuracy differ)."""
     left, top, bottom = 8, 22, 18

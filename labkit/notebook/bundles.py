@@ -51,7 +51,8 @@ def summarize_manifest(manifest: dict[str, Any]) -> dict[str, Any]:
     """The fields the side panel shows, read leniently from one manifest."""
     variants = [v for v in manifest.get("variants", []) if isinstance(v, dict)]
     default = manifest.get("default_variant")
-    chosen = next((v for v in variants if v.get("name") == default), variants[0] if variants else {})
+    fallback: dict[str, Any] = variants[0] if variants else {}
+    chosen = next((v for v in variants if v.get("name") == default), fallback)
     oks = [ok for ok in (_parity_ok(v) for v in variants) if ok is not None]
     return {
         "version": manifest.get("version"),

@@ -51,7 +51,7 @@ class TrainingProgress:
         if self._widget is not None:
             from IPython.display import display
 
-            display(self._widget)
+            display(self._widget)  # type: ignore[no-untyped-call]
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
@@ -73,7 +73,11 @@ class TrainingProgress:
             self._show()
 
     def text(self) -> str:
-        parts = [f"{k}={v[-1]:.4g}" for k, v in self.history.items() if v]
+        parts = []
+        for key, series in self.history.items():
+            finite = [x for x in series if math.isfinite(x)]
+            if finite:
+                parts.append(f"{key}={finite[-1]:.4g}")
         return f"{self.title} step {self.steps}: " + " ".join(parts)
 
     def _repr_html_(self) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import statistics
 import tempfile
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from html import escape
@@ -59,7 +60,7 @@ class ModelSummary:
             f"<tr><td>{escape(r.name)}</td><td>{escape(r.kind)}</td>"
             f"<td>{escape(r.output_shape)}</td><td>{r.parameters:,}</td><td>{_si(r.flops)}</td></tr>"
             for r in self.layers)
-        lat = "".join(f"<tr><td>{escape(k)}</td><td>{'%.3f ms' % v if v is not None else 'n/a'}"
+        lat = "".join(f"<tr><td>{escape(k)}</td><td>{_ms(v)}"
                       "</td></tr>" for k, v in self.latency_ms.items())
         notes = "".join(f"<li>{escape(n)}</li>" for n in self.notes)
         return (f'<div class="labkit-summary"><b>{escape(self.model)}</b>: '
@@ -68,6 +69,10 @@ class ModelSummary:
                 f"<th>parameters</th><th>FLOPs</th></tr>{rows}</table>"
                 '<table class="labkit-table"><tr><th>CPU latency (this machine, p50)</th>'
                 f"<th></th></tr>{lat}</table>{'<ul>' + notes + '</ul>' if notes else ''}</div>")
+
+
+def _ms(v: float | None) -> str:
+    return f"{v:.3f} ms" if v is not None else "n/a"
 
 
 def _si(n: float) -> str:
@@ -109,7 +114,11 @@ def _onnx_latency(model: Any, args: tuple[Any, ...]) -> float:
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.onnx"
-        torch.onnx.export(model, args, str(path), dynamo=False)
+        with warnings.catch_warnings():
+            # The quick TorchScript export is deliberate here (fast); its deprecation
+            # notice would only clutter the notebook.
+            warnings.simplefilter("ignore")
+            torch.onnx.export(model, args, str(path), dynamo=False)
         opts = ort.SessionOptions()
         opts.log_severity_level = 3
         session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])

@@ -4,8 +4,14 @@ Each stage is a function over files and arrays; only :func:`run` composes them. 
 imported by freeze/export/benchmark only.
 """
 
-from labkit.pipeline.options import (STAGES, BenchOptions, Budget, HandoffOptions,
-                                     ProgressEvent, Quantize)
+from labkit.pipeline.options import (
+                                     STAGES,
+                                     BenchOptions,
+                                     Budget,
+                                     HandoffOptions,
+                                     ProgressEvent,
+                                     Quantize,
+)
 from labkit.pipeline.result import HandoffResult
 from labkit.pipeline.run import run
 

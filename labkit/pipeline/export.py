@@ -102,7 +102,7 @@ def export(spec: ModelSpec, out: Path, *, opset: int = 18) -> ExportInfo:
     exporter = "dynamo"
     try:
         _export(spec, out, dynamo=True, opset=opset)
-    except Exception as dyn_exc:  # exporters raise a wide variety of types
+    except Exception as dyn_exc:  # exporters raise a wide variety of types  # noqa: BLE001
         fallback_reason = f"dynamo exporter failed: {_summarise(dyn_exc)}"
         exporter = "torchscript"
         try:

@@ -84,8 +84,12 @@ def _quiet() -> Iterator[None]:
 
 def quantize(src: Path, dst: Path, q: Quantize, calibration: Sequence[Batch],
              workdir: Path) -> dict[str, Any]:
-    from onnxruntime.quantization import (CalibrationMethod, QuantFormat, quantize_dynamic,
-                                          quantize_static)
+    from onnxruntime.quantization import (
+        CalibrationMethod,
+        QuantFormat,
+        quantize_dynamic,
+        quantize_static,
+    )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     pre = workdir / f"{q.name}-pre.onnx"

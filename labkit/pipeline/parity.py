@@ -79,7 +79,7 @@ def check_parity(ref: Reference, predictor: Predictor, tolerance: dict[str, Any]
     for s in ref.sets:
         try:
             got = predictor(s.inputs)
-        except Exception as exc:  # ORT raises its own exception types
+        except Exception as exc:  # ORT raises its own exception types  # noqa: BLE001
             errors.append(f"{s.label}: the {variant} graph failed to run: {exc}")
             continue
         stats = accumulate([(s.outputs, got)], names)

@@ -50,14 +50,16 @@ def render(manifest: dict[str, Any], parity: dict[str, Any],
     if bench:
         eager = bench.get("pytorch-eager", {})
         env = bench.get("environment", {})
+        cpu = env.get("cpu", {})
         lines += ["", "## Benchmark", "",
                   f"PyTorch eager: p50 {_fmt(eager.get('p50_ms'), '.3f')} ms, throughput "
                   f"{_fmt(eager.get('throughput_per_s'), '.1f')}/s.",
                   f"Method: {bench.get('method', '')}.",
-                  f"CPU: {env.get('cpu', {}).get('model')} ({', '.join(env.get('cpu', {}).get('flags', []))}), "
+                  f"CPU: {cpu.get('model')} ({', '.join(cpu.get('flags', []))}), "
                   f"{env.get('threads')} threads."]
     src = m["provenance"].get("source")
     if src:
-        lines += ["", "## Provenance", "", f"Source `{src['path']}` (sha256 {src['sha256'][:16]}…), "
-                  f"copy in `{src['copy']}`."]
+        lines += ["", "## Provenance", "",
+                  f"Source `{src['path']}` (sha256 {src['sha256'][:16]}…), copy in "
+                  f"`{src['copy']}`."]
     return "\n".join(lines) + "\n"

@@ -22,7 +22,6 @@ import numpy as np
 
 from labkit.runtime.machine import cpu_info
 
-
 QUIESCE_S = 0.25
 WAKE_CALLS = 3
 
@@ -78,7 +77,7 @@ def write_inputs(folder: Path, feeds: Mapping[str, Mapping[str, np.ndarray]]) ->
     paths = {}
     for key, feed in feeds.items():
         path = folder / f"{key}.npz"
-        np.savez(path, **feed)
+        np.savez(path, **feed)  # type: ignore[arg-type]
         paths[key] = path
     return paths
 

@@ -104,7 +104,8 @@ class Batcher:
 
     def _take(self, batch: list[_Item], rows: int) -> int:
         """Move compatible items from the queue into ``batch``; drop ones that waited too long."""
-        now, kept = time.monotonic(), collections.deque()
+        now = time.monotonic()
+        kept: collections.deque[_Item] = collections.deque()
         while self._queue:
             item = self._queue.popleft()
             if item.future.done():

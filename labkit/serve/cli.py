@@ -14,11 +14,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from labkit.errors import LabkitError
+from labkit.errors import LabkitError, MissingDependencyError
 
 __all__ = ["add_export_triton_parser", "add_serve_parser", "config_from_args"]
 
-TOKEN_ENV = "LABKIT_SERVE_TOKEN"
+TOKEN_ENV = "LABKIT_SERVE_TOKEN"  # noqa: S105 - the name of a variable, not a secret
 
 
 def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -117,6 +117,11 @@ def run_serve(args: argparse.Namespace) -> int:
 
         return serve(args.source, config, host=args.host, port=args.port,
                      log_level=args.log_level)
+    except ImportError as exc:
+        missing = MissingDependencyError(exc.name or "starlette",
+                                         "ray" if args.ray else "serve")
+        print(f"handoff serve: {missing}", file=sys.stderr)
+        return 2
     except (LabkitError, ValueError, OSError) as exc:
         print(f"handoff serve: {exc}", file=sys.stderr)
         return 2

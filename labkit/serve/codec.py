@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from labkit.serve.errors import BadRequest
+from labkit.serve.jsonguard import check_json_depth, loads_strict
 
 __all__ = [
     "OIP_TO_NUMPY",
@@ -53,7 +54,6 @@ _NUMPY_TO_OIP.update({"object": "BYTES", "str": "BYTES", "bytes": "BYTES", "stri
 _REQUEST_KEYS = frozenset({"id", "parameters", "inputs", "outputs"})
 _INPUT_KEYS = frozenset({"name", "shape", "datatype", "parameters", "data"})
 _OUTPUT_KEYS = frozenset({"name", "parameters"})
-_CHUNK = 1 << 20
 
 
 def oip_datatype(numpy_name: str) -> str:
@@ -86,55 +86,6 @@ class InferRequest:
     id: str | None = None
     binary_output: bool = False
     parameters: dict[str, Any] = field(default_factory=dict)
-
-
-def check_json_depth(buf: bytes, limit: int) -> None:
-    """Refuse JSON nested deeper than ``limit`` (objects and arrays), without parsing it.
-
-    Brackets inside strings do not count; escapes are honoured. Vectorised in chunks so a
-    64 MiB body costs milliseconds and no recursion.
-    """
-    depth = 0
-    in_string = 0
-    bs_run = 0  # backslashes ending the previous chunk
-    for start in range(0, len(buf), _CHUNK):
-        arr = np.frombuffer(buf, dtype=np.uint8, count=min(_CHUNK, len(buf) - start), offset=start)
-        idx = np.arange(arr.size, dtype=np.int64)
-        is_bs = arr == 0x5C
-        last_other = np.maximum.accumulate(np.where(is_bs, -1 - bs_run, idx))
-        run = idx - last_other  # backslashes ending at i (0 when arr[i] is not one)
-        prev_run = np.empty_like(run)
-        prev_run[0] = bs_run
-        prev_run[1:] = run[:-1]
-        quotes = (arr == 0x22) & (prev_run % 2 == 0)
-        inside = (np.cumsum(quotes) + in_string) % 2 == 1
-        delta = ((arr == 0x5B) | (arr == 0x7B)).astype(np.int64)
-        delta -= ((arr == 0x5D) | (arr == 0x7D)).astype(np.int64)
-        delta[inside] = 0
-        levels = np.cumsum(delta) + depth
-        if levels.size and int(levels.max()) > limit:
-            raise BadRequest(f"JSON nesting deeper than {limit} levels; flatten the request")
-        depth = int(levels[-1]) if levels.size else depth
-        in_string = int(inside[-1]) if arr.size else in_string
-        bs_run = int(run[-1]) if arr.size else bs_run
-
-
-def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise BadRequest(f"duplicate JSON key {key!r}")
-        out[key] = value
-    return out
-
-
-def loads_strict(buf: bytes, *, max_depth: int) -> Any:
-    """Parse JSON bytes: depth-capped, duplicate keys refused, errors as :class:`BadRequest`."""
-    check_json_depth(buf, max_depth)
-    try:
-        return json.loads(buf, object_pairs_hook=_refuse_duplicates)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise BadRequest(f"request body is not valid JSON: {exc}") from None
 
 
 def _expect(cond: bool, message: str) -> None:
@@ -189,7 +140,7 @@ def parse_request(body: bytes, header_length: str | None, *, max_depth: int) -> 
     binary_output = params.get("binary_data_output", False)
     _expect(isinstance(binary_output, bool), "binary_data_output must be a boolean")
     raw_inputs = doc.get("inputs")
-    _expect(isinstance(raw_inputs, list) and raw_inputs, "inputs must be a non-empty list")
+    _expect(isinstance(raw_inputs, list) and len(raw_inputs) > 0, "inputs must be a non-empty list")
     inputs: list[RequestInput] = []
     offset = 0
     for i, item in enumerate(raw_inputs):
@@ -253,7 +204,8 @@ def decode_binary(raw: bytes, datatype: str, shape: tuple[int, ...], name: str) 
             _expect(pos + 4 + length <= len(raw), f"input {name!r}: BYTES element runs past data")
             items.append(raw[pos + 4 : pos + 4 + length])
             pos += 4 + length
-        _expect(len(items) == count, f"input {name!r}: {len(items)} elements for shape {list(shape)}")
+        _expect(len(items) == count,
+                f"input {name!r}: {len(items)} elements for shape {list(shape)}")
         return np.array(items, dtype=object).reshape(shape)
     expected = count * dtype.itemsize
     _expect(
@@ -263,9 +215,11 @@ def decode_binary(raw: bytes, datatype: str, shape: tuple[int, ...], name: str) 
     )
     if datatype == "BOOL":
         as_u8 = np.frombuffer(raw, dtype=np.uint8)
-        _expect(not as_u8.size or int(as_u8.max()) <= 1, f"input {name!r}: BOOL bytes must be 0 or 1")
+        _expect(not as_u8.size or int(as_u8.max()) <= 1,
+                f"input {name!r}: BOOL bytes must be 0 or 1")
         return as_u8.view(np.bool_).reshape(shape)
-    return np.frombuffer(raw, dtype=dtype.newbyteorder("<")).astype(dtype, copy=False).reshape(shape)
+    little = np.frombuffer(raw, dtype=dtype.newbyteorder("<"))
+    return little.astype(dtype, copy=False).reshape(shape)
 
 
 _ACCEPTED_KINDS = {"b": "b", "i": "iu", "u": "iu", "f": "iuf"}
@@ -278,13 +232,15 @@ def decode_json_data(data: Any, datatype: str, shape: tuple[int, ...], name: str
     dtype = OIP_TO_NUMPY[datatype]
     if datatype == "BYTES":
         flat = np.asarray(data, dtype=object).ravel()
-        _expect(all(isinstance(v, str) for v in flat), f"input {name!r}: BYTES data must be strings")
+        _expect(all(isinstance(v, str) for v in flat),
+                f"input {name!r}: BYTES data must be strings")
         _expect(flat.size == count, f"input {name!r}: {flat.size} elements for shape {list(shape)}")
         return np.array([v.encode() for v in flat], dtype=object).reshape(shape)
     try:
         arr = np.asarray(data)
     except (ValueError, TypeError, OverflowError) as exc:
-        raise BadRequest(f"input {name!r}: data is not a regular array of numbers ({exc})") from None
+        raise BadRequest(
+            f"input {name!r}: data is not a regular array of numbers ({exc})") from None
     _expect(
         arr.dtype.kind in _ACCEPTED_KINDS[dtype.kind],
         f"input {name!r}: data holds {arr.dtype.name} values, datatype says {datatype}",

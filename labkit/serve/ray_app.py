@@ -85,7 +85,7 @@ def deployment(source: str | os.PathLike[str], config: ServeConfig | None = None
     class LabkitServe:
         pass
 
-    return LabkitServe.bind()
+    return LabkitServe.bind()  # type: ignore[attr-defined]
 
 
 def run_ray(source: str | os.PathLike[str], config: ServeConfig, *, host: str = "127.0.0.1",

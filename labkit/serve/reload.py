@@ -42,7 +42,7 @@ class Reloader:
                 pass
             try:
                 await self.check_now()
-            except (OSError, LabkitError) as exc:  # the store itself is unreadable; keep serving what we have
+            except (OSError, LabkitError) as exc:  # store unreadable: keep serving what we have
                 log.error("store scan failed: %s", exc)
 
     async def stop(self) -> None:

@@ -49,7 +49,8 @@ def _rows_independent(model: Model) -> bool:
         with np.load(model.path / golden["inputs"], allow_pickle=False) as z:
             feeds = {s.name: z[s.name] for s in model.inputs}
     except (KeyError, OSError, ValueError) as exc:
-        log.warning("%s %s: no golden inputs to probe batching (%s)", model.name, model.version, exc)
+        log.warning("%s %s: no golden inputs to probe batching (%s)",
+                    model.name, model.version, exc)
         return True  # the signature says the leading dim is a batch; trust it
     rows = min(int(next(iter(feeds.values())).shape[0]), 4)
     if rows < 2:

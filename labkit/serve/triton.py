@@ -75,7 +75,8 @@ def render_config(manifest: dict[str, Any], *, max_batch_size: int = 32, instanc
             f"  default_queue_policy {{\n    max_queue_size: {max_queue_size}\n  }}\n}}")
     parts.append("version_policy: { latest: { num_versions: 1 } }")
     for key, value in (("labkit_name", manifest["name"]), ("labkit_version", manifest["version"])):
-        parts.append(f"parameters {{\n  key: {_q(key)}\n  value: {{ string_value: {_q(value)} }}\n}}")
+        parts.append(f"parameters {{\n  key: {_q(key)}\n"
+                     f"  value: {{ string_value: {_q(value)} }}\n}}")
     return "\n".join(parts) + "\n"
 
 
