@@ -8,13 +8,19 @@ cd "$(dirname "$0")/.."
 mode=${1:-dev}
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
-pip=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
-"${pip[@]}" --upgrade pip
+pip() {
+  # This machine's pip config names local wheel folders that may be absent; its
+  # "Location … is ignored" warnings are noise, everything else is shown.
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check "$@" 2>&1 \
+    | { grep -v "^WARNING: Location '.*' is ignored" || true; }
+  return "${PIPESTATUS[0]}"
+}
+pip --upgrade pip
 # Exactly this torch: it is a CPU wheel on local disk. A range admitting a newer release
 # makes pip fetch a multi-GB CUDA build.
-"${pip[@]}" torch==2.13.0
+pip torch==2.13.0
 case "$mode" in
-  demo) HATCH_BUILD_NO_HOOKS=true "${pip[@]}" -e '.[export,examples]' ;;
-  dev)  "${pip[@]}" -e '.[dev]' ;;
+  demo) HATCH_BUILD_NO_HOOKS=true pip -e '.[export,examples]' ;;
+  dev)  pip -e '.[dev]' ;;
   *) echo "usage: scripts/setup.sh demo|dev" >&2; exit 2 ;;
 esac

@@ -30,7 +30,8 @@ def render(manifest: dict[str, Any], parity: dict[str, Any],
     ]
     for side in ("inputs", "outputs"):
         for t in m["signature"][side]:
-            lines.append(f"| {side[:-1]} | `{t['name']}` | {t['dtype']} | {t['shape']} |")
+            dims = ", ".join(str(d) for d in t["shape"])
+            lines.append(f"| {side[:-1]} | `{t['name']}` | {t['dtype']} | [{dims}] |")
     lines += ["", "## Variants", "",
               "| variant | precision | parity | max rel err | metric | p50 ms | speed-up "
               "(batch 1) | speed-up (throughput) |",
