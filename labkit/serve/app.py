@@ -44,7 +44,9 @@ def _server_version() -> str:
     try:
         return importlib_metadata.version("labkit")
     except importlib_metadata.PackageNotFoundError:
-        return "0+unknown"
+        import labkit
+
+        return str(getattr(labkit, "__version__", "0+unknown"))
 
 
 @dataclass

@@ -96,6 +96,9 @@ def run_ray(source: str | os.PathLike[str], config: ServeConfig, *, host: str = 
     import ray
 
     ray.init(address=address, include_dashboard=False, ignore_reinit_error=True)
+    done = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):  # after ray.init, which installs its own
+        signal.signal(sig, lambda *_: done.set())
     try:
         serve.start(http_options={"host": host, "port": port})
         serve.run(deployment(source, config, replicas=replicas, max_replicas=max_replicas,
@@ -103,9 +106,6 @@ def run_ray(source: str | os.PathLike[str], config: ServeConfig, *, host: str = 
                   name=APP_NAME, route_prefix="/")
         print(f"labkit on Ray Serve: http://{host}:{port}/v2 ({replicas} replica(s))",
               flush=True)
-        done = threading.Event()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: done.set())
         done.wait()
         serve.delete(APP_NAME)  # replicas drain their in-flight requests
         serve.shutdown()
