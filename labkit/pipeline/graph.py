@@ -76,8 +76,14 @@ def architecture_digest(model: onnx.ModelProto) -> str:
     for tensor in _weight_tensors(skeleton):
         for name in _WEIGHT_FIELDS:
             tensor.ClearField(name)
+    # The dynamo exporter stamps nodes and values with metadata (stack traces naming the
+    # source file, e.g. a notebook cell's temp file): provenance, not architecture.
+    for value in (*skeleton.graph.input, *skeleton.graph.output, *skeleton.graph.value_info,
+                  *skeleton.graph.initializer):
+        del value.metadata_props[:]
     for node in skeleton.graph.node:
         node.doc_string = ""
+        del node.metadata_props[:]
         for attr in node.attribute:
             attr.doc_string = ""
     return _digest(skeleton.graph.SerializeToString(deterministic=True))
