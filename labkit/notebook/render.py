@@ -62,6 +62,8 @@ def p50_ms(variant: Mapping[str, Any]) -> float | None:
 def speedup(variant: Mapping[str, Any], kind: str = "p50") -> float | None:
     """Speed-up vs PyTorch eager: ``speedup.{p50,throughput}`` or flat ``speedup_{kind}``."""
     nested = variant.get("speedup")
+    if nested is None:  # a variant read back from a manifest keeps it under "benchmark"
+        nested = pick(variant.get("benchmark"), "speedup")
     if isinstance(nested, Mapping):
         return num(nested.get(kind))
     return num(variant.get(f"speedup_{kind}"))

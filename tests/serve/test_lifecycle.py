@@ -27,7 +27,8 @@ def _infer_body(x: np.ndarray, binary_output: bool = False) -> dict[str, object]
 def test_sigterm_unready_first_then_drains_in_flight(bundles: Bundles, tmp_path: Path) -> None:
     store = bundles.store_with(tmp_path / "store", "mlp-1.0.0")
     drain = 0.5
-    server = start_server(store, tmp_path, "--drain-delay", str(drain), "--reload-interval", "0")
+    server = start_server(store, tmp_path, "--drain-delay", str(drain), "--reload-interval", "0",
+                          "--graceful-timeout", "120")
     try:
         # A slow request: 1M rows as binary in, JSON out (encoding takes a while).
         big = np.random.default_rng(0).standard_normal((1_000_000, 8)).astype(np.float32)

@@ -26,7 +26,7 @@ from labkit.runtime import load
 sys.path.insert(0, str(REPO / "benchmarks"))
 from serve_bench import closed_loop, open_loop  # noqa: E402
 
-ROUNDS = 3
+ROUNDS = 5
 OVERLOAD = 4.0
 OVERLOAD_SECONDS = 2.0
 UNLOADED_REQUESTS = 60

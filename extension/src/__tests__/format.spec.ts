@@ -1,0 +1,98 @@
+import {
+  describeChange,
+  formatCount,
+  formatNumber,
+  formatSpeedup,
+  parityStatus,
+  speedup,
+  stageIndex,
+  validBundleName,
+  variantRows
+} from '../format';
+import { IHandoffResult } from '../protocol';
+
+describe('number formatting', () => {
+  it('formats ordinary, tiny and missing numbers', () => {
+    expect(formatNumber(1.23456)).toBe('1.23');
+    expect(formatNumber(3.2e-7)).toBe('3.20e-7');
+    expect(formatNumber(0)).toBe('0');
+    expect(formatNumber(undefined)).toBe('—');
+    expect(formatNumber(NaN)).toBe('—');
+  });
+
+  it('formats speed-ups and counts', () => {
+    expect(formatSpeedup(2.345)).toBe('2.35×');
+    expect(formatSpeedup(null)).toBe('—');
+    expect(formatCount(2410)).toBe('2.4k');
+    expect(formatCount(3.5e6)).toBe('3.5M');
+    expect(formatCount(12)).toBe('12');
+  });
+});
+
+describe('result helpers', () => {
+  const result: IHandoffResult = {
+    name: 'digits',
+    version: '1.1.0',
+    path: '/s/digits/1.1.0',
+    change: 'minor',
+    change_reason: 'weights-only update: drop-in compatible',
+    default_variant: 'int8',
+    variants: [
+      {
+        name: 'fp32',
+        precision: 'fp32',
+        parity: { ok: true, max_rel: 1e-7 },
+        benchmark: { p50_ms: 0.05 },
+        speedup_p50: 1.8,
+        speedup_throughput: 2
+      },
+      {
+        name: 'int8',
+        precision: 'int8',
+        parity: { passed: false },
+        speedup: { p50: 3.5, throughput: 2.25 }
+      }
+    ],
+    rejected: []
+  };
+
+  it('explains the version change', () => {
+    expect(describeChange(result)).toMatch(/^weights-only update \(minor\)/);
+    expect(describeChange({ change: 'first', change_reason: '' })).toBe(
+      'first version of this model'
+    );
+  });
+
+  it('builds one row per variant, marking the default', () => {
+    const rows = variantRows(result);
+    expect(rows).toHaveLength(2);
+    expect(rows[0]).toEqual([
+      'fp32',
+      'fp32',
+      'pass',
+      '1.00e-7',
+      '0.05',
+      '1.80×',
+      '2.00×'
+    ]);
+    expect(rows[1][0]).toBe('int8 (default)');
+    expect(rows[1][2]).toBe('fail');
+    expect(rows[1].slice(5)).toEqual(['3.50×', '2.25×']);
+    expect(parityStatus({ name: 'x' })).toBe('unknown');
+    // variants read back from a manifest ("nothing changed") nest it under benchmark
+    const fromManifest = {
+      name: 'fp32',
+      benchmark: { speedup: { p50: 2, throughput: 3 } }
+    };
+    expect(speedup(fromManifest, 'throughput')).toBe(3);
+  });
+
+  it('knows the stage order and bundle names', () => {
+    expect(stageIndex('freeze')).toBe(0);
+    expect(stageIndex('bundle')).toBe(5);
+    expect(stageIndex('nope')).toBe(-1);
+    expect(validBundleName('digits-mlp')).toBe(true);
+    expect(validBundleName('../evil')).toBe(false);
+    expect(validBundleName('Upper')).toBe(false);
+  });
+});

@@ -1,0 +1,209 @@
+/**
+ * The message protocol between this extension and the kernel (comm target `labkit.handoff`).
+ *
+ * Mirrors `labkit/notebook/protocol.py`: change both together and bump PROTOCOL_VERSION.
+ * Every message is an envelope carrying the protocol version; each side refuses the other's
+ * messages when the versions differ.
+ */
+
+export const PROTOCOL_VERSION = 1;
+export const COMM_TARGET = 'labkit.handoff';
+export const STAGES = [
+  'freeze',
+  'export',
+  'parity',
+  'optimize',
+  'benchmark',
+  'bundle'
+] as const;
+
+export type Stage = (typeof STAGES)[number];
+export type RequestType = 'hello' | 'list_models' | 'handoff' | 'list_bundles';
+export type StageStatus = 'start' | 'done' | 'fail' | 'info';
+
+export interface IRequest {
+  protocol: number;
+  kind: 'request';
+  id: string;
+  type: RequestType;
+  payload: Record<string, unknown>;
+}
+
+export interface IProgress {
+  stage: string;
+  status: StageStatus;
+  message: string;
+  fraction: number | null;
+}
+
+export interface IErrorInfo {
+  type: string;
+  message: string;
+  stage: string | null;
+}
+
+export type KernelMessage =
+  | { protocol: number; kind: 'progress'; id: string; payload: IProgress }
+  | {
+      protocol: number;
+      kind: 'reply';
+      id: string | null;
+      ok: true;
+      payload: Record<string, unknown>;
+    }
+  | {
+      protocol: number;
+      kind: 'reply';
+      id: string | null;
+      ok: false;
+      error: IErrorInfo;
+    };
+
+export interface IHandoffPayload {
+  model?: string;
+  name?: string;
+  quantize: boolean;
+  store?: string;
+  notebook_path?: string;
+}
+
+export interface IModelInfo {
+  name: string;
+  task: string | null;
+  inputs: { shape: number[] | null; dtype: string }[];
+  parameters: number | null;
+  model_class: string;
+}
+
+export interface IVariant {
+  name: string;
+  precision?: string;
+  parity?: Record<string, unknown>;
+  benchmark?: Record<string, unknown>;
+  tolerance?: Record<string, unknown>;
+  /** Speed-up vs PyTorch eager (medians of per-round ratios). */
+  speedup?: { p50?: number; throughput?: number } | null;
+  speedup_p50?: number | null;
+  speedup_throughput?: number | null;
+}
+
+export interface IHandoffResult {
+  name: string;
+  version: string;
+  path: string;
+  change: 'first' | 'major' | 'minor' | 'patch' | 'none';
+  change_reason: string;
+  default_variant: string;
+  variants: IVariant[];
+  rejected: { name: string; reason: string }[];
+  parity?: Record<string, unknown>;
+  benchmark?: Record<string, unknown>;
+}
+
+export interface IBundleSummary {
+  name: string;
+  versions: string[];
+  latest: string;
+  path: string;
+  default_variant: string | null;
+  speedup: number | null;
+  parity_ok: boolean | null;
+  problem?: string;
+}
+
+/** A message that does not follow the protocol, or speaks another version of it. */
+export class ProtocolError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ProtocolError';
+  }
+}
+
+let counter = 0;
+
+export function makeRequest(
+  type: RequestType,
+  payload: Record<string, unknown> = {},
+  id?: string
+): IRequest {
+  counter += 1;
+  return {
+    protocol: PROTOCOL_VERSION,
+    kind: 'request',
+    id: id ?? `r${Date.now().toString(36)}-${counter}`,
+    type,
+    payload
+  };
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/** Validate a message from the kernel; throws ProtocolError saying what is wrong. */
+export function parseKernelMessage(data: unknown): KernelMessage {
+  if (!isObject(data)) {
+    throw new ProtocolError('kernel message is not a JSON object');
+  }
+  if (data.protocol !== PROTOCOL_VERSION) {
+    throw new ProtocolError(
+      `the kernel's labkit speaks protocol version ${JSON.stringify(
+        data.protocol
+      )}, this extension speaks ${PROTOCOL_VERSION}: install matching versions of labkit ` +
+        'and its JupyterLab extension, then restart the kernel and reload the page'
+    );
+  }
+  const id = data.id;
+  if (data.kind === 'progress') {
+    const p = data.payload;
+    if (typeof id !== 'string' || !isObject(p) || typeof p.stage !== 'string') {
+      throw new ProtocolError('malformed progress message');
+    }
+    const status = ['start', 'done', 'fail', 'info'].includes(String(p.status))
+      ? (p.status as StageStatus)
+      : 'info';
+    return {
+      protocol: PROTOCOL_VERSION,
+      kind: 'progress',
+      id,
+      payload: {
+        stage: p.stage,
+        status,
+        message: typeof p.message === 'string' ? p.message : '',
+        fraction: typeof p.fraction === 'number' ? p.fraction : null
+      }
+    };
+  }
+  if (data.kind === 'reply') {
+    if (id !== null && typeof id !== 'string') {
+      throw new ProtocolError('reply id must be a string or null');
+    }
+    if (data.ok === true && isObject(data.payload)) {
+      return {
+        protocol: PROTOCOL_VERSION,
+        kind: 'reply',
+        id,
+        ok: true,
+        payload: data.payload
+      };
+    }
+    const e = data.error;
+    if (data.ok === false && isObject(e) && typeof e.message === 'string') {
+      return {
+        protocol: PROTOCOL_VERSION,
+        kind: 'reply',
+        id,
+        ok: false,
+        error: {
+          type: typeof e.type === 'string' ? e.type : 'Error',
+          message: e.message,
+          stage: typeof e.stage === 'string' ? e.stage : null
+        }
+      };
+    }
+    throw new ProtocolError(
+      'malformed reply: needs ok=true with payload or ok=false with error'
+    );
+  }
+  throw new ProtocolError(`unknown message kind ${JSON.stringify(data.kind)}`);
+}

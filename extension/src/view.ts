@@ -1,0 +1,142 @@
+/** The handoff view: live progress per stage, then the result or the failure. */
+
+import { Widget } from '@lumino/widgets';
+
+import { barChart, h, table } from './dom';
+import {
+  VARIANT_HEADERS,
+  describeChange,
+  speedup,
+  stageIndex,
+  variantRows
+} from './format';
+import { IErrorInfo, IHandoffResult, IProgress, STAGES } from './protocol';
+
+export class HandoffView extends Widget {
+  private _stages = new Map<string, HTMLElement>();
+  private _status: HTMLElement;
+  private _body: HTMLElement;
+
+  constructor(modelName: string) {
+    super();
+    this.addClass('labkit-HandoffView');
+    this.id = `labkit-handoff-${Date.now().toString(36)}`;
+    this.title.label = `Handoff: ${modelName}`;
+    this.title.closable = true;
+    const list = h('ol', { class: 'labkit-stages' });
+    for (const stage of STAGES) {
+      const item = h(
+        'li',
+        {
+          class: 'labkit-stage',
+          'data-stage': stage,
+          'data-status': 'pending'
+        },
+        h('span', { class: 'labkit-stage-name' }, stage),
+        h('span', { class: 'labkit-stage-message' }, '')
+      );
+      this._stages.set(stage, item);
+      list.appendChild(item);
+    }
+    this._status = h(
+      'p',
+      { class: 'labkit-status' },
+      `Handing off ${modelName}…`
+    );
+    this._body = h('div', { class: 'labkit-body' });
+    this.node.append(
+      h('h2', {}, `Handoff: ${modelName}`),
+      this._status,
+      list,
+      this._body
+    );
+  }
+
+  progress(p: IProgress): void {
+    const item = this._stages.get(p.stage);
+    if (!item) {
+      return;
+    }
+    if (p.status !== 'info') {
+      item.dataset.status = p.status === 'start' ? 'running' : p.status;
+    }
+    const msg = item.querySelector('.labkit-stage-message');
+    if (msg && p.message) {
+      msg.textContent = p.message;
+    }
+    if (p.status === 'start') {
+      this._status.textContent = `Stage ${stageIndex(p.stage) + 1}/${STAGES.length}: ${p.stage}…`;
+    }
+  }
+
+  showResult(result: IHandoffResult): void {
+    for (const item of this._stages.values()) {
+      if (item.dataset.status !== 'fail') {
+        item.dataset.status = 'done';
+      }
+    }
+    this._status.textContent = 'Handoff complete.';
+    const speed: [string, number][] = [['pytorch', 1]];
+    for (const v of result.variants ?? []) {
+      const s = speedup(v);
+      if (typeof s === 'number') {
+        speed.push([v.name, s]);
+      }
+    }
+    const rejected = (result.rejected ?? []).map(r =>
+      h('li', {}, h('b', {}, r.name), `: ${r.reason}`)
+    );
+    this._body.replaceChildren(
+      h(
+        'div',
+        {
+          class: 'labkit-result',
+          'data-version': result.version,
+          'data-change': result.change
+        },
+        h('h3', {}, `${result.name} ${result.version}`),
+        h('p', { class: 'labkit-change' }, describeChange(result)),
+        h(
+          'p',
+          {},
+          'Default variant: ',
+          h('b', { class: 'labkit-default' }, result.default_variant)
+        ),
+        h(
+          'p',
+          {},
+          'Bundle: ',
+          h('code', { class: 'labkit-path' }, result.path)
+        ),
+        h('h4', {}, 'Parity and speed per variant'),
+        table(
+          VARIANT_HEADERS,
+          variantRows(result),
+          'labkit-table labkit-parity'
+        ),
+        speed.length > 1 ? h('h4', {}, 'Speed vs PyTorch (batch-1 p50)') : null,
+        speed.length > 1 ? (barChart(speed, '×') as unknown as Node) : null,
+        rejected.length ? h('h4', {}, 'Left out of the bundle') : null,
+        rejected.length ? h('ul', {}, ...rejected) : null
+      )
+    );
+  }
+
+  showError(error: IErrorInfo): void {
+    const stage = error.stage;
+    if (stage && this._stages.has(stage)) {
+      this._stages.get(stage)!.dataset.status = 'fail';
+    }
+    this._status.textContent = 'Handoff failed.';
+    this._body.replaceChildren(
+      h(
+        'div',
+        { class: 'labkit-error', 'data-stage': stage ?? '' },
+        h('h3', {}, stage ? `Failed at stage: ${stage}` : 'Handoff failed'),
+        h('p', { class: 'labkit-error-type' }, error.type),
+        h('pre', { class: 'labkit-error-message' }, error.message),
+        h('p', {}, 'No bundle was written.')
+      )
+    );
+  }
+}

@@ -1,0 +1,232 @@
+"""The kernel-side handler, driven with recorded messages of each kind (no kernel needed)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from labkit.errors import ExportError
+from labkit.notebook import protocol as p
+from labkit.notebook.handler import HandoffHandler
+
+V = p.PROTOCOL_VERSION
+
+
+@dataclass(frozen=True)
+class FakeSpec:
+    name: str
+    example_inputs: tuple[Any, ...] = ()
+    task: str | None = "classification"
+    model: Any = None
+
+
+@dataclass
+class FakeResult:
+    data: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.data
+
+
+@dataclass
+class FakeOptions:
+    quantize: bool = True
+    name: str | None = None
+
+
+@dataclass
+class Event:
+    stage: str
+    status: str
+    message: str = ""
+    fraction: float | None = None
+
+
+@dataclass
+class Recorder:
+    calls: list[dict[str, Any]] = field(default_factory=list)
+    fail_at: str | None = None
+
+    def __call__(self, spec: Any, **kwargs: Any) -> FakeResult:
+        self.calls.append({"spec": spec, **kwargs})
+        progress = kwargs["progress"]
+        for stage in p.STAGES:
+            progress(Event(stage, "start"))
+            if stage == self.fail_at:
+                progress(Event(stage, "fail", "boom"))
+                raise ExportError(f"{stage} failed: unsupported operator aten::weird")
+            print("noise that must not reach the notebook")
+            progress(Event(stage, "done", "", 1.0))
+        return FakeResult({"name": kwargs["options"].name or spec.name, "version": "1.0.0",
+                           "change": "first"})
+
+
+def make(models: dict[str, Any] | None = None, run: Any = None,
+         tmp: Path | None = None) -> tuple[HandoffHandler, list[dict[str, Any]]]:
+    sent: list[dict[str, Any]] = []
+    handler = HandoffHandler(run=run or Recorder(), options=FakeOptions,
+                             registered=lambda: models or {}, cwd=tmp)
+    return handler, sent
+
+
+def req(rtype: str, payload: dict[str, Any] | None = None, rid: str = "r1") -> dict[str, Any]:
+    return {"protocol": V, "kind": "request", "id": rid, "type": rtype,
+            "payload": payload or {}}
+
+
+def roundtrip(msg: Any) -> Any:
+    """What the comm delivers: JSON on the wire."""
+    return json.loads(json.dumps(msg))
+
+
+def test_hello_reports_version_and_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LABKIT_STORE", str(tmp_path / "s"))
+    handler, sent = make(tmp=tmp_path)
+    handler.handle(roundtrip(req("hello")), sent.append)
+    assert sent == [p.reply("r1", {**sent[0]["payload"]})]
+    assert sent[0]["payload"]["protocol"] == V
+    assert sent[0]["payload"]["store"] == str((tmp_path / "s").resolve())
+
+
+def test_store_defaults_to_bundles_in_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LABKIT_STORE", raising=False)
+    handler, sent = make(tmp=tmp_path)
+    handler.handle(req("hello"), sent.append)
+    assert sent[0]["payload"]["store"] == str((tmp_path / "bundles").resolve())
+
+
+def test_list_models(tmp_path: Path) -> None:
+    handler, sent = make({"a": FakeSpec("a"), "b": FakeSpec("b")}, tmp=tmp_path)
+    handler.handle(req("list_models"), sent.append)
+    names = [m["name"] for m in sent[0]["payload"]["models"]]
+    assert sent[0]["ok"] and names == ["a", "b"]
+
+
+def test_handoff_streams_progress_then_replies(tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    nb = tmp_path / "quick.ipynb"
+    nb.write_text("{}")
+    run = Recorder()
+    handler, sent = make({"digits": FakeSpec("digits")}, run=run, tmp=tmp_path)
+    handler.handle(req("handoff", {"quantize": False, "notebook_path": "examples/quick.ipynb",
+                                   "store": "st"}), sent.append)
+    kinds = [m["kind"] for m in sent]
+    assert kinds == ["progress"] * 12 + ["reply"]
+    assert [m["payload"]["stage"] for m in sent[:-1:2]] == list(p.STAGES)
+    assert sent[-1]["ok"] and sent[-1]["payload"]["result"]["version"] == "1.0.0"
+    call = run.calls[0]
+    assert call["options"].quantize is False
+    assert call["source"] == nb.resolve()
+    assert call["store"] == (tmp_path / "st").resolve()
+    assert "noise" not in capsys.readouterr().out
+    for m in sent:
+        assert roundtrip(m) == m  # JSON-safe
+
+
+def test_handoff_rename(tmp_path: Path) -> None:
+    handler, sent = make({"digits": FakeSpec("digits")}, tmp=tmp_path)
+    handler.handle(req("handoff", {"name": "digits-v2"}), sent.append)
+    assert sent[-1]["payload"]["result"]["name"] == "digits-v2"
+
+
+def test_handoff_failure_names_the_stage(tmp_path: Path) -> None:
+    handler, sent = make({"m": FakeSpec("m")}, run=Recorder(fail_at="export"), tmp=tmp_path)
+    handler.handle(req("handoff"), sent.append)
+    last = sent[-1]
+    assert last["ok"] is False
+    assert last["error"] == {"type": "ExportError", "stage": "export",
+                             "message": "export failed: unsupported operator aten::weird"}
+
+
+def test_unexpected_exception_becomes_a_reply(tmp_path: Path) -> None:
+    def crash(spec: Any, **kwargs: Any) -> Any:
+        kwargs["progress"](Event("freeze", "start"))
+        raise RuntimeError("forward() raised")
+
+    handler, sent = make({"m": FakeSpec("m")}, run=crash, tmp=tmp_path)
+    handler.handle(req("handoff"), sent.append)
+    assert sent[-1]["error"]["type"] == "RuntimeError"
+    assert sent[-1]["error"]["stage"] == "freeze"
+    assert "forward() raised" in sent[-1]["error"]["message"]
+
+
+@pytest.mark.parametrize(("models", "payload", "kind"), [
+    ({}, {}, "NoModelRegistered"),
+    ({"a": FakeSpec("a"), "b": FakeSpec("b")}, {}, "ModelNotChosen"),
+    ({"a": FakeSpec("a")}, {"model": "zzz"}, "UnknownModel"),
+])
+def test_model_choice_errors(models: dict[str, Any], payload: dict[str, Any], kind: str,
+                             tmp_path: Path) -> None:
+    handler, sent = make(models, tmp=tmp_path)
+    handler.handle(req("handoff", payload), sent.append)
+    assert sent == [sent[0]] and sent[0]["ok"] is False
+    assert sent[0]["error"]["type"] == kind
+
+
+MALFORMED = [
+    ("not an object", "must be a JSON object", None),
+    ([1, 2], "must be a JSON object", None),
+    ({"protocol": 99, "kind": "request", "id": "x", "type": "hello"}, "version 99", "x"),
+    ({"kind": "request", "id": "x", "type": "hello"}, "version None", "x"),
+    ({"protocol": True, "kind": "request", "id": "x", "type": "hello"}, "version True", "x"),
+    ({"protocol": V, "kind": "reply", "id": "x", "type": "hello"}, "kind must be", "x"),
+    ({"protocol": V, "kind": "request", "type": "hello"}, "id must be", None),
+    ({"protocol": V, "kind": "request", "id": "x" * 500, "type": "hello"}, "id must be", None),
+    ({"protocol": V, "kind": "request", "id": "x", "type": "rm -rf"}, "unknown request", "x"),
+    ({"protocol": V, "kind": "request", "id": "x", "type": "hello", "payload": []},
+     "payload must be", "x"),
+    ({"protocol": V, "kind": "request", "id": "x", "type": "handoff",
+      "payload": {"quantize": "yes"}}, "quantize must be true or false", "x"),
+    ({"protocol": V, "kind": "request", "id": "x", "type": "handoff",
+      "payload": {"store": 5}}, "store must be a string", "x"),
+]
+
+
+@pytest.mark.parametrize(("data", "text", "rid"), MALFORMED)
+def test_malformed_and_wrong_version_get_a_clear_error_reply(data: Any, text: str,
+                                                             rid: str | None,
+                                                             tmp_path: Path) -> None:
+    run = Recorder()
+    handler, sent = make({"m": FakeSpec("m")}, run=run, tmp=tmp_path)
+    handler.handle(data, sent.append)
+    assert len(sent) == 1
+    reply = sent[0]
+    assert reply["kind"] == "reply" and reply["ok"] is False and reply["id"] == rid
+    assert reply["error"]["type"] == "ProtocolError"
+    assert text in reply["error"]["message"]
+    assert run.calls == []
+    # the handler is unharmed: the next good request works
+    handler.handle(req("list_models"), sent.append)
+    assert sent[-1]["ok"] is True
+
+
+def test_list_bundles_reads_manifests(tmp_path: Path) -> None:
+    root = tmp_path / "store"
+    for version, speed in (("1.0.0", 2.0), ("1.1.0", 3.0)):
+        d = root / "digits" / version
+        d.mkdir(parents=True)
+        (d / "manifest.json").write_text(json.dumps({
+            "name": "digits", "version": version, "default_variant": "fp32",
+            "variants": [{"name": "fp32", "parity": {"passed": True},
+                          "benchmark": {"speedup": {"p50": speed}}}]}))
+    (root / "broken" / "1.0.0").mkdir(parents=True)
+    handler, sent = make(tmp=tmp_path)
+    handler.handle(req("list_bundles", {"store": str(root)}), sent.append)
+    bundles = {b["name"]: b for b in sent[0]["payload"]["bundles"]}
+    assert bundles["digits"]["versions"] == ["1.0.0", "1.1.0"]
+    assert bundles["digits"]["speedup"] == 3.0 and bundles["digits"]["parity_ok"] is True
+    assert bundles["broken"]["problem"]
+
+
+def test_protocol_mirrors_typescript() -> None:
+    ts = (Path(__file__).parents[2] / "extension" / "src" / "protocol.ts").read_text()
+    assert f"PROTOCOL_VERSION = {p.PROTOCOL_VERSION};" in ts
+    assert f"COMM_TARGET = '{p.TARGET}'" in ts
+    for stage in p.STAGES:
+        assert f"'{stage}'" in ts
+    for rtype in p.REQUEST_TYPES:
+        assert f"'{rtype}'" in ts
