@@ -41,6 +41,12 @@ class ModelSpec:
     output_names: tuple[str, ...] = ()
     source: Path | None = None
 
+    def __repr__(self) -> str:
+        inputs = ", ".join(f"{n}: {str(t.dtype).replace('torch.', '')}{list(t.shape)}"
+                           for n, t in zip(self.input_names, self.example_inputs))
+        return (f"ModelSpec(name={self.name!r}, model={type(self.model).__name__}, "
+                f"inputs=[{inputs}], task={self.task!r})")
+
     def describe(self) -> dict[str, Any]:
         return {
             "name": self.name,

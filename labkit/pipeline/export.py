@@ -49,9 +49,23 @@ def dynamic_axes(spec: ModelSpec) -> dict[str, dict[int, str]]:
     return {k: v for k, v in axes.items() if v}
 
 
+def _root_cause(exc: BaseException) -> BaseException:
+    """The innermost cause: exporters wrap the real error in generic "step 1/3" messages."""
+    seen = {id(exc)}
+    while exc.__cause__ is not None and id(exc.__cause__) not in seen:
+        exc = exc.__cause__
+        seen.add(id(exc))
+    return exc
+
+
 def _summarise(exc: BaseException) -> str:
     text = f"{type(exc).__name__}: {exc}"
-    first = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)
+    root = _root_cause(exc)
+    if root is not exc:
+        text += f" {type(root).__name__}: {root}"
+    first = next((ln.strip() for ln in str(root).splitlines() if ln.strip()),
+                 type(root).__name__)
+    first = f"{type(root).__name__}: {first}"
     ops = sorted(set(_OP.findall(text)))[:5]
     where = f" (operator {', '.join(ops)})" if ops else ""
     return f"{first[:300]}{where}"
