@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,6 +57,29 @@ def bind(specs: Sequence[TensorSpec], args: tuple[Any, ...],
     return check(specs, feed)
 
 
+def check_shape(name: str, shape: Sequence[int], spec: TensorSpec, bound: dict[str, int],
+                describe: Callable[[TensorSpec], str] = str) -> None:
+    """Check a shape against ``spec``; ``bound`` collects symbolic dims across inputs.
+
+    Shared by ``predict`` and the server, which checks shapes before decoding any data.
+    """
+    if len(shape) != len(spec.shape):
+        raise InputError(f"input {name!r} has shape {list(shape)} (rank {len(shape)}), the "
+                         f"model expects rank {len(spec.shape)}: {describe(spec)}")
+    for axis, (got, want) in enumerate(zip(shape, spec.shape)):
+        if isinstance(want, int):
+            if got != want:
+                raise InputError(f"input {name!r} has size {got} on axis {axis}, the model "
+                                 f"expects {want}: {describe(spec)}")
+            continue
+        if got < 1:
+            raise InputError(f"input {name!r} has size {got} on axis {axis} ({want}); it must "
+                             "be at least 1")
+        if bound.setdefault(want, got) != got:
+            raise InputError(f"dimension {want!r} is {bound[want]} in one input and {got} in "
+                             f"{name!r}; inputs must agree on it")
+
+
 def check(specs: Sequence[TensorSpec], feed: Mapping[str, Any]) -> dict[str, np.ndarray]:
     bound: dict[str, int] = {}
     out: dict[str, np.ndarray] = {}
@@ -68,20 +91,6 @@ def check(specs: Sequence[TensorSpec], feed: Mapping[str, Any]) -> dict[str, np.
         if value.dtype != np.dtype(spec.dtype):
             raise InputError(f"input {spec.name!r} has dtype {value.dtype}, the model expects "
                              f"{spec.dtype}; convert with x.astype(np.{spec.dtype})")
-        if value.ndim != len(spec.shape):
-            raise InputError(f"input {spec.name!r} has shape {list(value.shape)} (rank "
-                             f"{value.ndim}), the model expects rank {len(spec.shape)}: {spec}")
-        for axis, (got, want) in enumerate(zip(value.shape, spec.shape)):
-            if isinstance(want, int):
-                if got != want:
-                    raise InputError(f"input {spec.name!r} has size {got} on axis {axis}, the "
-                                     f"model expects {want}: {spec}")
-                continue
-            if got < 1:
-                raise InputError(f"input {spec.name!r} has size {got} on axis {axis} "
-                                 f"({want}); it must be at least 1")
-            if bound.setdefault(want, got) != got:
-                raise InputError(f"dimension {want!r} is {bound[want]} in one input and {got} "
-                                 f"in {spec.name!r}; inputs must agree on it")
+        check_shape(spec.name, value.shape, spec, bound)
         out[spec.name] = np.ascontiguousarray(value)
     return out

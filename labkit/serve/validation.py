@@ -7,8 +7,12 @@ anything is allocated from them, so a dimension of 2**62 costs nothing.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
+from labkit.errors import InputError
+from labkit.runtime.signature import check_shape
 from labkit.serve.codec import InferRequest, decode_binary, decode_json_data, oip_datatype
 from labkit.serve.errors import BadRequest
 from labkit.serve.repository import ServedModel
@@ -40,24 +44,11 @@ def bind_inputs(request: InferRequest, served: ServedModel, *,
         if item.datatype != want:
             raise BadRequest(f"input {item.name!r} has datatype {item.datatype!r}, the model "
                              f"expects {want} ({_describe(spec)})")
-        if len(item.shape) != len(spec.shape):
-            raise BadRequest(f"input {item.name!r} has shape {list(item.shape)} (rank "
-                             f"{len(item.shape)}), the model expects rank {len(spec.shape)}: "
-                             f"{_describe(spec)}")
-        count = 1
-        for axis, (got, dim) in enumerate(zip(item.shape, spec.shape)):
-            count *= got
-            if isinstance(dim, int):
-                if got != dim:
-                    raise BadRequest(f"input {item.name!r} has size {got} on axis {axis}, the "
-                                     f"model expects {dim}: {_describe(spec)}")
-                continue
-            if got < 1:
-                raise BadRequest(f"input {item.name!r} has size {got} on axis {axis} ({dim}); "
-                                 "it must be at least 1")
-            if bound.setdefault(dim, got) != got:
-                raise BadRequest(f"dimension {dim!r} is {bound[dim]} in one input and {got} in "
-                                 f"{item.name!r}; inputs must agree on it")
+        try:
+            check_shape(item.name, item.shape, spec, bound, describe=_describe)
+        except InputError as exc:
+            raise BadRequest(str(exc)) from None
+        count = math.prod(item.shape)
         if count > max_elements:
             raise BadRequest(f"input {item.name!r} has shape {list(item.shape)} = {count} "
                              f"elements, more than a request body can hold ({max_elements})")
