@@ -181,7 +181,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     from labkit.bundle import Store, default_store
 
     store = Store(args.store or default_store())
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name in store.names():
         for version in store.versions(name):
             try:

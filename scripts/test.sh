@@ -5,6 +5,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh dev
 status=0
+echo "== lint (ruff) and types (mypy)"
+.venv/bin/ruff check . || status=$?
+.venv/bin/mypy || status=$?
+echo "== pytest"
 .venv/bin/python -m pytest -q "$@" || status=$?
 if [ -x scripts/test-extension.sh ]; then
   scripts/test-extension.sh || status=$?

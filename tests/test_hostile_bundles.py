@@ -230,3 +230,8 @@ def test_file_swapped_after_verification_is_caught(bundle, no_session, monkeypat
     with pytest.raises(BundleError) as info:
         vb.read("models/fp32.onnx")
     assert info.value.rule in {"digest", "link"}
+
+
+def test_variant_digest_not_matching_its_file_is_refused(bundle, capsys, no_session):
+    rewrite_manifest(bundle, lambda m: m["variants"][0].__setitem__("sha256", "0" * 64))
+    assert_refused(bundle, "variants", capsys, no_session)

@@ -181,3 +181,25 @@ def test_variant_outside_budget_is_left_out_with_reason(tmp_path: Path) -> None:
     assert "outside its accuracy budget" in result.rejected[0]["reason"]
     report = (result.path / "report.md").read_text()
     assert "Left out" in report and "int8-dynamic" in report
+
+
+def test_declared_dynamic_dims_are_exercised(tmp_path: Path) -> None:
+    class Pool(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.proj = torch.nn.Linear(6, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.proj(x).mean(1)
+
+    spec = labkit.register(Pool(), torch.randn(2, 10, 6), name="dyn",
+                           dynamic_axes={"input_0": {1: "sequence"}})
+    ref = freeze(spec, batch_sizes=(1,))
+    assert [s.label for s in ref.sets] == ["example", "generated b=1",
+                                           "generated b=2 sequence=5"]
+    assert ref.sets[-1].inputs["input_0"].shape == (2, 5, 6)
+    result = run(spec, store=tmp_path, options=HandoffOptions(quantize=False, benchmark=False))
+    parity = json.loads((result.path / "reports" / "parity.json").read_text())
+    labels = [s["label"] for s in parity["variants"]["fp32"]["sets"]]
+    assert "generated b=2 sequence=5" in labels
+    assert result.variants[0]["parity"]["passed"]

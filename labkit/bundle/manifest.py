@@ -93,6 +93,7 @@ def validate(m: Any) -> dict[str, Any]:
 
     files = _require(m, "files", list, "")
     listed: set[str] = set()
+    digests: dict[str, str] = {}
     for i, f in enumerate(files):
         if not isinstance(f, dict):
             raise _fail(f"files[{i}]", "must be an object")
@@ -102,7 +103,8 @@ def validate(m: Any) -> dict[str, Any]:
         if path in listed:
             raise _fail(f"files[{i}].path", f"{path!r} is listed twice", rule="listing")
         listed.add(path)
-        if not _HEX64.fullmatch(_require(f, "sha256", str, f"files[{i}].")):
+        digests[path] = _require(f, "sha256", str, f"files[{i}].")
+        if not _HEX64.fullmatch(digests[path]):
             raise _fail(f"files[{i}].sha256", "must be 64 lowercase hex digits")
         size = _require(f, "bytes", int, f"files[{i}].")
         if size < 0:
@@ -124,6 +126,9 @@ def validate(m: Any) -> dict[str, Any]:
         vfile = check_path(_require(v, "file", str, where))
         if not vfile.startswith("models/") or vfile not in listed:
             raise _fail(f"{where}file", f"{vfile!r} must be a listed file under models/",
+                        rule="variants")
+        if _require(v, "sha256", str, where) != digests[vfile]:
+            raise _fail(f"{where}sha256", f"does not match the files[] entry of {vfile!r}",
                         rule="variants")
         _require(v, "precision", str, where)
         tol = _require(v, "tolerance", dict, where)

@@ -60,8 +60,8 @@ def _generate(example: torch.Tensor, shape: list[int], gen: torch.Generator) -> 
     if example.dtype == torch.bool:
         return torch.rand(shape, generator=gen) > 0.5
     if not example.dtype.is_floating_point:
-        lo, hi = int(example.min()), int(example.max())
-        return torch.randint(lo, hi + 1, shape, generator=gen, dtype=example.dtype)
+        low, high = int(example.min()), int(example.max())
+        return torch.randint(low, high + 1, shape, generator=gen, dtype=example.dtype)
     x = example.double()
     mean = float(x.mean())
     std = float(x.std()) if x.numel() > 1 else 1.0
@@ -73,17 +73,34 @@ def _generate(example: torch.Tensor, shape: list[int], gen: torch.Generator) -> 
     return t.to(example.dtype)
 
 
+def _declared_dims(spec: ModelSpec) -> dict[str, int]:
+    """Declared dynamic (non-batch) input dims → a different size to try them at."""
+    sizes: dict[str, int] = {}
+    for name, ex in zip(spec.input_names, spec.example_inputs):
+        for axis, dim in spec.dynamic_axes.get(name, {}).items():
+            if axis != 0 and axis < ex.dim() and ex.shape[axis] > 1:
+                sizes.setdefault(dim, max(1, int(ex.shape[axis]) // 2))
+    return sizes
+
+
 def generated_sets(spec: ModelSpec, batch_sizes: tuple[int, ...], seed: int) -> list[InputSet]:
+    """Seeded batches at each batch size, plus one with every declared dynamic dim changed."""
     gen = torch.Generator().manual_seed(seed)
+    dims = _declared_dims(spec)
+    plans = [(b, {}) for b in batch_sizes] + ([(2, dims)] if dims else [])
     sets = []
-    for b in batch_sizes:
+    for b, resized in plans:
         batch = {}
         for name, ex in zip(spec.input_names, spec.example_inputs):
             shape = list(ex.shape)
             if shape:
                 shape[0] = b
+            for axis, dim in spec.dynamic_axes.get(name, {}).items():
+                if dim in resized and axis < len(shape):
+                    shape[axis] = resized[dim]
             batch[name] = _to_numpy(_generate(ex, shape, gen))
-        sets.append(InputSet(f"generated b={b}", "generated", batch))
+        label = f"generated b={b}" + "".join(f" {d}={n}" for d, n in resized.items())
+        sets.append(InputSet(label, "generated", batch))
     return sets
 
 

@@ -54,7 +54,7 @@ class _Reporter:
 
 def _npz(arrays: dict[str, np.ndarray]) -> bytes:
     buf = io.BytesIO()
-    np.savez(buf, **arrays)
+    np.savez(buf, **arrays)  # type: ignore[arg-type]
     return buf.getvalue()
 
 
@@ -160,6 +160,7 @@ def run(spec: ModelSpec, *, store: str | Path | None = None,
             }
             for v in variants:
                 files[v["file"]] = Path(v.pop("_path")).read_bytes()
+                v["sha256"] = hashlib.sha256(files[v["file"]]).hexdigest()
             source_entry, source_files = _source_entry(src)
             files.update(source_files)
             parity_doc = {"fp32_export": raw_parity.to_dict(),
@@ -195,7 +196,7 @@ def run(spec: ModelSpec, *, store: str | Path | None = None,
 
 
 def _public(v: dict[str, Any]) -> dict[str, Any]:
-    out = {k: v[k] for k in ("name", "precision", "parity", "tolerance", "file")}
+    out = {k: v[k] for k in ("name", "precision", "parity", "tolerance", "file", "sha256")}
     bench = v.get("benchmark")
     out["benchmark"] = bench
     out["speedup"] = bench.get("speedup") if bench else None
