@@ -28,6 +28,9 @@ class TensorSpec:
         dims = ", ".join(str(d) for d in self.shape)
         return f"{self.name}: {self.dtype}[{dims}]"
 
+    def __repr__(self) -> str:
+        return f"TensorSpec({self})"
+
 
 def bind(specs: Sequence[TensorSpec], args: tuple[Any, ...],
          kwargs: Mapping[str, Any]) -> dict[str, np.ndarray]:
