@@ -87,7 +87,8 @@ def generated_sets(spec: ModelSpec, batch_sizes: tuple[int, ...], seed: int) -> 
     """Seeded batches at each batch size, plus one with every declared dynamic dim changed."""
     gen = torch.Generator().manual_seed(seed)
     dims = _declared_dims(spec)
-    plans = [(b, {}) for b in batch_sizes] + ([(2, dims)] if dims else [])
+    plans: list[tuple[int, dict[str, int]]] = [(b, {}) for b in batch_sizes]
+    plans += [(2, dims)] if dims else []
     sets = []
     for b, resized in plans:
         batch = {}

@@ -58,7 +58,7 @@ def _npz(arrays: dict[str, np.ndarray]) -> bytes:
     return buf.getvalue()
 
 
-def _metadata(spec: ModelSpec, options: HandoffOptions) -> dict[str, Any]:
+def _metadata(spec: ModelSpec) -> dict[str, Any]:
     return {"task": spec.task, "labels": list(spec.labels) if spec.labels else None,
             "tolerance": spec.tolerance}
 
@@ -116,7 +116,7 @@ def run(spec: ModelSpec, *, store: str | Path | None = None,
                                               if info.fallback_reason else ""))
             raw = onnx.load(str(info.path))
             signature = graph.signature(raw)
-            fingerprint = graph.fingerprint(raw, _metadata(spec, options))
+            fingerprint = graph.fingerprint(raw, _metadata(spec))
         outputs = list(spec.output_names)
         with rep.stage("parity"):
             tol = fp32_tolerance(ref)
@@ -137,7 +137,8 @@ def run(spec: ModelSpec, *, store: str | Path | None = None,
             old = st.manifest(name, plan.version)
             return HandoffResult(name, plan.version, st.path(name, plan.version), "none",
                                  plan.reason, plan.previous, old["default_variant"],
-                                 variants=old["variants"], parity=raw_parity.to_dict(),
+                                 variants=[_public(v) for v in old["variants"]],
+                                 parity=raw_parity.to_dict(),
                                  exporter=info.to_dict())
         with rep.stage("optimize"):
             variants, rejected, parity_reports = _optimize(
@@ -196,7 +197,7 @@ def run(spec: ModelSpec, *, store: str | Path | None = None,
 
 
 def _public(v: dict[str, Any]) -> dict[str, Any]:
-    out = {k: v[k] for k in ("name", "precision", "parity", "tolerance", "file", "sha256")}
+    out = {k: v.get(k) for k in ("name", "precision", "parity", "tolerance", "file", "sha256")}
     bench = v.get("benchmark")
     out["benchmark"] = bench
     out["speedup"] = bench.get("speedup") if bench else None
