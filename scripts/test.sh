@@ -4,6 +4,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh dev
+# The server tests also speak to it with plain curl.
+if ! command -v curl >/dev/null; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq curl >/dev/null
+fi
 status=0
 echo "== lint (ruff) and types (mypy)"
 .venv/bin/ruff check . || status=$?
