@@ -61,6 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="a short benchmark (fewer rounds)")
     p.add_argument("--calibration", metavar="FILE.npz",
                    help="real inputs (one array per model input) to calibrate INT8 with")
+    p.add_argument("--min-top1", type=float, metavar="F",
+                   help="accuracy budget of quantized classifiers: top-1 agreement with "
+                   "PyTorch on real data (default 0.99)")
+    p.add_argument("--min-cosine", type=float, metavar="F",
+                   help="accuracy budget of other quantized models: cosine similarity "
+                   "(default 0.99)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=commands.cmd_export)
 

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from handoff.export_options import handoff_options, options_dict
 from handoff.progress import StagePrinter
 from labkit.errors import LabkitError
 
@@ -20,11 +21,7 @@ def _print_json(obj: Any) -> None:
 def cmd_export(args: argparse.Namespace) -> int:
     source = args.source
     printer = StagePrinter()
-    options = {"quantize": not args.no_quantize, "benchmark": not args.no_benchmark,
-               "quick": args.quick, "name": args.name,
-               "calibration": str(Path(args.calibration).resolve()) if args.calibration else None}
-    if args.calibration and not Path(args.calibration).is_file():
-        raise LabkitError(f"--calibration {args.calibration}: no such file")
+    options = options_dict(args)
     store = args.store
     # With --json, stdout carries only the result: the user's prints go to stderr.
     quiet = contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext()
@@ -47,15 +44,11 @@ def _export(args: argparse.Namespace, source: str, store: str | None,
                                options=options, on_event=printer)
     else:
         from handoff.sources import spec_from_script
-        from labkit.pipeline import BenchOptions, HandoffOptions, run
+        from labkit.pipeline import run
 
         spec, path = spec_from_script(source)
-        opts = HandoffOptions(
-            quantize=options["quantize"], benchmark=options["benchmark"],
-            bench=BenchOptions.quick() if args.quick else BenchOptions(), name=args.name,
-            calibration=Path(options["calibration"]) if options["calibration"] else None)
-        results = [run(spec, store=store, options=opts, progress=printer, source=path)
-                   .to_dict()]
+        results = [run(spec, store=store, options=handoff_options(options), progress=printer,
+                       source=path).to_dict()]
     return results
 
 

@@ -7,7 +7,6 @@ with a marker and carries one JSON message (progress, result or error) back to t
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 from labkit.errors import LabkitError
@@ -18,7 +17,8 @@ def _say(marker: str, msg: dict[str, Any]) -> None:
 
 
 def handoff_registered(args: dict[str, Any], marker: str) -> None:
-    from labkit.pipeline import BenchOptions, HandoffOptions, run
+    from handoff.export_options import handoff_options
+    from labkit.pipeline import run
     from labkit.registry import registered
 
     opts = args["options"]
@@ -33,12 +33,7 @@ def handoff_registered(args: dict[str, Any], marker: str) -> None:
                       "message": f"--name was given but the notebook registered {len(specs)} "
                                  f"models ({', '.join(s.name for s in specs)}); drop --name"})
         return
-    options = HandoffOptions(
-        quantize=opts.get("quantize", True),
-        calibration=Path(opts["calibration"]) if opts.get("calibration") else None,
-        benchmark=opts.get("benchmark", True),
-        bench=BenchOptions.quick() if opts.get("quick") else BenchOptions(),
-        name=opts.get("name"))
+    options = handoff_options(opts)
     for spec in specs:
         try:
             result = run(spec, store=args.get("store"), options=options,

@@ -129,3 +129,14 @@ def test_bad_calibration_file(scripts: Path) -> None:
     missing = handoff("export", f"{scripts}/models.py:good", "--calibration",
                       str(scripts / "nope.npz"))
     assert "no such file" in _one_error_line(missing)
+
+
+def test_budget_flags_are_checked_and_recorded(scripts: Path) -> None:
+    bad = handoff("export", f"{scripts}/models.py:good", "--min-top1", "1.5")
+    assert "--min-top1 1.5 must be between 0 and 1" in _one_error_line(bad)
+    proc = handoff("export", f"{scripts}/models.py:good", "--store", str(scripts / "s"),
+                   "--no-benchmark", "--min-top1", "0.95", "--min-cosine", "0.9", "--json")
+    assert proc.returncode == 0, proc.stderr
+    manifest = json.loads((Path(json.loads(proc.stdout)["path"]) / "manifest.json").read_text())
+    budget = manifest["provenance"]["options"]["budget"]
+    assert budget["min_top1_agreement"] == 0.95 and budget["min_cosine"] == 0.9
