@@ -39,8 +39,10 @@ def _export(args: argparse.Namespace, source: str, store: str | None,
             options: dict[str, Any], printer: StagePrinter) -> list[dict[str, Any]]:
     if source.endswith(".ipynb"):
         from handoff.sources import run_notebook
+        from labkit.bundle import default_store
 
-        results = run_notebook(Path(source), store=str(Path(store).resolve()) if store else None,
+        # Resolved here: the kernel runs in the notebook's folder, the user meant this one.
+        results = run_notebook(Path(source), store=str(Path(store or default_store()).resolve()),
                                options=options, on_event=printer)
     else:
         from handoff.sources import spec_from_script

@@ -21,9 +21,11 @@ def _notebook(path: Path, *sources: str) -> Path:
     return path
 
 
-def handoff(*argv: str) -> subprocess.CompletedProcess[str]:
+def handoff(*argv: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "LABKIT_STORE"}
+    env["PYTHONPATH"] = str(ROOT)
     return subprocess.run([sys.executable, "-m", "handoff", *argv], capture_output=True,
-                          text=True, timeout=600, cwd=ROOT, env=dict(os.environ))
+                          text=True, timeout=600, cwd=cwd, env=env)
 
 
 def test_notebook_models_are_handed_off_and_notebook_untouched(tmp_path: Path) -> None:
@@ -71,3 +73,16 @@ def test_unreadable_notebook(tmp_path: Path, content: bytes) -> None:
     nb.write_bytes(content)
     proc = handoff("export", str(nb))
     assert proc.returncode == 1 and "cannot read notebook" in proc.stderr
+
+
+def test_default_store_is_relative_to_the_shell_not_the_notebook(tmp_path: Path) -> None:
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    nb = _notebook(folder / "n.ipynb", "import torch, labkit",
+                   "labkit.register(torch.nn.Linear(3, 2), torch.randn(2, 3), name='here')")
+    shell = tmp_path / "shell"
+    shell.mkdir()
+    proc = handoff("export", str(nb), "--no-benchmark", "--no-quantize", "--json", cwd=shell)
+    assert proc.returncode == 0, proc.stderr
+    assert Path(json.loads(proc.stdout)["path"]) == shell / "bundles" / "here" / "1.0.0"
+    assert not (folder / "bundles").exists()
