@@ -28,5 +28,8 @@ class StagePrinter:
             print(f"{tag} done in {took:.1f}s{extra}", file=self._out, flush=True)
         elif status == "fail":
             print(f"{tag} FAILED", file=self._out, flush=True)
-        else:
+        elif ev.get("fraction") is None:
             print(f"{' ' * len(tag)}   {msg}", file=self._out, flush=True)
+        elif self._out.isatty():  # step counters overwrite each other on a terminal
+            print(f"\r{tag} {msg}", end="" if ev["fraction"] < 1 else "\n", file=self._out,
+                  flush=True)

@@ -137,7 +137,13 @@ def test_options_are_recorded_in_the_manifest(tmp_path: Path) -> None:
     opts = HandoffOptions(candidates=(Quantize.dynamic_int8(),), benchmark=True,
                           bench=BenchOptions.quick(), parity_batch_sizes=(1, 2))
     spec = labkit.register(_mlp(0), torch.randn(2, 8), name="opts", task="classification")
-    result = run(spec, store=tmp_path, options=opts)
+    events = []
+    result = run(spec, store=tmp_path, options=opts, progress=events.append)
+    stages = [(e.stage, e.status) for e in events if e.status in ("start", "done")]
+    assert stages == [(s, st) for s in labkit.pipeline.STAGES for st in ("start", "done")]
+    rounds = [(e.message, e.fraction) for e in events if e.stage == "benchmark"
+              and e.status == "info"]
+    assert rounds == [("round 1/2", 0.5), ("round 2/2", 1.0)]
     manifest = json.loads((result.path / "manifest.json").read_text())
     recorded = manifest["provenance"]["options"]
     assert recorded == json.loads(json.dumps(opts.to_dict()))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +56,8 @@ def bench_feeds(example: Batch, batch: int) -> dict[str, Batch]:
 
 
 def benchmark(spec: ModelSpec, variants: Mapping[str, Path], example: Batch,
-              options: BenchOptions, workdir: Path) -> dict[str, Any]:
+              options: BenchOptions, workdir: Path,
+              on_round: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     threads = options.threads or os.cpu_count() or 1
     feeds = bench_feeds(example, options.throughput_batch)
     paths = write_inputs(workdir, feeds)
@@ -70,7 +71,7 @@ def benchmark(spec: ModelSpec, variants: Mapping[str, Path], example: Batch,
                                         warmup=options.warmup))
         res = interleave(runners, rounds=options.rounds, latency_iters=options.latency_iters,
                          throughput_iters=options.throughput_iters,
-                         batch=options.throughput_batch, threads=threads)
+                         batch=options.throughput_batch, threads=threads, on_round=on_round)
     finally:
         torch.set_num_threads(saved_threads)
         for r in runners:

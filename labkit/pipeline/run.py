@@ -146,8 +146,10 @@ def run(spec: ModelSpec, *, store: str | Path | None = None,
         bench = None
         with rep.stage("benchmark"):
             if options.benchmark:
-                bench = benchmark(spec, {v["name"]: v["_path"] for v in variants},
-                                  ref.sets[0].inputs, options.bench, tmp)
+                bench = benchmark(
+                    spec, {v["name"]: v["_path"] for v in variants}, ref.sets[0].inputs,
+                    options.bench, tmp, on_round=lambda i, n: rep.emit(
+                        "benchmark", "info", f"round {i}/{n}", i / n))
                 for v in variants:
                     v["benchmark"] = bench["variants"][v["name"]]
             else:

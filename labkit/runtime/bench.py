@@ -13,7 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -110,7 +110,8 @@ class BenchResult:
 
 
 def interleave(runners: Sequence[Runner], *, rounds: int, latency_iters: int,
-               throughput_iters: int, batch: int, threads: int) -> BenchResult:
+               throughput_iters: int, batch: int, threads: int,
+               on_round: Callable[[int, int], None] | None = None) -> BenchResult:
     """Run every runner once per round, in turn; collect latency and throughput."""
     res = BenchResult(batch=batch, threads=threads, rounds=rounds)
     for r in runners:
@@ -126,6 +127,8 @@ def interleave(runners: Sequence[Runner], *, rounds: int, latency_iters: int,
             res.latency[r.name] += lat
             res.round_p50[r.name].append(statistics.median(lat))
             res.round_throughput[r.name].append(batch * len(thr) / sum(thr))
+        if on_round is not None:
+            on_round(i + 1, rounds)
     return res
 
 
