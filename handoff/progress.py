@@ -6,6 +6,8 @@ import sys
 import time
 from typing import Any, TextIO
 
+# Mirrors labkit.pipeline.STAGES without importing the pipeline (and torch) just to print;
+# tests/test_architecture.py keeps the copies equal.
 STAGES = ("freeze", "export", "parity", "optimize", "benchmark", "bundle")
 
 

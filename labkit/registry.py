@@ -48,6 +48,7 @@ class ModelSpec:
                 f"inputs=[{inputs}], task={self.task!r})")
 
     def describe(self) -> dict[str, Any]:
+        """A JSON-safe summary: name, task, model class, inputs, parameter count."""
         return {
             "name": self.name,
             "task": self.task,

@@ -87,3 +87,12 @@ def test_import_labkit_is_light() -> None:
             "print(sorted(bad)); raise SystemExit(1 if bad else 0)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_stage_lists_agree() -> None:
+    """Torch-free copies of the stage list (CLI printer, comm protocol) match the pipeline's."""
+    from handoff.progress import STAGES as printer
+    from labkit.notebook.protocol import STAGES as protocol
+    from labkit.pipeline import STAGES
+
+    assert printer == protocol == STAGES

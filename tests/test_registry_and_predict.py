@@ -60,6 +60,10 @@ def test_register_names_io_and_is_listed() -> None:
     assert spec.input_names == ("input_0", "input_1")
     assert spec.output_names == ("output_0", "output_1")
     assert labkit.registered()["two"] is spec
+    assert spec.describe() == {
+        "name": "two", "task": None, "model": "Two", "parameters": 0,
+        "inputs": [{"name": "input_0", "shape": [2, 3], "dtype": "torch.float32"},
+                   {"name": "input_1", "shape": [2, 3], "dtype": "torch.float32"}]}
 
 
 def test_nondeterministic_model_fails_the_handoff(tmp_path: Path) -> None:

@@ -33,10 +33,6 @@ class Change:
     previous: str | None
     reason: str
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "from": self.previous, "reason": self.reason,
-                "version": self.version}
-
 
 def classify(old: dict[str, str], new: dict[str, str]) -> str:
     """Compare two fingerprints → major / minor / patch / none."""

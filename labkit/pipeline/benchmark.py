@@ -14,13 +14,12 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from labkit.pipeline.freeze import Batch, run_torch
 from labkit.pipeline.options import BenchOptions
 from labkit.registry import ModelSpec
-from labkit.runtime.bench import WorkerRunner, environment, interleave, write_inputs
+from labkit.runtime.bench import WorkerRunner, bench_feeds, environment, interleave, write_inputs
 
 EAGER = "pytorch-eager"
 
@@ -46,13 +45,6 @@ class EagerRunner:
 
     def close(self) -> None:
         pass
-
-
-def bench_feeds(example: Batch, batch: int) -> dict[str, Batch]:
-    one = {k: v[:1] for k, v in example.items()}
-    many = {k: np.concatenate([v] * (batch // max(len(v), 1) + 1))[:batch]
-            for k, v in example.items()}
-    return {"latency": one, "throughput": many}
 
 
 def benchmark(spec: ModelSpec, variants: Mapping[str, Path], example: Batch,

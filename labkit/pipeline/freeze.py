@@ -148,14 +148,17 @@ def freeze(spec: ModelSpec, *, batch_sizes: tuple[int, ...] = (1, 3, 16),
     return Reference(spec, sets, params, _flops(model, spec.example_inputs), drift)
 
 
-def golden_set(ref: Reference, max_rows: int = 64) -> InputSet:
-    """Examples, real data and generated rows joined into one batch, with PyTorch's outputs.
+def golden_set(ref: Reference, max_rows: int = 64, min_real_rows: int = 16) -> InputSet:
+    """Inputs joined into one batch, with PyTorch's outputs, to ship in the bundle.
 
-    Shipped in the bundle so a service can re-check the model on its own CPU.
+    Real data (examples and ``parity_inputs``) only when there are at least
+    ``min_real_rows`` of it, else generated rows too, so a service can re-check the model on
+    its own CPU with enough rows for the task metric to mean something.
     """
     base = ref.sets[0]
-    chosen = [s for s in ref.sets if all(s.inputs[n].shape[1:] == base.inputs[n].shape[1:]
-                                         for n in base.inputs)]
+    pool = ref.real() if sum(s.batch_size for s in ref.real()) >= min_real_rows else ref.sets
+    chosen = [s for s in pool if all(s.inputs[n].shape[1:] == base.inputs[n].shape[1:]
+                                     for n in base.inputs)]
     inputs = {n: np.concatenate([s.inputs[n] for s in chosen])[:max_rows] for n in base.inputs}
     return InputSet("golden", "golden", inputs, run_torch(ref.spec.model, ref.spec, inputs))
 

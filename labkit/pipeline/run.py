@@ -63,13 +63,6 @@ def _metadata(spec: ModelSpec) -> dict[str, Any]:
             "tolerance": spec.tolerance}
 
 
-def _golden(ref: Reference) -> InputSet:
-    real_rows = sum(s.batch_size for s in ref.real())
-    if real_rows >= 16:
-        return golden_set(Reference(ref.spec, ref.real(), ref.parameters, None, 0.0))
-    return golden_set(ref)
-
-
 def _self_test_tolerance(base: dict[str, Any], golden: InputSet, predictor: Any,
                          names: list[str], quantized: bool) -> dict[str, Any]:
     """fp32: the parity tolerance. INT8: what this machine measured, with a margin."""
@@ -108,7 +101,7 @@ def run(spec: ModelSpec, *, store: str | Path | None = None,
         tmp = Path(tmp_str)
         with rep.stage("freeze"):
             ref = freeze(spec, batch_sizes=options.parity_batch_sizes, seed=options.seed)
-            golden = _golden(ref)
+            golden = golden_set(ref)
         with rep.stage("export"):
             info = export(spec, tmp / "exported.onnx", opset=options.opset)
             rep.emit("export", "info", f"exported with the {info.exporter} exporter, "

@@ -73,6 +73,15 @@ class WorkerRunner:
                 self._proc.kill()
 
 
+def bench_feeds(example: Mapping[str, np.ndarray], batch: int
+                ) -> dict[str, dict[str, np.ndarray]]:
+    """Batch-1 inputs for latency and ``batch`` rows (the example, repeated) for throughput."""
+    one = {k: v[:1] for k, v in example.items()}
+    many = {k: np.concatenate([v] * (batch // max(len(v), 1) + 1))[:batch]
+            for k, v in example.items()}
+    return {"latency": one, "throughput": many}
+
+
 def write_inputs(folder: Path, feeds: Mapping[str, Mapping[str, np.ndarray]]) -> dict[str, Path]:
     paths = {}
     for key, feed in feeds.items():
@@ -148,11 +157,8 @@ def bench_bundle(path: Path, *, rounds: int = 5, latency_iters: int = 30,
     vb = verify(path)
     threads = threads or os.cpu_count() or 1
     golden = vb.read_npz(vb.manifest["golden"]["inputs"])
-    one = {k: v[:1] for k, v in golden.items()}
-    many = {k: np.concatenate([v] * (batch // max(len(v), 1) + 1))[:batch]
-            for k, v in golden.items()}
     with tempfile.TemporaryDirectory(prefix="labkit-bench-") as tmp:
-        feeds = write_inputs(Path(tmp), {"latency": one, "throughput": many})
+        feeds = write_inputs(Path(tmp), bench_feeds(golden, batch))
         runners = []
         try:
             for v in vb.manifest["variants"]:

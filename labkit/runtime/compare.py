@@ -13,8 +13,6 @@ from typing import Any
 
 import numpy as np
 
-METRICS = ("top1_agreement", "cosine")
-
 
 def metric_for_task(task: str | None) -> str:
     return "top1_agreement" if task == "classification" else "cosine"

@@ -31,6 +31,3 @@ def make_session(model_bytes: bytes, *, threads: int | None = None) -> Any:
     return ort.InferenceSession(model_bytes, sess_options=opts,
                                 providers=["CPUExecutionProvider"])
 
-
-def ort_version() -> str:
-    return str(_ort().__version__)
