@@ -35,17 +35,28 @@ class Runner(Protocol):
 
 
 class WorkerRunner:
-    """An ONNX model timed in a fresh ``labkit.runtime._bench_worker`` process."""
+    """An ONNX model timed in a fresh ``labkit.runtime._bench_worker`` process.
+
+    ``engine``/``precision``/``streams`` make it a tuning candidate; ``warm_s`` holds the
+    worker's warm-up call times (seconds per call, by feed), which the tuner plans with.
+    """
 
     def __init__(self, name: str, model: Path, inputs: Mapping[str, Path], *,
-                 threads: int, warmup: int) -> None:
+                 threads: int | None, warmup: int, engine: str = "onnxruntime",
+                 precision: str = "fp32", streams: int = 1) -> None:
         self.name = name
-        env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+        env = dict(os.environ)
+        if threads:
+            env["OMP_NUM_THREADS"] = str(threads)
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "labkit.runtime._bench_worker"], stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-        self._send({"model": str(model), "inputs": {k: str(v) for k, v in inputs.items()},
-                    "threads": threads, "warmup": warmup})
+        ready = self._send({"model": str(model),
+                            "inputs": {k: str(v) for k, v in inputs.items()},
+                            "threads": threads, "warmup": warmup, "engine": engine,
+                            "precision": precision, "streams": streams})
+        self.warm_s: dict[str, float] = {k: float(v) for k, v in
+                                         (ready.get("warm_s") or {}).items()}
 
     def _send(self, msg: dict[str, Any]) -> dict[str, Any]:
         assert self._proc.stdin and self._proc.stdout
@@ -120,8 +131,13 @@ class BenchResult:
 
 def interleave(runners: Sequence[Runner], *, rounds: int, latency_iters: int,
                throughput_iters: int, batch: int, threads: int,
-               on_round: Callable[[int, int], None] | None = None) -> BenchResult:
-    """Run every runner once per round, in turn; collect latency and throughput."""
+               on_round: Callable[[int, int], None] | None = None,
+               deadline: float | None = None) -> BenchResult:
+    """Run every runner once per round, in turn; collect latency and throughput.
+
+    With a ``deadline`` (``time.monotonic()``), rounds stop once it has passed (at least
+    two rounds always run, so there is a ratio to take a median of).
+    """
     res = BenchResult(batch=batch, threads=threads, rounds=rounds)
     for r in runners:
         res.latency[r.name], res.round_p50[r.name], res.round_throughput[r.name] = [], [], []
@@ -136,8 +152,11 @@ def interleave(runners: Sequence[Runner], *, rounds: int, latency_iters: int,
             res.latency[r.name] += lat
             res.round_p50[r.name].append(statistics.median(lat))
             res.round_throughput[r.name].append(batch * len(thr) / sum(thr))
+        res.rounds = i + 1
         if on_round is not None:
             on_round(i + 1, rounds)
+        if deadline is not None and i >= 1 and time.monotonic() > deadline:
+            break
     return res
 
 

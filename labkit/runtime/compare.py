@@ -102,3 +102,25 @@ def failures(stats: Mapping[str, OutputStats], tolerance: Mapping[str, Any],
             out.append(f"{s.name}: {metric} = {s.metric(metric):.4f} < {float(min_metric):.4f} "
                        f"(variant {variant})")
     return out
+
+
+def tolerance_for(manifest: Mapping[str, Any], variant: Mapping[str, Any],
+                  exact: bool) -> dict[str, Any]:
+    """The tolerance a way of running ``variant`` is judged by on the golden set.
+
+    Exact arithmetic (the graph run as stored) keeps the variant's own tolerance. Reduced
+    precision (e.g. an engine computing in bfloat16) is judged like a quantized variant: by
+    the accuracy budget the bundle was made with (``provenance.options.budget``), with the
+    variant's task metric. A bundle without a recorded budget offers no reduced precision.
+    """
+    tol = dict(variant["tolerance"])
+    if exact:
+        return tol
+    budget = ((manifest.get("provenance") or {}).get("options") or {}).get("budget")
+    if not isinstance(budget, Mapping):
+        raise ValueError("the bundle records no accuracy budget (provenance.options.budget), "
+                         "so reduced precision cannot be judged; re-export it with this labkit")
+    metric = tol.get("metric") or metric_for_task(manifest.get("task"))
+    key = "min_top1_agreement" if metric == "top1_agreement" else "min_cosine"
+    return {"rel": float(budget["max_rel"]), "metric": metric,
+            "min_metric": float(budget[key])}

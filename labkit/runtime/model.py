@@ -1,7 +1,13 @@
-"""A loaded bundle: verified first, then one ONNX Runtime session for the chosen variant."""
+"""A loaded bundle: verified first, then one engine session for the chosen candidate.
+
+Which candidate: what the caller names, else this host's tuning profile (``handoff tune``),
+else the default variant on ONNX Runtime with a thread count fitted to the model's cost.
+"""
 
 from __future__ import annotations
 
+import logging
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,9 +17,17 @@ import numpy as np
 
 from labkit.bundle import manifest as manifest_mod
 from labkit.bundle.integrity import VerifiedBundle, verify
-from labkit.runtime.compare import accumulate, failures
-from labkit.runtime.session import make_session
+from labkit.runtime import engines
+from labkit.runtime.compare import accumulate, failures, tolerance_for
+from labkit.runtime.engines import Candidate
+from labkit.runtime.machine import physical_cores
 from labkit.runtime.signature import TensorSpec, bind
+
+log = logging.getLogger("labkit.runtime")
+
+# Below this much work per sample and thread, waking another thread costs more than it saves
+# at batch 1: small models lost 1.5-3x with all 16 cores of a server (FIELD-NOTES).
+FLOPS_PER_THREAD = 20e6
 
 
 @dataclass
@@ -37,16 +51,30 @@ class SelfTestReport:
 class Model:
     """Use :func:`load` to make one."""
 
-    def __init__(self, bundle: VerifiedBundle, variant: str | None, threads: int | None):
+    def __init__(self, bundle: VerifiedBundle, variant: str | None, threads: int | None, *,
+                 candidate: Candidate | None = None, tuning: dict[str, Any] | None = None):
         self._bundle = bundle
         self.manifest: dict[str, Any] = bundle.manifest
-        entry = manifest_mod.variant(self.manifest, variant)
+        entry = manifest_mod.variant(self.manifest, candidate.variant if candidate else variant)
         self.variant: str = entry["name"]
         self.variant_info: dict[str, Any] = entry
+        self.candidate = candidate or Candidate(self.variant, threads=threads)
+        # Where the candidate came from: {"profile": path | None, "note": str | None}.
+        self.tuning: dict[str, Any] = tuning or {"profile": None, "note": None}
         self.inputs = [TensorSpec.from_dict(t) for t in self.manifest["signature"]["inputs"]]
         self.outputs = [TensorSpec.from_dict(t) for t in self.manifest["signature"]["outputs"]]
-        self._session = make_session(bundle.read(entry["file"]), threads=threads)
+        self._bytes = bundle.read(entry["file"])
+        self._session = engines.make_session(self._bytes, self.candidate)
         self._output_names = [t.name for t in self.outputs]
+
+    @property
+    def streams(self) -> int:
+        """Parallel sessions the tuning chose (a server runs that many); 1 untuned."""
+        return self.candidate.streams
+
+    def new_session(self) -> engines.Session:
+        """Another session of the same candidate, for a parallel stream."""
+        return engines.make_session(self._bytes, self.candidate)
 
     @property
     def name(self) -> str:
@@ -76,18 +104,57 @@ class Model:
         expected = self._bundle.read_npz(golden["expected"])
         got = self.predict({s.name: inputs[s.name] for s in self.inputs})
         stats = accumulate([(expected, got)], self._output_names)
-        tol = self.variant_info["tolerance"]
-        fails = failures(stats, tol, self.variant)
+        tol = tolerance_for(self.manifest, self.variant_info, self.candidate.exact)
+        label = (self.variant if self.candidate.engine == engines.DEFAULT_ENGINE
+                 and self.candidate.exact else self.candidate.label)
+        fails = failures(stats, tol, label)
         return SelfTestReport(self.name, self.version, self.variant, not fails, fails,
                               {n: s.to_dict() for n, s in stats.items()}, dict(tol))
 
     def __repr__(self) -> str:
         ins = ", ".join(str(s) for s in self.inputs)
         outs = ", ".join(str(s) for s in self.outputs)
-        return f"<labkit Model {self.name} {self.version} [{self.variant}] ({ins}) -> ({outs})>"
+        return (f"<labkit Model {self.name} {self.version} [{self.candidate.label}] ({ins}) -> "
+                f"({outs})>")
+
+
+def default_threads(manifest: dict[str, Any]) -> int | None:
+    """Threads for an untuned model: enough for its cost per sample, never all by habit."""
+    flops = ((manifest.get("provenance") or {}).get("model") or {}).get("flops_per_sample")
+    if not isinstance(flops, (int, float)) or isinstance(flops, bool) or flops <= 0:
+        return None  # unknown cost: ONNX Runtime's own default
+    return max(1, min(physical_cores(), math.ceil(flops / FLOPS_PER_THREAD)))
 
 
 def load(path: str | os.PathLike[str], *, variant: str | None = None,
-         threads: int | None = None) -> Model:
-    """Verify the bundle at ``path`` (every rule, before any session exists), then load it."""
-    return Model(verify(path), variant, threads)
+         threads: int | None = None, profile: str | os.PathLike[str] | None = "auto",
+         engine: str | None = None, precision: str | None = None) -> Model:
+    """Verify the bundle at ``path`` (every rule, before any session exists), then load it.
+
+    ``profile="auto"`` uses this host's tuning profile when one matches the bundle, CPU and
+    engine versions (a stale one is ignored with a note in ``model.tuning``), ``None`` uses
+    none, a path uses that file. ``variant``, ``threads``, ``engine`` and ``precision`` given
+    here win over the profile.
+    """
+    from labkit.runtime.profile import resolve
+
+    vb = verify(path)
+    prof, note = resolve(vb, profile)
+    if prof is not None and variant not in (None, prof.candidate.variant):
+        note = (f"tuning profile {prof.path} ignored: it chose variant "
+                f"{prof.candidate.variant!r}, variant={variant!r} was asked for")
+        prof = None
+    if prof is not None and engine is None and precision is None:
+        chosen = prof.candidate
+        cand = chosen.with_threads(threads or chosen.threads, chosen.streams)
+    else:
+        name = (variant or prof.candidate.variant) if prof else variant
+        entry = manifest_mod.variant(vb.manifest, name)
+        cand = Candidate(entry["name"], engine or engines.DEFAULT_ENGINE,
+                         precision or engines.EXACT,
+                         threads if threads else default_threads(vb.manifest))
+        prof = None
+    if note:
+        log.info(note)
+    return Model(vb, None, None, candidate=cand,
+                 tuning={"profile": str(prof.path) if prof else None, "note": note})
