@@ -51,17 +51,32 @@ class WorkerRunner:
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "labkit.runtime._bench_worker"], stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-        ready = self._send({"model": str(model),
-                            "inputs": {k: str(v) for k, v in inputs.items()},
-                            "threads": threads, "warmup": warmup, "engine": engine,
-                            "precision": precision, "streams": streams})
-        self.warm_s: dict[str, float] = {k: float(v) for k, v in
-                                         (ready.get("warm_s") or {}).items()}
+        # Setup is sent now and its answer read on first use, so that several workers
+        # load their models at the same time.
+        self._write({"model": str(model), "inputs": {k: str(v) for k, v in inputs.items()},
+                     "threads": threads, "warmup": warmup, "engine": engine,
+                     "precision": precision, "streams": streams})
+        self._warm: dict[str, float] | None = None
 
-    def _send(self, msg: dict[str, Any]) -> dict[str, Any]:
-        assert self._proc.stdin and self._proc.stdout
+    @property
+    def warm_s(self) -> dict[str, float]:
+        if self._warm is None:
+            ready = self._read()
+            self._warm = {k: float(v) for k, v in (ready.get("warm_s") or {}).items()}
+        return self._warm
+
+    def _write(self, msg: dict[str, Any]) -> None:
+        assert self._proc.stdin
         self._proc.stdin.write(json.dumps(msg) + "\n")
         self._proc.stdin.flush()
+
+    def _send(self, msg: dict[str, Any]) -> dict[str, Any]:
+        self.warm_s  # noqa: B018 - the setup's answer comes first
+        self._write(msg)
+        return self._read()
+
+    def _read(self) -> dict[str, Any]:
+        assert self._proc.stdout
         line = self._proc.stdout.readline()
         if not line:
             err = self._proc.stderr.read() if self._proc.stderr else ""
