@@ -84,7 +84,9 @@ def price_from_env(explicit: float | None = None) -> float | None:
 def _gate(vb: VerifiedBundle, cands: Sequence[Candidate]
           ) -> tuple[list[Candidate], list[dict[str, Any]], float]:
     """Golden self-test of each candidate on this host; (passed, table rows, s per sample)."""
-    passed, rows, per_sample = [], [], math.inf
+    passed: list[Candidate] = []
+    rows: list[dict[str, Any]] = []
+    per_sample = math.inf
     rows_in_golden = int(vb.manifest["golden"].get("rows") or 1)
     for c in cands:
         t0 = time.perf_counter()
@@ -204,7 +206,7 @@ def tune(path: str | os.PathLike[str], *, objective: str = "latency",
                 "cost": cost(r["stats"]["throughput_per_s"], min(used, cores), price)}
 
     ranking = sorted(measured.values(), key=lambda r: -r["score"])
-    doc = {
+    doc: dict[str, Any] = {
         "profile_version": profile.PROFILE_VERSION,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "bundle": {"name": m["name"], "version": m["version"],
