@@ -1,0 +1,90 @@
+"""The engine seam: candidates offered per host, tolerances per precision, OpenVINO vs ORT."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import labkit.runtime as rt
+from labkit.bundle.integrity import verify
+from labkit.errors import LabkitError
+from labkit.runtime import engines
+from labkit.runtime.compare import tolerance_for
+from labkit.runtime.engines import Candidate
+from labkit.runtime.model import default_threads
+
+ZEN4 = {"flags": ["avx512f", "avx512_vnni", "avx512_bf16"]}
+NO_BF16 = {"flags": ["avx2", "fma"]}
+
+
+def _golden(bundle: Path) -> np.ndarray:
+    with np.load(bundle / "golden" / "inputs.npz", allow_pickle=False) as z:
+        return z["input_0"]
+
+
+def test_candidates_follow_variants_and_cpu_flags(bundle: Path) -> None:
+    m = verify(bundle).manifest
+    labels = {c.label for c in engines.candidates(m, ZEN4)}
+    assert {"fp32/onnxruntime-fp32", "int8-dynamic/onnxruntime-fp32"} <= labels
+    if "openvino" in engines.versions():
+        # bf16 only where the CPU has it; a dynamically quantized graph is never offered.
+        assert {"fp32/openvino-fp32", "fp32/openvino-bf16"} <= labels
+        assert not any(lbl.startswith("int8-dynamic/openvino") for lbl in labels)
+        no_bf16 = {c.label for c in engines.candidates(m, NO_BF16)}
+        assert "fp32/openvino-fp32" in no_bf16 and "fp32/openvino-bf16" not in no_bf16
+
+
+def test_reduced_precision_is_judged_by_the_accuracy_budget(bundle: Path) -> None:
+    m = verify(bundle).manifest
+    fp32 = next(v for v in m["variants"] if v["name"] == "fp32")
+    assert tolerance_for(m, fp32, exact=True) == fp32["tolerance"]
+    budget = m["provenance"]["options"]["budget"]
+    loose = tolerance_for(m, fp32, exact=False)
+    assert loose == {"rel": budget["max_rel"], "metric": "top1_agreement",
+                     "min_metric": budget["min_top1_agreement"]}
+    del m["provenance"]["options"]
+    with pytest.raises(ValueError, match="no accuracy budget"):
+        tolerance_for(m, fp32, exact=False)
+
+
+def test_candidate_round_trips_and_labels() -> None:
+    c = Candidate("int8-static", "openvino", "fp32", 4, 2)
+    assert Candidate.from_dict(c.to_dict()) == c
+    assert c.label == "int8-static/openvino-fp32@4tx2"
+    assert not Candidate("fp32", "openvino", "bf16").exact
+
+
+def test_untuned_threads_follow_model_cost() -> None:
+    small = {"provenance": {"model": {"flops_per_sample": 1e6}}}
+    big = {"provenance": {"model": {"flops_per_sample": 1e12}}}
+    assert default_threads(small) == 1
+    from labkit.runtime.machine import physical_cores
+
+    assert default_threads(big) == physical_cores()
+    assert default_threads({"provenance": {}}) is None
+
+
+def test_unknown_engine_is_a_clear_error(bundle: Path) -> None:
+    with pytest.raises(LabkitError, match="unknown engine 'nope'"):
+        rt.load(bundle, engine="nope", profile=None)
+
+
+def test_openvino_matches_onnxruntime_on_a_tiny_model(bundle: Path) -> None:
+    pytest.importorskip("openvino")
+    x = _golden(bundle)
+    ort_out = rt.load(bundle, variant="fp32", profile=None).predict(x)["output"]
+    ov = rt.load(bundle, variant="fp32", engine="openvino", profile=None, threads=1)
+    assert ov.candidate.label == "fp32/openvino-fp32@1t"
+    ov_out = ov.predict(x)["output"]
+    assert ov_out.shape == ort_out.shape
+    np.testing.assert_allclose(ov_out, ort_out, rtol=1e-4, atol=1e-5)
+    st = ov.self_test()
+    assert st.ok and st.outputs["output"]["max_rel"] < 1e-4
+    # bf16 is judged like a quantized variant: by the bundle's accuracy budget (on a CPU
+    # without bf16 OpenVINO falls back to f32, which passes that budget all the more).
+    bf = rt.load(bundle, variant="fp32", engine="openvino", precision="bf16", profile=None)
+    rep = bf.self_test()
+    assert rep.tolerance["min_metric"] is not None
+    assert 0 < rep.outputs["output"]["max_rel"] < rep.tolerance["rel"]
