@@ -129,7 +129,16 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     if src:
         print(f"  source: {src['path']} (sha256 {src['sha256'][:16]}…)")
     print(f"  files: {len(m['files'])}, {sum(f['bytes'] for f in m['files'])} bytes")
+    print(f"  tuning: {_tuning(Path(args.bundle), m)}")
     return 0
+
+
+def _tuning(root: Path, m: dict[str, Any]) -> str:
+    """The host profile load() and serve would use here, or why there is none."""
+    from labkit.runtime.profile import resolve
+
+    prof, note = resolve(root, m, "auto")
+    return prof.describe() if prof else (note or "none for this host (run 'handoff tune')")
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
@@ -188,7 +197,8 @@ def cmd_list(args: argparse.Namespace) -> int:
             rows.append({"name": name, "version": version, "default_variant": default["name"],
                          "speedup_p50": sp.get("p50"),
                          "parity": all(v["parity"]["passed"] for v in m["variants"]),
-                         "change": m["change"]["kind"]})
+                         "change": m["change"]["kind"],
+                         "tuning": _tuning(store.path(name, version), m)})
     if args.json:
         _print_json(rows)
         return 0
@@ -202,4 +212,5 @@ def cmd_list(args: argparse.Namespace) -> int:
         sp = f"{r['speedup_p50']:.2f}x" if r["speedup_p50"] else "-"
         print(f"{r['name']:<24}{r['version']:<10}{r['default_variant']:<14}{sp:>8}  parity "
               f"{'pass' if r['parity'] else 'FAIL'}  ({r['change']})")
+        print(f"{'':<34}tuning: {r['tuning']}")
     return 0

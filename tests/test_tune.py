@@ -142,3 +142,36 @@ def test_tune_refuses_a_bad_objective(bundle: Path) -> None:
 
     with pytest.raises(LabkitError, match="objective 'fast' is not one of latency, throughput"):
         tune(bundle, objective="fast")
+
+
+def test_inspect_and_list_show_the_profile_in_use(tuned: tuple[Path, dict]) -> None:
+    from handoff.cli import main
+
+    bundle, doc = tuned
+    label = doc["chosen"]["label"]
+    for argv in (["inspect", str(bundle)], ["list", str(bundle.parent.parent)]):
+        proc = subprocess.run([sys.executable, "-m", "handoff", *argv], capture_output=True,
+                              text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        assert f"tuning: {label}" in proc.stdout and doc["path"] in proc.stdout
+    assert main(["list", str(bundle.parent.parent), "--json"]) == 0
+
+
+def test_streams_run_in_parallel_sessions(tuned: tuple[Path, dict], tmp_path: Path) -> None:
+    import threading
+
+    bundle, doc = tuned
+    two = json.loads(Path(doc["path"]).read_text())
+    two["chosen"]["candidate"] = {**two["chosen"]["candidate"], "streams": 2, "threads": 1}
+    m = rt.load(bundle, profile=profile.write(tmp_path / "two.json", two))
+    assert m.streams == 2 and m.tuning["note"] is None
+    x = rt.verify(bundle).read_npz("golden/inputs.npz")["input_0"]
+    want = m.predict(x)["output"]
+    got: list[np.ndarray] = []
+    threads = [threading.Thread(target=lambda: got.append(m.predict(x)["output"]))
+               for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(got) == 6 and all(np.array_equal(g, want) for g in got)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import queue
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -64,17 +65,18 @@ class Model:
         self.inputs = [TensorSpec.from_dict(t) for t in self.manifest["signature"]["inputs"]]
         self.outputs = [TensorSpec.from_dict(t) for t in self.manifest["signature"]["outputs"]]
         self._bytes = bundle.read(entry["file"])
-        self._session = engines.make_session(self._bytes, self.candidate)
+        # One session per stream the tuning chose; concurrent predict() calls (a server's
+        # worker threads) each take a free one, so that many run in parallel.
+        self._sessions: queue.SimpleQueue[engines.Session] = queue.SimpleQueue()
+        for _ in range(max(1, self.candidate.streams)):
+            self._sessions.put(engines.make_session(self._bytes, self.candidate))
         self._output_names = [t.name for t in self.outputs]
 
     @property
     def streams(self) -> int:
-        """Parallel sessions the tuning chose (a server runs that many); 1 untuned."""
+        """Parallel sessions the tuning chose: ``predict`` runs up to this many at once."""
         return self.candidate.streams
 
-    def new_session(self) -> engines.Session:
-        """Another session of the same candidate, for a parallel stream."""
-        return engines.make_session(self._bytes, self.candidate)
 
     @property
     def name(self) -> str:
@@ -95,7 +97,11 @@ class Model:
     def predict(self, *args: Any, **kwargs: Any) -> dict[str, np.ndarray]:
         """Run the model: positional arrays in signature order, or ``{name: array}``."""
         feed = bind(self.inputs, args, kwargs)
-        results = self._session.run(self._output_names, feed)
+        session = self._sessions.get()
+        try:
+            results = session.run(self._output_names, feed)
+        finally:
+            self._sessions.put(session)
         return dict(zip(self._output_names, results))
 
     def self_test(self) -> SelfTestReport:
@@ -139,7 +145,7 @@ def load(path: str | os.PathLike[str], *, variant: str | None = None,
     from labkit.runtime.profile import resolve
 
     vb = verify(path)
-    prof, note = resolve(vb, profile)
+    prof, note = resolve(vb.root, vb.manifest, profile)
     if prof is not None and variant not in (None, prof.candidate.variant):
         note = (f"tuning profile {prof.path} ignored: it chose variant "
                 f"{prof.candidate.variant!r}, variant={variant!r} was asked for")

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from labkit.bundle.integrity import VerifiedBundle
 from labkit.errors import LabkitError
 from labkit.runtime import engines
 from labkit.runtime.engines import Candidate
@@ -120,14 +119,15 @@ def read(path: Path) -> dict[str, Any]:
     return doc
 
 
-def resolve(bundle: VerifiedBundle, profile: str | os.PathLike[str] | None
+def resolve(root: Path, manifest: Mapping[str, Any], profile: str | os.PathLike[str] | None
             ) -> tuple[Profile | None, str | None]:
-    """(the profile to use, a one-line note on why none is used); ``profile="auto"`` looks
-    for this host's profile beside the store, ``None`` uses none, a path uses that file."""
+    """(the profile to use, a one-line note on why none is used) for the bundle at ``root``;
+    ``profile="auto"`` looks for this host's profile beside the store, ``None`` uses none, a
+    path uses that file."""
     if profile is None:
         return None, None
     if str(profile) == "auto":
-        path = profile_path(bundle.root, bundle.manifest)
+        path = profile_path(root, manifest)
         if not path.is_file():
             return None, None
     else:
@@ -138,7 +138,7 @@ def resolve(bundle: VerifiedBundle, profile: str | os.PathLike[str] | None
         if str(profile) == "auto":
             return None, f"tuning profile ignored: {exc}"
         raise
-    why = mismatch(doc, bundle.manifest)
+    why = mismatch(doc, manifest)
     if why:
         return None, f"tuning profile {path} ignored: {why}; run 'handoff tune' again"
     return Profile(path, doc), None
