@@ -20,7 +20,7 @@ from labkit.bundle import manifest as manifest_mod
 from labkit.bundle.integrity import VerifiedBundle, verify
 from labkit.runtime import engines
 from labkit.runtime.compare import accumulate, failures, tolerance_for
-from labkit.runtime.engines import Candidate
+from labkit.runtime.engines import Candidate, make_session
 from labkit.runtime.machine import physical_cores
 from labkit.runtime.signature import TensorSpec, bind
 
@@ -69,7 +69,7 @@ class Model:
         # worker threads) each take a free one, so that many run in parallel.
         self._sessions: queue.SimpleQueue[engines.Session] = queue.SimpleQueue()
         for _ in range(max(1, self.candidate.streams)):
-            self._sessions.put(engines.make_session(self._bytes, self.candidate))
+            self._sessions.put(make_session(self._bytes, candidate=self.candidate))
         self._output_names = [t.name for t in self.outputs]
 
     @property
