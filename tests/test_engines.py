@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +10,7 @@ import pytest
 
 import labkit.runtime as rt
 from labkit.bundle.integrity import verify
+from labkit.bundle.tolerance import Tolerance
 from labkit.errors import LabkitError
 from labkit.runtime import engines
 from labkit.runtime.compare import tolerance_for
@@ -38,15 +40,14 @@ def test_candidates_follow_variants_and_cpu_flags(bundle: Path) -> None:
 
 def test_reduced_precision_is_judged_by_the_accuracy_budget(bundle: Path) -> None:
     m = verify(bundle).manifest
-    fp32 = next(v for v in m["variants"] if v["name"] == "fp32")
-    assert tolerance_for(m, fp32, exact=True) == fp32["tolerance"]
-    budget = m["provenance"]["options"]["budget"]
+    fp32 = m.variant("fp32")
+    assert tolerance_for(m, fp32, exact=True) == fp32.tolerance
+    budget = (m.provenance.options or {})["budget"]
     loose = tolerance_for(m, fp32, exact=False)
-    assert loose == {"rel": budget["max_rel"], "metric": "top1_agreement",
-                     "min_metric": budget["min_top1_agreement"]}
-    del m["provenance"]["options"]
+    assert loose == Tolerance(budget["max_rel"], "top1_agreement", budget["min_top1_agreement"])
+    bare = dataclasses.replace(m, provenance=dataclasses.replace(m.provenance, options=None))
     with pytest.raises(ValueError, match="no accuracy budget"):
-        tolerance_for(m, fp32, exact=False)
+        tolerance_for(bare, fp32, exact=False)
 
 
 def test_candidate_round_trips_and_labels() -> None:
@@ -56,14 +57,19 @@ def test_candidate_round_trips_and_labels() -> None:
     assert not Candidate("fp32", "openvino", "bf16").exact
 
 
-def test_untuned_threads_follow_model_cost() -> None:
-    small = {"provenance": {"model": {"flops_per_sample": 1e6}}}
-    big = {"provenance": {"model": {"flops_per_sample": 1e12}}}
-    assert default_threads(small) == 1
+def test_untuned_threads_follow_model_cost(bundle: Path) -> None:
     from labkit.runtime.machine import physical_cores
 
-    assert default_threads(big) == physical_cores()
-    assert default_threads({"provenance": {}}) is None
+    m = verify(bundle).manifest
+
+    def costing(flops: float | None) -> object:
+        model = None if flops is None else {"flops_per_sample": flops}
+        return dataclasses.replace(m, provenance=dataclasses.replace(m.provenance, model=model))
+
+    assert default_threads(costing(1e6)) == 1  # type: ignore[arg-type]
+    assert default_threads(costing(1e12)) == physical_cores()  # type: ignore[arg-type]
+    assert default_threads(costing(None)) is None  # type: ignore[arg-type]
+    assert rt.load(bundle, profile=None).candidate.threads == default_threads(m)
 
 
 def test_unknown_engine_is_a_clear_error(bundle: Path) -> None:

@@ -41,7 +41,7 @@ def test_tune_json_writes_a_profile_beside_the_store(tuned: tuple[Path, dict]) -
         profile.host_key() + ".json")
     assert json.loads(path.read_text()) == {k: v for k, v in doc.items() if k != "path"}
     m = rt.verify(bundle).manifest  # the profile beside the store never breaks the bundle
-    assert doc["bundle"]["manifest_sha256"] == m["manifest_sha256"]
+    assert doc["bundle"]["manifest_sha256"] == m.digest
     assert doc["engines"] == engines.versions() and doc["objective"] == "throughput"
     chosen = doc["chosen"]
     passed = {g["label"] for g in doc["golden"] if g["golden"] == "pass"}
@@ -67,8 +67,8 @@ def test_load_uses_the_matching_profile(tuned: tuple[Path, dict]) -> None:
     assert m.streams == doc["chosen"]["candidate"]["streams"]
     assert m.self_test().ok
     untuned = rt.load(bundle, profile=None)
-    assert untuned.tuning["profile"] is None and untuned.variant == untuned.manifest[
-        "default_variant"]
+    assert untuned.tuning["profile"] is None
+    assert untuned.variant == untuned.manifest.default_variant
     x = rt.verify(bundle).read_npz("golden/inputs.npz")["input_0"]
     np.testing.assert_allclose(m.predict(x)["output"], untuned.predict(x)["output"],
                                rtol=0.05, atol=0.05)
@@ -91,7 +91,7 @@ def test_a_stale_profile_is_ignored_with_a_note(tuned: tuple[Path, dict], tmp_pa
     assert m.tuning["profile"] is None
     assert why in m.tuning["note"] and "ignored" in m.tuning["note"]
     assert "\n" not in m.tuning["note"]
-    assert m.candidate.variant == m.manifest["default_variant"] and m.candidate.streams == 1
+    assert m.candidate.variant == m.manifest.default_variant and m.candidate.streams == 1
 
 
 class _NoisyEngine:

@@ -3,6 +3,7 @@
 Relative error is scaled by the output's magnitude (``max|Δ| / max|ref|``), not element-wise,
 so near-zero reference values don't turn float noise into huge ratios. The task metric says
 whether a difference matters: top-1 agreement for classifiers, cosine similarity otherwise.
+Whether the numbers are good enough is decided by ``labkit.bundle.Tolerance.judge`` alone.
 """
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ from typing import Any
 
 import numpy as np
 
+from labkit.bundle.manifest import Manifest
+from labkit.bundle.parts import Variant
+from labkit.bundle.tolerance import COSINE, TOP1, Tolerance, metric_for_task
 
-def metric_for_task(task: str | None) -> str:
-    return "top1_agreement" if task == "classification" else "cosine"
+__all__ = ["OutputStats", "accumulate", "metric_for_task", "tolerance_for"]
 
 
 @dataclass
@@ -57,9 +60,12 @@ class OutputStats:
         return self.max_abs / max(self.ref_scale, 1e-12)
 
     def metric(self, name: str) -> float:
+        """The task metric called ``name`` (one of ``labkit.bundle.tolerance.METRICS``)."""
+        if name not in (TOP1, COSINE):
+            raise ValueError(f"unknown metric {name!r}; use {TOP1!r} or {COSINE!r}")
         if not self.rows:
             return 1.0
-        if name == "top1_agreement":
+        if name == TOP1:
             return self.agree / self.rows
         return self.cos_sum / self.rows
 
@@ -70,8 +76,9 @@ class OutputStats:
             "max_rel": self.max_rel,
             "ref_scale": self.ref_scale,
             "rows": self.rows,
-            "top1_agreement": self.metric("top1_agreement"),
-            "cosine_mean": self.metric("cosine"),
+            # Keyed by metric name, so a tolerance's ``metric`` indexes it directly.
+            TOP1: self.metric(TOP1),
+            COSINE: self.metric(COSINE),
             "cosine_min": self.cos_min,
             "shapes": [list(s) for s in self.shapes],
         }
@@ -86,41 +93,21 @@ def accumulate(pairs: Iterable[tuple[Mapping[str, np.ndarray], Mapping[str, np.n
     return stats
 
 
-def failures(stats: Mapping[str, OutputStats], tolerance: Mapping[str, Any],
-             variant: str) -> list[str]:
-    """Every way ``stats`` breaks ``tolerance``, one readable line each."""
-    out = []
-    rel = float(tolerance["rel"])
-    metric = tolerance.get("metric")
-    min_metric = tolerance.get("min_metric")
-    for s in stats.values():
-        shape = list(s.shapes[-1]) if s.shapes else []
-        if s.max_rel > rel:
-            out.append(f"{s.name}: max |Δ| = {s.max_abs:.3g} is {s.max_rel:.3g} of the output's "
-                       f"magnitude > rel {rel:.3g} (shape {shape}, variant {variant})")
-        if metric and min_metric is not None and s.metric(metric) < float(min_metric):
-            out.append(f"{s.name}: {metric} = {s.metric(metric):.4f} < {float(min_metric):.4f} "
-                       f"(variant {variant})")
-    return out
-
-
-def tolerance_for(manifest: Mapping[str, Any], variant: Mapping[str, Any],
-                  exact: bool) -> dict[str, Any]:
+def tolerance_for(manifest: Manifest, variant: Variant, exact: bool) -> Tolerance:
     """The tolerance a way of running ``variant`` is judged by on the golden set.
 
     Exact arithmetic (the graph run as stored) keeps the variant's own tolerance. Reduced
     precision (e.g. an engine computing in bfloat16) is judged like a quantized variant: by
-    the accuracy budget the bundle was made with (``provenance.options.budget``), with the
-    variant's task metric. A bundle without a recorded budget offers no reduced precision.
+    the accuracy budget the bundle was made with (``provenance.options.budget``, the
+    pipeline's ``Budget``), with the variant's task metric. A bundle without a recorded
+    budget offers no reduced precision.
     """
-    tol = dict(variant["tolerance"])
     if exact:
-        return tol
-    budget = ((manifest.get("provenance") or {}).get("options") or {}).get("budget")
+        return variant.tolerance
+    budget = (manifest.provenance.options or {}).get("budget")
     if not isinstance(budget, Mapping):
         raise ValueError("the bundle records no accuracy budget (provenance.options.budget), "
                          "so reduced precision cannot be judged; re-export it with this labkit")
-    metric = tol.get("metric") or metric_for_task(manifest.get("task"))
-    key = "min_top1_agreement" if metric == "top1_agreement" else "min_cosine"
-    return {"rel": float(budget["max_rel"]), "metric": metric,
-            "min_metric": float(budget[key])}
+    metric = variant.tolerance.metric or metric_for_task(manifest.task)
+    key = "min_top1_agreement" if metric == TOP1 else "min_cosine"
+    return Tolerance(float(budget["max_rel"]), metric, float(budget[key]))

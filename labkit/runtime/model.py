@@ -16,10 +16,12 @@ from typing import Any
 
 import numpy as np
 
-from labkit.bundle import manifest as manifest_mod
 from labkit.bundle.integrity import VerifiedBundle, verify
+from labkit.bundle.manifest import Manifest
+from labkit.bundle.parts import Variant
+from labkit.bundle.tolerance import Tolerance
 from labkit.runtime import engines
-from labkit.runtime.compare import accumulate, failures, tolerance_for
+from labkit.runtime.compare import accumulate, tolerance_for
 from labkit.runtime.engines import Candidate, make_session
 from labkit.runtime.machine import physical_cores
 from labkit.runtime.signature import TensorSpec, bind
@@ -41,12 +43,12 @@ class SelfTestReport:
     ok: bool
     failures: list[str]
     outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
-    tolerance: dict[str, Any] = field(default_factory=dict)
+    tolerance: Tolerance | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "version": self.version, "variant": self.variant,
                 "ok": self.ok, "failures": list(self.failures), "outputs": self.outputs,
-                "tolerance": self.tolerance}
+                "tolerance": self.tolerance.to_dict() if self.tolerance else None}
 
 
 class Model:
@@ -55,16 +57,16 @@ class Model:
     def __init__(self, bundle: VerifiedBundle, variant: str | None, threads: int | None, *,
                  candidate: Candidate | None = None, tuning: dict[str, Any] | None = None):
         self._bundle = bundle
-        self.manifest: dict[str, Any] = bundle.manifest
-        entry = manifest_mod.variant(self.manifest, candidate.variant if candidate else variant)
-        self.variant: str = entry["name"]
-        self.variant_info: dict[str, Any] = entry
+        self.manifest: Manifest = bundle.manifest
+        entry = self.manifest.variant(candidate.variant if candidate else variant)
+        self.variant: str = entry.name
+        self.variant_info: Variant = entry
         self.candidate = candidate or Candidate(self.variant, threads=threads)
         # Where the candidate came from: {"profile": path | None, "note": str | None}.
         self.tuning: dict[str, Any] = tuning or {"profile": None, "note": None}
-        self.inputs = [TensorSpec.from_dict(t) for t in self.manifest["signature"]["inputs"]]
-        self.outputs = [TensorSpec.from_dict(t) for t in self.manifest["signature"]["outputs"]]
-        self._bytes = bundle.read(entry["file"])
+        self.inputs: list[TensorSpec] = list(self.manifest.signature.inputs)
+        self.outputs: list[TensorSpec] = list(self.manifest.signature.outputs)
+        self._bytes = bundle.read(entry.file)
         # One session per stream the tuning chose; concurrent predict() calls (a server's
         # worker threads) each take a free one, so that many run in parallel.
         self._sessions: queue.SimpleQueue[engines.Session] = queue.SimpleQueue()
@@ -80,11 +82,11 @@ class Model:
 
     @property
     def name(self) -> str:
-        return str(self.manifest["name"])
+        return self.manifest.name
 
     @property
     def version(self) -> str:
-        return str(self.manifest["version"])
+        return self.manifest.version
 
     @property
     def path(self) -> Path:
@@ -92,7 +94,8 @@ class Model:
 
     @property
     def labels(self) -> list[str] | None:
-        return self.manifest.get("labels")
+        labels = self.manifest.labels
+        return None if labels is None else list(labels)
 
     def predict(self, *args: Any, **kwargs: Any) -> dict[str, np.ndarray]:
         """Run the model: positional arrays in signature order, or ``{name: array}``."""
@@ -105,17 +108,17 @@ class Model:
         return dict(zip(self._output_names, results))
 
     def self_test(self) -> SelfTestReport:
-        golden = self.manifest["golden"]
-        inputs = self._bundle.read_npz(golden["inputs"])
-        expected = self._bundle.read_npz(golden["expected"])
+        golden = self.manifest.golden
+        inputs = self._bundle.read_npz(golden.inputs)
+        expected = self._bundle.read_npz(golden.expected)
         got = self.predict({s.name: inputs[s.name] for s in self.inputs})
         stats = accumulate([(expected, got)], self._output_names)
-        tol = tolerance_for(self.manifest, self.variant_info, self.candidate.exact)
+        tol: Tolerance = tolerance_for(self.manifest, self.variant_info, self.candidate.exact)
         label = (self.variant if self.candidate.engine == engines.DEFAULT_ENGINE
                  and self.candidate.exact else self.candidate.label)
-        fails = failures(stats, tol, label)
+        fails = tol.judge(stats, label)
         return SelfTestReport(self.name, self.version, self.variant, not fails, fails,
-                              {n: s.to_dict() for n, s in stats.items()}, dict(tol))
+                              {n: s.to_dict() for n, s in stats.items()}, tol)
 
     def __repr__(self) -> str:
         ins = ", ".join(str(s) for s in self.inputs)
@@ -124,9 +127,9 @@ class Model:
                 f"({outs})>")
 
 
-def default_threads(manifest: dict[str, Any]) -> int | None:
+def default_threads(manifest: Manifest) -> int | None:
     """Threads for an untuned model: enough for its cost per sample, never all by habit."""
-    flops = ((manifest.get("provenance") or {}).get("model") or {}).get("flops_per_sample")
+    flops = (manifest.provenance.model or {}).get("flops_per_sample")
     if not isinstance(flops, (int, float)) or isinstance(flops, bool) or flops <= 0:
         return None  # unknown cost: ONNX Runtime's own default
     return max(1, min(physical_cores(), math.ceil(flops / FLOPS_PER_THREAD)))
@@ -155,8 +158,8 @@ def load(path: str | os.PathLike[str], *, variant: str | None = None,
         cand = chosen.with_threads(threads or chosen.threads, chosen.streams)
     else:
         name = (variant or prof.candidate.variant) if prof else variant
-        entry = manifest_mod.variant(vb.manifest, name)
-        cand = Candidate(entry["name"], engine or engines.DEFAULT_ENGINE,
+        entry = vb.manifest.variant(name)
+        cand = Candidate(entry.name, engine or engines.DEFAULT_ENGINE,
                          precision or engines.EXACT,
                          threads if threads else default_threads(vb.manifest))
         prof = None

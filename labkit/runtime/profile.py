@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from labkit.bundle.manifest import Manifest
 from labkit.errors import LabkitError
 from labkit.runtime import engines
 from labkit.runtime.engines import Candidate
@@ -43,11 +44,10 @@ def host_key(h: Mapping[str, Any] | None = None) -> str:
     return hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def profile_path(bundle_root: Path, manifest: Mapping[str, Any],
-                 key: str | None = None) -> Path:
+def profile_path(bundle_root: Path, manifest: Manifest, key: str | None = None) -> Path:
     """``STORE/.tuning/NAME/VERSION/<host-key>.json`` for a bundle at ``STORE/NAME/VERSION``."""
     store = Path(bundle_root).resolve().parent.parent
-    return (store / TUNING_DIR / str(manifest["name"]) / str(manifest["version"])
+    return (store / TUNING_DIR / manifest.name / manifest.version
             / f"{key or host_key()}.json")
 
 
@@ -83,13 +83,13 @@ def write(path: Path, doc: Mapping[str, Any]) -> Path:
     return path
 
 
-def mismatch(doc: Mapping[str, Any], manifest: Mapping[str, Any]) -> str | None:
+def mismatch(doc: Mapping[str, Any], manifest: Manifest) -> str | None:
     """Why a profile does not describe this bundle on this host (None when it does)."""
     bundle = doc.get("bundle") or {}
-    if bundle.get("manifest_sha256") != manifest.get("manifest_sha256"):
+    if bundle.get("manifest_sha256") != manifest.digest:
         return (f"it was tuned for another bundle (manifest digest "
                 f"{str(bundle.get('manifest_sha256'))[:12]}…, this one "
-                f"{str(manifest.get('manifest_sha256'))[:12]}…)")
+                f"{manifest.digest[:12]}…)")
     here = host()
     if (doc.get("host") or {}).get("key") != host_key(here):
         return (f"it was tuned on another CPU ({(doc.get('host') or {}).get('model')!r}, "
@@ -98,7 +98,7 @@ def mismatch(doc: Mapping[str, Any], manifest: Mapping[str, Any]) -> str | None:
     if doc.get("engines") != now:
         return f"engine versions changed (tuned with {doc.get('engines')}, now {now})"
     chosen = Candidate.from_dict((doc.get("chosen") or {}).get("candidate") or {})
-    if chosen.variant not in {v["name"] for v in manifest["variants"]}:
+    if chosen.variant not in {v.name for v in manifest.variants}:
         return f"it names variant {chosen.variant!r}, which the bundle does not have"
     return None
 
@@ -119,7 +119,7 @@ def read(path: Path) -> dict[str, Any]:
     return doc
 
 
-def resolve(root: Path, manifest: Mapping[str, Any], profile: str | os.PathLike[str] | None
+def resolve(root: Path, manifest: Manifest, profile: str | os.PathLike[str] | None
             ) -> tuple[Profile | None, str | None]:
     """(the profile to use, a one-line note on why none is used) for the bundle at ``root``;
     ``profile="auto"`` looks for this host's profile beside the store, ``None`` uses none, a

@@ -87,7 +87,7 @@ def _gate(vb: VerifiedBundle, cands: Sequence[Candidate]
     passed: list[Candidate] = []
     rows: list[dict[str, Any]] = []
     per_sample = math.inf
-    rows_in_golden = int(vb.manifest["golden"].get("rows") or 1)
+    rows_in_golden = int(vb.manifest.golden.rows or 1)
     for c in cands:
         t0 = time.perf_counter()
         try:
@@ -118,9 +118,8 @@ def _measure(vb: VerifiedBundle, configs: Sequence[Candidate], baseline: Candida
     try:
         for c in todo:
             if c.variant not in models:
-                entry = next(v for v in vb.manifest["variants"] if v["name"] == c.variant)
                 models[c.variant] = tmp / f"{c.variant}.onnx"
-                models[c.variant].write_bytes(vb.read(entry["file"]))
+                models[c.variant].write_bytes(vb.read(vb.manifest.variant(c.variant).file))
             runners.append(WorkerRunner(c.label, models[c.variant], feeds, threads=c.threads,
                                         warmup=2, engine=c.engine, precision=c.precision,
                                         streams=c.streams))
@@ -168,13 +167,13 @@ def tune(path: str | os.PathLike[str], *, objective: str = "latency",
     cands = engines.candidates(m, here, engine_names=names)
     say(f"golden check of {len(cands)} candidate(s) on this host")
     passed, table, per_sample = _gate(vb, cands)
-    baseline = Candidate(m["default_variant"], threads=default_threads(m) or cores)
+    baseline = Candidate(m.default_variant, threads=default_threads(m) or cores)
     if not passed:
         raise LabkitError("no way of running this bundle passed its golden check on this host: "
                           + "; ".join(f"{r['label']}: {r.get('reason')}" for r in table))
     # Throughput calls sized to about THROUGHPUT_CALL_S each, so big models fit the budget.
     batch = max(1, min(batch, int(THROUGHPUT_CALL_S / max(per_sample, 1e-9))))
-    golden = vb.read_npz(m["golden"]["inputs"])
+    golden = vb.read_npz(m.golden.inputs)
     measured: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="labkit-tune-") as tmp_name:
         tmp = Path(tmp_name)
@@ -209,8 +208,7 @@ def tune(path: str | os.PathLike[str], *, objective: str = "latency",
     doc: dict[str, Any] = {
         "profile_version": profile.PROFILE_VERSION,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "bundle": {"name": m["name"], "version": m["version"],
-                   "manifest_sha256": m.get("manifest_sha256")},
+        "bundle": {"name": m.name, "version": m.version, "manifest_sha256": m.digest},
         "host": {**here, "key": profile.host_key(here)},
         "engines": engines.versions(),
         "objective": objective, "budget_s": budget_s,

@@ -14,11 +14,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from labkit.errors import LabkitError
+
+if TYPE_CHECKING:
+    from labkit.bundle.manifest import Manifest
+    from labkit.bundle.parts import Variant
 
 EXACT = "fp32"
 DEFAULT_ENGINE = "onnxruntime"
@@ -38,7 +42,7 @@ class Engine(Protocol):
 
     def version(self) -> str | None: ...
 
-    def precisions(self, variant: Mapping[str, Any], cpu: Mapping[str, Any]) -> tuple[str, ...]:
+    def precisions(self, variant: Variant, cpu: Mapping[str, Any]) -> tuple[str, ...]:
         """The precisions this engine offers for ``variant`` on a CPU like ``cpu``."""
         ...
 
@@ -120,15 +124,15 @@ def make_session(model_bytes: bytes, candidate: Candidate) -> Session:
                                          threads=candidate.threads)
 
 
-def candidates(manifest: Mapping[str, Any], cpu: Mapping[str, Any],
+def candidates(manifest: Manifest, cpu: Mapping[str, Any],
                *, engine_names: Sequence[str] | None = None) -> list[Candidate]:
     """Every (variant, engine, precision) this host could run the bundle with."""
     out = []
     for e in engines():
         if engine_names is not None and e.name not in engine_names:
             continue
-        for v in manifest["variants"]:
-            out += [Candidate(v["name"], e.name, p) for p in e.precisions(v, cpu)]
+        for v in manifest.variants:
+            out += [Candidate(v.name, e.name, p) for p in e.precisions(v, cpu)]
     return out
 
 

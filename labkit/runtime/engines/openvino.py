@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from labkit.bundle.parts import Variant
 from labkit.errors import MissingDependencyError
 from labkit.runtime.engines import EXACT, Session
 
@@ -77,10 +78,10 @@ class OpenVINOEngine:
         except metadata.PackageNotFoundError:
             return None
 
-    def precisions(self, variant: Mapping[str, Any], cpu: Mapping[str, Any]) -> tuple[str, ...]:
-        if variant.get("precision") == "fp32":
+    def precisions(self, variant: Variant, cpu: Mapping[str, Any]) -> tuple[str, ...]:
+        if variant.precision == "fp32":
             return (EXACT, BF16) if cpu_has_bf16(cpu) else (EXACT,)
-        quant = variant.get("quantization") or {}
+        quant = variant.quantization or {}
         if (quant.get("options") or {}).get("mode") == "static":
             return (EXACT,)
         return ()

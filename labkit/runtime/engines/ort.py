@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from importlib import metadata
 from typing import Any
 
+from labkit.bundle.parts import Variant
 from labkit.runtime.engines import EXACT, Session
 
 
@@ -21,7 +22,7 @@ class ORTEngine:
         except metadata.PackageNotFoundError:
             return None
 
-    def precisions(self, variant: Mapping[str, Any], cpu: Mapping[str, Any]) -> tuple[str, ...]:
+    def precisions(self, variant: Variant, cpu: Mapping[str, Any]) -> tuple[str, ...]:
         return (EXACT,)
 
     def session(self, model_bytes: bytes, *, precision: str = EXACT,
