@@ -101,7 +101,7 @@ def _gate(vb: VerifiedBundle, cands: Sequence[Candidate]
         worst = max((o["max_rel"] for o in report.outputs.values()), default=0.0)
         rows.append({"candidate": c.to_dict(), "label": c.label,
                      "golden": "pass" if report.ok else "fail", "max_rel": worst,
-                     "tolerance": report.tolerance,
+                     "tolerance": report.tolerance.to_dict() if report.tolerance else None,
                      **({"reason": "; ".join(report.failures)} if not report.ok else {})})
         if report.ok:
             passed.append(c)
