@@ -226,3 +226,22 @@ def tune(path: str | os.PathLike[str], *, objective: str = "latency",
         where = profile.write(profile.profile_path(vb.root, m, doc["host"]["key"]), doc)
         doc["path"] = str(where)
     return doc
+
+
+def ensure_tuned(path: str | os.PathLike[str], *, budget_s: float = DEFAULT_BUDGET_S,
+                 objective: str = "throughput",
+                 on_note: Callable[[str], None] | None = None) -> Path | None:
+    """Tune the bundle unless this host already has a matching profile (``serve --tune``).
+
+    Servers favour throughput: their micro-batcher and parallel sessions make use of it.
+    """
+    vb = verify(path)
+    found, note = profile.resolve(vb.root, vb.manifest, "auto")
+    if found is not None:
+        return found.path
+    if note and on_note:
+        on_note(note)
+    doc = tune(path, objective=objective, budget_s=budget_s,
+               progress=(lambda msg: on_note(f"{vb.manifest.title}: tune: {msg}"))
+               if on_note else None)
+    return Path(doc["path"])

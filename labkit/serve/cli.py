@@ -50,6 +50,12 @@ def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--graceful-timeout", type=float, default=30.0)
     p.add_argument("--no-self-test", action="store_true",
                    help="skip re-running golden vectors before serving a version")
+    p.add_argument("--no-tuning", action="store_true",
+                   help="ignore host profiles written by 'handoff tune'")
+    p.add_argument("--tune", action="store_true",
+                   help="tune each version that has no profile for this host before serving it")
+    p.add_argument("--tune-budget-s", type=float, default=60.0, metavar="S",
+                   help="time budget per version for --tune (default 60)")
     p.add_argument("--log-level", default="info",
                    choices=["critical", "error", "warning", "info", "debug"])
     ray = p.add_argument_group("Ray Serve (pip install 'labkit[ray]')")
@@ -96,7 +102,8 @@ def config_from_args(args: argparse.Namespace) -> Any:
         max_inflight=args.max_inflight, queue_timeout_ms=args.queue_timeout_ms,
         workers=args.workers, threads=args.threads, token=_token(args),
         reload_interval_s=args.reload_interval, drain_delay_s=args.drain_delay,
-        graceful_timeout_s=args.graceful_timeout, self_test=not args.no_self_test)
+        graceful_timeout_s=args.graceful_timeout, self_test=not args.no_self_test,
+        tuning=not args.no_tuning, tune_budget_s=args.tune_budget_s if args.tune else None)
 
 
 def run_serve(args: argparse.Namespace) -> int:

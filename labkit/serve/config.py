@@ -34,6 +34,8 @@ class ServeConfig:
     graceful_timeout_s: float = 30.0
     retry_after_s: int = 1
     self_test: bool = True  # re-run the golden vectors before a version is served
+    tuning: bool = True  # use this host's `handoff tune` profile when one matches
+    tune_budget_s: float | None = None  # tune untuned versions before serving them
 
     def __post_init__(self) -> None:
         for name in ("max_body_bytes", "max_json_depth", "max_batch_size", "max_queue",

@@ -101,7 +101,9 @@ def _fingerprint(path: Path) -> tuple[int, int]:
 
 class ModelRepository:
     def __init__(self, source: str | os.PathLike[str], *, threads: int | None = None,
-                 self_test: bool = True, on_event: LoadEvent | None = None) -> None:
+                 self_test: bool = True, on_event: LoadEvent | None = None,
+                 tuning: bool = True, tune_budget_s: float | None = None) -> None:
+        self._tuning, self._tune_budget_s = tuning, tune_budget_s
         self.source = Path(source)
         self.single = (self.source / MANIFEST_NAME).is_file()
         self._threads = threads
@@ -134,7 +136,13 @@ class ModelRepository:
 
     # loading (worker thread)
     def _load(self, path: Path) -> ServedModel:
-        model = load(path, threads=self._threads)
+        if self._tuning and self._tune_budget_s:
+            from labkit.runtime.tune import ensure_tuned
+
+            ensure_tuned(path, budget_s=self._tune_budget_s, on_note=log.info)
+        model = load(path, threads=self._threads, profile="auto" if self._tuning else None)
+        if model.tuning["note"]:
+            log.warning("%s %s: %s", model.name, model.version, model.tuning["note"])
         if self._self_test:
             report = model.self_test()
             if not report.ok:
@@ -192,8 +200,10 @@ class ModelRepository:
             table = dict(self._table)  # copy-on-write: lookups never see a half-built table
             table[name] = {**table.get(name, {}), version: served}
             self._table = table
-            log.info("serving %s %s (variant %s, batching %s)", name, version,
-                     served.model.variant, "on" if served.batch_dim else "off")
+            log.info("serving %s %s (%s%s, batching %s)", name, version,
+                     served.model.candidate.label,
+                     ", tuned" if served.model.tuning["profile"] else "",
+                     "on" if served.batch_dim else "off")
             events.append((name, version, True, "loaded"))
         for name, versions in list(self._table.items()):
             gone = [v for v in versions if (name, v) not in candidates]
