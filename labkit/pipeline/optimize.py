@@ -29,15 +29,24 @@ MATMUL_OPS = {"MatMul", "Gemm", "LSTM", "GRU", "Attention"}
 CONV_OPS = {"Conv", "ConvTranspose"}
 
 
-def optimize_fp32(src: Path, dst: Path) -> dict[str, Any]:
+def optimize_fp32(src: Path, dst: Path, *, fuse: bool = True) -> dict[str, Any]:
+    """ORT's EXTENDED optimizations, after transformer fusions when any match (``fusion``)."""
     import onnxruntime as ort
 
+    fusion = None
+    if fuse:
+        from labkit.pipeline.fusion import fuse_transformer
+
+        fused = dst.with_name(dst.stem + "-fused.onnx")
+        fusion = fuse_transformer(src, fused)
+        if fusion is not None:
+            src = fused
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
     opts.optimized_model_filepath = str(dst)
     opts.log_severity_level = 3
     ort.InferenceSession(str(src), sess_options=opts, providers=["CPUExecutionProvider"])
-    return {"graph_optimization_level": "ORT_ENABLE_EXTENDED",
+    return {"graph_optimization_level": "ORT_ENABLE_EXTENDED", "fusion": fusion,
             "ops": op_counts(onnx.load(str(dst)))}
 
 

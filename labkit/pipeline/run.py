@@ -225,6 +225,14 @@ def _optimize(ref: Reference, exported: Path, tmp: Path, options: HandoffOptions
     fp32_bytes = fp32_path.read_bytes()
     predictor = session_predictor(fp32_bytes, outputs)
     fp32_parity = check_parity(ref, predictor, tol, variant="fp32")
+    if not fp32_parity.passed and fp32_info.get("fusion"):
+        # The fusions are judged like any graph: failing parity, the unfused one is used.
+        rep.emit("optimize", "info", "fused graph failed parity; using the unfused graph")
+        fp32_info = {**optimize_fp32(exported, fp32_path, fuse=False),
+                     "fusion_rejected": "; ".join(fp32_parity.failures)[:500]}
+        fp32_bytes = fp32_path.read_bytes()
+        predictor = session_predictor(fp32_bytes, outputs)
+        fp32_parity = check_parity(ref, predictor, tol, variant="fp32")
     if not fp32_parity.passed:
         raise ParityError("the optimized fp32 graph does not match PyTorch:\n  "
                           + "\n  ".join(fp32_parity.failures), fp32_parity)
