@@ -9,7 +9,8 @@ from typing import Any
 
 
 def add_tune_parser(sub: argparse._SubParsersAction) -> None:
-    from labkit.runtime.tune import DEFAULT_BUDGET_S, OBJECTIVES, PRICE_ENV
+    from labkit.runtime.cost import PRICE_ENV
+    from labkit.runtime.tune import DEFAULT_BUDGET_S, OBJECTIVES
 
     p = sub.add_parser("tune", help="try engines, precisions, threads and streams on this host "
                        "within the bundle's own golden checks; write a host profile that "

@@ -94,3 +94,35 @@ def test_openvino_matches_onnxruntime_on_a_tiny_model(bundle: Path) -> None:
     rep = bf.self_test()
     assert rep.tolerance is not None and rep.tolerance.min_metric is not None
     assert 0 < rep.outputs["output"]["max_rel"] < rep.tolerance.rel
+
+
+def test_handoff_report_times_other_engines_and_shows_cost(bundle: Path) -> None:
+    import json
+
+    bench = json.loads((bundle / "reports" / "benchmark.json").read_text())
+    report = (bundle / "report.md").read_text()
+    assert "### Throughput per core and cost" in report
+    for v in verify(bundle).manifest.variants:
+        c = (v.benchmark or {})["cost"]
+        assert c["per_core_per_s"] == pytest.approx(
+            v.benchmark["throughput_per_s"] / bench["environment"]["threads"])  # type: ignore[index]
+    if "openvino" in engines.versions():
+        ov = bench["engines"]["fp32/openvino-fp32"]
+        assert ov["engine"] == "openvino" and ov["throughput_per_s"] > 0
+        assert ov["speedup"]["p50"] > 0 and "`fp32/openvino-fp32`" in report
+    # The bundle itself stays ONNX-only.
+    assert all(f.path.endswith(".onnx") for f in verify(bundle).manifest.files
+               if f.path.startswith("models/"))
+
+
+def test_cost_per_million(monkeypatch: pytest.MonkeyPatch) -> None:
+    from labkit.runtime.cost import PRICE_ENV, cost, price_per_core_hour
+
+    monkeypatch.setenv(PRICE_ENV, "0.036")
+    assert price_per_core_hour() == 0.036 and price_per_core_hour(0.01) == 0.01
+    c = cost(1000.0, 2, 0.036)
+    assert c["per_core_per_s"] == 500.0
+    assert c["cost_per_million"] == pytest.approx(0.036 * 2 * 1e6 / 1000 / 3600)
+    monkeypatch.setenv(PRICE_ENV, "cheap")
+    with pytest.raises(LabkitError, match="not a number"):
+        price_per_core_hour()

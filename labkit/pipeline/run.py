@@ -33,7 +33,7 @@ from labkit.bundle._json import dumps_canonical
 from labkit.bundle.tolerance import metric_for_task
 from labkit.errors import LabkitError, ParityError
 from labkit.pipeline import graph, report
-from labkit.pipeline.benchmark import benchmark
+from labkit.pipeline.benchmark import benchmark, other_engines
 from labkit.pipeline.export import export
 from labkit.pipeline.freeze import InputSet, Reference, describe, freeze, golden_set
 from labkit.pipeline.optimize import choose_candidates, optimize_fp32, quantize
@@ -154,7 +154,8 @@ def run(spec: ModelSpec, *, store: str | Path | None = None,
                 bench = benchmark(
                     spec, paths, ref.sets[0].inputs,
                     options.bench, tmp, on_round=lambda i, n: rep.emit(
-                        "benchmark", "info", f"round {i}/{n}", i / n))
+                        "benchmark", "info", f"round {i}/{n}", i / n),
+                    extra=other_engines(variants))
                 variants = [replace(v, benchmark=bench["variants"][v.name]) for v in variants]
             else:
                 rep.emit("benchmark", "info", "skipped (benchmark=False)")

@@ -32,6 +32,8 @@ from labkit.runtime.bench import (
     interleave,
     write_inputs,
 )
+from labkit.runtime.cost import cost
+from labkit.runtime.cost import price_per_core_hour as price_per_core_hour_from
 from labkit.runtime.engines import Candidate
 from labkit.runtime.model import Model, default_threads
 
@@ -45,7 +47,6 @@ MAX_ROUNDS = 5
 SAFETY_S = 1.5
 # A throughput call should take about this long, so a round of many runners stays short.
 THROUGHPUT_CALL_S = 0.25
-PRICE_ENV = "LABKIT_PRICE_PER_CORE_HOUR"
 
 
 def thread_counts(cores: int) -> list[int]:
@@ -55,30 +56,6 @@ def thread_counts(cores: int) -> list[int]:
         out.append(t)
         t *= 2
     return [*out, cores]
-
-
-def cost(throughput_per_s: float, cores: int, price_per_core_hour: float | None
-         ) -> dict[str, float | None]:
-    """Per-core throughput, and what a million inferences cost at that throughput."""
-    per_core = throughput_per_s / max(cores, 1)
-    per_million = None
-    if price_per_core_hour is not None and throughput_per_s > 0:
-        per_million = price_per_core_hour * cores * 1e6 / throughput_per_s / 3600
-    return {"per_core_per_s": per_core, "price_per_core_hour": price_per_core_hour,
-            "cost_per_million": per_million}
-
-
-def price_from_env(explicit: float | None = None) -> float | None:
-    if explicit is not None:
-        return explicit
-    raw = os.environ.get(PRICE_ENV)
-    if not raw:
-        return None
-    try:
-        return float(raw)
-    except ValueError:
-        raise LabkitError(f"${PRICE_ENV} is {raw!r}, not a number; set it to the price of one "
-                          "core-hour, e.g. 0.02") from None
 
 
 def _gate(vb: VerifiedBundle, cands: Sequence[Candidate]
@@ -195,7 +172,7 @@ def tune(path: str | os.PathLike[str], *, objective: str = "latency",
         measured = _measure(vb, configs, baseline, feeds, batch, objective,
                             deadline - SAFETY_S, tmp)
     best = max(measured.values(), key=lambda r: r["score"])
-    price = price_from_env(price_per_core_hour)
+    price = price_per_core_hour_from(price_per_core_hour)
 
     def row(r: dict[str, Any]) -> dict[str, Any]:
         c: Candidate = r["candidate"]
