@@ -150,13 +150,15 @@ def interleave(runners: Sequence[Runner], *, rounds: int, latency_iters: int,
                deadline: float | None = None) -> BenchResult:
     """Run every runner once per round, in turn; collect latency and throughput.
 
-    With a ``deadline`` (``time.monotonic()``), rounds stop once it has passed (at least
-    two rounds always run, so there is a ratio to take a median of).
+    With a ``deadline`` (``time.monotonic()``), no round starts that would, at the pace of
+    the last one, end past it (at least two rounds always run, so that there is a ratio to
+    take a median of).
     """
     res = BenchResult(batch=batch, threads=threads, rounds=rounds)
     for r in runners:
         res.latency[r.name], res.round_p50[r.name], res.round_throughput[r.name] = [], [], []
     for i in range(rounds):
+        started = time.monotonic()
         order = runners if i % 2 == 0 else list(reversed(runners))
         for r in order:
             # Let the previous runner's thread pools stop spinning, then wake this one's
@@ -170,7 +172,8 @@ def interleave(runners: Sequence[Runner], *, rounds: int, latency_iters: int,
         res.rounds = i + 1
         if on_round is not None:
             on_round(i + 1, rounds)
-        if deadline is not None and i >= 1 and time.monotonic() > deadline:
+        now = time.monotonic()
+        if deadline is not None and i >= 1 and now + (now - started) > deadline:
             break
     return res
 
