@@ -30,13 +30,13 @@ sys.path.insert(0, str(ROOT / "examples"))
 import torch  # noqa: E402
 import zoo  # noqa: E402
 
+import labkit.runtime as rt  # noqa: E402
 from labkit.bundle import verify  # noqa: E402
 from labkit.pipeline import BenchOptions, HandoffOptions, run  # noqa: E402
 from labkit.pipeline.benchmark import EAGER, EagerRunner  # noqa: E402
 from labkit.runtime.bench import WorkerRunner, bench_feeds, interleave, write_inputs  # noqa: E402
 from labkit.runtime.engines import Candidate  # noqa: E402
 from labkit.runtime.machine import cpu_info, physical_cores  # noqa: E402
-from labkit.runtime.model import default_threads  # noqa: E402
 from labkit.runtime.tune import tune  # noqa: E402
 
 MODELS = {"mlp": zoo.build_mlp, "cnn": zoo.build_cnn, "transformer": zoo.build_transformer,
@@ -63,7 +63,7 @@ def measure(key: str, store: str, rounds: int, budget_s: float) -> dict[str, Any
     vb = verify(bundle)
     m = vb.manifest
     cores = physical_cores()
-    untuned = Candidate(m.default_variant, threads=default_threads(m))
+    untuned = rt.load(bundle, profile=None).candidate  # exactly what load() does untuned
     golden = vb.read_npz(m.golden.inputs)
     feeds = bench_feeds(golden, BATCH)
     runners: list[Any] = []

@@ -61,14 +61,21 @@ def test_untuned_threads_follow_model_cost(bundle: Path) -> None:
     from labkit.runtime.machine import physical_cores
 
     m = verify(bundle).manifest
+    unbenched = tuple(dataclasses.replace(v, benchmark=None) for v in m.variants)
 
-    def costing(flops: float | None) -> object:
-        model = None if flops is None else {"flops_per_sample": flops}
-        return dataclasses.replace(m, provenance=dataclasses.replace(m.provenance, model=model))
+    def costing(model: dict | None, timed: bool = False) -> object:
+        prov = dataclasses.replace(m.provenance, model=model)
+        return dataclasses.replace(m, provenance=prov,
+                                   **({} if timed else {"variants": unbenched}))
 
-    assert default_threads(costing(1e6)) == 1  # type: ignore[arg-type]
-    assert default_threads(costing(1e12)) == physical_cores()  # type: ignore[arg-type]
+    assert default_threads(costing({"flops_per_sample": 1e6})) == 1  # type: ignore[arg-type]
+    big = costing({"flops_per_sample": 1e12})
+    assert default_threads(big) == physical_cores()  # type: ignore[arg-type]
+    # A FLOP counter that missed fused kernels is corrected by the parameter count.
+    missed = costing({"flops_per_sample": 1536, "parameters": 10**9})
+    assert default_threads(missed) == physical_cores()  # type: ignore[arg-type]
     assert default_threads(costing(None)) is None  # type: ignore[arg-type]
+    assert default_threads(costing(None, timed=True)) == 1  # type: ignore[arg-type]
     assert rt.load(bundle, profile=None).candidate.threads == default_threads(m)
 
 

@@ -31,6 +31,7 @@ log = logging.getLogger("labkit.runtime")
 # Below this much work per sample and thread, waking another thread costs more than it saves
 # at batch 1: small models lost 1.5-3x with all 16 cores of a server (FIELD-NOTES).
 FLOPS_PER_THREAD = 20e6
+MS_PER_THREAD = 0.5  # the same, in thread-milliseconds of batch-1 time measured at handoff
 
 
 @dataclass
@@ -127,12 +128,25 @@ class Model:
                 f"({outs})>")
 
 
-def default_threads(manifest: Manifest) -> int | None:
-    """Threads for an untuned model: enough for its cost per sample, never all by habit."""
-    flops = (manifest.provenance.model or {}).get("flops_per_sample")
-    if not isinstance(flops, (int, float)) or isinstance(flops, bool) or flops <= 0:
+def _number(x: Any) -> float:
+    return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) else 0.0
+
+
+def default_threads(manifest: Manifest, variant: str | None = None) -> int | None:
+    """Threads for an untuned model: enough for its cost per sample, never all by habit.
+
+    The cost is the larger of two estimates recorded at handoff: FLOPs per sample (at
+    least 2 × parameters: PyTorch's FLOP counter misses fused kernels such as the
+    TransformerEncoderLayer fast path) and the variant's batch-1 time there × its cores.
+    """
+    model = manifest.provenance.model or {}
+    flops = max(_number(model.get("flops_per_sample")), 2 * _number(model.get("parameters")))
+    bench = manifest.variant(variant).benchmark or {}
+    work_ms = _number(bench.get("p50_ms")) * _number(manifest.provenance.cpu.get("cores"))
+    if flops <= 0 and work_ms <= 0:
         return None  # unknown cost: ONNX Runtime's own default
-    return max(1, min(physical_cores(), math.ceil(flops / FLOPS_PER_THREAD)))
+    wanted = max(math.ceil(flops / FLOPS_PER_THREAD), math.ceil(work_ms / MS_PER_THREAD))
+    return max(1, min(physical_cores(), wanted))
 
 
 def load(path: str | os.PathLike[str], *, variant: str | None = None,
@@ -161,7 +175,7 @@ def load(path: str | os.PathLike[str], *, variant: str | None = None,
         entry = vb.manifest.variant(name)
         cand = Candidate(entry.name, engine or engines.DEFAULT_ENGINE,
                          precision or engines.EXACT,
-                         threads if threads else default_threads(vb.manifest))
+                         threads if threads else default_threads(vb.manifest, entry.name))
         prof = None
     if note:
         log.info(note)

@@ -38,9 +38,13 @@ from labkit.runtime.engines import Candidate
 from labkit.runtime.model import Model, default_threads
 
 OBJECTIVES = ("latency", "throughput")
-SCREEN_KEEP = 3
+SCREEN_KEEP = 2
 # Up to this many configurations are timed without screening first.
-SWEEP_MAX = 8
+SWEEP_MAX = 6
+# Shares of the budget: golden checks stop being started after GATE_SHARE of it; screening
+# gets SCREEN_SHARE of what is left after the gate.
+GATE_SHARE = 0.35
+SCREEN_SHARE = 0.4
 DEFAULT_BUDGET_S = 60.0
 MAX_ROUNDS = 5
 # Closing workers and writing the profile take a moment after the last round.
@@ -58,14 +62,21 @@ def thread_counts(cores: int) -> list[int]:
     return [*out, cores]
 
 
-def _gate(vb: VerifiedBundle, cands: Sequence[Candidate]
+def _gate(vb: VerifiedBundle, cands: Sequence[Candidate], until: float
           ) -> tuple[list[Candidate], list[dict[str, Any]], float]:
-    """Golden self-test of each candidate on this host; (passed, table rows, s per sample)."""
+    """Golden self-test of each candidate on this host; (passed, table rows, s per sample).
+
+    Candidates not reached by ``until`` (``time.monotonic()``) are skipped, and say so.
+    """
     passed: list[Candidate] = []
     rows: list[dict[str, Any]] = []
     per_sample = math.inf
     rows_in_golden = int(vb.manifest.golden.rows or 1)
     for c in cands:
+        if passed and time.monotonic() > until:
+            rows.append({"candidate": c.to_dict(), "label": c.label, "golden": "skipped",
+                         "reason": "not reached within the time budget"})
+            continue
         t0 = time.perf_counter()
         try:
             report = Model(vb, None, None, candidate=c).self_test()
@@ -98,7 +109,7 @@ def _measure(vb: VerifiedBundle, configs: Sequence[Candidate], baseline: Candida
                 models[c.variant] = tmp / f"{c.variant}.onnx"
                 models[c.variant].write_bytes(vb.read(vb.manifest.variant(c.variant).file))
             runners.append(WorkerRunner(c.label, models[c.variant], feeds, threads=c.threads,
-                                        warmup=2, engine=c.engine, precision=c.precision,
+                                        warmup=1, engine=c.engine, precision=c.precision,
                                         streams=c.streams))
         lat = max(r.warm_s.get("latency", 1e-3) for r in runners)
         thr = max(r.warm_s.get("throughput", 1e-3) for r in runners)
@@ -143,8 +154,9 @@ def tune(path: str | os.PathLike[str], *, objective: str = "latency",
     names = list(engine_names) + list(extra_engines) if engine_names is not None else None
     cands = engines.candidates(m, here, engine_names=names)
     say(f"golden check of {len(cands)} candidate(s) on this host")
-    passed, table, per_sample = _gate(vb, cands)
+    passed, table, per_sample = _gate(vb, cands, t0 + GATE_SHARE * budget_s)
     baseline = Candidate(m.default_variant, threads=default_threads(m) or cores)
+
     if not passed:
         raise LabkitError("no way of running this bundle passed its golden check on this host: "
                           + "; ".join(f"{r['label']}: {r.get('reason')}" for r in table))
@@ -158,7 +170,7 @@ def tune(path: str | os.PathLike[str], *, objective: str = "latency",
         survivors = passed
         if len(passed) > SCREEN_KEEP and len(passed) * len(thread_counts(cores)) > SWEEP_MAX:
             say(f"screening {len(passed)} candidates at {cores} threads")
-            screen_end = time.monotonic() + (deadline - time.monotonic()) / 3
+            screen_end = time.monotonic() + (deadline - time.monotonic()) * SCREEN_SHARE
             full = [c.with_threads(cores) for c in passed]
             res = _measure(vb, full, baseline, feeds, batch, objective, screen_end, tmp)
             ranked = sorted(full, key=lambda c: -res[c.label]["score"])
