@@ -45,7 +45,8 @@ class Model:
         self.variant_info: dict[str, Any] = entry
         self.inputs = [TensorSpec.from_dict(t) for t in self.manifest["signature"]["inputs"]]
         self.outputs = [TensorSpec.from_dict(t) for t in self.manifest["signature"]["outputs"]]
-        self._session = make_session(bundle.read(entry["file"]), threads=threads)
+        self._session = make_session(bundle.read(entry["file"]), threads=threads,
+                                     where=entry["file"])
         self._output_names = [t.name for t in self.outputs]
 
     @property
