@@ -11,11 +11,17 @@ from typing import Any
 
 from handoff.export_options import handoff_options, options_dict
 from handoff.progress import StagePrinter
-from labkit.errors import LabkitError
+from labkit.errors import LabkitError, one_line
 
 
 def _print_json(obj: Any) -> None:
-    print(json.dumps(obj, indent=2, default=str))
+    print(json.dumps(obj, indent=2, default=str))  # ensure_ascii: control chars stay escaped
+
+
+def _line(text: str) -> None:
+    """Print a line that quotes manifest strings: control characters (a manifest's
+    ``\\x1b[2J``) are shown escaped, never sent to the terminal."""
+    print(one_line(text))
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -85,15 +91,15 @@ def cmd_verify(args: argparse.Namespace) -> int:
                      "self_test": [r.to_dict() for r in reports]})
     else:
         m = vb.manifest
-        print(f"{m['name']} {m['version']}: integrity OK ({len(m['files'])} files, sha256 "
+        _line(f"{m['name']} {m['version']}: integrity OK ({len(m['files'])} files, sha256 "
               "checked, no links, nothing unlisted)")
         for r in reports:
             status = "OK" if r.ok else "FAILED"
             worst = max((o["max_rel"] for o in r.outputs.values()), default=0.0)
-            print(f"  self-test {r.variant:<13} {status} (max rel err {worst:.2e}, "
+            _line(f"  self-test {r.variant:<13} {status} (max rel err {worst:.2e}, "
                   f"tolerance {r.tolerance['rel']:.2e})")
             for f in r.failures:
-                print(f"    {f}")
+                _line(f"    {f}")
     if not ok:
         print("handoff: error: golden vectors do not reproduce on this machine",
               file=sys.stderr)
@@ -108,27 +114,27 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(m)
         return 0
-    print(f"{m['name']} {m['version']}  (created {m['created']}, task {m.get('task') or '-'})")
+    _line(f"{m['name']} {m['version']}  (created {m['created']}, task {m.get('task') or '-'})")
     ch = m["change"]
-    print(f"  change: {ch['kind']}" + (f" from {ch['from']}" if ch.get("from") else "")
+    _line(f"  change: {ch['kind']}" + (f" from {ch['from']}" if ch.get("from") else "")
           + f": {ch['reason']}")
     for side in ("inputs", "outputs"):
         for t in m["signature"][side]:
-            print(f"  {side[:-1]:<6} {t['name']}: {t['dtype']}{t['shape']}")
+            _line(f"  {side[:-1]:<6} {t['name']}: {t['dtype']}{t['shape']}")
     for v in m["variants"]:
         b = v.get("benchmark") or {}
         sp = b.get("speedup") or {}
         speed = f", {sp['p50']:.2f}x vs eager" if sp else ""
         mark = "  <- default" if v["name"] == m["default_variant"] else ""
-        print(f"  variant {v['name']:<13} {v['precision']:<5} parity "
+        _line(f"  variant {v['name']:<13} {v['precision']:<5} parity "
               f"{'pass' if v['parity']['passed'] else 'FAIL'} (max rel "
               f"{v['parity']['max_rel']:.2e}){speed}{mark}")
     prov = m["provenance"]
     src = prov.get("source")
-    print(f"  exporter: {prov['exporter']['name']} opset {prov['exporter']['opset']}")
+    _line(f"  exporter: {prov['exporter']['name']} opset {prov['exporter']['opset']}")
     if src:
-        print(f"  source: {src['path']} (sha256 {src['sha256'][:16]}…)")
-    print(f"  files: {len(m['files'])}, {sum(f['bytes'] for f in m['files'])} bytes")
+        _line(f"  source: {src['path']} (sha256 {src['sha256'][:16]}…)")
+    _line(f"  files: {len(m['files'])}, {sum(f['bytes'] for f in m['files'])} bytes")
     return 0
 
 
@@ -140,15 +146,15 @@ def cmd_diff(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(d)
         return 0
-    print(f"{d['from']} → {d['to']}: {d['change']} — {d['verdict']}")
-    print(f"  {d['reason']}")
+    _line(f"{d['from']} → {d['to']}: {d['change']} — {d['verdict']}")
+    _line(f"  {d['reason']}")
     for c in d["signature_changes"]:
-        print(f"  signature: {c}")
+        _line(f"  signature: {c}")
     flags = [k.replace("_changed", "") for k in ("architecture_changed", "weights_changed",
                                                  "metadata_changed") if d[k]]
-    print(f"  changed: {', '.join(flags) or 'nothing'}")
+    _line(f"  changed: {', '.join(flags) or 'nothing'}")
     if d["default_variant"][0] != d["default_variant"][1]:
-        print(f"  default variant: {d['default_variant'][0]} → {d['default_variant'][1]}")
+        _line(f"  default variant: {d['default_variant'][0]} → {d['default_variant'][1]}")
     return 0
 
 
