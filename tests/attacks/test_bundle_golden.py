@@ -185,7 +185,7 @@ def _bomb_zip(header: bytes, zeros: int) -> bytes:
 
 
 _PROBE = """
-import json, resource, sys, time
+import json, sys, time
 from pathlib import Path
 from labkit.bundle import verify
 from labkit.bundle.npz import read_npz
@@ -205,7 +205,9 @@ try:
 except BundleError as exc:
     out["read"] = str(exc)
 out["seconds"] = time.perf_counter() - start
-out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+# VmHWM, not ru_maxrss: the latter keeps the parent's high-water mark across fork+exec.
+hwm = next(ln for ln in open("/proc/self/status") if ln.startswith("VmHWM:"))
+out["peak_rss_mb"] = int(hwm.split()[1]) / 1024
 print(json.dumps(out))
 """
 
@@ -239,3 +241,17 @@ def test_zip_bomb_is_refused_fast_and_small(tmp_path, declared):
     assert result["seconds"] < 5, result
     assert result["peak_rss_mb"] < 300, result
     print(f"zip bomb {declared}: {result['seconds']:.3f} s, {result['peak_rss_mb']:.0f} MB")
+
+
+def test_golden_swapped_after_load_is_caught(tmp_path: Path) -> None:
+    """Golden files are re-hashed as read: a bomb swapped in after verification is refused
+    before any of it is parsed."""
+    from labkit.runtime import load
+
+    bundle = leak_bundle(tmp_path / "store")
+    model = load(bundle)
+    assert model.golden_inputs()["x"].shape == (2, 16)
+    (bundle / INPUTS).write_bytes(_bomb_zip(_npy_header((2, 16)), 64 << 20))
+    with pytest.raises(BundleError) as info:
+        model.golden_inputs()
+    assert info.value.rule == "digest"
