@@ -15,11 +15,11 @@ them), exactly as the exporter leaves them out of the manifest. The rule, per te
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from labkit.bundle import onnx_wire as w
+from labkit.bundle.tensors import Signature, TensorSpec
 from labkit.errors import FormatError
 
 # TensorProto.DataType → NumPy dtype name (only the dtypes a manifest may declare).
@@ -108,21 +108,21 @@ def _refuse(rel: str, message: str) -> FormatError:
                        "(re-export the bundle)", rule="signature")
 
 
-def _compare_side(side: str, graph: Sequence[GraphTensor],
-                  manifest: Sequence[Mapping[str, Any]], rel: str) -> None:
+def _compare_side(side: str, graph: Sequence[GraphTensor], manifest: Sequence[TensorSpec],
+                  rel: str) -> None:
     by_name = {t.name: t for t in graph}
-    listed = [str(t["name"]) for t in manifest]
+    listed = [t.name for t in manifest]
     if len(by_name) != len(graph) or set(by_name) != set(listed):
         raise _refuse(rel, f"the graph's {side} are {sorted(t.name for t in graph)!r}, the "
                       f"manifest lists {sorted(listed)!r}")
     for spec in manifest:
-        g = by_name[spec["name"]]
-        if g.dtype != spec["dtype"]:
+        g = by_name[spec.name]
+        if g.dtype != spec.dtype:
             raise _refuse(rel, f"{side[:-1]} {g.name!r} is {g.dtype} in the graph, "
-                          f"{spec['dtype']} in the manifest")
+                          f"{spec.dtype} in the manifest")
         if g.shape is None:
             continue
-        want = list(spec["shape"])
+        want = list(spec.shape)
         if len(g.shape) != len(want):
             raise _refuse(rel, f"{side[:-1]} {g.name!r} has rank {len(g.shape)} in the graph "
                           f"{list(g.shape)}, rank {len(want)} in the manifest {want}")
@@ -132,8 +132,8 @@ def _compare_side(side: str, graph: Sequence[GraphTensor],
                               f"the graph, the manifest says {md!r}")
 
 
-def check_signature(graph: w.Span, signature: Mapping[str, Any], rel: str) -> None:
-    """Refuse [signature] unless ``signature`` (inputs/outputs lists) describes ``graph``."""
+def check_signature(graph: w.Span, signature: Signature, rel: str) -> None:
+    """Refuse [signature] unless ``signature`` describes ``graph``."""
     inputs, outputs = graph_io(graph, rel)
-    _compare_side("inputs", inputs, signature["inputs"], rel)
-    _compare_side("outputs", outputs, signature["outputs"], rel)
+    _compare_side("inputs", inputs, signature.inputs, rel)
+    _compare_side("outputs", outputs, signature.outputs, rel)

@@ -14,9 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from labkit.bundle._json import loads_strict
 from labkit.bundle.content import ContentChecks
-from labkit.bundle.manifest import MANIFEST_NAME, MAX_MANIFEST_BYTES, validate
+from labkit.bundle.manifest import MANIFEST_NAME, MAX_MANIFEST_BYTES, Manifest
 from labkit.bundle.paths import check_path
 from labkit.errors import FormatError, IntegrityError
 
@@ -76,7 +75,7 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def read_manifest(root: Path) -> dict[str, Any]:
+def read_manifest(root: Path) -> Manifest:
     """Read and validate manifest.json only ([manifest-size], [json], [schema])."""
     mpath = root / MANIFEST_NAME
     try:
@@ -94,7 +93,7 @@ def read_manifest(root: Path) -> dict[str, Any]:
     if len(data) > MAX_MANIFEST_BYTES:
         raise FormatError(f"{MANIFEST_NAME} grew past the cap while reading",
                           rule="manifest-size")
-    return validate(loads_strict(data))
+    return Manifest.from_json(data)
 
 
 @dataclass(frozen=True)
@@ -102,7 +101,7 @@ class VerifiedBundle:
     """A bundle whose every file matched its manifest at verification time."""
 
     root: Path
-    manifest: dict[str, Any]
+    manifest: Manifest
     _digests: dict[str, tuple[str, int]] = field(repr=False)
 
     def read(self, rel: str) -> bytes:
@@ -123,9 +122,10 @@ class VerifiedBundle:
         """A golden file's arrays, read within the bounds its signature sets ([golden])."""
         from labkit.bundle.npz import golden_specs, read_npz
 
-        if rel not in (self.manifest["golden"]["inputs"], self.manifest["golden"]["expected"]):
+        if rel not in (self.manifest.golden.inputs, self.manifest.golden.expected):
             raise IntegrityError(f"{rel!r} is not a golden file of this bundle", rule="golden")
-        return read_npz(self.read(rel), rel, golden_specs(self.manifest, rel))
+        return read_npz(self.read(rel), rel, golden_specs(self.manifest, rel),
+                        rows=self.manifest.golden.rows)
 
 
 def verify(path: str | os.PathLike[str]) -> VerifiedBundle:
@@ -142,7 +142,7 @@ def verify(path: str | os.PathLike[str]) -> VerifiedBundle:
     manifest = read_manifest(root)
     on_disk = _walk(root)
     on_disk.pop(MANIFEST_NAME, None)
-    listed = {f["path"]: (f["sha256"], f["bytes"]) for f in manifest["files"]}
+    listed = {f.path: (f.sha256, f.size) for f in manifest.files}
     unlisted = sorted(set(on_disk) - set(listed))
     if unlisted:
         raise IntegrityError(f"files not listed in the manifest: {', '.join(unlisted[:5])}",

@@ -14,17 +14,20 @@ from __future__ import annotations
 
 import io
 import zipfile
-from collections.abc import Mapping, Sequence
-from typing import IO, Any
+from collections.abc import Sequence
+from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 
+from labkit.bundle.tensors import TensorSpec
 from labkit.errors import FormatError
+
+if TYPE_CHECKING:
+    from labkit.bundle.manifest import Manifest
 
 MAX_GOLDEN_BYTES = 256 << 20  # declared array bytes per golden file
 MAX_HEADER_BYTES = 4096  # a .npy header of a plain array is ~128 bytes
 _CHUNK = 1 << 20
-Spec = Mapping[str, Any]  # {"name", "dtype", "shape"} as in the manifest signature
 
 
 def _refuse(rel: str, message: str) -> FormatError:
@@ -32,13 +35,13 @@ def _refuse(rel: str, message: str) -> FormatError:
                        rule="golden")
 
 
-def golden_specs(manifest: Mapping[str, Any], rel: str) -> Sequence[Spec]:
+def golden_specs(manifest: Manifest, rel: str) -> Sequence[TensorSpec]:
     """The arrays a golden file must hold: signature inputs or outputs."""
-    side = "inputs" if rel == manifest["golden"]["inputs"] else "outputs"
-    return list(manifest["signature"][side])
+    sig = manifest.signature
+    return sig.inputs if rel == manifest.golden.inputs else sig.outputs
 
 
-def _open(data: bytes, rel: str, specs: Sequence[Spec]) -> tuple[zipfile.ZipFile,
+def _open(data: bytes, rel: str, specs: Sequence[TensorSpec]) -> tuple[zipfile.ZipFile,
                                                                    dict[str, zipfile.ZipInfo]]:
     try:
         zf = zipfile.ZipFile(io.BytesIO(data))
@@ -46,7 +49,7 @@ def _open(data: bytes, rel: str, specs: Sequence[Spec]) -> tuple[zipfile.ZipFile
         raise _refuse(rel, f"not a readable .npz archive ({exc})") from None
     infos = zf.infolist()
     names = [i.filename for i in infos]
-    wanted = [f"{s['name']}.npy" for s in specs]
+    wanted = [f"{s.name}.npy" for s in specs]
     if len(set(names)) != len(names) or set(names) != set(wanted):
         zf.close()
         missing = sorted(set(wanted) - set(names))
@@ -77,13 +80,13 @@ def _header(stream: IO[bytes], rel: str,
     return tuple(int(d) for d in shape), bool(fortran), dtype, stream.tell()
 
 
-def _check_header(spec: Spec, shape: tuple[int, ...], dtype: np.dtype[Any], bound: dict[str, int],
-                  rel: str) -> int:
-    name = spec["name"]
-    if dtype.hasobject or dtype != np.dtype(spec["dtype"]):
+def _check_header(spec: TensorSpec, shape: tuple[int, ...], dtype: np.dtype[Any],
+                  bound: dict[str, int], rows: int | None, rel: str) -> int:
+    name = spec.name
+    if dtype.hasobject or dtype != np.dtype(spec.dtype):
         raise _refuse(rel, f"array {name!r} has dtype {dtype.str!r}, the signature says "
-                      f"{spec['dtype']}")
-    want = list(spec["shape"])
+                      f"{spec.dtype}")
+    want = list(spec.shape)
     if len(shape) != len(want):
         raise _refuse(rel, f"array {name!r} has shape {list(shape)}, the signature says {want}")
     for axis, (got, dim) in enumerate(zip(shape, want)):
@@ -95,26 +98,29 @@ def _check_header(spec: Spec, shape: tuple[int, ...], dtype: np.dtype[Any], boun
             seen = f", {dim!r} = {bound[dim]}" if isinstance(dim, str) and dim in bound else ""
             raise _refuse(rel, f"array {name!r} has shape {list(shape)}, the signature says "
                           f"{want} (axis {axis}{seen})")
+    if rows is not None and (not shape or shape[0] != rows):
+        raise _refuse(rel, f"array {name!r} has shape {list(shape)}, golden.rows says "
+                      f"{rows} rows")
     count = 1
     for d in shape:
         count *= d
     return count * dtype.itemsize
 
 
-def _walk(data: bytes, rel: str, specs: Sequence[Spec], bound: dict[str, int] | None,
-          read_data: bool) -> dict[str, np.ndarray]:
+def _walk(data: bytes, rel: str, specs: Sequence[TensorSpec], bound: dict[str, int] | None,
+          rows: int | None, read_data: bool) -> dict[str, np.ndarray]:
     bound = {} if bound is None else bound
     out: dict[str, np.ndarray] = {}
     total = 0
     zf, infos = _open(data, rel, specs)
     with zf:
         for spec in specs:
-            member = f"{spec['name']}.npy"
+            member = f"{spec.name}.npy"
             info = infos[member]
             try:
                 with zf.open(info) as stream:
                     shape, fortran, dtype, head = _header(stream, rel, member)
-                    nbytes = _check_header(spec, shape, dtype, bound, rel)
+                    nbytes = _check_header(spec, shape, dtype, bound, rows, rel)
                     total += nbytes
                     if total > MAX_GOLDEN_BYTES:
                         raise _refuse(rel, f"arrays declare {total} bytes, over the cap of "
@@ -125,7 +131,7 @@ def _walk(data: bytes, rel: str, specs: Sequence[Spec], bound: dict[str, int] | 
                         raise _refuse(rel, f"member {member!r} unpacks to {info.file_size} "
                                       f"bytes, its header declares {head + nbytes}")
                     if read_data:
-                        out[spec["name"]] = _read_array(stream, nbytes, shape, fortran, dtype,
+                        out[spec.name] = _read_array(stream, nbytes, shape, fortran, dtype,
                                                         rel, member)
             except zipfile.BadZipFile as exc:
                 raise _refuse(rel, f"member {member!r} is corrupt ({exc})") from None
@@ -149,14 +155,15 @@ def _read_array(stream: IO[bytes], nbytes: int, shape: tuple[int, ...], fortran:
     return flat.reshape(shape[::-1]).T if fortran else flat.reshape(shape)
 
 
-def check_npz(data: bytes, rel: str, specs: Sequence[Spec],
-              bound: dict[str, int] | None = None) -> None:
+def check_npz(data: bytes, rel: str, specs: Sequence[TensorSpec],
+              bound: dict[str, int] | None = None, rows: int | None = None) -> None:
     """Headers only: member names, dtypes, shapes, declared sizes (nothing is inflated
     beyond each header)."""
-    _walk(data, rel, specs, bound, read_data=False)
+    _walk(data, rel, specs, bound, rows, read_data=False)
 
 
-def read_npz(data: bytes, rel: str, specs: Sequence[Spec],
-             bound: dict[str, int] | None = None) -> dict[str, np.ndarray]:
+def read_npz(data: bytes, rel: str, specs: Sequence[TensorSpec],
+             bound: dict[str, int] | None = None,
+             rows: int | None = None) -> dict[str, np.ndarray]:
     """Every listed array, each read only up to the size its checked header declares."""
-    return _walk(data, rel, specs, bound, read_data=True)
+    return _walk(data, rel, specs, bound, rows, read_data=True)

@@ -21,7 +21,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
-from labkit.bundle.manifest import DIGEST_FIELD, self_digest
+from labkit.bundle.manifest import DIGEST_FIELD, Manifest, self_digest
 from labkit.bundle.writer import write_bundle
 
 SECRET = b"TOP-SECRET-KEY!!"  # 16 bytes: exactly w's size
@@ -61,9 +61,11 @@ def leak_model(w: TensorProto | None = None) -> bytes:
 
 
 def manifest_for(inputs: list[dict[str, Any]], outputs: list[dict[str, Any]],
-                 model: bytes) -> dict[str, Any]:
-    return {
-        "schema_version": 1, "created": "2026-01-01T00:00:00Z", "task": None, "labels": None,
+                 model: bytes) -> Manifest:
+    """A draft manifest (the writer names, versions and lists it)."""
+    return Manifest.from_dict({
+        "schema_version": 1, "name": "draft", "version": "0.0.0",
+        "created": "2026-01-01T00:00:00Z", "task": None, "labels": None,
         "signature": {"inputs": inputs, "outputs": outputs},
         "variants": [{"name": "fp32", "file": MODEL,
                       "sha256": hashlib.sha256(model).hexdigest(), "precision": "fp32",
@@ -72,8 +74,11 @@ def manifest_for(inputs: list[dict[str, Any]], outputs: list[dict[str, Any]],
         "golden": {"inputs": "golden/inputs.npz", "expected": "golden/expected.npz"},
         "fingerprint": {"architecture": "sha256:x", "weights": "sha256:x",
                         "signature": "sha256:x", "metadata": "sha256:x"},
-        "provenance": {},
-    }
+        "change": {"kind": "first", "from": None, "reason": "attack test"},
+        "provenance": {"source": None, "libraries": {}, "cpu": {},
+                       "exporter": {"name": "hand", "opset": 17, "fallback_reason": None}},
+        "files": [],
+    }, check_files=False)
 
 
 def npz(**arrays: np.ndarray) -> bytes:

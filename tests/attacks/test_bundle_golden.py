@@ -89,6 +89,14 @@ def test_rows_disagree_between_inputs_and_expected(tmp_path, no_session, capsys)
     assert "'batch' = 2" in refused(bundle, no_session, capsys)
 
 
+def test_rows_disagree_with_golden_rows(tmp_path, no_session, capsys):
+    from bundle_attack_tools import reseal
+
+    bundle = leak_bundle(tmp_path / "store")
+    reseal(bundle, lambda m: m["golden"].__setitem__("rows", 3))
+    assert "golden.rows says 3 rows" in refused(bundle, no_session, capsys)
+
+
 def test_extra_member(tmp_path, no_session, capsys):
     bundle = leak_bundle(tmp_path / "store")
     put(bundle, INPUTS, npz(x=X, other=X))
@@ -189,6 +197,7 @@ import json, sys, time
 from pathlib import Path
 from labkit.bundle import verify
 from labkit.bundle.npz import read_npz
+from labkit.bundle.tensors import TensorSpec
 from labkit.errors import BundleError
 bundle = Path(sys.argv[1])
 out = {}
@@ -200,7 +209,7 @@ except BundleError as exc:
     out["verify"] = str(exc)
 try:
     read_npz((bundle / "golden/inputs.npz").read_bytes(), "golden/inputs.npz",
-             [{"name": "x", "dtype": "uint8", "shape": ["batch", 16]}])
+             [TensorSpec("x", "uint8", ("batch", 16))])
     out["read"] = "accepted"
 except BundleError as exc:
     out["read"] = str(exc)
