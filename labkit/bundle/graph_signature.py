@@ -29,6 +29,11 @@ ELEM_TYPES: dict[int, str] = {
 }
 
 
+_OTHER_TYPES = frozenset({w.TypeField.SEQUENCE_TYPE, w.TypeField.MAP_TYPE,
+                          w.TypeField.OPAQUE_TYPE, w.TypeField.SPARSE_TENSOR_TYPE,
+                          w.TypeField.OPTIONAL_TYPE})
+
+
 @dataclass(frozen=True)
 class GraphTensor:
     name: str
@@ -62,6 +67,9 @@ def _value_info(span: w.Span, rel: str) -> GraphTensor:
                 raise w.malformed(rel, f"value {name!r} has two types")
             type_span = w.expect_len(n, wire, value, rel)
     tensor = _one(type_span, w.TypeField.TENSOR_TYPE, rel) if type_span else None
+    if tensor is not None and type_span is not None and any(
+            n in _OTHER_TYPES for n, _wt, _v in w.fields(type_span, rel)):
+        tensor = None  # a later oneof member replaces tensor_type when protobuf parses it
     if tensor is None:
         raise FormatError(f"{rel}: graph value {name!r} is not a tensor; labkit bundles take "
                           "and return plain tensors only", rule="signature")

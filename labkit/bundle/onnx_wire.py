@@ -85,6 +85,12 @@ class ValueInfoField:
 
 class TypeField:
     TENSOR_TYPE = 1
+    # The other members of TypeProto's ``value`` oneof (the last one set wins).
+    SEQUENCE_TYPE = 4
+    MAP_TYPE = 5
+    OPAQUE_TYPE = 7
+    SPARSE_TENSOR_TYPE = 8
+    OPTIONAL_TYPE = 9
 
 
 class TensorTypeField:

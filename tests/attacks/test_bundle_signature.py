@@ -132,3 +132,40 @@ def test_symbolic_graph_dims_accept_other_names_and_fixed_manifest_dims(tmp_path
     model = load(bundle)
     assert model.self_test().ok
     assert model.inputs[0].shape == (2, 16)
+
+
+def _ld(field: int, payload: bytes) -> bytes:
+    """One length-delimited protobuf field, for byte-level splicing."""
+    def varint(n: int) -> bytes:
+        out = bytearray()
+        while True:
+            byte, n = n & 0x7F, n >> 7
+            out.append(byte | (0x80 if n else 0))
+            if not n:
+                return bytes(out)
+    return varint(field << 3 | 2) + varint(len(payload)) + payload
+
+
+def test_input_that_is_not_a_plain_tensor(tmp_path, no_session, capsys):
+    """A TypeProto carrying tensor_type *and then* sequence_type is a sequence to ONNX
+    Runtime (the last member of a oneof wins), whatever its tensor_type says."""
+    import onnx
+
+    bundle = leak_bundle(tmp_path / "store")
+    seq = onnx.TypeProto()
+    seq.sequence_type.elem_type.tensor_type.elem_type = TensorProto.UINT8
+    both = value("x").type.SerializeToString() + seq.SerializeToString()
+    parsed = onnx.TypeProto()
+    parsed.ParseFromString(both)
+    assert parsed.WhichOneof("value") == "sequence_type"  # what protobuf (and ORT) see
+    x_bytes = _ld(1, b"x") + _ld(2, both)
+    graph = helper.make_graph([helper.make_node("Add", ["x", "w"], ["y"])], "leak", [],
+                              [value("y")], [embedded_w()])
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    m.ClearField("graph")
+    model = m.SerializeToString() + _ld(7, graph.SerializeToString() + _ld(11, x_bytes))
+    assert onnx.load_from_string(model).graph.input[0].type.WhichOneof("value") == \
+        "sequence_type"
+    put(bundle, MODEL, model)
+    assert "graph value 'x' is not a tensor" in refused(bundle, no_session, capsys)
