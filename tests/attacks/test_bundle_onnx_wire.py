@@ -107,3 +107,30 @@ def test_walk_time_is_linear_in_model_size() -> None:
     ratio = statistics.median(times[len(large)]) / statistics.median(times[len(small)])
     size_ratio = len(large) / len(small)
     assert ratio < 2 * size_ratio, (ratio, size_ratio)
+
+
+def test_ort_format_model_is_refused_by_both_layers(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Plain ORT takes ORT-format (flatbuffer) bytes the wire reader cannot see into; both
+    the wire check and the session's forced ONNX format refuse them."""
+    import onnxruntime as ort
+
+    import labkit.runtime.session as session_mod
+    from labkit.runtime.session import make_session
+
+    path = tmp_path / "m.ort"
+    opts = ort.SessionOptions()
+    opts.optimized_model_filepath = str(path)
+    opts.log_severity_level = 3
+    opts.add_session_config_entry("session.save_model_format", "ORT")
+    ort.InferenceSession(leak_model(), opts, providers=["CPUExecutionProvider"])
+    blob = path.read_bytes()
+    assert blob[4:8] == b"ORTM"
+    plain = ort.InferenceSession(blob, providers=["CPUExecutionProvider"])
+    assert [i.name for i in plain.get_inputs()] == ["x"]  # ORT alone would run it
+    with pytest.raises(FormatError) as info:
+        make_session(blob)
+    assert info.value.rule == "onnx"
+    monkeypatch.setattr(session_mod, "check_no_external_data", lambda *a, **k: None)
+    with pytest.raises(Exception, match="(?i)protobuf"):
+        make_session(blob)
