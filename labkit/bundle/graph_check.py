@@ -25,6 +25,11 @@ from labkit.errors import FormatError
 # Message nesting allowed (model → graph → node → attribute → graph … counts each level).
 # 64 levels is 15 nested subgraphs, far past any exported model, and far below a stack risk.
 MAX_DEPTH = 64
+# Protobuf fields visited per model. The walk costs ~1–2 µs a field in Python, so this bounds
+# a verify to seconds even for a model padded with millions of tiny (e.g. unpacked numeric)
+# fields; real exports use thousands (the zoo's transformer: ~3,000), large LLM graphs well
+# under a million. Tensor payloads (raw_data, packed arrays) are one field each.
+MAX_FIELDS = 4_000_000
 
 _MODEL, _TRAINING, _FUNCTION, _GRAPH, _NODE, _ATTRIBUTE, _TENSOR, _SPARSE = range(8)
 
@@ -94,6 +99,7 @@ def check_no_external_data(model: bytes | memoryview, rel: str) -> w.Span:
     buf = memoryview(model)
     stack = [_Item(_MODEL, w.Span(buf, 0, len(buf)), 0, "model")]
     main_graph: w.Span | None = None
+    visited = 0
     while stack:
         item = stack.pop()
         if item.depth > MAX_DEPTH:
@@ -103,6 +109,9 @@ def check_no_external_data(model: bytes | memoryview, rel: str) -> w.Span:
         external = False
         table = _CHILDREN[item.kind]
         for number, wire, value in w.fields(item.span, rel):
+            visited += 1
+            if visited > MAX_FIELDS:
+                raise w.malformed(rel, f"it has more than {MAX_FIELDS} protobuf fields")
             if number in table:
                 kind, label = table[number]
                 span = w.expect_len(number, wire, value, rel)

@@ -134,3 +134,22 @@ def test_ort_format_model_is_refused_by_both_layers(tmp_path: Path,
     monkeypatch.setattr(session_mod, "check_no_external_data", lambda *a, **k: None)
     with pytest.raises(Exception, match="(?i)protobuf"):
         make_session(blob)
+
+
+def test_field_count_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A tensor padded with unpacked numbers (5 bytes a field) cannot make the walk take
+    minutes: past MAX_FIELDS the model is refused."""
+    import onnx
+
+    import labkit.bundle.graph_check as graph_check
+
+    monkeypatch.setattr(graph_check, "MAX_FIELDS", 10_000)
+    padded = _ld(8, b"big") + (_varint(4 << 3 | 5) + b"\0\0\0\0") * 20_000  # float_data
+    m = onnx.load_from_string(leak_model())
+    graph = m.graph.SerializeToString()
+    m.ClearField("graph")
+    blob = m.SerializeToString() + _ld(7, graph + _ld(5, padded))
+    with pytest.raises(FormatError) as info:
+        check_no_external_data(blob, MODEL)
+    assert info.value.rule == "onnx" and "more than 10000 protobuf fields" in str(info.value)
+    check_no_external_data(leak_model(), MODEL)  # an ordinary model is far below it
