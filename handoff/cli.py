@@ -12,6 +12,7 @@ import traceback
 from collections.abc import Sequence
 
 from handoff import commands
+from handoff.safe_output import MANIFEST_COMMANDS, escaped_stdout
 from labkit.errors import LabkitError
 
 EPILOG = """examples:
@@ -110,7 +111,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     debug = args.debug or bool(os.environ.get("LABKIT_DEBUG"))
     try:
-        return int(args.func(args) or 0)
+        text_output = not getattr(args, "json", False)
+        with escaped_stdout(text_output and args.command in MANIFEST_COMMANDS):
+            return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print("handoff: interrupted; nothing was written", file=sys.stderr)
         return 130

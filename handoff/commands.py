@@ -11,17 +11,11 @@ from typing import Any
 
 from handoff.export_options import handoff_options, options_dict
 from handoff.progress import StagePrinter
-from labkit.errors import LabkitError, one_line
+from labkit.errors import LabkitError
 
 
 def _print_json(obj: Any) -> None:
-    print(json.dumps(obj, indent=2, default=str))  # ensure_ascii: control chars stay escaped
-
-
-def _line(text: str) -> None:
-    """Print a line that quotes manifest strings: control characters (a manifest's
-    ``\\x1b[2J``) are shown escaped, never sent to the terminal."""
-    print(one_line(text))
+    print(json.dumps(obj, indent=2, default=str))
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -90,15 +84,15 @@ def cmd_verify(args: argparse.Namespace) -> int:
         _print_json({"ok": ok, "name": m.name, "version": m.version, "files": len(m.files),
                      "self_test": [r.to_dict() for r in reports]})
     else:
-        _line(f"{m.name} {m.version}: integrity OK ({len(m.files)} files, sha256 "
+        print(f"{m.name} {m.version}: integrity OK ({len(m.files)} files, sha256 "
               "checked, no links, nothing unlisted)")
         for r in reports:
             status = "OK" if r.ok else "FAILED"
             worst = max((o["max_rel"] for o in r.outputs.values()), default=0.0)
-            _line(f"  self-test {r.variant:<13} {status} (max rel err {worst:.2e}, "
+            print(f"  self-test {r.variant:<13} {status} (max rel err {worst:.2e}, "
                   f"tolerance {r.tolerance.rel if r.tolerance else float('nan'):.2e})")
             for f in r.failures:
-                _line(f"    {f}")
+                print(f"    {f}")
     if not ok:
         print("handoff: error: golden vectors do not reproduce on this machine",
               file=sys.stderr)
@@ -113,26 +107,26 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     if args.json:
         sys.stdout.write(m.to_json().decode())
         return 0
-    _line(f"{m.name} {m.version}  (created {m.created}, task {m.task or '-'})")
+    print(f"{m.name} {m.version}  (created {m.created}, task {m.task or '-'})")
     ch = m.change
-    _line(f"  change: {ch.kind}" + (f" from {ch.previous}" if ch.previous else "")
+    print(f"  change: {ch.kind}" + (f" from {ch.previous}" if ch.previous else "")
           + f": {ch.reason}")
     for side, tensors in (("input", m.signature.inputs), ("output", m.signature.outputs)):
         for t in tensors:
-            _line(f"  {side:<6} {t.name}: {t.dtype}{list(t.shape)}")
+            print(f"  {side:<6} {t.name}: {t.dtype}{list(t.shape)}")
     for v in m.variants:
         sp = v.speedup
         speed = f", {sp['p50']:.2f}x vs eager" if sp else ""
         mark = "  <- default" if v.name == m.default_variant else ""
         parity = v.parity or {}
-        _line(f"  variant {v.name:<13} {v.precision:<5} parity "
+        print(f"  variant {v.name:<13} {v.precision:<5} parity "
               f"{'pass' if parity.get('passed') else 'FAIL'} (max rel "
               f"{parity.get('max_rel', float('nan')):.2e}){speed}{mark}")
     exporter, src = m.provenance.exporter, m.provenance.source
-    _line(f"  exporter: {exporter.name} opset {exporter.opset}")
+    print(f"  exporter: {exporter.name} opset {exporter.opset}")
     if src:
-        _line(f"  source: {src.path} (sha256 {src.sha256[:16]}…)")
-    _line(f"  files: {len(m.files)}, {sum(f.size for f in m.files)} bytes")
+        print(f"  source: {src.path} (sha256 {src.sha256[:16]}…)")
+    print(f"  files: {len(m.files)}, {sum(f.size for f in m.files)} bytes")
     return 0
 
 
@@ -144,15 +138,15 @@ def cmd_diff(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(d)
         return 0
-    _line(f"{d['from']} → {d['to']}: {d['change']} — {d['verdict']}")
-    _line(f"  {d['reason']}")
+    print(f"{d['from']} → {d['to']}: {d['change']} — {d['verdict']}")
+    print(f"  {d['reason']}")
     for c in d["signature_changes"]:
-        _line(f"  signature: {c}")
+        print(f"  signature: {c}")
     flags = [k.replace("_changed", "") for k in ("architecture_changed", "weights_changed",
                                                  "metadata_changed") if d[k]]
-    _line(f"  changed: {', '.join(flags) or 'nothing'}")
+    print(f"  changed: {', '.join(flags) or 'nothing'}")
     if d["default_variant"][0] != d["default_variant"][1]:
-        _line(f"  default variant: {d['default_variant'][0]} → {d['default_variant'][1]}")
+        print(f"  default variant: {d['default_variant'][0]} → {d['default_variant'][1]}")
     return 0
 
 
