@@ -12,7 +12,7 @@ import traceback
 from collections.abc import Sequence
 
 from handoff import commands
-from handoff.safe_output import MANIFEST_COMMANDS, escaped_stdout
+from handoff.safe_output import guard_terminal
 from labkit.errors import LabkitError
 
 EPILOG = """examples:
@@ -110,10 +110,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     debug = args.debug or bool(os.environ.get("LABKIT_DEBUG"))
+    args.func = guard_terminal(args)  # manifest text is printed with control chars escaped
     try:
-        text_output = not getattr(args, "json", False)
-        with escaped_stdout(text_output and args.command in MANIFEST_COMMANDS):
-            return int(args.func(args) or 0)
+        return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print("handoff: interrupted; nothing was written", file=sys.stderr)
         return 130

@@ -12,11 +12,12 @@ covered too. ``--json`` output is not wrapped: it is ASCII JSON, control charact
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import io
 import sys
-from collections.abc import Iterator
-from typing import TextIO
+from collections.abc import Callable, Iterator
+from typing import Any, TextIO
 
 from labkit.errors import one_line
 
@@ -50,11 +51,8 @@ class _EscapingStream(io.TextIOBase):
 
 
 @contextlib.contextmanager
-def escaped_stdout(enabled: bool = True) -> Iterator[None]:
+def escaped_stdout() -> Iterator[None]:
     """Within the block, ``print`` to stdout cannot send control characters."""
-    if not enabled:
-        yield
-        return
     inner = sys.stdout
     sys.stdout = _EscapingStream(inner)  # type: ignore[assignment]
     try:
@@ -62,3 +60,17 @@ def escaped_stdout(enabled: bool = True) -> Iterator[None]:
     finally:
         sys.stdout.flush()
         sys.stdout = inner
+
+
+def guard_terminal(args: argparse.Namespace) -> Callable[[argparse.Namespace], Any]:
+    """``args.func``, run inside :func:`escaped_stdout` when the command prints manifest
+    text (not for ``--json``)."""
+    func: Callable[[argparse.Namespace], Any] = args.func
+    if getattr(args, "json", False) or getattr(args, "command", None) not in MANIFEST_COMMANDS:
+        return func
+
+    def guarded(a: argparse.Namespace) -> Any:
+        with escaped_stdout():
+            return func(a)
+
+    return guarded

@@ -52,7 +52,7 @@ def secret_dir(tmp_path: Path) -> Path:
 def no_session(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
     made: list[bytes] = []
 
-    def forbidden(model: bytes, **_: Any) -> None:
+    def forbidden(model: bytes, *_: Any, **__: Any) -> None:
         made.append(model)
         raise AssertionError("an ONNX Runtime session was created for a refused bundle")
 

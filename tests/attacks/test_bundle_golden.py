@@ -36,7 +36,7 @@ REPO = Path(__file__).resolve().parents[2]
 def no_session(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
     made: list[bytes] = []
 
-    def forbidden(model: bytes, **_: Any) -> None:
+    def forbidden(model: bytes, *_: Any, **__: Any) -> None:
         made.append(model)
         raise AssertionError("an ONNX Runtime session was created for a refused bundle")
 

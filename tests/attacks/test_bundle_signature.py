@@ -26,7 +26,7 @@ from labkit.runtime import load
 def no_session(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
     made: list[bytes] = []
 
-    def forbidden(model: bytes, **_: Any) -> None:
+    def forbidden(model: bytes, *_: Any, **__: Any) -> None:
         made.append(model)
         raise AssertionError("an ONNX Runtime session was created for a refused bundle")
 
