@@ -47,7 +47,7 @@ class Model:
         self.variant_info: Variant = entry
         self.inputs: list[TensorSpec] = list(self.manifest.signature.inputs)
         self.outputs: list[TensorSpec] = list(self.manifest.signature.outputs)
-        self._session = make_session(bundle.read(entry.file), threads=threads, where=entry.file)
+        self._session = make_session(bundle.read(entry.file), threads=threads)
         self._output_names = [t.name for t in self.outputs]
 
     @property
@@ -79,8 +79,9 @@ class Model:
         return self._bundle.read_npz(self.manifest.golden.inputs)
 
     def self_test(self) -> SelfTestReport:
-        inputs = self.golden_inputs()
-        expected = self._bundle.read_npz(self.manifest.golden.expected)
+        golden = self.manifest.golden
+        inputs = self._bundle.read_npz(golden.inputs)
+        expected = self._bundle.read_npz(golden.expected)
         got = self.predict({s.name: inputs[s.name] for s in self.inputs})
         stats = accumulate([(expected, got)], self._output_names)
         tol = self.variant_info.tolerance
