@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from labkit.bundle.graph_check import check_no_external_data
 from labkit.bundle.parts import Variant
 from labkit.errors import MissingDependencyError
 from labkit.runtime.engines import EXACT, Session
@@ -43,6 +44,10 @@ class OpenVINOSession:
     """One compiled model and one infer request; a lock keeps the request single-user."""
 
     def __init__(self, model_bytes: bytes, precision: str, threads: int | None) -> None:
+        # The same [external-data] refusal as every ONNX Runtime session, before OpenVINO
+        # parses anything: its ONNX reader would otherwise resolve external tensor
+        # locations on its own. The weights argument is an empty tensor for the same reason.
+        check_no_external_data(model_bytes, "model")
         ov = _ov()
         core = ov.Core()
         model = core.read_model(model=model_bytes,
