@@ -1,17 +1,23 @@
 """The message protocol between the JupyterLab extension and the kernel.
 
-Mirrors ``extension/src/protocol.ts``; change both together and bump :data:`PROTOCOL_VERSION`.
-Messages travel over a Jupyter comm whose target is :data:`TARGET`. Every message is an
-envelope carrying the protocol version, so either side refuses a peer it does not speak to::
+The constants (version, target, request types, with the stage list of
+:mod:`labkit.request`) are written into ``extension/src/generated/contract.ts`` by
+``scripts/gen_schema.py``, and a test keeps that file current: change them here only, and bump
+:data:`PROTOCOL_VERSION` whenever a message changes shape. Messages travel over a Jupyter
+comm whose target is :data:`TARGET`. Every message is an envelope carrying the protocol
+version, so either side refuses a peer it does not speak to::
 
-    frontend → kernel  {"protocol": 1, "kind": "request",  "id": "r1", "type": "handoff",
-                        "payload": {...}}
-    kernel → frontend  {"protocol": 1, "kind": "progress", "id": "r1",
-                        "payload": {"stage": "export", "status": "start", ...}}
-    kernel → frontend  {"protocol": 1, "kind": "reply",    "id": "r1", "ok": true,
-                        "payload": {...}}
-    kernel → frontend  {"protocol": 1, "kind": "reply",    "id": "r1", "ok": false,
-                        "error": {"type": "ExportError", "message": "...", "stage": "export"}}
+    frontend → kernel  {"protocol": 2, "kind": "request",  "id": "r1", "type": "handoff",
+                        "payload": HandoffRequest}
+    kernel → frontend  {"protocol": 2, "kind": "progress", "id": "r1",
+                        "payload": ProgressEvent}
+    kernel → frontend  {"protocol": 2, "kind": "reply",    "id": "r1", "ok": true,
+                        "payload": {...}}       # handoff: {"result": ..., "store": ...}
+    kernel → frontend  {"protocol": 2, "kind": "reply",    "id": "r1", "ok": false,
+                        "error": ErrorInfo}      # {"type", "message", "stage"}
+
+A handoff's :class:`~labkit.request.HandoffEvent` stream maps onto these: progress events
+become progress messages, the result the reply, an error the error reply.
 """
 
 from __future__ import annotations
@@ -20,15 +26,15 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from labkit.request import ProgressEvent
+
 __all__ = [
     "PROTOCOL_VERSION",
     "REQUEST_TYPES",
-    "STAGES",
     "TARGET",
     "ProtocolError",
     "Request",
     "error_reply",
-    "optional_bool",
     "optional_str",
     "parse_request",
     "progress_message",
@@ -36,10 +42,10 @@ __all__ = [
     "request_id",
 ]
 
-PROTOCOL_VERSION = 1
+# 2: the handoff payload is a HandoffRequest; progress has "skip" and elapsed_s.
+PROTOCOL_VERSION = 2
 TARGET = "labkit.handoff"
 REQUEST_TYPES = ("hello", "list_models", "handoff", "list_bundles")
-STAGES = ("freeze", "export", "parity", "optimize", "benchmark", "bundle")
 _MAX_ID = 128
 _MAX_TEXT = 4096
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -100,13 +106,6 @@ def optional_str(payload: dict[str, Any], key: str) -> str | None:
     return value
 
 
-def optional_bool(payload: dict[str, Any], key: str, default: bool) -> bool:
-    value = payload.get(key, default)
-    if not isinstance(value, bool):
-        raise ProtocolError(f"payload.{key} must be true or false, got {value!r}")
-    return value
-
-
 def reply(rid: str | None, payload: dict[str, Any]) -> dict[str, Any]:
     return {"protocol": PROTOCOL_VERSION, "kind": "reply", "id": rid, "ok": True,
             "payload": payload}
@@ -119,11 +118,10 @@ def error_reply(rid: str | None, etype: str, message: str, *,
                       "stage": stage}}
 
 
-def progress_message(rid: str, stage: str, status: str, message: str = "",
-                     fraction: float | None = None) -> dict[str, Any]:
-    return {"protocol": PROTOCOL_VERSION, "kind": "progress", "id": rid,
-            "payload": {"stage": stage, "status": status,
-                        "message": _ANSI.sub("", message)[:_MAX_TEXT], "fraction": fraction}}
+def progress_message(rid: str, event: ProgressEvent) -> dict[str, Any]:
+    payload = event.to_dict()
+    payload["message"] = _ANSI.sub("", event.message)[:_MAX_TEXT]
+    return {"protocol": PROTOCOL_VERSION, "kind": "progress", "id": rid, "payload": payload}
 
 
 def request_id(data: object) -> str | None:
