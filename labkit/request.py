@@ -183,13 +183,14 @@ EventKind = Literal["progress", "result", "error"]
 @dataclass(frozen=True)
 class HandoffEvent:
     """The one thing a running handoff reports: progress, a result (one per model), or the
-    error that ended it. ``result`` is ``HandoffResult.to_dict()``; ``store`` the store
-    the result is in."""
+    error that ended it. ``result`` is ``HandoffResult.to_dict()``, ``store`` the store it
+    is in, ``headline`` one line saying what happened (``labkit.pipeline.runner.headline``)."""
 
     kind: EventKind
     progress: ProgressEvent | None = None
     result: dict[str, Any] | None = None
     store: str | None = None
+    headline: str | None = None
     error: ErrorInfo | None = None
 
     @classmethod
@@ -197,8 +198,8 @@ class HandoffEvent:
         return cls("progress", progress=event)
 
     @classmethod
-    def of_result(cls, result: dict[str, Any], store: str) -> HandoffEvent:
-        return cls("result", result=result, store=store)
+    def of_result(cls, result: dict[str, Any], store: str, headline: str) -> HandoffEvent:
+        return cls("result", result=result, store=store, headline=headline)
 
     @classmethod
     def of_error(cls, etype: str, message: str, stage: str | None = None) -> HandoffEvent:
@@ -209,7 +210,8 @@ class HandoffEvent:
             return {"kind": self.kind, "progress": self.progress.to_dict()}
         if self.error is not None:
             return {"kind": self.kind, "error": self.error.to_dict()}
-        return {"kind": self.kind, "result": self.result, "store": self.store}
+        return {"kind": self.kind, "result": self.result, "store": self.store,
+                "headline": self.headline}
 
     @classmethod
     def from_dict(cls, data: object) -> HandoffEvent:
@@ -218,7 +220,8 @@ class HandoffEvent:
         if kind == "progress":
             return cls.of_progress(ProgressEvent.from_dict(d.get("progress")))
         if kind == "result" and isinstance(d.get("result"), dict):
-            return cls.of_result(d["result"], str(d.get("store") or ""))
+            return cls.of_result(d["result"], str(d.get("store") or ""),
+                                 str(d.get("headline") or ""))
         err = d.get("error")
         if kind == "error" and isinstance(err, dict) and isinstance(err.get("message"), str):
             return cls.of_error(str(err.get("type") or "Error"), err["message"],

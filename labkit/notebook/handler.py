@@ -42,10 +42,10 @@ def _labkit_version() -> str:
         return "unknown"
 
 
-def _describe_tensor(t: Any) -> dict[str, Any]:
+def _describe_tensor(t: Any) -> p.TensorInfo:
     shape = getattr(t, "shape", None)
-    return {"shape": [int(d) for d in shape] if shape is not None else None,
-            "dtype": str(getattr(t, "dtype", type(t).__name__)).replace("torch.", "")}
+    return p.TensorInfo([int(d) for d in shape] if shape is not None else None,
+                        str(getattr(t, "dtype", type(t).__name__)).replace("torch.", ""))
 
 
 class HandoffHandler:
@@ -81,42 +81,41 @@ class HandoffHandler:
     def _store(self, payload: dict[str, Any]) -> Path:
         return resolve_store(p.optional_str(payload, "store"), self.cwd)
 
-    def _do_hello(self, req: p.Request, send: Send) -> dict[str, Any]:
-        return {"protocol": p.PROTOCOL_VERSION, "labkit_version": _labkit_version(),
-                "store": str(self._store(req.payload)), "cwd": str(self.cwd)}
+    def _do_hello(self, req: p.Request, send: Send) -> p.HelloReply:
+        return p.HelloReply(p.PROTOCOL_VERSION, _labkit_version(),
+                            str(self._store(req.payload)), str(self.cwd))
 
-    def _do_list_models(self, req: p.Request, send: Send) -> dict[str, Any]:
+    def _do_list_models(self, req: p.Request, send: Send) -> p.ModelsReply:
         models = []
         for name, spec in self._registered().items():
             inputs = [_describe_tensor(t) for t in getattr(spec, "example_inputs", ())]
             model = getattr(spec, "model", None)
             params = getattr(model, "parameters", None)
             count = sum(int(t.numel()) for t in params()) if callable(params) else None
-            models.append({"name": name, "task": getattr(spec, "task", None),
-                           "inputs": inputs, "parameters": count,
-                           "model_class": type(model).__name__})
-        return {"models": models, "store": str(self._store(req.payload)),
-                "hint": REGISTER_HINT}
+            models.append(p.ModelInfo(name, getattr(spec, "task", None), inputs, count,
+                                      type(model).__name__))
+        return p.ModelsReply(models, str(self._store(req.payload)), REGISTER_HINT)
 
-    def _do_list_bundles(self, req: p.Request, send: Send) -> dict[str, Any]:
+    def _do_list_bundles(self, req: p.Request, send: Send) -> p.BundlesReply:
         root = self._store(req.payload)
-        return {"store": str(root), "bundles": list_bundles(root)}
+        return p.BundlesReply(str(root), list_bundles(root))
 
-    def _do_handoff(self, req: p.Request, send: Send) -> dict[str, Any]:
+    def _do_handoff(self, req: p.Request, send: Send) -> p.HandoffReply:
         from labkit.pipeline.runner import run_request
 
         request = HandoffRequest.from_dict(req.payload)
-        answer: dict[str, Any] = {}
+        answers: list[p.HandoffReply] = []
 
         def emit(event: HandoffEvent) -> None:
             if event.progress is not None:
                 send(p.progress_message(req.id, event.progress))
-            elif event.kind == "result":
-                answer.update(result=event.result, store=event.store)
+            elif event.result is not None:
+                answers.append(p.HandoffReply(event.result, event.store or "",
+                                              event.headline or ""))
             # an error event arrives again as the HandoffFailed that handle() replies with
 
         # Keep the notebook clean: anything printed during the run is kept out of its cells.
         sink = io.StringIO()
         with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
             run_request(request, emit, specs=self._registered(), cwd=self.cwd, run=self._run)
-        return answer
+        return answers[-1]

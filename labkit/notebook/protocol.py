@@ -23,7 +23,7 @@ become progress messages, the result the reply, an error the error reply.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from labkit.request import ProgressEvent
@@ -32,6 +32,12 @@ __all__ = [
     "PROTOCOL_VERSION",
     "REQUEST_TYPES",
     "TARGET",
+    "BundlesReply",
+    "HandoffReply",
+    "HelloReply",
+    "ModelInfo",
+    "ModelsReply",
+    "TensorInfo",
     "ProtocolError",
     "Request",
     "error_reply",
@@ -60,6 +66,61 @@ class Request:
     id: str
     type: str
     payload: dict[str, Any] = field(default_factory=dict)
+
+
+# Reply payloads, one type per request: the JSON Schema and the extension's TypeScript
+# interfaces are generated from them (scripts/gen_schema.py).
+
+@dataclass(frozen=True)
+class HelloReply:
+    """Who answers: the kernel's protocol and labkit versions, default store and folder."""
+
+    protocol: int
+    labkit_version: str
+    store: str
+    cwd: str
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    shape: list[int] | None
+    dtype: str
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """A model registered in the kernel, as the Handoff dialog lists it."""
+
+    name: str
+    task: str | None
+    inputs: list[TensorInfo]
+    parameters: int | None
+    model_class: str
+
+
+@dataclass(frozen=True)
+class ModelsReply:
+    models: list[ModelInfo]
+    store: str
+    hint: str
+
+
+@dataclass(frozen=True)
+class BundlesReply:
+    """The bundles of one store (``labkit.notebook.bundles.list_bundles``)."""
+
+    store: str
+    bundles: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class HandoffReply:
+    """A finished handoff: ``result`` is ``HandoffResult.to_dict()``, ``headline`` says in
+    one line what happened (e.g. "no new version: identical to 1.0.0")."""
+
+    result: dict[str, Any]
+    store: str
+    headline: str
 
 
 def _id_of(data: object) -> str | None:
@@ -106,9 +167,11 @@ def optional_str(payload: dict[str, Any], key: str) -> str | None:
     return value
 
 
-def reply(rid: str | None, payload: dict[str, Any]) -> dict[str, Any]:
+def reply(rid: str | None, payload: Any) -> dict[str, Any]:
+    """The success reply; ``payload`` is one of the reply types above (or a plain dict)."""
+    body = payload if isinstance(payload, dict) else asdict(payload)
     return {"protocol": PROTOCOL_VERSION, "kind": "reply", "id": rid, "ok": True,
-            "payload": payload}
+            "payload": body}
 
 
 def error_reply(rid: str | None, etype: str, message: str, *,

@@ -35,7 +35,7 @@ from labkit.request import (
     resolve_store,
 )
 
-__all__ = ["REGISTER_HINT", "handoff", "handoff_options", "run_request"]
+__all__ = ["REGISTER_HINT", "handoff", "handoff_options", "headline", "run_request"]
 
 Emit = Callable[[HandoffEvent], None]
 REGISTER_HINT = 'labkit.register(model, example_inputs, name="my-model")'
@@ -57,6 +57,23 @@ def handoff_options(opts: RequestOptions) -> HandoffOptions:
         bench=BenchOptions.quick() if opts.quick else BenchOptions(),
         calibration=Path(opts.calibration) if opts.calibration else None,
         name=opts.name, budget=budget)
+
+
+_HEADLINES = {
+    "none": "no new version: identical to {version}",
+    "first": "{version} — first version of {name}",
+    "minor": "{version} — weights-only update from {previous}: drop-in compatible",
+    "patch": "{version} — metadata-only update from {previous}: drop-in compatible",
+    "major": "{version} — breaking change from {previous}: architecture or signature changed",
+}
+
+
+def headline(result: Any) -> str:
+    """What a handoff did, in one line that names the version it came from, e.g.
+    "1.1.0 — weights-only update from 1.0.0: drop-in compatible"."""
+    text = _HEADLINES.get(result.change, "{version} — {change}")
+    return text.format(version=result.version, name=result.name, change=result.change,
+                       previous=result.previous or "?")
 
 
 def _weights_state(spec: Any) -> tuple[tuple[int, int], ...]:
@@ -177,7 +194,7 @@ def run_request(request: HandoffRequest, emit: Emit, *,
                 result = run(spec, store=store, options=options, progress=timer,
                              source=source)
                 _remember(spec, store, result)
-            emit(HandoffEvent.of_result(result.to_dict(), str(store)))
+            emit(HandoffEvent.of_result(result.to_dict(), str(store), headline(result)))
             results.append(result)
         return results
     except _Refused as exc:

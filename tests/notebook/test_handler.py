@@ -27,10 +27,14 @@ class FakeSpec:
 
 @dataclass
 class FakeResult:
-    data: dict[str, Any]
+    name: str
+    version: str
+    change: str
+    previous: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return self.data
+        return {"name": self.name, "version": self.version, "change": self.change,
+                "previous": self.previous}
 
 
 @dataclass
@@ -48,8 +52,7 @@ class Recorder:
                 raise ExportError(f"{stage} failed: unsupported operator aten::weird")
             print("noise that must not reach the notebook")
             progress(ProgressEvent(stage, "done", "", 1.0))
-        return FakeResult({"name": kwargs["options"].name or spec.name, "version": "1.0.0",
-                           "change": "first"})
+        return FakeResult(kwargs["options"].name or spec.name, "1.0.0", "first")
 
 
 def make(models: dict[str, Any] | None = None, run: Any = None,
@@ -106,6 +109,7 @@ def test_handoff_streams_progress_then_replies(tmp_path: Path,
     assert [m["payload"]["stage"] for m in sent[:-1:2]] == list(STAGES)
     assert sent[-1]["ok"] and sent[-1]["payload"]["result"]["version"] == "1.0.0"
     assert sent[-1]["payload"]["store"] == str((tmp_path / "st").resolve())
+    assert sent[-1]["payload"]["headline"] == "1.0.0 — first version of digits"
     # every done event carries the stage's time, measured where it ran
     assert all(m["payload"]["elapsed_s"] >= 0 for m in sent[1:-1:2])
     call = run.calls[0]
@@ -214,3 +218,15 @@ def test_list_bundles_reads_manifests(tmp_path: Path) -> None:
     assert bundles["digits"]["versions"] == ["1.0.0", "1.1.0"]
     assert bundles["digits"]["speedup"] == 3.0 and bundles["digits"]["parity_ok"] is True
     assert bundles["broken"]["problem"]
+
+
+@pytest.mark.parametrize(("change", "previous", "text"), [
+    ("none", "1.0.0", "no new version: identical to 1.0.0"),
+    ("minor", "1.0.0", "1.1.0 — weights-only update from 1.0.0: drop-in compatible"),
+    ("major", "1.1.0", "1.1.0 — breaking change from 1.1.0: architecture or signature changed"),
+])
+def test_headline_names_the_previous_version(change: str, previous: str, text: str) -> None:
+    from labkit.pipeline.runner import headline
+
+    version = "1.0.0" if change == "none" else "1.1.0"
+    assert headline(FakeResult("digits", version, change, previous)) == text

@@ -1,10 +1,9 @@
 import {
-  describeChange,
   formatCount,
   formatNumber,
   formatSpeedup,
+  isUnchanged,
   parityStatus,
-  speedup,
   stageIndex,
   validBundleName,
   variantRows
@@ -36,15 +35,15 @@ describe('result helpers', () => {
     path: '/s/digits/1.1.0',
     change: 'minor',
     change_reason: 'weights-only update: drop-in compatible',
+    previous: '1.0.0',
     default_variant: 'int8',
     variants: [
       {
         name: 'fp32',
         precision: 'fp32',
-        parity: { ok: true, max_rel: 1e-7 },
+        parity: { passed: true, max_rel: 1e-7 },
         benchmark: { p50_ms: 0.05 },
-        speedup_p50: 1.8,
-        speedup_throughput: 2
+        speedup: { p50: 1.8, throughput: 2 }
       },
       {
         name: 'int8',
@@ -56,11 +55,9 @@ describe('result helpers', () => {
     rejected: []
   };
 
-  it('explains the version change', () => {
-    expect(describeChange(result)).toMatch(/^weights-only update \(minor\)/);
-    expect(describeChange({ change: 'first', change_reason: '' })).toBe(
-      'first version of this model'
-    );
+  it('tells an unchanged model from a new version', () => {
+    expect(isUnchanged(result)).toBe(false);
+    expect(isUnchanged({ ...result, change: 'none' })).toBe(true);
   });
 
   it('builds one row per variant, marking the default', () => {
@@ -79,12 +76,6 @@ describe('result helpers', () => {
     expect(rows[1][2]).toBe('fail');
     expect(rows[1].slice(5)).toEqual(['3.50×', '2.25×']);
     expect(parityStatus({ name: 'x' })).toBe('unknown');
-    // variants read back from a manifest ("nothing changed") nest it under benchmark
-    const fromManifest = {
-      name: 'fp32',
-      benchmark: { speedup: { p50: 2, throughput: 3 } }
-    };
-    expect(speedup(fromManifest, 'throughput')).toBe(3);
   });
 
   it('knows the stage order and bundle names', () => {
