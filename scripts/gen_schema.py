@@ -29,7 +29,11 @@ TS_PATH = ROOT / "extension" / "src" / "generated" / "contract.ts"
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from labkit.bundle import Exporter, Manifest, Variant  # noqa: E402
 from labkit.bundle.manifest import NAME_RE  # noqa: E402
+from labkit.bundle.parts import CHANGE_KINDS  # noqa: E402
+from labkit.bundle.tensors import DTYPES  # noqa: E402
+from labkit.bundle.tolerance import METRICS  # noqa: E402
 from labkit.notebook import protocol  # noqa: E402
 from labkit.request import (  # noqa: E402
     STAGE_STATUSES,
@@ -42,17 +46,31 @@ from labkit.request import (  # noqa: E402
 )
 
 ROOTS: tuple[type, ...] = (
-    HandoffRequest, RequestOptions, ProgressEvent, ErrorInfo, HandoffEvent,
+    Manifest, HandoffRequest, RequestOptions, ProgressEvent, ErrorInfo, HandoffEvent,
     protocol.HelloReply, protocol.ModelsReply, protocol.BundlesReply, protocol.HandoffReply)
-# Fields whose JSON key differs from the attribute, and fields merged into their parent's
-# JSON ("extra": unknown keys kept for forward compatibility). A stale entry here fails the
-# tests that validate real payloads against the schema.
-JSON_NAMES: dict[tuple[str, str], str] = {}
+# What the type hints do not say, each imported from its home rather than copied: JSON keys
+# that differ from the attribute, closed sets of values checked by the readers, and dict
+# fields that carry a HandoffResult. A wrong entry fails the tests that validate real
+# payloads (a written manifest, a handoff's result) against the schema.
+JSON_NAMES: dict[tuple[str, str], str] = {("FileEntry", "size"): "bytes",
+                                          ("Change", "previous"): "from"}
+ENUMS: dict[tuple[str, str], list[Any]] = {
+    ("Change", "kind"): list(CHANGE_KINDS),
+    ("TensorSpec", "dtype"): sorted(DTYPES),
+    ("Tolerance", "metric"): [*METRICS, None],
+}
+RESULT_FIELDS = {("HandoffEvent", "result"), ("HandoffReply", "result")}
+# Unknown keys kept for forward compatibility, merged into the parent object's JSON.
 MERGED_FIELDS = {"extra"}
+NO_CHANGE = "none"  # a handoff that wrote nothing (labkit.bundle.store.Plan.kind)
 
 
 def _ref(cls: type) -> dict[str, Any]:
-    return {"$ref": f"#/$defs/{cls.__name__}"}
+    return _ref_name(cls.__name__)
+
+
+def _ref_name(name: str) -> dict[str, Any]:
+    return {"$ref": f"#/$defs/{name}"}
 
 
 class SchemaBuilder:
@@ -108,13 +126,59 @@ class SchemaBuilder:
             schema = self.of_type(hints[f.name])
             if "enum" in f.metadata:
                 schema = {"enum": list(f.metadata["enum"])}
+            elif (name, f.name) in ENUMS:
+                schema = {"enum": ENUMS[(name, f.name)]}
+            elif (name, f.name) in RESULT_FIELDS:
+                self.define_result()
+                schema = ({"anyOf": [_ref_name("HandoffResult"), {"type": "null"}]}
+                          if f.default is None else _ref_name("HandoffResult"))
             props[key] = schema
             if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
                 required.append(key)
-        doc = (cls.__doc__ or "").strip().split("\n\n")[0]
+        # dataclasses without a docstring get a generated "Name(field: type, …)" one
+        doc = "" if (cls.__doc__ or "").startswith(f"{name}(") else (
+            (cls.__doc__ or "").strip().split("\n\n")[0])
         self.defs[name] = {"type": "object", "description": " ".join(doc.split()),
                            "properties": props, "required": required,
                            "additionalProperties": merged}
+
+
+    def define_result(self) -> None:
+        """``HandoffResult.to_dict()``: the manifest's facts, how the store placed them and
+        the variants with their speed-up (``labkit/pipeline/result.py``)."""
+        if "HandoffResult" in self.defs:
+            return
+        self.define(Manifest)
+        manifest = self.defs["Manifest"]["properties"]
+        variant = dict(self.defs[Variant.__name__])
+        number = {"type": "number"}
+        speedup = {"type": "object", "properties": {"p50": number, "throughput": number},
+                   "required": ["p50", "throughput"], "additionalProperties": False}
+        self.defs["ResultVariant"] = {
+            **variant, "description": "A variant as a handoff result lists it: the "
+            "manifest's variant and its speed-up against PyTorch eager (null: not timed).",
+            "properties": {**variant["properties"],
+                           "speedup": {"anyOf": [speedup, {"type": "null"}]}},
+            "required": [*variant["required"], "speedup"]}
+        self.define(Exporter)
+        text = {"type": "string"}
+        props = {
+            "name": manifest["name"], "version": manifest["version"], "path": text,
+            "change": {"enum": [*CHANGE_KINDS, NO_CHANGE]}, "change_reason": text,
+            "previous": {"anyOf": [text, {"type": "null"}]},
+            "default_variant": manifest["default_variant"],
+            "variants": {"type": "array", "items": _ref_name("ResultVariant")},
+            "rejected": {"type": "array", "items": {
+                "type": "object", "properties": {"name": text, "reason": text},
+                "required": ["name", "reason"]}},
+            "parity": {"type": "object"},
+            "benchmark": {"anyOf": [{"type": "object"}, {"type": "null"}]},
+            "exporter": _ref(Exporter),
+        }
+        self.defs["HandoffResult"] = {
+            "type": "object", "description": "What a handoff returns "
+            "(HandoffResult.to_dict()): the version written or found identical, and why.",
+            "properties": props, "required": list(props), "additionalProperties": False}
 
 
 def constants() -> dict[str, Any]:
@@ -152,6 +216,11 @@ def _ts_type(schema: dict[str, Any]) -> str:
     if kind == "array":
         inner = _ts_type(schema.get("items", {}))
         return f"({inner})[]" if "|" in inner else f"{inner}[]"
+    if kind == "object" and "properties" in schema:
+        req = schema.get("required", [])
+        inner = "; ".join(f"{k}{'' if k in req else '?'}: {_ts_type(v)}"
+                          for k, v in schema["properties"].items())
+        return f"{{ {inner} }}"
     if kind == "object":
         value = schema.get("additionalProperties")
         return f"Record<string, {_ts_type(value) if isinstance(value, dict) else 'unknown'}>"
@@ -194,6 +263,50 @@ def build_ts(schema: dict[str, Any]) -> str:
                      if line or (i and lines[i - 1])) + "\n"
 
 
+FIXTURES = ROOT / "extension" / "src" / "__tests__" / "fixtures"
+
+
+def real_payloads(tmp: Path) -> dict[str, Any]:
+    """What Python really sends, from three real handoffs of a tiny classifier through the
+    button's runner: a first version, a retrain (minor) and the same model again (none),
+    plus the first bundle's manifest.json. Tests validate these against the schema."""
+    import torch
+
+    import labkit
+    from labkit.pipeline.runner import run_request
+    from labkit.request import HandoffRequest, RequestOptions
+
+    def train(seed: int) -> Any:
+        torch.manual_seed(seed)
+        return torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.ReLU(),
+                                   torch.nn.Linear(32, 5))
+
+    x = torch.randn(40, 16, generator=torch.Generator().manual_seed(1))
+    request = HandoffRequest(store=str(tmp / "store"), options=RequestOptions(quick=True))
+    out: dict[str, Any] = {}
+    for label, seed in (("first", 0), ("minor", 1), ("none", 1)):
+        spec = labkit.register(train(seed), x[:4], name="tiny", task="classification",
+                               parity_inputs=[x])
+        events: list[HandoffEvent] = []
+        run_request(request, events.append, specs={"tiny": spec}, cwd=tmp)
+        out[f"event-{label}"] = events[-1].to_dict()
+        out[f"progress-{label}"] = [e.to_dict() for e in events[:-1]]
+    out["manifest"] = json.loads((tmp / "store" / "tiny" / "1.0.0" / "manifest.json")
+                                 .read_text())
+    return json.loads(json.dumps(out).replace(str(tmp), "/home/user/labkit"))
+
+
+def write_fixtures() -> None:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        payloads = real_payloads(Path(tmp))
+    FIXTURES.mkdir(parents=True, exist_ok=True)
+    for name, payload in payloads.items():
+        (FIXTURES / f"{name}.json").write_text(json.dumps(payload, indent=1) + "\n")
+        print(f"wrote {_shown(FIXTURES / name)}.json")
+
+
 def outputs() -> dict[Path, str]:
     schema = build_schema()
     return {SCHEMA_PATH: json.dumps(schema, indent=2) + "\n", TS_PATH: build_ts(schema)}
@@ -206,7 +319,12 @@ def _shown(path: Path) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="fail if the files are stale")
+    parser.add_argument("--fixtures", action="store_true",
+                        help="also write real payloads for the extension's tests (runs three "
+                        "tiny handoffs)")
     args = parser.parse_args(argv)
+    if args.fixtures:
+        write_fixtures()
     stale = []
     for path, text in outputs().items():
         current = path.read_text() if path.is_file() else None

@@ -27,7 +27,6 @@ import {
   IBundleSummary,
   IHandoffReply,
   IHandoffRequest,
-  IHandoffResult,
   IModelsReply
 } from './protocol';
 import { HandoffView } from './view';
@@ -179,9 +178,8 @@ async function runHandoff(
       view.showResult(reply);
       // The panel follows the store this handoff used (the dialog may have named another).
       void bundles.setStore(reply.store);
-      const result = reply.result as unknown as IHandoffResult;
-      const name = result.name;
-      if (isUnchanged(result)) {
+      const name = reply.result.name;
+      if (isUnchanged(reply.result)) {
         Notification.info(`${name}: ${reply.headline}`, { autoClose: 5000 });
       } else {
         Notification.success(`${name} ${reply.headline}`, { autoClose: 5000 });

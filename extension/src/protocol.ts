@@ -10,6 +10,7 @@
 import {
   IErrorInfo,
   IProgressEvent,
+  IResultVariant,
   PROTOCOL_VERSION,
   RequestType,
   STAGE_STATUSES,
@@ -26,12 +27,16 @@ export {
 export type {
   IBundlesReply,
   IErrorInfo,
+  IHandoffEvent,
   IHandoffReply,
   IHandoffRequest,
+  IHandoffResult,
+  IManifest,
   IModelInfo,
   IModelsReply,
   IProgressEvent,
   IRequestOptions,
+  IResultVariant,
   RequestType,
   Stage,
   StageStatus
@@ -62,27 +67,8 @@ export type KernelMessage =
       error: IErrorInfo;
     };
 
-export interface IVariant {
-  name: string;
-  precision?: string;
-  parity?: Record<string, unknown> | null;
-  benchmark?: Record<string, unknown> | null;
-  tolerance?: Record<string, unknown>;
-  /** Speed-up vs PyTorch eager (medians of per-round ratios), null when not benchmarked. */
-  speedup?: { p50?: number; throughput?: number } | null;
-}
-
-export interface IHandoffResult {
-  name: string;
-  version: string;
-  path: string;
-  change: 'first' | 'major' | 'minor' | 'patch' | 'none';
-  change_reason: string;
-  previous: string | null;
-  default_variant: string;
-  variants: IVariant[];
-  rejected: { name: string; reason: string }[];
-}
+/** A variant as a handoff result lists it (the manifest's variant and its speed-up). */
+export type IVariant = IResultVariant;
 
 export interface IBundleSummary {
   name: string;

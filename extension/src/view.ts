@@ -10,13 +10,7 @@ import {
   stageIndex,
   variantRows
 } from './format';
-import {
-  IErrorInfo,
-  IHandoffReply,
-  IHandoffResult,
-  IProgressEvent,
-  STAGES
-} from './protocol';
+import { IErrorInfo, IHandoffReply, IProgressEvent, STAGES } from './protocol';
 
 const STATUS_OF: Record<string, string> = {
   start: 'running',
@@ -93,7 +87,7 @@ export class HandoffView extends Widget {
   /** The finished handoff. Stages keep the status their events gave them (a stage that
    *  was skipped stays skipped); an unchanged model reads as neutral, not as a success. */
   showResult(reply: IHandoffReply): void {
-    const result = reply.result as unknown as IHandoffResult;
+    const result = reply.result;
     const unchanged = isUnchanged(result);
     this._status.textContent = unchanged
       ? 'No new version was written.'

@@ -30,11 +30,16 @@ def test_generated_files_are_current() -> None:
     assert proc.returncode == 0, proc.stderr
 
 
-def test_check_notices_a_stale_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _generator() -> Any:
     spec = importlib.util.spec_from_file_location("gen_schema", ROOT / "scripts" / "gen_schema.py")
     assert spec is not None and spec.loader is not None
     gen = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(gen)
+    return gen
+
+
+def test_check_notices_a_stale_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    gen = _generator()
     stale = tmp_path / "contract.ts"
     stale.write_text("export const STAGES = ['freeze'];\n")
     monkeypatch.setattr(gen, "TS_PATH", stale)
@@ -75,14 +80,15 @@ def test_request_and_events_match_the_schema() -> None:
     assert HandoffRequest.from_dict(request.to_dict()) == request
     validate("HandoffRequest", {})  # every field has a default
     for event in (HandoffEvent.of_progress(ProgressEvent("export", "done", "", None, 1.5)),
-                  HandoffEvent.of_error("ExportError", "boom", "export"),
-                  HandoffEvent.of_result({"name": "x"}, "/s", "1.0.0 — first version of x")):
+                  HandoffEvent.of_error("ExportError", "boom", "export")):
         validate("HandoffEvent", event.to_dict())
         assert HandoffEvent.from_dict(event.to_dict()) == event
     with pytest.raises(jsonschema.ValidationError):
         validate("ProgressEvent", {"stage": "export", "status": "finished"})
     with pytest.raises(jsonschema.ValidationError):
         validate("HandoffRequest", {"notebook_path": "a.ipynb"})
+    with pytest.raises(jsonschema.ValidationError):  # a result must be a whole HandoffResult
+        validate("HandoffEvent", {"kind": "result", "result": {"name": "x"}})
 
 
 def test_replies_of_the_kernel_match_the_schema(tmp_path: Path) -> None:
@@ -103,3 +109,43 @@ def test_replies_of_the_kernel_match_the_schema(tmp_path: Path) -> None:
                         "type": rtype, "payload": {}}, sent.append)
         assert sent[0]["ok"], sent
         validate(definition, sent[0]["payload"])
+
+
+def test_real_handoffs_match_the_schema(tmp_path: Path) -> None:
+    """Three real handoffs through the runner (first, retrain, unchanged) and a written
+    manifest.json validate; the extension's fixtures are made the same way."""
+    payloads = _generator().real_payloads(tmp_path)
+    validate("Manifest", payloads["manifest"])
+    for label in ("first", "minor", "none"):
+        event = payloads[f"event-{label}"]
+        validate("HandoffEvent", event)
+        assert event["result"]["change"] == label
+        for progress in payloads[f"progress-{label}"]:
+            validate("HandoffEvent", progress)
+    assert payloads["event-minor"]["headline"] == (
+        "1.1.0 — weights-only update from 1.0.0: drop-in compatible")
+    assert payloads["event-none"]["headline"] == "no new version: identical to 1.1.0"
+    statuses = {(p["progress"]["stage"], p["progress"]["status"])
+                for p in payloads["progress-none"]}
+    assert {(s, "skip") for s in ("optimize", "benchmark", "bundle")} <= statuses
+    assert not {(s, "done") for s in ("optimize", "benchmark", "bundle")} & statuses
+    variant = payloads["event-first"]["result"]["variants"][0]
+    # the fields the extension's tables read are really written
+    assert variant["parity"]["passed"] is True and variant["benchmark"]["p50_ms"] > 0
+    assert variant["speedup"]["p50"] > 0
+    # a broken manifest is refused by the schema too
+    broken = {**payloads["manifest"], "change": {"kind": "sideways", "from": None,
+                                                 "reason": ""}}
+    with pytest.raises(jsonschema.ValidationError):
+        validate("Manifest", broken)
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "extension" / "src" / "__tests__" /
+                                         "fixtures").glob("*.json")), ids=lambda p: p.stem)
+def test_committed_fixtures_match_the_schema(path: Path) -> None:
+    payload = json.loads(path.read_text())
+    if path.stem == "manifest":
+        validate("Manifest", payload)
+    for event in payload if isinstance(payload, list) else [payload]:
+        if path.stem != "manifest":
+            validate("HandoffEvent", event)

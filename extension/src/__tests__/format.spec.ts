@@ -8,7 +8,19 @@ import {
   validBundleName,
   variantRows
 } from '../format';
-import { IHandoffResult } from '../protocol';
+import { IHandoffResult, IVariant } from '../protocol';
+
+/** A variant with the fields every written one has; the test varies the rest. */
+function variant(fields: Partial<IVariant> & { name: string }): IVariant {
+  return {
+    file: `models/${fields.name}.onnx`,
+    sha256: '0'.repeat(64),
+    precision: 'fp32',
+    tolerance: { rel: 1e-4, metric: 'top1_agreement', min_metric: null },
+    speedup: null,
+    ...fields
+  };
+}
 
 describe('number formatting', () => {
   it('formats ordinary, tiny and missing numbers', () => {
@@ -38,21 +50,24 @@ describe('result helpers', () => {
     previous: '1.0.0',
     default_variant: 'int8',
     variants: [
-      {
+      variant({
         name: 'fp32',
         precision: 'fp32',
         parity: { passed: true, max_rel: 1e-7 },
         benchmark: { p50_ms: 0.05 },
         speedup: { p50: 1.8, throughput: 2 }
-      },
-      {
+      }),
+      variant({
         name: 'int8',
         precision: 'int8',
         parity: { passed: false },
         speedup: { p50: 3.5, throughput: 2.25 }
-      }
+      })
     ],
-    rejected: []
+    rejected: [],
+    parity: {},
+    benchmark: null,
+    exporter: { name: 'dynamo', opset: 18, fallback_reason: null }
   };
 
   it('tells an unchanged model from a new version', () => {
@@ -75,7 +90,7 @@ describe('result helpers', () => {
     expect(rows[1][0]).toBe('int8 (default)');
     expect(rows[1][2]).toBe('fail');
     expect(rows[1].slice(5)).toEqual(['3.50×', '2.25×']);
-    expect(parityStatus({ name: 'x' })).toBe('unknown');
+    expect(parityStatus(variant({ name: 'x' }))).toBe('unknown');
   });
 
   it('knows the stage order and bundle names', () => {

@@ -19,6 +19,13 @@ export interface IBundlesReply {
   bundles: Record<string, unknown>[];
 }
 
+/** How this version differs from the one before it (``from`` in JSON is ``previous``). */
+export interface IChange {
+  kind: 'first' | 'major' | 'minor' | 'patch';
+  from: string | null;
+  reason: string;
+}
+
 /** A failed handoff: ``type`` is the error class (or a request-level kind such as ``ModelNotChosen``), ``stage`` the stage that failed, if one did. */
 export interface IErrorInfo {
   type: string;
@@ -26,11 +33,38 @@ export interface IErrorInfo {
   stage?: string | null;
 }
 
+export interface IExporter {
+  name: string;
+  opset: number;
+  fallback_reason?: string | null;
+  torch?: string | null;
+}
+
+export interface IFileEntry {
+  path: string;
+  sha256: string;
+  bytes: number;
+}
+
+/** SHA-256 digests that decide the version bump (see docs/bundle-format.md, Versions). */
+export interface IFingerprint {
+  architecture: string;
+  weights: string;
+  signature: string;
+  metadata: string;
+}
+
+export interface IGolden {
+  inputs: string;
+  expected: string;
+  rows?: number | null;
+}
+
 /** The one thing a running handoff reports: progress, a result (one per model), or the error that ended it. ``result`` is ``HandoffResult.to_dict()``, ``store`` the store it is in, ``headline`` one line saying what happened (``labkit.pipeline.runner.headline``). */
 export interface IHandoffEvent {
   kind: 'progress' | 'result' | 'error';
   progress?: IProgressEvent | null;
-  result?: Record<string, unknown> | null;
+  result?: IHandoffResult | null;
   store?: string | null;
   headline?: string | null;
   error?: IErrorInfo | null;
@@ -38,7 +72,7 @@ export interface IHandoffEvent {
 
 /** A finished handoff: ``result`` is ``HandoffResult.to_dict()``, ``headline`` says in one line what happened (e.g. "no new version: identical to 1.0.0"). */
 export interface IHandoffReply {
-  result: Record<string, unknown>;
+  result: IHandoffResult;
   store: string;
   headline: string;
 }
@@ -52,12 +86,47 @@ export interface IHandoffRequest {
   options?: IRequestOptions;
 }
 
+/** What a handoff returns (HandoffResult.to_dict()): the version written or found identical, and why. */
+export interface IHandoffResult {
+  name: string;
+  version: string;
+  path: string;
+  change: 'first' | 'major' | 'minor' | 'patch' | 'none';
+  change_reason: string;
+  previous: string | null;
+  default_variant: string;
+  variants: IResultVariant[];
+  rejected: { name: string; reason: string }[];
+  parity: Record<string, unknown>;
+  benchmark: Record<string, unknown> | null;
+  exporter: IExporter;
+}
+
 /** Who answers: the kernel's protocol and labkit versions, default store and folder. */
 export interface IHelloReply {
   protocol: number;
   labkit_version: string;
   store: string;
   cwd: string;
+}
+
+/** Everything ``manifest.json`` says, checked. Build one, then ``to_json()`` it. */
+export interface IManifest {
+  name: string;
+  version: string;
+  created: string;
+  task: string | null;
+  labels: string[] | null;
+  signature: ISignature;
+  variants: IVariant[];
+  default_variant: string;
+  fingerprint: IFingerprint;
+  golden: IGolden;
+  change: IChange;
+  provenance: IProvenance;
+  files?: IFileEntry[];
+  schema_version?: number;
+  [key: string]: unknown;
 }
 
 /** A model registered in the kernel, as the Handoff dialog lists it. */
@@ -69,7 +138,6 @@ export interface IModelInfo {
   model_class: string;
 }
 
-/** ModelsReply(models: 'list[ModelInfo]', store: 'str', hint: 'str') */
 export interface IModelsReply {
   models: IModelInfo[];
   store: string;
@@ -85,6 +153,17 @@ export interface IProgressEvent {
   elapsed_s?: number | null;
 }
 
+/** How the bundle was made: source, exporter, library versions, CPU, options, model. */
+export interface IProvenance {
+  source: ISource | null;
+  exporter: IExporter;
+  libraries: Record<string, string>;
+  cpu: Record<string, unknown>;
+  options?: Record<string, unknown> | null;
+  model?: Record<string, unknown> | null;
+  [key: string]: unknown;
+}
+
 /** What a user may choose about a handoff, JSON-safe; the runner turns it into :class:`labkit.pipeline.HandoffOptions` in one place. */
 export interface IRequestOptions {
   quantize?: boolean;
@@ -96,8 +175,62 @@ export interface IRequestOptions {
   min_cosine?: number | null;
 }
 
-/** TensorInfo(shape: 'list[int] | None', dtype: 'str') */
+/** A variant as a handoff result lists it: the manifest's variant and its speed-up against PyTorch eager (null: not timed). */
+export interface IResultVariant {
+  name: string;
+  file: string;
+  sha256: string;
+  precision: string;
+  tolerance: ITolerance;
+  quantization?: Record<string, unknown> | null;
+  optimization?: Record<string, unknown> | null;
+  parity?: Record<string, unknown> | null;
+  benchmark?: Record<string, unknown> | null;
+  speedup: { p50: number; throughput: number } | null;
+  [key: string]: unknown;
+}
+
+export interface ISignature {
+  inputs: ITensorSpec[];
+  outputs: ITensorSpec[];
+}
+
+/** The script or notebook the model came from, and its copy inside the bundle. */
+export interface ISource {
+  kind: string;
+  path: string;
+  sha256: string;
+  copy: string;
+}
+
 export interface ITensorInfo {
   shape: number[] | null;
   dtype: string;
+}
+
+export interface ITensorSpec {
+  name: string;
+  dtype: 'bool' | 'float16' | 'float32' | 'float64' | 'int16' | 'int32' | 'int64' | 'int8' | 'uint16' | 'uint32' | 'uint64' | 'uint8';
+  shape: (number | string)[];
+}
+
+/** Largest relative error allowed, and the least task metric (when ``min_metric`` set). */
+export interface ITolerance {
+  rel: number;
+  metric?: 'top1_agreement' | 'cosine' | null;
+  min_metric?: number | null;
+}
+
+/** One ONNX graph of the bundle and the tolerance its self-test is judged by. */
+export interface IVariant {
+  name: string;
+  file: string;
+  sha256: string;
+  precision: string;
+  tolerance: ITolerance;
+  quantization?: Record<string, unknown> | null;
+  optimization?: Record<string, unknown> | null;
+  parity?: Record<string, unknown> | null;
+  benchmark?: Record<string, unknown> | null;
+  [key: string]: unknown;
 }
