@@ -59,21 +59,16 @@ def handoff_options(opts: RequestOptions) -> HandoffOptions:
         name=opts.name, budget=budget)
 
 
-_HEADLINES = {
-    "none": "no new version: identical to {version}",
-    "first": "{version} — first version of {name}",
-    "minor": "{version} — weights-only update from {previous}: drop-in compatible",
-    "patch": "{version} — metadata-only update from {previous}: drop-in compatible",
-    "major": "{version} — breaking change from {previous}: architecture or signature changed",
-}
-
-
 def headline(result: Any) -> str:
-    """What a handoff did, in one line that names the version it came from, e.g.
-    "1.1.0 — weights-only update from 1.0.0: drop-in compatible"."""
-    text = _HEADLINES.get(result.change, "{version} — {change}")
-    return text.format(version=result.version, name=result.name, change=result.change,
-                       previous=result.previous or "?")
+    """What a handoff did, in one line naming the version it updates, e.g.
+    "1.1.0 — weights-only update from 1.0.0: drop-in compatible". The words are the store's
+    reason for the change (``labkit/bundle``'s wording), so they have one home."""
+    if result.change == "none":
+        return f"no new version: identical to {result.version}"
+    what, colon, meaning = str(result.change_reason).partition(": ")
+    if result.previous:
+        what = f"{what} from {result.previous}"
+    return f"{result.version} — {what}{colon}{meaning}"
 
 
 def _weights_state(spec: Any) -> tuple[tuple[int, int], ...]:

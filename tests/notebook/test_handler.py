@@ -31,6 +31,7 @@ class FakeResult:
     version: str
     change: str
     previous: str | None = None
+    change_reason: str = "first handoff of this model"
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "version": self.version, "change": self.change,
@@ -109,7 +110,7 @@ def test_handoff_streams_progress_then_replies(tmp_path: Path,
     assert [m["payload"]["stage"] for m in sent[:-1:2]] == list(STAGES)
     assert sent[-1]["ok"] and sent[-1]["payload"]["result"]["version"] == "1.0.0"
     assert sent[-1]["payload"]["store"] == str((tmp_path / "st").resolve())
-    assert sent[-1]["payload"]["headline"] == "1.0.0 — first version of digits"
+    assert sent[-1]["payload"]["headline"] == "1.0.0 — first handoff of this model"
     # every done event carries the stage's time, measured where it ran
     assert all(m["payload"]["elapsed_s"] >= 0 for m in sent[1:-1:2])
     call = run.calls[0]
@@ -220,13 +221,17 @@ def test_list_bundles_reads_manifests(tmp_path: Path) -> None:
     assert bundles["broken"]["problem"]
 
 
-@pytest.mark.parametrize(("change", "previous", "text"), [
-    ("none", "1.0.0", "no new version: identical to 1.0.0"),
-    ("minor", "1.0.0", "1.1.0 — weights-only update from 1.0.0: drop-in compatible"),
-    ("major", "1.1.0", "1.1.0 — breaking change from 1.1.0: architecture or signature changed"),
+@pytest.mark.parametrize(("change", "version", "previous", "reason", "text"), [
+    ("none", "1.0.0", "1.0.0", "identical", "no new version: identical to 1.0.0"),
+    ("minor", "1.1.0", "1.0.0", "weights-only update: drop-in compatible",
+     "1.1.0 — weights-only update from 1.0.0: drop-in compatible"),
+    ("major", "2.0.0", "1.1.0", "signature changed: not drop-in compatible",
+     "2.0.0 — signature changed from 1.1.0: not drop-in compatible"),
+    ("first", "1.0.0", None, "first handoff of this model",
+     "1.0.0 — first handoff of this model"),
 ])
-def test_headline_names_the_previous_version(change: str, previous: str, text: str) -> None:
+def test_headline_names_the_previous_version(change: str, version: str, previous: str | None,
+                                             reason: str, text: str) -> None:
     from labkit.pipeline.runner import headline
 
-    version = "1.0.0" if change == "none" else "1.1.0"
-    assert headline(FakeResult("digits", version, change, previous)) == text
+    assert headline(FakeResult("digits", version, change, previous, reason)) == text

@@ -22,6 +22,7 @@ class Result:
     version: str = "1.0.0"
     change: str = "first"
     previous: str | None = None
+    change_reason: str = "first handoff of this model"
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "version": self.version, "change": self.change}
@@ -71,7 +72,7 @@ def test_events_progress_then_one_result_per_model(tmp_path: Path) -> None:
     kinds = [e.kind for e in events]
     assert kinds == (["progress"] * 12 + ["result"]) * 2
     assert events[12].store == str((tmp_path / "s").resolve())
-    assert events[12].headline == "1.0.0 — first version of a"
+    assert events[12].headline == "1.0.0 — first handoff of this model"
     done = [e.progress for e in events if e.progress and e.progress.status == "done"]
     assert all(p.elapsed_s is not None and p.elapsed_s >= 0 for p in done)
     assert pipeline.calls[0]["store"] == (tmp_path / "s").resolve()
