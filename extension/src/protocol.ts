@@ -25,6 +25,7 @@ export {
   STAGE_STATUSES
 } from './generated/contract';
 export type {
+  IBundleSummary,
   IBundlesReply,
   IErrorInfo,
   IHandoffEvent,
@@ -69,17 +70,6 @@ export type KernelMessage =
 
 /** A variant as a handoff result lists it (the manifest's variant and its speed-up). */
 export type IVariant = IResultVariant;
-
-export interface IBundleSummary {
-  name: string;
-  versions: string[];
-  latest: string;
-  path: string;
-  default_variant: string | null;
-  speedup: number | null;
-  parity_ok: boolean | null;
-  problem?: string;
-}
 
 /** A message that does not follow the protocol, or speaks another version of it. */
 export class ProtocolError extends Error {

@@ -98,7 +98,7 @@ class HandoffHandler:
 
     def _do_list_bundles(self, req: p.Request, send: Send) -> p.BundlesReply:
         root = self._store(req.payload)
-        return p.BundlesReply(str(root), list_bundles(root))
+        return p.BundlesReply(str(root), [p.BundleSummary(**b) for b in list_bundles(root)])
 
     def _do_handoff(self, req: p.Request, send: Send) -> p.HandoffReply:
         from labkit.pipeline.runner import run_request

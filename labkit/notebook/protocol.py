@@ -32,6 +32,7 @@ __all__ = [
     "PROTOCOL_VERSION",
     "REQUEST_TYPES",
     "TARGET",
+    "BundleSummary",
     "BundlesReply",
     "HandoffReply",
     "HelloReply",
@@ -106,11 +107,29 @@ class ModelsReply:
 
 
 @dataclass(frozen=True)
+class BundleSummary:
+    """One bundle name in a store, as the side panel shows it: its versions and a summary
+    of the latest (``labkit.notebook.bundles.list_bundles`` writes it)."""
+
+    name: str
+    versions: list[str]
+    latest: str
+    path: str
+    default_variant: str | None
+    speedup: float | None              # batch-1 p50 speed-up of the default variant
+    parity_ok: bool | None
+    problem: str | None = None         # why the latest version could not be read
+    version: str | None = None
+    created: str | None = None
+    variants: list[str] | None = None
+
+
+@dataclass(frozen=True)
 class BundlesReply:
-    """The bundles of one store (``labkit.notebook.bundles.list_bundles``)."""
+    """The bundles of one store."""
 
     store: str
-    bundles: list[dict[str, Any]]
+    bundles: list[BundleSummary]
 
 
 @dataclass(frozen=True)

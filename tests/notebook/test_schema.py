@@ -149,3 +149,24 @@ def test_committed_fixtures_match_the_schema(path: Path) -> None:
     for event in payload if isinstance(payload, list) else [payload]:
         if path.stem != "manifest":
             validate("HandoffEvent", event)
+
+
+def test_the_side_panels_listing_matches_the_schema(tiny_store: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from labkit.notebook import protocol as p
+    from labkit.notebook.handler import HandoffHandler
+
+    store = tmp_path / "store"
+    shutil.copytree(tiny_store, store)
+    broken = store / "broken" / "1.0.0"
+    broken.mkdir(parents=True, exist_ok=True)
+    sent: list[dict[str, Any]] = []
+    HandoffHandler(registered=dict, cwd=tmp_path).handle(
+        {"protocol": p.PROTOCOL_VERSION, "kind": "request", "id": "r", "type": "list_bundles",
+         "payload": {"store": str(store)}}, sent.append)
+    assert sent[0]["ok"], sent
+    validate("BundlesReply", sent[0]["payload"])
+    bundles = {b["name"]: b for b in sent[0]["payload"]["bundles"]}
+    assert bundles["tiny"]["versions"] == ["1.0.0"] and bundles["tiny"]["parity_ok"] is True
+    assert bundles["tiny"]["speedup"] > 0 and bundles["broken"]["problem"]

@@ -13,10 +13,25 @@ export type Stage = (typeof STAGES)[number];
 export type StageStatus = (typeof STAGE_STATUSES)[number];
 export type RequestType = (typeof REQUEST_TYPES)[number];
 
-/** The bundles of one store (``labkit.notebook.bundles.list_bundles``). */
+/** One bundle name in a store, as the side panel shows it: its versions and a summary of the latest (``labkit.notebook.bundles.list_bundles`` writes it). */
+export interface IBundleSummary {
+  name: string;
+  versions: string[];
+  latest: string;
+  path: string;
+  default_variant: string | null;
+  speedup: number | null;
+  parity_ok: boolean | null;
+  problem?: string | null;
+  version?: string | null;
+  created?: string | null;
+  variants?: string[] | null;
+}
+
+/** The bundles of one store. */
 export interface IBundlesReply {
   store: string;
-  bundles: Record<string, unknown>[];
+  bundles: IBundleSummary[];
 }
 
 /** How this version differs from the one before it (``from`` in JSON is ``previous``). */
