@@ -21,6 +21,6 @@ def handoff_registered(request: dict[str, Any], marker: str) -> None:
         print(marker + json.dumps(event.to_dict()), flush=True)
 
     try:
-        run_request(HandoffRequest.from_dict(request), say)
+        run_request(HandoffRequest.from_dict(request), say, reuse_cell_handoffs=True)
     except HandoffFailed:
         pass  # already reported as an error event; the CLI raises it on its side

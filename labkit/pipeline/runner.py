@@ -157,11 +157,14 @@ class _Timer:
 
 def run_request(request: HandoffRequest, emit: Emit, *,
                 specs: Mapping[str, Any] | None = None, cwd: Path | None = None,
-                run: Callable[..., Any] | None = None) -> list[Any]:
+                run: Callable[..., Any] | None = None,
+                reuse_cell_handoffs: bool = False) -> list[Any]:
     """Run ``request``; every outcome is emitted, and a failure also raises HandoffFailed.
 
     ``specs`` defaults to the models registered in this process; ``run`` (the pipeline) is
-    replaceable for tests of the front-ends only.
+    replaceable for tests of the front-ends only. ``reuse_cell_handoffs``: a model that a
+    ``labkit.handoff(...)`` call already handed off to this store, unchanged since, is
+    reported, not run again (``handoff export notebook.ipynb``, whose notebook may do that).
     """
     if run is None:
         from labkit.pipeline.run import run as run_pipeline
@@ -180,7 +183,7 @@ def run_request(request: HandoffRequest, emit: Emit, *,
         options = handoff_options(request.options)
         results = []
         for spec in chosen:
-            result = _already_handed_off(spec, store)
+            result = _already_handed_off(spec, store) if reuse_cell_handoffs else None
             if result is not None:
                 emit(HandoffEvent.of_progress(ProgressEvent(
                     "bundle", "info", f"{getattr(spec, 'name', '?')}: already handed off by "
@@ -188,7 +191,6 @@ def run_request(request: HandoffRequest, emit: Emit, *,
             else:
                 result = run(spec, store=store, options=options, progress=timer,
                              source=source)
-                _remember(spec, store, result)
             emit(HandoffEvent.of_result(result.to_dict(), str(store), headline(result)))
             results.append(result)
         return results

@@ -123,15 +123,22 @@ def test_a_model_handed_off_by_a_cell_is_not_run_again(tmp_path: Path,
     spec = Spec("m", torch.nn.Linear(3, 2))
     first = r.handoff(spec, store=store)           # what labkit.handoff(...) in a cell does
     events: list[HandoffEvent] = []
-    again = r.run_request(HandoffRequest(store=str(store)), events.append,
-                          specs={"m": spec}, cwd=tmp_path, run=pipeline)
-    assert again == [first] and len(pipeline.calls) == 1
+
+    def export(store: Path) -> list[Any]:          # what handoff export notebook.ipynb does
+        return r.run_request(HandoffRequest(store=str(store)), events.append,
+                             specs={"m": spec}, cwd=tmp_path, run=pipeline,
+                             reuse_cell_handoffs=True)
+
+    assert export(store) == [first] and len(pipeline.calls) == 1
     assert "already handed off" in events[0].progress.message  # type: ignore[union-attr]
     # another store, or weights changed in place since (a training step): run again
-    r.run_request(HandoffRequest(store=str(tmp_path / "other")), events.append,
-                  specs={"m": spec}, cwd=tmp_path, run=pipeline)
+    export(tmp_path / "other")
     with torch.no_grad():
         spec.model.weight.add_(1.0)
-    r.run_request(HandoffRequest(store=str(store)), events.append, specs={"m": spec},
-                  cwd=tmp_path, run=pipeline)
+    export(store)
     assert len(pipeline.calls) == 3
+    # the button never reuses: clicking twice hands off twice (the store then says "none")
+    for _ in range(2):
+        r.run_request(HandoffRequest(store=str(store)), events.append, specs={"m": spec},
+                      cwd=tmp_path, run=pipeline)
+    assert len(pipeline.calls) == 5
