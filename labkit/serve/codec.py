@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from labkit.serve.errors import BadRequest
+from labkit.serve.errors import BadRequest, PayloadTooLarge, ServeError
+from labkit.serve.jsondata import NumericData, decode_numbers, extract_numeric_data
 from labkit.serve.jsonguard import check_json_depth, loads_strict
 
 __all__ = [
@@ -54,6 +55,9 @@ _NUMPY_TO_OIP.update({"object": "BYTES", "str": "BYTES", "bytes": "BYTES", "stri
 _REQUEST_KEYS = frozenset({"id", "parameters", "inputs", "outputs"})
 _INPUT_KEYS = frozenset({"name", "shape", "datatype", "parameters", "data"})
 _OUTPUT_KEYS = frozenset({"name", "parameters"})
+# JSON left once numeric tensor data is cut out (strings, booleans, the request's frame)
+# goes through Python's json, whose objects cost up to ~20x the text: capped separately.
+MAX_JSON_DOCUMENT = 16 << 20
 
 
 def oip_datatype(numpy_name: str) -> str:
@@ -69,8 +73,8 @@ class RequestInput:
     name: str
     datatype: str
     shape: tuple[int, ...]
-    data: Any = None  # JSON tensor data, when not binary
-    binary: bytes | None = None  # raw little-endian bytes, with the binary extension
+    data: Any = None  # JSON tensor data (list, or NumericData not yet decoded), when not binary
+    binary: bytes | bytearray | None = None  # raw little-endian bytes, with the binary extension
 
 
 @dataclass(frozen=True)
@@ -115,7 +119,8 @@ def _shape(value: Any, where: str) -> tuple[int, ...]:
     return tuple(value)
 
 
-def _split_body(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
+def _split_body(body: bytes | bytearray, header_length: str | None
+                ) -> tuple[bytes | bytearray, bytes | bytearray]:
     if header_length is None:
         return body, b""
     _expect(
@@ -127,10 +132,16 @@ def _split_body(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
     return body[:n], body[n:]
 
 
-def parse_request(body: bytes, header_length: str | None, *, max_depth: int) -> InferRequest:
+def parse_request(body: bytes | bytearray, header_length: str | None, *, max_depth: int,
+                  max_document: int = MAX_JSON_DOCUMENT) -> InferRequest:
     """Parse an inference request body (JSON, or JSON header + binary tensors)."""
     header, blob = _split_body(body, header_length)
-    doc = loads_strict(header, max_depth=max_depth)
+    document, numeric = extract_numeric_data(header, max_depth)
+    if len(document) > max_document:
+        raise PayloadTooLarge(
+            f"the JSON outside numeric tensor data is {len(document)} bytes, over the cap of "
+            f"{max_document}; send large BYTES or BOOL tensors with the binary extension")
+    doc = loads_strict(document, max_depth=max_depth)
     _expect(isinstance(doc, dict), "the inference request must be a JSON object")
     unknown = sorted(set(doc) - _REQUEST_KEYS)
     _expect(not unknown, f"unknown field(s) in the inference request: {unknown}")
@@ -156,7 +167,10 @@ def parse_request(body: bytes, header_length: str | None, *, max_depth: int) -> 
         size = p.get("binary_data_size")
         if size is None:
             _expect("data" in item, f"input {name!r} has neither data nor binary_data_size")
-            inputs.append(RequestInput(name, datatype, shape, data=item["data"]))
+            data = item["data"]
+            if isinstance(data, str) and data in numeric:
+                data = numeric.pop(data)
+            inputs.append(RequestInput(name, datatype, shape, data=data))
             continue
         _expect(
             isinstance(size, int) and not isinstance(size, bool) and size >= 0,
@@ -193,7 +207,8 @@ def _count(shape: tuple[int, ...]) -> int:
     return n
 
 
-def decode_binary(raw: bytes, datatype: str, shape: tuple[int, ...], name: str) -> np.ndarray:
+def decode_binary(raw: bytes | bytearray, datatype: str, shape: tuple[int, ...],
+                  name: str) -> np.ndarray:
     """Raw little-endian bytes -> array of ``shape``; the byte count must match exactly."""
     dtype, count = OIP_TO_NUMPY[datatype], _count(shape)
     if datatype == "BYTES":
@@ -227,9 +242,11 @@ _ACCEPTED_KINDS = {"b": "b", "i": "iu", "u": "iu", "f": "iuf"}
 
 def decode_json_data(data: Any, datatype: str, shape: tuple[int, ...], name: str) -> np.ndarray:
     """JSON tensor data (flat or nested, row-major) -> array; no silent casts or truncation."""
+    dtype = OIP_TO_NUMPY[datatype]
+    if isinstance(data, NumericData):
+        return decode_numbers(data, dtype, datatype, shape, name)
     _expect(isinstance(data, list), f"input {name!r}: data must be a list")
     count = _count(shape)
-    dtype = OIP_TO_NUMPY[datatype]
     if datatype == "BYTES":
         flat = np.asarray(data, dtype=object).ravel()
         _expect(all(isinstance(v, str) for v in flat),
@@ -254,9 +271,8 @@ def decode_json_data(data: Any, datatype: str, shape: tuple[int, ...], name: str
         )
     with np.errstate(over="ignore"):
         out = arr.astype(dtype).reshape(shape)
-    if dtype.kind == "f" and arr.dtype.kind == "f":
-        _expect(bool(np.isfinite(out).all() or not np.isfinite(arr).all()),
-                f"input {name!r}: values overflow {datatype}")
+    if dtype.kind == "f":
+        _expect(bool(np.isfinite(out).all()), f"input {name!r}: values overflow {datatype}")
     return out
 
 
@@ -300,10 +316,14 @@ def encode_response(
             entry["parameters"] = {"binary_data_size": len(blob)}
             blobs.append(blob)
         else:
+            if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+                raise ServeError(
+                    f"output {name!r} holds NaN or infinite values, which JSON cannot carry; "
+                    "ask for it as binary (parameters.binary_data: true)", status=422)
             entry["data"] = _to_json(arr)
         tensors.append(entry)
     doc["outputs"] = tensors
-    header = json.dumps(doc, separators=(",", ":")).encode()
+    header = json.dumps(doc, separators=(",", ":"), allow_nan=False).encode()
     if not blobs:
         return header, {"content-type": "application/json"}
     return header + b"".join(blobs), {
