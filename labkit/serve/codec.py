@@ -10,6 +10,7 @@ This module knows the protocol, not the model: matching a request against a sign
 from __future__ import annotations
 
 import json
+import secrets
 import struct
 from dataclasses import dataclass, field
 from typing import Any
@@ -276,11 +277,19 @@ def decode_json_data(data: Any, datatype: str, shape: tuple[int, ...], name: str
     return out
 
 
-def _to_json(arr: np.ndarray) -> list[Any]:
+_JSON_CHUNK = 1 << 16  # elements turned into Python objects at once (bounded memory)
+
+
+def _to_json(arr: np.ndarray) -> bytes:
+    """The JSON array of a tensor's values, built in chunks: a million outputs never exist
+    as a million Python floats at once."""
     flat = arr.ravel()
     if flat.dtype == object:
-        return [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in flat]
-    return flat.tolist()
+        items = [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in flat]
+        return json.dumps(items).encode()
+    parts = [json.dumps(flat[i : i + _JSON_CHUNK].tolist(), allow_nan=False)[1:-1]
+             for i in range(0, flat.size, _JSON_CHUNK)]
+    return ("[" + ",".join(parts) + "]").encode()
 
 
 def _to_bytes(arr: np.ndarray) -> bytes:
@@ -305,6 +314,7 @@ def encode_response(
     if request_id is not None:
         doc["id"] = request_id
     tensors, blobs = [], []
+    datas: dict[str, bytes] = {}
     for name, arr, binary in outputs:
         entry: dict[str, Any] = {
             "name": name,
@@ -320,10 +330,16 @@ def encode_response(
                 raise ServeError(
                     f"output {name!r} holds NaN or infinite values, which JSON cannot carry; "
                     "ask for it as binary (parameters.binary_data: true)", status=422)
-            entry["data"] = _to_json(arr)
+            marker = f"@labkit-output-{secrets.token_hex(16)}"
+            datas[marker] = _to_json(arr)
+            entry["data"] = marker
         tensors.append(entry)
     doc["outputs"] = tensors
     header = json.dumps(doc, separators=(",", ":"), allow_nan=False).encode()
+    if datas:  # splice each output's data in where its placeholder is
+        for marker, data in datas.items():
+            before, _, after = header.partition(json.dumps(marker).encode())
+            header = before + data + after
     if not blobs:
         return header, {"content-type": "application/json"}
     return header + b"".join(blobs), {

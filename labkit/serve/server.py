@@ -83,7 +83,9 @@ def serve(source: str | os.PathLike[str], config: ServeConfig, *, host: str = "1
         timeout_graceful_shutdown=config.graceful_timeout_s,  # type: ignore[arg-type]
         timeout_keep_alive=config.keepalive_timeout_s,  # type: ignore[arg-type]
         access_log=False, server_header=False, limit_concurrency=None,
-        h11_max_incomplete_event_size=config.max_header_bytes,
+        # the header cap is enforced by the guarded protocol (431) for either parser; h11's own
+        # check stays as a backstop above it (one read chunk is at most 256 KiB)
+        h11_max_incomplete_event_size=config.max_header_bytes + (512 << 10),
     )
     server = DrainingServer(uv_config, app, config.drain_delay_s)
     server.run()

@@ -48,6 +48,9 @@ def reseal(bundle: Path, files: dict[str, bytes], **manifest_changes: Any) -> No
         if entry["path"] in files:
             entry["sha256"] = sha256_file(bundle / entry["path"])
             entry["bytes"] = (bundle / entry["path"]).stat().st_size
+    for variant in m["variants"]:
+        if variant["file"] in files:
+            variant["sha256"] = sha256_file(bundle / variant["file"])
     m.update(manifest_changes)
     m[DIGEST_FIELD] = self_digest(m)
     path.write_text(json.dumps(m, indent=2, sort_keys=True) + "\n")
