@@ -29,7 +29,7 @@ from starlette.routing import Route
 from labkit.serve.batching import Batcher
 from labkit.serve.codec import encode_response, parse_request
 from labkit.serve.config import ServeConfig
-from labkit.serve.errors import BadRequest, ClientGone, Overloaded, ServeError
+from labkit.serve.errors import ClientGone, Overloaded, ServeError
 from labkit.serve.frontdoor import FrontDoor, Limits, error_response
 from labkit.serve.metrics import CONTENT_TYPE_LATEST, Metrics
 from labkit.serve.reload import Reloader
@@ -128,24 +128,12 @@ async def model_ready(request: Request) -> Response:
 
 
 async def _read_body(request: Request) -> bytearray:
-    # cap, timeout and memory budget are enforced by the front door as the chunks arrive;
-    # with a Content-Length (already checked against the cap) the buffer is allocated once,
-    # instead of growing (and briefly doubling) chunk by chunk
-    declared = request.headers.get("content-length", "")
-    if not declared.isdigit():
-        body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-        return body
-    body = bytearray(int(declared))
-    size = 0
+    # cap, timeout and memory budget are enforced by the front door as the chunks arrive.
+    # Not preallocated from Content-Length: a declared size costs nothing until it arrives
+    # (a bytearray grows by realloc, which moves large buffers without copying them)
+    body = bytearray()
     async for chunk in request.stream():
-        if size + len(chunk) > len(body):
-            raise BadRequest(f"the body is longer than its Content-Length ({declared})")
-        body[size : size + len(chunk)] = chunk
-        size += len(chunk)
-    if size != len(body):
-        raise BadRequest(f"the body ended after {size} of {declared} bytes")
+        body += chunk
     return body
 
 
