@@ -82,9 +82,8 @@ def _rows_independent(model: Model) -> bool:
     """Prove on at least two distinct rows that running rows together equals running them
     one by one; without that proof the model is not batched (another client's rows could
     change an answer)."""
-    golden = model.manifest.get("golden") or {}
     try:
-        with np.load(model.path / golden["inputs"], allow_pickle=False) as z:
+        with np.load(model.path / model.manifest.golden.inputs, allow_pickle=False) as z:
             feeds = {s.name: z[s.name] for s in model.inputs}
     except Exception as exc:  # noqa: BLE001 - no proof, no batching
         log.warning("%s %s: no golden inputs to probe batching (%s); batching off",
@@ -229,7 +228,7 @@ class ModelRepository:
                 log.error("refused %s [%s]: %s", self.source, rule_of(exc), reason)
                 self._on_event(str(self.source), "", False, rule_of(exc))
                 return {}
-            return {(str(m["name"]), str(m["version"])): self.source}
+            return {(m.name, m.version): self.source}
         if not self.source.is_dir():  # unmounted or moved: keep serving what is loaded
             raise StoreUnavailable(f"store root {self.source} is not a directory")
         store = Store(self.source)
