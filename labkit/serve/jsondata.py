@@ -30,6 +30,7 @@ _NOT_NUMERIC = re.compile(rb"[^0-9eE+\-.,\[\] \t\r\n]")
 _WS = re.compile(rb"[ \t\r\n]*")
 _UNBRACKET = bytes.maketrans(b"[]", b"  ")
 _LONG_INT = re.compile(rb"[0-9]{19}")  # may not fit int64: parse exactly
+_TOO_LONG_INT = re.compile(rb"[0-9]{21}")
 _OPEN, _CLOSE, _COMMA = 0x5B, 0x5D, 0x2C
 
 
@@ -226,6 +227,8 @@ def _parse(text: bytes, dtype: np.dtype, datatype: str, name: str) -> np.ndarray
             if not np.isfinite(cast).all():
                 raise BadRequest(f"input {name!r}: values overflow {datatype}")
             return cast
+        if _TOO_LONG_INT.search(text):  # no 64-bit integer has 21 digits; int() would be slow
+            raise BadRequest(f"input {name!r}: values out of range for {datatype}")
         if dtype == np.dtype(np.uint64) or _LONG_INT.search(text):
             exact = [int(t) for t in text.split(b",")]  # rare: 19+ digits or UINT64
             info = np.iinfo(dtype)
