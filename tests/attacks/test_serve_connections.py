@@ -130,8 +130,11 @@ def test_header_size_cap_holds_for_either_parser(store: Path, tmp_path: Path,
         assert _infer_ok(server.url) < 5
 
 
-def test_slowloris_headers_are_cut_at_the_header_timeout(store: Path, tmp_path: Path) -> None:
-    with running(store, tmp_path, "--reload-interval", "0", "--header-timeout", "1.5") as server:
+@pytest.mark.parametrize("parser", ["h11", "auto"])
+def test_slowloris_headers_are_cut_at_the_header_timeout(store: Path, tmp_path: Path,
+                                                         parser: str) -> None:
+    with running(store, tmp_path, "--reload-interval", "0", "--header-timeout", "1.5",
+                 "--http", parser) as server:
         with _sockets(1, server.port, b"GET /v2 HTTP/1.1\r\n") as (s,):
             start = time.monotonic()
             s.settimeout(0.3)
