@@ -26,7 +26,8 @@ __all__ = ["NumericData", "decode_numbers", "extract_numeric_data"]
 _CHUNK = 1 << 18
 _KEY = b'"data"'
 _INPUT_LEVEL = 3  # {"inputs": [{"data": ...}]}: the key sits inside three open brackets
-_NOT_NUMERIC = re.compile(rb"[^0-9eE+\-.,\[\] \t\r\n]")
+_NUMERIC_BYTE = np.zeros(256, dtype=bool)  # what an array of JSON numbers is made of
+_NUMERIC_BYTE[np.frombuffer(b"0123456789eE+-.,[] \t\r\n", dtype=np.uint8)] = True
 _WS = re.compile(rb"[ \t\r\n]*")
 _UNBRACKET = bytes.maketrans(b"[]", b"  ")
 _LONG_INT = re.compile(rb"[0-9]{19}")  # may not fit int64: parse exactly
@@ -54,15 +55,18 @@ def _bad(pos: int, buf: bytes | bytearray) -> BadRequest:
 
 def _span_end(buf: bytes | bytearray, start: int) -> int | None:
     """End of the bracketed array at ``start`` if it holds only numbers, else None."""
-    other = _NOT_NUMERIC.search(buf, start)
-    stop = len(buf) if other is None else other.start()
     depth = 0
-    for a in range(start, stop, _CHUNK):
-        arr = np.frombuffer(buf, dtype=np.uint8, count=min(_CHUNK, stop - a), offset=a)
+    for a in range(start, len(buf), _CHUNK):
+        arr = np.frombuffer(buf, dtype=np.uint8, count=min(_CHUNK, len(buf) - a), offset=a)
+        other = np.flatnonzero(~_NUMERIC_BYTE[arr])
+        if other.size:
+            arr = arr[: int(other[0])]
         levels = np.cumsum((arr == _OPEN).astype(np.int64) - (arr == _CLOSE)) + depth
         closed = np.flatnonzero(levels == 0)
         if closed.size:
             return a + int(closed[0]) + 1
+        if other.size or not levels.size:
+            return None  # a string, a boolean, a brace...: not an array of numbers
         depth = int(levels[-1])
     return None
 
