@@ -79,6 +79,7 @@ def test_1100_idle_connections_with_1024_fds(store: Path, tmp_path: Path,
                  preexec_fn=limit_open_files(1024)) as server:
         with _sockets(1100, server.port):
             elapsed = _infer_ok(server.url)
+            print(f"\n1,100 idle connections, ulimit -n 1024: inference 200 in {elapsed:.2f}s")
             assert elapsed < HEADER_TIMEOUT + 1.0, elapsed
             assert server.proc.poll() is None
         assert "Too many open files" not in server.logs()
@@ -95,6 +96,7 @@ def test_300_slow_uploads_hold_no_inference_slot(store: Path, tmp_path: Path,
         with _sockets(300, server.port, head) as stalled:
             time.sleep(0.5)
             elapsed = _infer_ok(server.url)
+            print(f"\n300 stalled uploads, ulimit -n 1024: inference 200 in {elapsed:.2f}s")
             assert elapsed < BODY_TIMEOUT, elapsed  # not after the stalled ones time out
             stalled[0].settimeout(BODY_TIMEOUT + 5)
             answer = stalled[0].recv(4096)
@@ -124,6 +126,7 @@ def test_header_size_cap_holds_for_either_parser(store: Path, tmp_path: Path,
                 with contextlib.suppress(OSError):
                     answers.append(s.recv(4096))
             grown = rss_mib(server.proc.pid) - before
+        print(f"\n{parser}: RSS grew {grown:.1f} MiB for 20 unfinished 2 MiB headers")
         assert all(a.startswith(b"HTTP/1.1 431") for a in answers if a), answers[:2]
         assert any(answers)
         assert grown < 60, f"{grown:.0f} MiB for 20 unfinished 2 MiB headers"
