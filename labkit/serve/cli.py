@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from labkit.errors import LabkitError, MissingDependencyError
+from labkit.serve.config import ServeConfig
 
 __all__ = ["add_export_triton_parser", "add_serve_parser", "config_from_args"]
 
@@ -49,18 +50,20 @@ def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="after SIGTERM, seconds to stay up answering not-ready")
     p.add_argument("--graceful-timeout", type=float, default=30.0)
     hostile = p.add_argument_group("limits for clients you do not control")
-    hostile.add_argument("--max-connections", type=int, default=4096,
+    d = ServeConfig()  # the defaults have one home: the config
+    hostile.add_argument("--max-connections", type=int, default=d.max_connections,
                          help="open connections at once (lowered to fit ulimit -n); at the cap "
                          "the oldest idle connection is closed")
-    hostile.add_argument("--header-timeout", type=float, default=10.0,
+    hostile.add_argument("--header-timeout", type=float, default=d.header_timeout_s,
                          help="seconds a connection has to send its request line and headers")
-    hostile.add_argument("--max-header-kb", type=float, default=64.0,
+    hostile.add_argument("--max-header-kb", type=float, default=d.max_header_bytes / 1024,
                          help="request line + headers, KiB (431 past it)")
-    hostile.add_argument("--keepalive-timeout", type=float, default=5.0,
+    hostile.add_argument("--keepalive-timeout", type=float, default=d.keepalive_timeout_s,
                          help="seconds an idle keep-alive connection stays open")
-    hostile.add_argument("--body-timeout", type=float, default=60.0,
+    hostile.add_argument("--body-timeout", type=float, default=d.body_timeout_s,
                          help="seconds from the end of the headers to the end of the body (408)")
-    hostile.add_argument("--max-body-budget-mb", type=float, default=256.0,
+    hostile.add_argument("--max-body-budget-mb", type=float,
+                         default=d.max_body_budget_bytes / (1 << 20),
                          help="request bodies held at once, MiB (503 + Retry-After past it)")
     hostile.add_argument("--http", choices=["auto", "h11", "httptools"], default="auto",
                          help="uvicorn HTTP parser (the limits hold for both)")
@@ -103,9 +106,7 @@ def _token(args: argparse.Namespace) -> str | None:
     return args.token or os.environ.get(TOKEN_ENV) or None
 
 
-def config_from_args(args: argparse.Namespace) -> Any:
-    from labkit.serve.config import ServeConfig
-
+def config_from_args(args: argparse.Namespace) -> ServeConfig:
     return ServeConfig(
         max_body_bytes=int(args.max_body_mb * (1 << 20)), max_batch_size=args.max_batch_size,
         max_batch_delay_ms=args.max_batch_delay_ms, max_queue=args.max_queue,
