@@ -59,6 +59,9 @@ _OUTPUT_KEYS = frozenset({"name", "parameters"})
 # JSON left once numeric tensor data is cut out (strings, booleans, the request's frame)
 # goes through Python's json, whose objects cost up to ~20x the text: capped separately.
 MAX_JSON_DOCUMENT = 16 << 20
+# Below this size a body goes straight to the strict loader: Python lists of a 64 KiB body
+# cost ~2 MiB, and the vectorised scans have a fixed cost that dominates tiny requests
+NUMPY_NUMBERS_FROM = 64 << 10
 
 
 def oip_datatype(numpy_name: str) -> str:
@@ -134,10 +137,16 @@ def _split_body(body: bytes | bytearray, header_length: str | None
 
 
 def parse_request(body: bytes | bytearray, header_length: str | None, *, max_depth: int,
-                  max_document: int = MAX_JSON_DOCUMENT) -> InferRequest:
-    """Parse an inference request body (JSON, or JSON header + binary tensors)."""
+                  max_document: int = MAX_JSON_DOCUMENT,
+                  numpy_numbers_from: int = NUMPY_NUMBERS_FROM) -> InferRequest:
+    """Parse an inference request body (JSON, or JSON header + binary tensors). Numeric
+    tensor data of a JSON document of ``numpy_numbers_from`` bytes or more is decoded
+    straight into NumPy (:mod:`labkit.serve.jsondata`); the same rules hold either way."""
     header, blob = _split_body(body, header_length)
-    document, numeric = extract_numeric_data(header, max_depth)
+    document: bytes | bytearray = header
+    numeric: dict[str, NumericData] = {}
+    if len(header) >= numpy_numbers_from:
+        document, numeric = extract_numeric_data(header, max_depth)
     if len(document) > max_document:
         raise PayloadTooLarge(
             f"the JSON outside numeric tensor data is {len(document)} bytes, over the cap of "
@@ -259,11 +268,16 @@ def decode_json_data(data: Any, datatype: str, shape: tuple[int, ...], name: str
     except (ValueError, TypeError, OverflowError) as exc:
         raise BadRequest(
             f"input {name!r}: data is not a regular array of numbers ({exc})") from None
+    if dtype.kind in "iu" and arr.dtype.kind in "fO":
+        arr = _big_integers(data, arr, dtype, datatype, name)
     _expect(
         arr.dtype.kind in _ACCEPTED_KINDS[dtype.kind],
         f"input {name!r}: data holds {arr.dtype.name} values, datatype says {datatype}",
     )
     _expect(arr.size == count, f"input {name!r}: {arr.size} elements for shape {list(shape)}")
+    _expect(arr.ndim <= 1 or arr.shape == shape,
+            f"input {name!r}: data is not a regular array nested as shape {list(shape)}; "
+            "send it flat or nested exactly as the shape")
     if dtype.kind in "iu" and arr.size:
         info = np.iinfo(dtype)
         _expect(
@@ -278,6 +292,18 @@ def decode_json_data(data: Any, datatype: str, shape: tuple[int, ...], name: str
 
 
 _JSON_CHUNK = 1 << 16  # elements turned into Python objects at once (bounded memory)
+
+
+def _big_integers(data: list[Any], arr: np.ndarray, dtype: np.dtype[Any], datatype: str,
+                  name: str) -> np.ndarray:
+    """Integers beyond int64 make numpy pick float64 or object: check them exactly."""
+    values = np.asarray(data, dtype=object).ravel()
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        return arr  # really floats (or junk): the kind check refuses them
+    info = np.iinfo(dtype)
+    _expect(all(info.min <= v <= info.max for v in values),
+            f"input {name!r}: values out of range for {datatype}")
+    return np.array(values.tolist(), dtype=dtype).reshape(arr.shape)
 
 
 def _to_json(arr: np.ndarray) -> bytes:

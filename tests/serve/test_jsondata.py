@@ -17,9 +17,26 @@ from labkit.serve.jsondata import NumericData
 from labkit.serve.metrics import Metrics
 
 
+@pytest.fixture(params=["numpy", "lists"], autouse=True)
+def path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test runs on both paths: numbers decoded into NumPy (big bodies) and through
+    Python's json (small bodies); the rules and the answers must be the same."""
+    import labkit.serve.codec as codec
+
+    monkeypatch.setattr(codec, "NUMPY_NUMBERS_FROM", 0 if request.param == "numpy" else 1 << 40)
+    return str(request.param)
+
+
+def _parse(raw: bytes, **kw: object) -> object:
+    import labkit.serve.codec as codec
+
+    return parse_request(raw, None, max_depth=100,  # type: ignore[arg-type]
+                         numpy_numbers_from=codec.NUMPY_NUMBERS_FROM, **kw)
+
+
 def _decode(body: bytes | str, **kw: object) -> np.ndarray:
     raw = body.encode() if isinstance(body, str) else body
-    req = parse_request(raw, None, max_depth=100, **kw)  # type: ignore[arg-type]
+    req = _parse(raw, **kw)
     item = req.inputs[0]
     return decode_json_data(item.data, item.datatype, item.shape, item.name)
 
@@ -29,12 +46,12 @@ def _doc(data: str, shape: list[int], datatype: str = "FP32") -> str:
             f'"datatype": "{datatype}", "data": {data}}}]}}')
 
 
-def test_numeric_arrays_take_the_fast_path_and_match_json() -> None:
+def test_numeric_arrays_take_the_fast_path_and_match_json(path: str) -> None:
     x = np.random.default_rng(0).normal(size=(3, 4)).astype(np.float32)
     body = json.dumps({"inputs": [{"name": "x", "shape": [3, 4], "datatype": "FP32",
                                    "data": x.tolist()}]})
-    req = parse_request(body.encode(), None, max_depth=100)
-    assert isinstance(req.inputs[0].data, NumericData)  # never a Python list
+    req = _parse(body.encode())
+    assert isinstance(req.inputs[0].data, NumericData) == (path == "numpy")  # type: ignore[attr-defined]
     np.testing.assert_array_equal(_decode(body), x)
     flat = _doc(json.dumps(x.ravel().tolist()), [3, 4])
     np.testing.assert_array_equal(_decode(flat), x)
@@ -61,8 +78,8 @@ def test_number_grammar_is_strict(data: str) -> None:
 @pytest.mark.parametrize(("data", "datatype", "shape", "match"), [
     ("[NaN]", "FP32", [1], "NaN"), ("[Infinity]", "FP32", [1], "Infinity"),
     ("[1e999]", "FP64", [1], "overflow"), ("[1e39]", "FP32", [1], "overflow FP32"),
-    ("[" + "9" * 5000 + "]", "INT64", [1], "out of range"),
-    ("[" + "9" * 5000 + "]", "FP32", [1], "overflow"),
+    ("[" + "9" * 5000 + "]", "INT64", [1], "out of range|5000 digits"),
+    ("[" + "9" * 5000 + "]", "FP32", [1], "overflow|5000 digits"),
     ("[9223372036854775808]", "INT64", [1], "out of range"),
     ("[-1]", "UINT64", [1], "out of range"), ("[256]", "UINT8", [1], "out of range"),
     ("[1.5]", "INT32", [1], "float64 values"), ("[1]", "BOOL", [1], "int64 values"),
@@ -84,22 +101,23 @@ def test_data_keys_inside_strings_or_elsewhere_are_not_cut_out() -> None:
     # a "data" key quoted inside a string, and one under outputs: neither is an input's data
     body = ('{"id": "\\"data\\": [1, 2]", "inputs": [{"name": "x", "shape": [2], '
             '"datatype": "INT32", "data": [1, 2]}]}')
-    req = parse_request(body.encode(), None, max_depth=100)
-    assert req.id == '"data": [1, 2]'
+    req = _parse(body.encode())
+    assert req.id == '"data": [1, 2]'  # type: ignore[attr-defined]
     with pytest.raises(BadRequest, match="unknown field"):
-        parse_request(b'{"inputs": [{"name": "x", "shape": [1], "datatype": "FP32", '
-                      b'"data": [1]}], "outputs": [{"name": "y", "data": [1]}]}', None,
-                      max_depth=100)
+        _parse(b'{"inputs": [{"name": "x", "shape": [1], "datatype": "FP32", '
+               b'"data": [1]}], "outputs": [{"name": "y", "data": [1]}]}')
     # a client cannot forge the placeholder of a cut-out array
     forged = _doc('"@labkit-data-00000000000000000000000000000000-0"', [1])
     with pytest.raises(BadRequest, match="must be a list"):
         _decode(forged)
 
 
-def test_json_outside_tensor_data_is_capped() -> None:
+def test_json_outside_tensor_data_is_capped(path: str) -> None:
+    if path == "lists":
+        pytest.skip("small bodies are not split; the cap is for what stays in the document")
     body = _doc(json.dumps(["s"] * 1000), [1000], "BYTES")
     with pytest.raises(PayloadTooLarge, match="binary extension"):
-        parse_request(body.encode(), None, max_depth=100, max_document=1000)
+        _parse(body.encode(), max_document=1000)
     big_numbers = _doc(json.dumps(list(range(1000))), [1000], "INT64")
     assert _decode(big_numbers, max_document=1000).sum() == sum(range(1000))
 
