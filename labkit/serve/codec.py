@@ -306,16 +306,22 @@ def _big_integers(data: list[Any], arr: np.ndarray, dtype: np.dtype[Any], dataty
     return np.array(values.tolist(), dtype=dtype).reshape(arr.shape)
 
 
-def _to_json(arr: np.ndarray) -> bytes:
-    """The JSON array of a tensor's values, built in chunks: a million outputs never exist
-    as a million Python floats at once."""
+def _to_json(arr: np.ndarray) -> list[bytes]:
+    """The JSON array of a tensor's values as pieces, built in chunks: a million outputs
+    never exist as a million Python floats at once, and the pieces are joined only once,
+    into the response body."""
     flat = arr.ravel()
     if flat.dtype == object:
         items = [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in flat]
-        return json.dumps(items).encode()
-    parts = [json.dumps(flat[i : i + _JSON_CHUNK].tolist(), allow_nan=False)[1:-1]
-             for i in range(0, flat.size, _JSON_CHUNK)]
-    return ("[" + ",".join(parts) + "]").encode()
+        return [json.dumps(items).encode()]
+    parts = [b"["]
+    for i in range(0, flat.size, _JSON_CHUNK):
+        if i:
+            parts.append(b",")
+        parts.append(json.dumps(flat[i : i + _JSON_CHUNK].tolist(), allow_nan=False)[1:-1]
+                     .encode())
+    parts.append(b"]")
+    return parts
 
 
 def _to_bytes(arr: np.ndarray) -> bytes:
@@ -340,7 +346,7 @@ def encode_response(
     if request_id is not None:
         doc["id"] = request_id
     tensors, blobs = [], []
-    datas: dict[str, bytes] = {}
+    datas: dict[str, list[bytes]] = {}
     for name, arr, binary in outputs:
         entry: dict[str, Any] = {
             "name": name,
@@ -362,10 +368,14 @@ def encode_response(
         tensors.append(entry)
     doc["outputs"] = tensors
     header = json.dumps(doc, separators=(",", ":"), allow_nan=False).encode()
-    if datas:  # splice each output's data in where its placeholder is
+    if datas:  # each output's data goes where its placeholder is; one join, one copy
+        pieces: list[bytes] = []
+        rest = header
         for marker, data in datas.items():
-            before, _, after = header.partition(json.dumps(marker).encode())
-            header = before + data + after
+            before, _, rest = rest.partition(json.dumps(marker).encode())
+            pieces += [before, *data]
+        header = b"".join([*pieces, rest])
+        del pieces, datas
     if not blobs:
         return header, {"content-type": "application/json"}
     return header + b"".join(blobs), {
