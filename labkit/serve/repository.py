@@ -83,8 +83,8 @@ def _rows_independent(model: Model) -> bool:
     one by one; without that proof the model is not batched (another client's rows could
     change an answer)."""
     try:
-        with np.load(model.path / model.manifest.golden.inputs, allow_pickle=False) as z:
-            feeds = {s.name: z[s.name] for s in model.inputs}
+        golden = model.golden_inputs()  # the bounded, re-hashed reader ([golden])
+        feeds = {s.name: golden[s.name] for s in model.inputs}
     except Exception as exc:  # noqa: BLE001 - no proof, no batching
         log.warning("%s %s: no golden inputs to probe batching (%s); batching off",
                     model.name, model.version, exc)
