@@ -101,7 +101,7 @@ def test_progress_falls_back_to_text_outside_a_notebook() -> None:
     assert text.endswith("fit step 4: loss=0.3333 acc=0.5\n")
     assert p.history["loss"][:3] == [1.0, 0.5, pytest.approx(1 / 3)]
     assert all(math.isnan(x) for x in p.history["acc"][:3])  # padded before its first log
-    assert "<svg" in p._repr_html_() and "polyline" in p._repr_html_()
+    assert p._repr_mimebundle_()["text/plain"] == p.text()
 
 
 def test_progress_is_a_context_manager_without_ipython_kernel() -> None:
