@@ -44,6 +44,11 @@ def render(manifest: dict[str, Any], parity: dict[str, Any],
             f"{_fmt(p['max_rel'])} | {p.get('metric') or ''} {_fmt(p.get('metric_value'), '.4f')} "
             f"| {_fmt(b.get('p50_ms'), '.3f')} | {_fmt(sp.get('p50'), '.2f')}× | "
             f"{_fmt(sp.get('throughput'), '.2f')}× |")
+    kept = [(v["name"], e) for v in m["variants"]
+            for e in (v.get("quantization") or {}).get("excluded") or []]
+    if kept:  # see labkit.pipeline.sensitivity
+        lines += ["", "## Layers kept in fp32 (quantization sensitivity)", ""]
+        lines += [f"- `{name}`: `{e['block']}` — {e['reason']}" for name, e in kept]
     rejected = parity.get("rejected") or []
     if rejected:
         lines += ["", "## Left out", ""]
