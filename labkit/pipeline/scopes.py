@@ -24,7 +24,12 @@ def _from_metadata(node: onnx.NodeProto) -> str | None:
             except (ValueError, SyntaxError):
                 return None
             if isinstance(scopes, list) and len(scopes) >= 2:
-                return ".".join(str(s) for s in scopes[1:-1] if s)
+                names = [str(s) for s in scopes[1:-1] if s]
+                # Nested scopes are recorded as full paths (``h.0``, ``h.0.attn``), a
+                # top-level one as its name: the innermost is the module either way.
+                if all(b.startswith(a + ".") for a, b in zip(names, names[1:])):
+                    return names[-1] if names else ""
+                return ".".join(names)
     return None
 
 
