@@ -105,3 +105,71 @@ def test_worker_processes(tmp_path: Path) -> None:
     assert [t.id for t in exp.trials] == [1, 2]
     assert all(t.status == "ok" and t.latency_ms for t in exp.trials), exp.text()
     assert isinstance(exp.trials[0].model, torch.nn.Module)
+
+
+# -- in a real kernel: live outputs, then the "hand off this trial" button ------------------
+
+KERNEL_CELL = """
+import sys, torch, labkit
+sys.path.insert(0, {tests!r})
+from exp_train_fn import train
+exp = labkit.experiment(train, {{"hidden": [4, 8, 16, 32]}}, name="live",
+                        example_inputs=torch.randn(1, 8), task="classification")
+print("trials", len(exp.trials))
+"""
+
+
+def test_live_view_and_hand_off_button_in_a_kernel(tmp_path: Path) -> None:
+    import os
+    import queue
+
+    jupyter_client = pytest.importorskip("jupyter_client")
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "LABKIT_STORE": str(tmp_path / "store"),
+           "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
+    km, kc = jupyter_client.manager.start_new_kernel(kernel_name="python3", cwd=str(tmp_path),
+                                                     env=env)
+    try:
+        msgs: list[dict[str, Any]] = []
+
+        def until(pred: Any, timeout: float = 240) -> None:
+            import time
+
+            end = time.monotonic() + timeout
+            while time.monotonic() < end:
+                try:
+                    m = kc.get_iopub_msg(timeout=0.5)
+                except queue.Empty:
+                    continue
+                msgs.append(m)
+                if pred(m):
+                    return
+            raise AssertionError([m["msg_type"] for m in msgs][-30:])
+
+        msg_id = kc.execute(KERNEL_CELL.format(tests=str(Path(__file__).parent)))
+        until(lambda m: m["msg_type"] == "status" and m["parent_header"].get("msg_id") == msg_id
+              and m["content"]["execution_state"] == "idle")
+        errors = [m["content"] for m in msgs if m["msg_type"] == "error"]
+        assert not errors, errors
+        updates = [m["content"]["data"] for m in msgs if m["msg_type"] == "update_display_data"]
+        tables = [d["text/html"] for d in updates if "labkit-experiment" in d.get("text/html", "")]
+        assert "4 of 4 trials, done" in tables[-1] and tables[-1].count("<tr>") == 5
+        plots = [d for d in updates if "application/vnd.plotly.v1+json" in d]
+        assert len(plots[-1]["application/vnd.plotly.v1+json"]["data"][0]["x"]) == 4
+        # The buttons: one per trial, found by their model state.
+        buttons = {m["content"]["data"]["state"]["description"]: m["content"]["comm_id"]
+                   for m in msgs if m["msg_type"] == "comm_open"
+                   and m["content"]["data"]["state"].get("_model_name") == "ButtonModel"}
+        assert sorted(buttons) == [f"hand off trial #{i}" for i in range(1, 5)]
+        kc.shell_channel.send(kc.session.msg("comm_msg", {
+            "comm_id": buttons["hand off trial #2"],
+            "data": {"method": "custom", "content": {"event": "click"}}}))
+        until(lambda m: m["msg_type"] in ("display_data", "stream")
+              and ("labkit-result" in str(m["content"]) or "failed" in str(m["content"])))
+        shown = str(msgs[-1]["content"])
+        assert "labkit-result" in shown, shown
+        assert (tmp_path / "store" / "live" / "1.0.0" / "manifest.json").is_file()
+        assert len(list((tmp_path / "experiments" / "live").glob("*/trial-*.json"))) == 4
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
