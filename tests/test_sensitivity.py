@@ -49,16 +49,16 @@ def test_plain_int8_misses_the_budget_and_sensitivity_rescues_it(tmp_path: Path)
     info = export(spec, tmp_path / "e.onnx", opset=18)
     q = Quantize.dynamic_int8()
     quantize(info.path, tmp_path / "plain.onnx", q, [], tmp_path)
-    budget = {"rel": 0.25, "metric": fp32_tolerance(ref)["metric"], "min_metric": 0.99}
+    budget = HandoffOptions().budget.tolerance(fp32_tolerance(ref).metric or "top1_agreement")
     plain = check_parity(ref, session_predictor((tmp_path / "plain.onnx").read_bytes(),
                                                 list(spec.output_names)), budget, variant="q")
     assert not plain.passed and plain.summary()["metric_value"] < 0.9
 
     result = labkit.handoff(spec, store=tmp_path / "store",
                             options=HandoffOptions(benchmark=False))
-    assert [v["name"] for v in result.variants] == ["fp32", "int8-dynamic"]
+    assert [v.name for v in result.variants] == ["fp32", "int8-dynamic"]
     assert result.rejected == []
-    bundle = verify(result.path)
+    bundle = verify(result.path)  # the sha256 is of the rescued file, not the plain one
     manifest = json.loads((Path(result.path) / "manifest.json").read_text())
     qinfo = next(v for v in manifest["variants"] if v["name"] == "int8-dynamic")["quantization"]
     assert [e["block"] for e in qinfo["excluded"]] == ["head"]
@@ -69,8 +69,10 @@ def test_plain_int8_misses_the_budget_and_sensitivity_rescues_it(tmp_path: Path)
     assert not by_block["head"]["passed"] and by_block["fc1"]["passed"]
     assert by_block["head"]["metric_value"] < by_block["fc2"]["metric_value"]
     assert qinfo["ops"]["MatMulInteger"] == 2  # fc1, fc2 still int8; head fp32
-    variant = next(v for v in result.variants if v["name"] == "int8-dynamic")
-    assert variant["parity"]["passed"] and variant["parity"]["metric_value"] >= 0.99
+    variant = next(v for v in result.variants if v.name == "int8-dynamic")
+    assert variant.parity is not None
+    assert variant.parity["passed"] and variant.parity["metric_value"] >= 0.99
+    assert variant.quantization == qinfo  # the result and the manifest say the same
     report = (Path(result.path) / "report.md").read_text()
     assert "kept in fp32" in report and "`head`" in report
     assert bundle is not None

@@ -254,7 +254,7 @@ def _optimize(ref: Reference, exported: Path, tmp: Path, options: HandoffOptions
         rep_q = check_parity(ref, qpred, budget, variant=q.name, real_data_only=True)
         if not rep_q.passed and (fix := rescue(exported, out, q, calibration, tmp, ref, outputs,
                                                budget)):  # sensitive layers kept fp32
-            qinfo, qpred, rep_q = fix.info, fix.predictor, fix.report
+            qinfo, qpred, rep_q, qbytes = fix.info, fix.predictor, fix.report, out.read_bytes()
         reports[q.name] = rep_q
         if not rep_q.passed:
             rejected.append({"name": q.name, "reason": "outside its accuracy budget: "

@@ -19,6 +19,7 @@ from typing import Any
 
 import onnx
 
+from labkit.bundle import Tolerance
 from labkit.errors import LabkitError
 from labkit.pipeline.freeze import Batch, Reference
 from labkit.pipeline.optimize import prepared_path, quantize
@@ -62,7 +63,7 @@ def blocks(model: onnx.ModelProto, op_types: Sequence[str],
         depth -= 1
 
 
-def _judge(ref: Reference, path: Path, outputs: list[str], budget: dict[str, Any],
+def _judge(ref: Reference, path: Path, outputs: list[str], budget: Tolerance,
            name: str) -> tuple[Predictor, ParityReport]:
     predictor = session_predictor(path.read_bytes(), outputs)
     return predictor, check_parity(ref, predictor, budget, variant=name, real_data_only=True)
@@ -74,7 +75,7 @@ def _describe(summary: dict[str, Any]) -> str:
 
 
 def rescue(exported: Path, dst: Path, q: Quantize, calibration: Sequence[Batch], tmp: Path,
-           ref: Reference, outputs: list[str], budget: dict[str, Any]) -> Rescue | None:
+           ref: Reference, outputs: list[str], budget: Tolerance) -> Rescue | None:
     """Measure per-block sensitivity and retry ``q`` with the worst blocks in fp32 (into
     ``dst``, which :func:`quantize` made from ``exported`` in ``tmp`` just before).
 
@@ -98,7 +99,7 @@ def rescue(exported: Path, dst: Path, q: Quantize, calibration: Sequence[Batch],
             continue  # this block alone does not quantize: it cannot be the culprit
         _, report = _judge(ref, out, outputs, budget, f"{q.name}[{block}]")
         table.append({"block": block, "nodes": nodes, "passed": report.passed,
-                      "metric": budget.get("metric"),
+                      "metric": budget.metric,
                       **{k: report.summary()[k] for k in ("max_rel", "metric_value")}})
     # Most sensitive first: the lowest task metric, then the largest relative error.
     table.sort(key=lambda r: (r["metric_value"], -r["max_rel"]))
