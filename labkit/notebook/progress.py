@@ -179,6 +179,28 @@ class TrainingProgress:
         box.add_class("labkit-progress-live")
         display(box, display_id=self._display_id)  # type: ignore[no-untyped-call]
 
+    def _redraw(self) -> None:
+        """Update the live figure in place; rebuild it only when a new metric appeared
+        (building a subplot figure costs far more than sending new points)."""
+        names = [t.name for t in self._fig.data]
+        if names != list(self.history) or self.diverged and "diverged" not in str(
+                self._fig.layout.title.text):
+            new = self.figure()
+            with self._fig.batch_update():
+                self._fig.data = ()
+                self._fig.add_traces(list(new.data))
+                self._fig.layout = new.layout
+            return
+        steps = list(range(1, self.steps + 1))
+        with self._fig.batch_update():
+            for trace in self._fig.data:
+                trace.x, trace.y = steps, _series(self.history[trace.name])
+                trace.customdata = self.elapsed
+            title = str(self._fig.layout.title.text)
+            flag = title[title.find("<br>"):] if "<br>" in title else ""  # the divergence line
+            self._fig.layout.title.text = (f"{escape(self.title)} — step {self.steps}, "
+                                           f"{self.elapsed[-1]:.1f} s{flag}")
+
     def _show(self, final: bool = False) -> None:
         if self._fig is not None:
             if final:
@@ -191,21 +213,17 @@ class TrainingProgress:
                 return
             if self.steps != self._drawn_steps:
                 self._drawn_steps = self.steps
-                new = self.figure()
-                with self._fig.batch_update():
-                    if len(new.data) != len(self._fig.data):
-                        self._fig.data = ()
-                        self._fig.add_traces(list(new.data))
-                    else:
-                        for old, fresh in zip(self._fig.data, new.data):
-                            old.x, old.y, old.customdata = fresh.x, fresh.y, fresh.customdata
-                    self._fig.layout.title = new.layout.title
+                self._redraw()
                 self._status.value = escape(self.text())
         elif final or self.steps:
             end = "\n" if final else "\r"
             self._stream.write(self.text() + end)
             self._stream.flush()
             self._midline = not final
+
+
+def _series(ys: list[float]) -> list[float | None]:
+    return [y if math.isfinite(y) else None for y in ys]
 
 
 def _peek_clicks(button: Any, flag: threading.Event) -> None:
