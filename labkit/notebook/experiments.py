@@ -228,36 +228,59 @@ def _in_kernel() -> bool:
 
 
 class _Live:
-    """The notebook view: static table + static plot, replaced after each trial, and a row
-    of "hand off this trial" buttons."""
+    """The notebook view: the table (static HTML, replaced after each trial), the plot
+    (live, static once the sweep ends) and a row of "hand off this trial" buttons."""
 
     def __init__(self, exp: Experiment) -> None:
         import ipywidgets
         from IPython.display import display
 
-        from labkit.notebook.experiment_view import figure_bundle, table_bundle
+        from labkit.notebook.experiment_view import figure, figure_bundle, table_bundle
 
         self.exp = exp
         self.ids = {k: f"labkit-exp-{k}-{uuid.uuid4().hex}" for k in ("table", "plot")}
         display(table_bundle(exp), raw=True,  # type: ignore[no-untyped-call]
                 display_id=self.ids["table"])
-        display(figure_bundle(exp), raw=True,  # type: ignore[no-untyped-call]
-                display_id=self.ids["plot"])
+        # The plot is a live FigureWidget while trials run (JupyterLab's plotly renderer
+        # draws a static figure once and ignores later updates of the same output), and
+        # becomes the static figure when the sweep ends.
+        self.plot: Any = None
+        fig = figure(exp)
+        if fig is not None:
+            import plotly.graph_objects as go
+
+            self.plot = go.FigureWidget(fig)
+            display(self.plot, display_id=self.ids["plot"])  # type: ignore[no-untyped-call]
+        else:
+            display(figure_bundle(exp), raw=True,  # type: ignore[no-untyped-call]
+                    display_id=self.ids["plot"])
         self.buttons = ipywidgets.HBox(layout={"flex_flow": "row wrap"})
         self.buttons.add_class("labkit-experiment-handoff")
         self.output = ipywidgets.Output()
         display(ipywidgets.VBox([self.buttons, self.output]))  # type: ignore[no-untyped-call]
 
-    def update(self) -> None:
+    def update(self, final: bool = False) -> None:
         import ipywidgets
         from IPython.display import update_display
 
-        from labkit.notebook.experiment_view import figure_bundle, table_bundle
+        from labkit.notebook.experiment_view import figure, figure_bundle, table_bundle
 
         update_display(table_bundle(self.exp), raw=True,  # type: ignore[no-untyped-call]
                        display_id=self.ids["table"])
-        update_display(figure_bundle(self.exp), raw=True,  # type: ignore[no-untyped-call]
-                       display_id=self.ids["plot"])
+        fig = figure(self.exp)
+        if final or fig is None:
+            update_display(figure_bundle(self.exp), raw=True,  # type: ignore[no-untyped-call]
+                           display_id=self.ids["plot"])
+        elif self.plot is None:
+            import plotly.graph_objects as go
+
+            self.plot = go.FigureWidget(fig)
+            update_display(self.plot, display_id=self.ids["plot"])  # type: ignore[no-untyped-call]
+        else:
+            with self.plot.batch_update():
+                self.plot.data = ()
+                self.plot.add_traces(list(fig.data))
+                self.plot.layout = fig.layout
         have = len(self.buttons.children)
         new = []
         for t in self.exp.trials[have:]:
@@ -321,7 +344,7 @@ def experiment(train_fn: Callable[..., Any],
     finally:
         exp.running = False
         if live is not None:
-            live.update()
+            live.update(final=True)
     return exp
 
 
