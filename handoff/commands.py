@@ -11,6 +11,7 @@ from typing import Any
 
 from handoff.export_options import handoff_options, options_dict
 from handoff.progress import StagePrinter
+from labkit.bundle.exporter_line import exporter_line
 from labkit.errors import LabkitError
 
 
@@ -125,7 +126,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
               f"{v['parity']['max_rel']:.2e}){speed}{mark}")
     prov = m["provenance"]
     src = prov.get("source")
-    print(f"  exporter: {prov['exporter']['name']} opset {prov['exporter']['opset']}")
+    print(f"  exporter: {exporter_line(prov['exporter'])}")
     if src:
         print(f"  source: {src['path']} (sha256 {src['sha256'][:16]}…)")
     print(f"  files: {len(m['files'])}, {sum(f['bytes'] for f in m['files'])} bytes")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from labkit.bundle.exporter_line import exporter_line
+
 
 def _fmt(x: float | None, spec: str = ".3g") -> str:
     return "–" if x is None else format(x, spec)
@@ -20,8 +22,7 @@ def render(manifest: dict[str, Any], parity: dict[str, Any],
         f"{ch['reason']}",
         f"- Default variant: `{m['default_variant']}`",
         f"- Task: {m.get('task') or '–'}; created {m['created']}",
-        f"- Exporter: {m['provenance']['exporter']['name']} (opset "
-        f"{m['provenance']['exporter']['opset']})",
+        f"- Exporter: {exporter_line(m['provenance']['exporter'])}",
         "",
         "## Signature",
         "",
