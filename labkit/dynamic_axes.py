@@ -115,12 +115,14 @@ def propagate(axes: Axes, inputs: Shapes, outputs: Shapes,
         first_input, first_axis = where[0]
         try:
             shapes = run_resized(dim, new)
-        except Exception as exc:  # the user's forward can raise anything  # noqa: BLE001
+        except Exception as raised:  # the user's forward can raise anything  # noqa: BLE001
+            exc = raised.__cause__ if isinstance(raised, RegistrationError) and \
+                raised.__cause__ is not None else raised
             raise RegistrationError(
                 f"dynamic_axes declares {first_input!r} axis {first_axis} as {dim!r}, but the "
                 f"model fails when it is {new} instead of {size}: {type(exc).__name__}: "
                 f"{str(exc).splitlines()[0] if str(exc) else ''}. Remove {dim!r} from "
-                "dynamic_axes if the model needs exactly that size") from exc
+                "dynamic_axes if the model needs exactly that size") from raised
         for out, shape in outputs.items():
             got = shapes.get(out)
             if got is None or len(got) != len(shape):
