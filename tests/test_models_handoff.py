@@ -30,8 +30,8 @@ def _handoff(spec, tmp_path, events=None):
                             progress=events.append if events is not None else None)
     verify(result.path)
     model = load(result.path)
-    assert model.manifest["provenance"]["exporter"]["name"] == "dynamo"
-    assert model.manifest["provenance"]["exporter"]["fallback_reason"] is None
+    assert model.manifest.provenance.exporter.name == "dynamo"
+    assert model.manifest.provenance.exporter.fallback_reason is None
     return model
 
 

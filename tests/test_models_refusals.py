@@ -15,7 +15,7 @@ import torch
 from onnx import TensorProto, helper
 
 import labkit
-from labkit.bundle.exporter_line import exporter_line
+from labkit.bundle import Exporter
 from labkit.errors import InputError, RegistrationError, SignatureError
 from labkit.pipeline import shapes
 from labkit.runtime.signature import TensorSpec, engine_error
@@ -220,9 +220,7 @@ def test_engine_error_without_a_limit_names_the_dynamic_sizes() -> None:
 
 
 def test_fallback_is_stated_plainly() -> None:
-    assert exporter_line({"name": "dynamo", "opset": 18, "fallback_reason": None}) == \
-        "exported with the dynamo exporter, opset 18"
-    assert exporter_line({"name": "torchscript", "opset": 17,
-                          "fallback_reason": "dynamo exporter failed: UserError: boom"}) == (
+    assert Exporter("dynamo", 18).describe() == "exported with the dynamo exporter, opset 18"
+    assert Exporter("torchscript", 17, "dynamo exporter failed: UserError: boom").describe() == (
         "exported with the torchscript exporter, opset 17; FELL BACK from the dynamo "
         "exporter, which failed: UserError: boom")

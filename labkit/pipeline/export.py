@@ -26,7 +26,8 @@ from typing import Any
 import onnx
 import torch
 
-from labkit.bundle.exporter_line import PREFIX, exporter_line
+from labkit.bundle import Exporter
+from labkit.bundle.parts import FALLBACK_PREFIX
 from labkit.errors import ExportError
 from labkit.pipeline import shapes
 from labkit.registry import ModelSpec
@@ -44,7 +45,7 @@ class ExportInfo:
 
     def describe(self) -> str:
         """One line for the stage output; a fallback says so, and why, plainly."""
-        return exporter_line(self.to_dict())
+        return Exporter.from_dict(self.to_dict()).describe()
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.exporter, "opset": self.opset,
@@ -155,7 +156,7 @@ def export(spec: ModelSpec, out: Path, *, opset: int = 18) -> ExportInfo:
     try:
         _export(spec, out, dynamo=True, opset=opset)
     except Exception as dyn_exc:  # exporters raise a wide variety of types  # noqa: BLE001
-        fallback_reason = f"{PREFIX}{_summarise(dyn_exc)}"
+        fallback_reason = f"{FALLBACK_PREFIX}{_summarise(dyn_exc)}"
         exporter = "torchscript"
         try:
             _export(spec, out, dynamo=False, opset=opset)
