@@ -171,7 +171,7 @@ def register(model: Any, example_inputs: Any = None, *, name: str,
              dynamic_axes: Mapping[str, Mapping[int, str]] | None = None,
              outputs: Sequence[str] | None = None,
              parity_inputs: Sequence[Any] | None = None,
-             tolerance: float | None = None) -> ModelSpec:
+             tolerance: float | None = None, **unknown: Any) -> ModelSpec:
     """Register ``model`` for handoff and return its :class:`ModelSpec`.
 
     ``example_inputs`` is one real-looking batch, passed the way forward takes it: a tensor,
@@ -186,6 +186,11 @@ def register(model: Any, example_inputs: Any = None, *, name: str,
     checked against PyTorch and used to calibrate quantization. ``tolerance`` is the fp32
     relative error allowed (default 1e-4).
     """
+    if unknown:
+        key = next(iter(unknown))
+        raise RegistrationError(
+            f"register() has no option {key!r}. Pass the model's inputs as a dict, "
+            f"register(model, {{{key!r}: ...}}, name=...), or as kwargs={{{key!r}: ...}}")
     torch = _torch()
     if not isinstance(model, torch.nn.Module):
         raise RegistrationError(f"model must be a torch.nn.Module, got {type(model).__name__}")

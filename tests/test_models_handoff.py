@@ -94,6 +94,29 @@ def test_gpt2_causal_lm_with_dynamic_sequence_and_its_position_limit(tmp_path) -
         "input 'input_ids' has size 70 on axis 1 (sequence); this model accepts at most 64 "
         "there. Shorten it to 64 or less (ONNX Runtime:")
     assert "\n" not in str(err.value)
+    _served_by_name(model.path)
+
+
+def _served_by_name(path) -> None:
+    """The server takes the input by its name, and says what was too long, in one line."""
+    pytest.importorskip("starlette")
+    from starlette.testclient import TestClient
+
+    from labkit.serve import create_app
+
+    def infer(client, n):
+        return client.post("/v2/models/gpt/infer", json={"inputs": [{
+            "name": "input_ids", "shape": [1, n], "datatype": "INT64", "data": [3] * n}]})
+
+    with TestClient(create_app(str(path))) as client:
+        ok = infer(client, 20)
+        assert ok.status_code == 200, ok.text
+        assert [(o["name"], o["shape"]) for o in ok.json()["outputs"]] == [
+            ("logits", [1, 20, 100])]
+        bad = infer(client, 70)
+        assert bad.status_code == 400
+        assert ("input 'input_ids' has size 70 on axis 1 (sequence); this model accepts at "
+                "most 64 there") in bad.json()["error"]
 
 
 def test_star_args_wrapper_around_a_vit(tmp_path) -> None:

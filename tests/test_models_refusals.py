@@ -125,6 +125,13 @@ def test_dict_key_that_is_not_a_parameter() -> None:
              example={"ids": torch.randn(2, 6, 8)})
 
 
+def test_inputs_as_keywords_of_register() -> None:
+    with pytest.raises(RegistrationError, match=re.escape(
+            "register() has no option 'input_ids'. Pass the model's inputs as a dict, "
+            "register(model, {'input_ids': ...}, name=...), or as kwargs={'input_ids': ...}")):
+        labkit.register(Tagger(), name="kw", input_ids=torch.zeros(2, 6, dtype=torch.long))
+
+
 def test_list_of_tensors_as_a_keyword() -> None:
     class Takes(torch.nn.Module):
         def forward(self, x, extra=None):
