@@ -7,6 +7,8 @@ bundle is verified, loaded and run at a size different from the example, against
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 
@@ -224,3 +226,31 @@ def test_gru_tagger_signature_follows_the_sequence(tmp_path) -> None:
     assert got.shape == (1, 30, 5)
     with torch.no_grad():
         _close(got, net(x))
+
+
+class DataDependent(torch.nn.Module):
+    """Python control flow on a tensor's value: the dynamo exporter refuses it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = torch.nn.Linear(4, 2)
+
+    def forward(self, x):
+        if x.abs().sum() >= 0:  # always true, but only known from the data
+            return self.lin(x)
+        return -self.lin(x)
+
+
+def test_a_fallback_is_stated_in_the_stage_line_the_report_and_inspect(tmp_path) -> None:
+    spec = labkit.register(DataDependent().eval(), torch.randn(2, 4), name="fallback")
+    events: list = []
+    result = labkit.handoff(spec, store=tmp_path / "store", options=FAST,
+                            progress=events.append)
+    said = "exported with the torchscript exporter, opset 17; FELL BACK from the dynamo " \
+           "exporter, which failed: GuardOnDataDependentSymNode"
+    line = next(e.message for e in events if e.stage == "export" and e.status == "info")
+    assert line.startswith(said)
+    assert f"- Exporter: {said}" in (result.path / "report.md").read_text()
+    inspect = subprocess.run([sys.executable, "-m", "handoff", "inspect", str(result.path)],
+                             capture_output=True, text=True, timeout=120)
+    assert f"  exporter: {said}" in inspect.stdout

@@ -121,12 +121,13 @@ def _export(spec: ModelSpec, out: Path, *, dynamo: bool, opset: int) -> None:
         kwargs.update(dynamo=False, do_constant_folding=True, dynamic_axes=dynamic_axes(spec))
     quiet = io.StringIO()
     # The exporters log warnings (e.g. "torchvision is not installed") on loggers with
-    # their own levels; the user sees the outcome and the reason instead.
+    # their own levels, and print the graph they failed on; the user sees the outcome and
+    # the reason instead.
     previous = logging.root.manager.disable
     try:
         logging.disable(logging.WARNING)
         with warnings.catch_warnings(), contextlib.redirect_stdout(quiet), \
-                torch.inference_mode(False), torch.no_grad():
+                contextlib.redirect_stderr(quiet), torch.inference_mode(False), torch.no_grad():
             warnings.simplefilter("ignore")
             torch.onnx.export(_Flat(spec), tuple(spec.example_inputs), str(out), **kwargs)
     finally:
