@@ -171,7 +171,7 @@ def export(spec: ModelSpec, out: Path, *, opset: int = 18) -> ExportInfo:
     try:
         model = onnx.load(str(out))
         _rename_dims(model, spec)
-        shapes.declare_outputs(model, dynamic_axes(spec))
+        shapes.declare_outputs(model, spec.dynamic_axes)  # declared, not the implied batch
         onnx.checker.check_model(model, full_check=True)
     except Exception as exc:  # onnx raises ValidationError and others
         raise ExportError(f"the {exporter} exporter produced an invalid ONNX graph: "
