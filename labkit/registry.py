@@ -1,8 +1,10 @@
 """Registering a model for handoff: ``labkit.register(model, example_inputs, name=...)``.
 
 Registration checks what can be checked cheaply, now, where the researcher is looking: the
-model is an ``nn.Module``, the inputs are tensors it accepts, the name is safe to use as a
-directory. The heavy checks (export, parity) run in the pipeline.
+model is an ``nn.Module``, the inputs (positional, dict or keyword tensors) are ones it
+accepts, what it returns can be named (:mod:`labkit.io_tree`), ``dynamic_axes`` are true of
+it (:mod:`labkit.dynamic_axes`), the name is safe to use as a directory. The heavy checks
+(export, parity) run in the pipeline.
 """
 
 from __future__ import annotations
