@@ -89,7 +89,6 @@ def test_wheels_and_sdists_carry_the_built_extension() -> None:
     assert hook["build-function"] == "scripts.extension_build.build"
     assert hook["skip-if-exists"] == hook["build-kwargs"]["ensured_targets"]
     assert "ensured-targets" not in hook  # checked after a real build, not on a Node-less one
-    assert hook["optional-editable-build"] == "true"
     assert "labkit/labextension" in PYPROJECT["tool"]["hatch"]["build"]["targets"]["sdist"][
         "artifacts"]
 
