@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 NOTE = ("labkit: Node.js not found, so the JupyterLab extension (the Handoff button) is not "
-        "built; everything else works. Install Node.js 18+ and reinstall to include it")
+        "built; everything else works. Install Node.js 20.19+ and reinstall to include it")
 
 
 def build(target_name: str, version: str, ensured_targets: Sequence[str] = (),
