@@ -16,6 +16,7 @@ from typing import Any
 
 from labkit.errors import RegistrationError
 
+BATCH = "batch"  # the name of axis 0 of every input and output, on export too
 Shapes = Mapping[str, Sequence[int]]
 Axes = dict[str, dict[int, str]]
 
@@ -56,6 +57,10 @@ def normalize(dynamic_axes: Any, inputs: Shapes, outputs: Shapes) -> Axes:
                     f"(shape {_shape_text(shape)}): use an axis in 0..{rank - 1} (or "
                     f"{-rank}..-1 counting from the end)")
             a = axis % rank
+            if a != 0 and dim == BATCH:
+                raise RegistrationError(
+                    f"dynamic_axes[{key!r}] names axis {a} {BATCH!r}, the name of axis 0 of "
+                    f"every input and output: give it its own name, e.g. {{{a}: 'sequence'}}")
             if fixed.get(a, dim) != dim:
                 raise RegistrationError(
                     f"dynamic_axes[{key!r}] names axis {a} twice ({fixed[a]!r} and {dim!r}, "

@@ -60,6 +60,12 @@ def test_same_axis_twice() -> None:
              "count from the end): keep one", dynamic_axes={"input_0": {1: "seq", -2: "len"}})
 
 
+def test_batch_is_the_name_of_axis_0() -> None:
+    _refused("dynamic_axes['input_0'] names axis 1 'batch', the name of axis 0 of every input "
+             "and output: give it its own name, e.g. {1: 'sequence'}",
+             dynamic_axes={"input_0": {1: "batch"}})
+
+
 def test_unknown_name() -> None:
     _refused("dynamic_axes names 'tokens', but the inputs are ['input_0'] and the outputs "
              "['output']", dynamic_axes={"tokens": {1: "seq"}})

@@ -28,6 +28,7 @@ import torch
 
 from labkit.bundle import Exporter
 from labkit.bundle.parts import FALLBACK_PREFIX
+from labkit.dynamic_axes import BATCH
 from labkit.errors import ExportError
 from labkit.pipeline import shapes
 from labkit.registry import ModelSpec
@@ -55,9 +56,9 @@ class ExportInfo:
 def dynamic_axes(spec: ModelSpec) -> dict[str, dict[int, str]]:
     axes: dict[str, dict[int, str]] = {}
     for name, t in zip(spec.input_names, spec.example_inputs):
-        axes[name] = {0: "batch"} if t.dim() else {}
+        axes[name] = {0: BATCH} if t.dim() else {}
     for name in spec.output_names:
-        axes[name] = {0: "batch"}
+        axes[name] = {0: BATCH}
     for name, extra in spec.dynamic_axes.items():
         axes.setdefault(name, {}).update(extra)
     return {k: v for k, v in axes.items() if v}
