@@ -73,6 +73,25 @@ def test_bert_classifier_with_dict_inputs_and_model_output(tmp_path) -> None:
         _close(got["logits"], bert(input_ids=ids9, attention_mask=mask9).logits)
 
 
+def test_model_output_tuples_are_named_by_position_and_chosen_by_prefix() -> None:
+    bert = transformers.BertModel(transformers.BertConfig(
+        vocab_size=50, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=32, max_position_embeddings=32)).eval()
+    ids = {"input_ids": torch.randint(0, 50, (2, 7))}
+    spec = labkit.register(bert, ids, kwargs={"output_hidden_states": True}, name="bert-h")
+    assert spec.output_names == ("last_hidden_state", "pooler_output", "hidden_states.0",
+                                 "hidden_states.1", "hidden_states.2")
+    some = labkit.register(bert, ids, kwargs={"output_hidden_states": True}, name="bert-h2",
+                           outputs=["hidden_states", "pooler_output"])
+    assert some.output_names == ("hidden_states.0", "hidden_states.1", "hidden_states.2",
+                                 "pooler_output")
+    with torch.no_grad():
+        want = bert(**ids, output_hidden_states=True)
+        got = some.outputs_of(bert, [ids["input_ids"]])
+    torch.testing.assert_close(got[1], want.hidden_states[1])
+    torch.testing.assert_close(got[3], want.pooler_output)
+
+
 def test_gpt2_causal_lm_with_dynamic_sequence_and_its_position_limit(tmp_path) -> None:
     torch.manual_seed(0)
     gpt = transformers.GPT2LMHeadModel(transformers.GPT2Config(
