@@ -105,6 +105,32 @@ def other_size(size: int) -> int:
     return size - 1 if size > 2 else size + 1
 
 
+def check_batch(inputs: Shapes, outputs: Shapes,
+                run_resized: Callable[[str, int], Shapes]) -> None:
+    """Every output has one row per input row: axis 0 follows the batch.
+
+    A bundle's golden files and the server's batching both rely on it; an output that does
+    not (a parameter, a loss) is refused with the way to leave it out.
+    """
+    sizes = {int(s[0]) for s in inputs.values() if len(s)}
+    if len(sizes) != 1:
+        return  # scalar-only inputs, or inputs that disagree: the model decides (freeze)
+    size = sizes.pop()
+    new = other_size(size)
+    shapes = run_resized(BATCH, new)
+    for out, shape in outputs.items():
+        got = shapes.get(out)
+        if len(shape) and got is not None and len(got) and \
+                (int(shape[0]), int(got[0])) == (size, new):
+            continue
+        keep = [o for o in outputs if o != out]
+        after = list(got) if got is not None else "missing"
+        raise RegistrationError(
+            f"output {out!r} has no batch axis: shape {list(shape)} with a batch of {size}, "
+            f"{after} with {new}; labkit hands off outputs with one row per input row. Leave "
+            f"it out with outputs={keep or ['...']}, or return it per row")
+
+
 def propagate(axes: Axes, inputs: Shapes, outputs: Shapes,
               run_resized: Callable[[str, int], Shapes]) -> tuple[Axes, list[str]]:
     """Declare output axes that follow an input dimension; refuse contradictions.

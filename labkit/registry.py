@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from labkit.dynamic_axes import normalize, propagate
+from labkit.dynamic_axes import BATCH, check_batch, normalize, propagate
 from labkit.errors import MissingDependencyError, RegistrationError
 from labkit.io_tree import (
     CallPlan,
@@ -225,6 +225,7 @@ def register(model: Any, example_inputs: Any = None, *, name: str,
         out = flatten_outputs(_run(model, plan, resized, f"inputs with {dim}={size}"))
         return {n: tuple(out.tensors[n].shape) for n in output_names if n in out.tensors}
 
+    check_batch(in_shapes, out_shapes, run_resized)
     axes, axis_notes = propagate(axes, in_shapes, out_shapes, run_resized)
     spec = ModelSpec(model=model, example_inputs=inputs, name=name, task=task, labels=labels,
                      dynamic_axes=axes, parity_inputs=parity,
@@ -237,13 +238,16 @@ def register(model: Any, example_inputs: Any = None, *, name: str,
 
 def resize(tensors: Sequence[Any], names: Sequence[str], axes: Mapping[str, Mapping[int, str]],
            dim: str, size: int) -> tuple[Any, ...]:
-    """The tensors with every axis named ``dim`` cut or grown (by repeating) to ``size``.
+    """The tensors with every axis named ``dim`` (axis 0: ``batch``) cut or grown to ``size``.
 
     Cutting and repeating real values keeps token ids valid ids and masks masks.
     """
     out = []
     for name, t in zip(names, tensors):
-        for axis, d in axes.get(name, {}).items():
+        declared = dict(axes.get(name, {}))
+        if t.dim():
+            declared.setdefault(0, BATCH)
+        for axis, d in declared.items():
             if d != dim:
                 continue
             have = int(t.shape[axis])
@@ -255,6 +259,7 @@ def resize(tensors: Sequence[Any], names: Sequence[str], axes: Mapping[str, Mapp
                 t = t.repeat(*reps).narrow(axis, 0, size)
         out.append(t)
     return tuple(out)
+
 
 def registered() -> dict[str, ModelSpec]:
     """The models registered in this process, by name (latest registration wins)."""

@@ -273,21 +273,3 @@ def test_a_fallback_is_stated_in_the_stage_line_the_report_and_inspect(tmp_path)
     inspect = subprocess.run([sys.executable, "-m", "handoff", "inspect", str(result.path)],
                              capture_output=True, text=True, timeout=120)
     assert f"  exporter: {said}" in inspect.stdout
-
-
-class WithBias(torch.nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.lin = torch.nn.Linear(4, 3)
-
-    def forward(self, x):
-        return self.lin(x), self.lin.bias * 2
-
-
-def test_an_output_without_a_batch_axis_keeps_its_fixed_size(tmp_path) -> None:
-    net = WithBias().eval()
-    model = _handoff(labkit.register(net, torch.randn(2, 4), name="with-bias"), tmp_path)
-    assert _signature(model)["output_1"] == [3]
-    got = model.predict(np.ones((5, 4), np.float32))
-    assert got["output_0"].shape == (5, 3) and got["output_1"].shape == (3,)
-    _close(got["output_1"], net.lin.bias * 2)

@@ -174,6 +174,24 @@ def test_cache_without_use_cache_is_refused_and_outputs_choose() -> None:
     assert spec.output_names == ("logits",)
 
 
+def test_output_without_a_batch_axis() -> None:
+    class WithBias(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lin = torch.nn.Linear(8, 3)
+
+        def forward(self, x):
+            return self.lin(x), self.lin.bias * 2
+
+    _refused("output 'output_1' has no batch axis: shape [3] with a batch of 2, [3] with 3; "
+             "labkit hands off outputs with one row per input row. Leave it out with "
+             "outputs=['output_0'], or return it per row", model=WithBias(),
+             example=torch.randn(2, 8))
+    spec = labkit.register(WithBias(), torch.randn(2, 8), name="bias-dropped",
+                           outputs=["output_0"])
+    assert spec.output_names == ("output_0",)
+
+
 def test_unknown_output_name() -> None:
     _refused("outputs names 'probs', but forward returned Tensor with outputs ['output']; "
              "choose from those", outputs=["probs"])

@@ -44,14 +44,21 @@ def _dims(value: onnx.ValueInfoProto) -> Dims:
 def declare_outputs(model: onnx.ModelProto, declared: Mapping[str, Mapping[int, str]]) -> None:
     """Give declared output axes their names where the exporter traced a fixed size.
 
-    Only the annotation changes; :func:`check` then proves the graph really follows it.
+    Only annotations change; :func:`check` then proves the graph really follows them. The
+    exporter's shapes of intermediate values then carry the same stale size (a GRU's output
+    at the example's length), and ONNX Runtime's optimizer would put it back on the output:
+    they are dropped, to be inferred again.
     """
+    changed = False
     for value in model.graph.output:
         for axis, dim in enumerate(value.type.tensor_type.shape.dim):
             name = declared.get(value.name, {}).get(axis)
             if name and not dim.dim_param:
                 dim.Clear()
                 dim.dim_param = name
+                changed = True
+    if changed:
+        del model.graph.value_info[:]
 
 
 def _feeds(model: onnx.ModelProto, example: Mapping[str, np.ndarray]
