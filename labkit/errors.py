@@ -9,12 +9,15 @@ shows the traceback) and the JupyterLab extension shows it in a dialog.
     LabkitError
     ├── RegistrationError      labkit.register() got something it cannot hand off
     ├── ExportError            torch.onnx.export failed (names the operator/module)
+    │   └── SignatureError     the exported graph's shapes contradict its signature
     ├── ParityError            the fp32 ONNX graph disagrees with PyTorch
     ├── BundleError            a bundle on disk is not one we accept
     │   ├── IntegrityError     digests, sizes, links, unlisted/missing files
     │   └── FormatError        manifest schema, JSON, paths, versions
     ├── StoreError             the bundle store (naming, versions, concurrent writers)
     ├── InputError             predict() got arrays that do not match the signature
+    ├── HandoffRequestError    a handoff request (comm payload, CLI flags) is malformed
+    ├── HandoffFailed          a handoff that ran elsewhere (a notebook's kernel) failed
     └── MissingDependencyError an optional dependency is missing (says what to install)
 
 ``rule`` on bundle errors names the rule of ``docs/bundle-format.md`` that was broken, so
@@ -27,14 +30,22 @@ __all__ = [
     "BundleError",
     "ExportError",
     "FormatError",
+    "HandoffFailed",
+    "HandoffRequestError",
     "InputError",
     "IntegrityError",
     "LabkitError",
     "MissingDependencyError",
     "ParityError",
     "RegistrationError",
+    "SignatureError",
     "StoreError",
 ]
+
+
+def one_line(text: str) -> str:
+    """``text`` with control characters (newlines, ESC, …) escaped, safe for one log line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 class LabkitError(Exception):
@@ -49,6 +60,10 @@ class ExportError(LabkitError):
     """PyTorch → ONNX export failed."""
 
 
+class SignatureError(ExportError):
+    """The exported graph does not do what its signature (the manifest's) says."""
+
+
 class ParityError(LabkitError):
     """The exported graph does not reproduce PyTorch within tolerance."""
 
@@ -61,7 +76,8 @@ class BundleError(LabkitError):
     """A bundle is refused. ``rule`` names the rule of the bundle spec that failed."""
 
     def __init__(self, message: str, *, rule: str = "bundle") -> None:
-        super().__init__(f"[{rule}] {message}")
+        # One line, whatever a hostile bundle put into the names quoted in the message.
+        super().__init__(f"[{rule}] {one_line(message)}")
         self.rule = rule
 
 
@@ -79,6 +95,20 @@ class StoreError(LabkitError):
 
 class InputError(LabkitError, ValueError):
     """Arrays passed to ``predict`` do not match the model's signature."""
+
+
+class HandoffRequestError(LabkitError, ValueError):
+    """A handoff request is malformed: an unknown field, a wrong type, a value out of range."""
+
+
+class HandoffFailed(LabkitError):
+    """A handoff failed where it ran; ``type`` is the original error's class name (or a
+    request-level kind such as ``ModelNotChosen``), ``stage`` the stage that failed."""
+
+    def __init__(self, etype: str, message: str, stage: str | None = None) -> None:
+        super().__init__(message)
+        self.type = etype
+        self.stage = stage
 
 
 class MissingDependencyError(LabkitError, ImportError):
