@@ -42,6 +42,14 @@ class Rescue:
     report: ParityReport
 
 
+def _unwrapped(paths: dict[str, str], attr: str = "model") -> dict[str, str]:
+    """Module paths of the user's model: the export wraps it (``_Flat.model`` in
+    :mod:`labkit.pipeline.export`), so every scope starts with the wrapper's attribute."""
+    if paths and all(p == attr or p.startswith(attr + ".") for p in paths.values()):
+        return {n: p[len(attr) + 1:] for n, p in paths.items()}
+    return paths
+
+
 def _truncate(module: str, depth: int) -> str:
     return ".".join(module.split(".")[:depth])
 
@@ -82,7 +90,7 @@ def rescue(exported: Path, dst: Path, q: Quantize, calibration: Sequence[Batch],
     Returns None when no exclusion within the limit brings the candidate inside ``budget``.
     """
     groups = blocks(onnx.load(str(prepared_path(q, tmp))), q.op_types,
-                    module_paths(onnx.load(str(exported))))
+                    _unwrapped(module_paths(onnx.load(str(exported)))))
     if len(groups) < 2:
         return None  # excluding the only block leaves nothing quantized
     work = tmp / f"{q.name}-sensitivity"
