@@ -45,7 +45,7 @@ def render(m: Manifest, parity: dict[str, Any], bench: dict[str, Any] | None) ->
         f"{ch.reason}",
         f"- Default variant: `{m.default_variant}`",
         f"- Task: {m.task or '–'}; created {m.created}",
-        f"- Exporter: {exporter.name} (opset {exporter.opset})",
+        f"- Exporter: {exporter.describe()}",
         "",
         "## Signature",
         "",
@@ -69,6 +69,11 @@ def render(m: Manifest, parity: dict[str, Any], bench: dict[str, Any] | None) ->
             f"{_fmt(p.get('metric_value'), '.4f')} "
             f"| {_fmt(b.get('p50_ms'), '.3f')} | {_fmt(sp.get('p50'), '.2f')}× | "
             f"{_fmt(sp.get('throughput'), '.2f')}× |")
+    kept = [(v.name, e) for v in m.variants
+            for e in (v.quantization or {}).get("excluded") or []]
+    if kept:  # see labkit.pipeline.sensitivity
+        lines += ["", "## Layers kept in fp32 (quantization sensitivity)", ""]
+        lines += [f"- `{name}`: `{e['block']}` — {e['reason']}" for name, e in kept]
     rejected = parity.get("rejected") or []
     if rejected:
         lines += ["", "## Left out", ""]

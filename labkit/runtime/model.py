@@ -24,7 +24,7 @@ from labkit.runtime import engines
 from labkit.runtime.compare import accumulate, tolerance_for
 from labkit.runtime.engines import Candidate, make_session
 from labkit.runtime.machine import physical_cores
-from labkit.runtime.signature import TensorSpec, bind
+from labkit.runtime.signature import TensorSpec, bind, engine_error, is_shape_error
 
 log = logging.getLogger("labkit.runtime")
 
@@ -104,6 +104,10 @@ class Model:
         session = self._sessions.get()
         try:
             results = session.run(self._output_names, feed)
+        except Exception as exc:  # the engines' error types live in their native modules
+            if is_shape_error(exc):
+                raise engine_error(self.inputs, feed, exc) from None
+            raise
         finally:
             self._sessions.put(session)
         return dict(zip(self._output_names, results))
