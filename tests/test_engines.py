@@ -133,3 +133,21 @@ def test_cost_per_million(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(PRICE_ENV, "cheap")
     with pytest.raises(LabkitError, match="not a number"):
         price_per_core_hour()
+
+
+def test_summary_shows_per_core_throughput_and_cost(monkeypatch: pytest.MonkeyPatch) -> None:
+    torch = pytest.importorskip("torch")
+    from labkit.notebook.summary import summary
+    from labkit.runtime.cost import PRICE_ENV
+
+    monkeypatch.setenv(PRICE_ENV, "0.05")
+    mlp = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 2))
+    s = summary(mlp, torch.randn(4, 8), profile=False)
+    note = next(n for n in s.notes if "inferences/s per core" in n)
+    ms = s.latency_ms["onnxruntime"]
+    assert ms is not None
+    import os
+
+    per_core = 4 * 1000.0 / ms / (os.cpu_count() or 1)
+    assert f"{per_core:,.0f} inferences/s per core" in note
+    assert "per million inferences at 0.05 per core-hour" in note
