@@ -7,12 +7,12 @@ directory. The heavy checks (export, parity) run in the pipeline.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from labkit.bundle.manifest import NAME_RE  # one name rule: the bundle format's
 from labkit.errors import MissingDependencyError, RegistrationError
 
 if TYPE_CHECKING:
@@ -20,7 +20,6 @@ if TYPE_CHECKING:
 
 __all__ = ["ModelSpec", "register", "registered"]
 
-NAME_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 TASKS = ("classification", "regression", "embedding", "other")
 _REGISTRY: dict[str, ModelSpec] = {}
 

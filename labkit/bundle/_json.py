@@ -1,7 +1,10 @@
-"""Strict JSON for manifests: duplicate keys, NaN/Infinity and deep nesting are refused.
+"""Strict JSON, the one home: depth measured before parsing, duplicate keys and (optionally)
+NaN/Infinity refused. Manifests use it here; ``labkit.serve.jsonguard`` uses it for request
+bodies and words the errors for HTTP.
 
 Python's ``json`` keeps the last of duplicate keys silently, which lets two readers of one
-manifest see different things; ``object_pairs_hook`` lets us refuse instead.
+document see different things; ``object_pairs_hook`` lets us refuse instead. It also recurses
+per nesting level, so a body of 64 MiB of ``[`` must be measured, not parsed.
 """
 
 from __future__ import annotations
@@ -9,43 +12,75 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import numpy as np
+
 from labkit.errors import FormatError
 
 MAX_DEPTH = 32
+_CHUNK = 1 << 20
+
+
+class DuplicateKey(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+class NonFinite(ValueError):
+    """``NaN``, ``Infinity`` or ``-Infinity`` where they are not allowed."""
+
+
+def exceeds_depth(buf: bytes, limit: int) -> bool:
+    """Whether JSON ``buf`` nests objects/arrays deeper than ``limit``, without parsing it.
+
+    Brackets inside strings do not count; escapes are honoured. Vectorised in chunks so a
+    64 MiB body costs milliseconds and no recursion. (UTF-8 never encodes a non-ASCII
+    character with ASCII bytes, so scanning bytes is exact.)
+    """
+    depth = 0
+    in_string = 0
+    bs_run = 0  # backslashes ending the previous chunk
+    for start in range(0, len(buf), _CHUNK):
+        arr = np.frombuffer(buf, dtype=np.uint8, count=min(_CHUNK, len(buf) - start), offset=start)
+        idx = np.arange(arr.size, dtype=np.int64)
+        is_bs = arr == 0x5C
+        last_other = np.maximum.accumulate(np.where(is_bs, -1 - bs_run, idx))
+        run = idx - last_other  # backslashes ending at i (0 when arr[i] is not one)
+        prev_run = np.empty_like(run)
+        prev_run[0] = bs_run
+        prev_run[1:] = run[:-1]
+        quotes = (arr == 0x22) & (prev_run % 2 == 0)
+        inside = (np.cumsum(quotes) + in_string) % 2 == 1
+        delta = ((arr == 0x5B) | (arr == 0x7B)).astype(np.int64)
+        delta -= ((arr == 0x5D) | (arr == 0x7D)).astype(np.int64)
+        delta[inside] = 0
+        levels = np.cumsum(delta) + depth
+        if levels.size and int(levels.max()) > limit:
+            return True
+        depth = int(levels[-1]) if levels.size else depth
+        in_string = int(inside[-1]) if arr.size else in_string
+        bs_run = int(run[-1]) if arr.size else bs_run
+    return False
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in pairs:
         if key in out:
-            raise FormatError(f"duplicate key {key!r} in manifest JSON", rule="json")
+            raise DuplicateKey(key)
         out[key] = value
     return out
 
 
 def _no_constant(name: str) -> Any:
-    raise FormatError(f"{name} is not allowed in manifest JSON", rule="json")
+    raise NonFinite(name)
 
 
-def _depth(text: str) -> int:
-    depth = deepest = 0
-    in_string = escaped = False
-    for ch in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
-                in_string = False
-        elif ch == '"':
-            in_string = True
-        elif ch in "[{":
-            depth += 1
-            deepest = max(deepest, depth)
-        elif ch in "]}":
-            depth -= 1
-    return deepest
+def parse(text: str | bytes, *, allow_nan: bool) -> Any:
+    """``json.loads`` that raises DuplicateKey (and NonFinite unless ``allow_nan``)."""
+    if allow_nan:
+        return json.loads(text, object_pairs_hook=_no_duplicates)
+    return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
 
 
 def loads_strict(data: bytes) -> Any:
@@ -54,10 +89,14 @@ def loads_strict(data: bytes) -> Any:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise FormatError(f"manifest is not UTF-8 ({exc})", rule="json") from None
-    if _depth(text) > MAX_DEPTH:
+    if exceeds_depth(data, MAX_DEPTH):
         raise FormatError(f"manifest JSON nests deeper than {MAX_DEPTH} levels", rule="json")
     try:
-        return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
+        return parse(text, allow_nan=False)
+    except DuplicateKey as exc:
+        raise FormatError(f"duplicate key {exc.key!r} in manifest JSON", rule="json") from None
+    except NonFinite as exc:
+        raise FormatError(f"{exc} is not allowed in manifest JSON", rule="json") from None
     except json.JSONDecodeError as exc:
         raise FormatError(f"manifest is not valid JSON: {exc}", rule="json") from None
 

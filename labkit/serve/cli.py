@@ -35,19 +35,24 @@ def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help=f"require 'Authorization: Bearer TOKEN' (prefer ${TOKEN_ENV} or "
                    "--token-file: arguments are visible in ps)")
     p.add_argument("--token-file", type=Path, default=None)
-    p.add_argument("--max-batch-size", type=int, default=32, help="1 disables batching")
-    p.add_argument("--max-batch-delay-ms", type=float, default=1.0)
-    p.add_argument("--max-queue", type=int, default=128, help="per model version")
-    p.add_argument("--max-inflight", type=int, default=256)
-    p.add_argument("--queue-timeout-ms", type=float, default=2000.0)
-    p.add_argument("--max-body-mb", type=float, default=64.0)
-    p.add_argument("--workers", type=int, default=1, help="ONNX Runtime calls at once")
-    p.add_argument("--threads", type=int, default=None, help="intra-op threads per session")
-    p.add_argument("--reload-interval", type=float, default=2.0,
+    from labkit.serve.config import MiB, ServeConfig
+
+    d = ServeConfig()  # the defaults' one home
+    p.add_argument("--max-batch-size", type=int, default=d.max_batch_size,
+                   help="1 disables batching")
+    p.add_argument("--max-batch-delay-ms", type=float, default=d.max_batch_delay_ms)
+    p.add_argument("--max-queue", type=int, default=d.max_queue, help="per model version")
+    p.add_argument("--max-inflight", type=int, default=d.max_inflight)
+    p.add_argument("--queue-timeout-ms", type=float, default=d.queue_timeout_ms)
+    p.add_argument("--max-body-mb", type=float, default=d.max_body_bytes / MiB)
+    p.add_argument("--workers", type=int, default=d.workers, help="ONNX Runtime calls at once")
+    p.add_argument("--threads", type=int, default=d.threads,
+                   help="intra-op threads per session")
+    p.add_argument("--reload-interval", type=float, default=d.reload_interval_s,
                    help="seconds between store scans; 0 disables hot reload")
-    p.add_argument("--drain-delay", type=float, default=0.0,
+    p.add_argument("--drain-delay", type=float, default=d.drain_delay_s,
                    help="after SIGTERM, seconds to stay up answering not-ready")
-    p.add_argument("--graceful-timeout", type=float, default=30.0)
+    p.add_argument("--graceful-timeout", type=float, default=d.graceful_timeout_s)
     p.add_argument("--no-self-test", action="store_true",
                    help="skip re-running golden vectors before serving a version")
     p.add_argument("--log-level", default="info",
