@@ -21,11 +21,16 @@ class Wording:
 #: kinds a manifest may record; "none" is a handoff that wrote nothing.
 RECORDED_KINDS = ("first", "major", "minor", "patch")
 
+
+def major_reason(what: str) -> str:
+    """The reason recorded for a major change, naming ``what`` changed."""
+    return f"{what} changed: not drop-in compatible"
+
+
 WORDING = {
     "first": Wording("first version", "first handoff of this model",
                      "first version: nothing to compare with"),
-    "major": Wording("breaking change (major)",
-                     "architecture or signature changed: not drop-in compatible",
+    "major": Wording("breaking change (major)", major_reason("architecture or signature"),
                      "not drop-in compatible: callers must be checked against the new "
                      "signature"),
     "minor": Wording("weights-only update (minor): drop-in compatible",

@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from labkit.bundle.changes import WORDING
+from labkit.bundle.changes import WORDING, major_reason
 from labkit.bundle.integrity import read_manifest
 from labkit.bundle.manifest import NAME_RE, Manifest
 from labkit.bundle.parts import Fingerprint
@@ -50,12 +50,10 @@ def explain(old: Fingerprint, new: Fingerprint) -> tuple[str, str]:
     kind = classify(old, new)
     reason = WORDING[kind].reason
     if kind == "major":
-        parts = []
-        if old.signature != new.signature:
-            parts.append("signature changed")
-        if old.architecture != new.architecture:
-            parts.append("architecture changed")
-        reason = " and ".join(parts) + ": not drop-in compatible"
+        parts = [part for part, changed in (("signature", old.signature != new.signature),
+                                            ("architecture", old.architecture != new.architecture))
+                 if changed]
+        reason = major_reason(" and ".join(parts))
     return kind, reason
 
 
