@@ -13,7 +13,8 @@ import pytest
 from labkit.bundle.changes import WORDING
 
 ROOT = Path(__file__).resolve().parent.parent
-SOURCES = sorted([*ROOT.glob("labkit/**/*.py"), *ROOT.glob("handoff/**/*.py")])
+SOURCES = sorted([*ROOT.glob("labkit/**/*.py"), *ROOT.glob("handoff/**/*.py"),
+                  *ROOT.glob("benchmarks/**/*.py")])
 BUNDLE = ROOT / "labkit" / "bundle"
 
 # Raw reads of a manifest: indexing a variable called manifest, or a key that only a
