@@ -72,13 +72,14 @@ class Manifest:
     def from_json(cls, data: bytes | str) -> Manifest:
         """Parse manifest bytes strictly; raise FormatError naming the rule broken."""
         raw = loads_strict(data.encode("utf-8") if isinstance(data, str) else data)
-        m = cls.from_dict(raw)
+        m = cls.from_dict(raw, check_files=True)
         check_self_digest(raw)
         return m
 
     @classmethod
-    def from_dict(cls, raw: Any) -> Manifest:
-        """Check every field and rule but the self-digest."""
+    def from_dict(cls, raw: Any, *, check_files: bool = True) -> Manifest:
+        """Check every field and rule but the self-digest; ``check_files=False`` for a
+        draft whose ``files`` are not listed yet."""
         if not isinstance(raw, dict):
             raise fail("<root>", "manifest must be a JSON object")
         m: Mapping[str, Any] = raw
@@ -109,10 +110,10 @@ class Manifest:
             change=Change.from_dict(require(m, "change", dict, "")),
             provenance=Provenance.from_dict(require(m, "provenance", dict, "")),
             files=files, schema_version=sv, extra=extra(m, _KEYS))
-        out.check()
+        out.check(files=check_files)
         return out
 
-    def check(self) -> None:
+    def check(self, *, files: bool = True) -> None:
         """The rules that relate fields: [listing], [variants], [golden]."""
         listed: dict[str, str] = {}
         for i, f in enumerate(self.files):
@@ -130,10 +131,10 @@ class Manifest:
                 raise fail(f"{where}name", f"{v.name!r} is not a unique variant name",
                            rule="variants")
             seen.add(v.name)
-            if not v.file.startswith("models/") or v.file not in listed:
+            if not v.file.startswith("models/") or (files and v.file not in listed):
                 raise fail(f"{where}file", f"{v.file!r} must be a listed file under models/",
                            rule="variants")
-            if v.sha256 != listed[v.file]:
+            if files and v.sha256 != listed[v.file]:
                 raise fail(f"{where}sha256", f"does not match the files[] entry of "
                            f"{v.file!r}", rule="variants")
         if self.default_variant not in seen:
@@ -141,10 +142,10 @@ class Manifest:
                        f"{sorted(seen)}", rule="variants")
         for key in ("inputs", "expected"):
             gpath = getattr(self.golden, key)
-            if gpath not in listed:
+            if files and gpath not in listed:
                 raise fail(f"golden.{key}", f"{gpath!r} is not a listed file", rule="golden")
         src = self.provenance.source
-        if src is not None and src.copy not in listed:
+        if files and src is not None and src.copy not in listed:
             raise fail("provenance.source.copy", f"{src.copy!r} is not a listed file",
                        rule="listing")
 
