@@ -45,9 +45,10 @@ def batch_dim(model: Model) -> str | None:
 def _rows_independent(model: Model) -> bool:
     """Check on the golden inputs that running rows together equals running them one by one."""
     try:
-        with np.load(model.path / model.manifest.golden.inputs, allow_pickle=False) as z:
-            feeds = {s.name: z[s.name] for s in model.inputs}
-    except (KeyError, OSError, ValueError) as exc:
+        # re-hashed as read and bounded by the signature, like every golden read ([golden])
+        golden = model.golden_inputs()
+        feeds = {s.name: golden[s.name] for s in model.inputs}
+    except (LabkitError, KeyError, OSError, ValueError) as exc:
         log.warning("%s %s: no golden inputs to probe batching (%s)",
                     model.name, model.version, exc)
         return True  # the signature says the leading dim is a batch; trust it
