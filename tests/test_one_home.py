@@ -83,10 +83,9 @@ def test_change_wording_has_one_home(kind: str) -> None:
 def test_strict_json_and_depth_scanner_have_one_home() -> None:
     _only_in("object_pairs_hook", BUNDLE / "_json.py")
     _only_in("np.maximum.accumulate", BUNDLE / "_json.py")
-    defs = [h.split(":")[0] for h in _hits(r"^def _?(depth|\w*json_depth|exceeds_depth)\b",
-                                           outside=())]
+    defs = [h.split(":")[0] for h in _hits(r"^def _?\w*depth\b", outside=())]
     assert defs == ["labkit/bundle/_json.py", "labkit/serve/jsonguard.py"]
-    assert "exceeds_depth(" in _text(ROOT / "labkit/serve/jsonguard.py")  # the adapter
+    assert "scan_depth(" in _text(ROOT / "labkit/serve/jsonguard.py")  # the HTTP adapter
 
 
 def test_default_store_and_listing_have_one_home() -> None:

@@ -10,6 +10,7 @@ per nesting level, so a body of 64 MiB of ``[`` must be measured, not parsed.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -17,7 +18,7 @@ import numpy as np
 from labkit.errors import FormatError
 
 MAX_DEPTH = 32
-_CHUNK = 1 << 20
+_CHUNK = 1 << 18  # bounded scratch memory per scan (a few MiB), whatever the input size
 
 
 class DuplicateKey(ValueError):
@@ -30,16 +31,28 @@ class NonFinite(ValueError):
     """``NaN``, ``Infinity`` or ``-Infinity`` where they are not allowed."""
 
 
-def exceeds_depth(buf: bytes, limit: int) -> bool:
-    """Whether JSON ``buf`` nests objects/arrays deeper than ``limit``, without parsing it.
+class TooDeep(ValueError):
+    """Objects and arrays nested deeper than the limit."""
+
+
+def scan_depth(buf: bytes | bytearray, limit: int, *, probes: Sequence[int] = (),
+               probe_depth: int = 0) -> list[int]:
+    """Raise TooDeep if JSON ``buf`` nests objects/arrays deeper than ``limit``, without
+    parsing it.
 
     Brackets inside strings do not count; escapes are honoured. Vectorised in chunks so a
     64 MiB body costs milliseconds and no recursion. (UTF-8 never encodes a non-ASCII
-    character with ASCII bytes, so scanning bytes is exact.)
+    character with ASCII bytes, so scanning bytes is exact.) ``probes`` are byte offsets of
+    ``"`` characters; returned are those that open a string (not inside one, not escaped)
+    at nesting level ``probe_depth`` -- how :mod:`labkit.serve.jsondata` finds the
+    ``"data"`` keys of input objects without parsing.
     """
     depth = 0
     in_string = 0
     bs_run = 0  # backslashes ending the previous chunk
+    found: list[int] = []
+    pending = sorted(probes)
+    k = 0
     for start in range(0, len(buf), _CHUNK):
         arr = np.frombuffer(buf, dtype=np.uint8, count=min(_CHUNK, len(buf) - start), offset=start)
         idx = np.arange(arr.size, dtype=np.int64)
@@ -56,14 +69,19 @@ def exceeds_depth(buf: bytes, limit: int) -> bool:
         delta[inside] = 0
         levels = np.cumsum(delta) + depth
         if levels.size and int(levels.max()) > limit:
-            return True
+            raise TooDeep(f"nesting deeper than {limit} levels")
+        while k < len(pending) and pending[k] < start + arr.size:
+            i = pending[k] - start
+            if i >= 0 and quotes[i] and inside[i] and levels[i] == probe_depth:
+                found.append(pending[k])
+            k += 1
         depth = int(levels[-1]) if levels.size else depth
         in_string = int(inside[-1]) if arr.size else in_string
         bs_run = int(run[-1]) if arr.size else bs_run
-    return False
+    return found
 
 
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+def no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in pairs:
         if key in out:
@@ -76,11 +94,11 @@ def _no_constant(name: str) -> Any:
     raise NonFinite(name)
 
 
-def parse(text: str | bytes, *, allow_nan: bool) -> Any:
-    """``json.loads`` that raises DuplicateKey (and NonFinite unless ``allow_nan``)."""
-    if allow_nan:
-        return json.loads(text, object_pairs_hook=_no_duplicates)
-    return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
+def parse(text: str | bytes | bytearray, **hooks: Any) -> Any:
+    """``json.loads`` that raises DuplicateKey and NonFinite; ``hooks`` (``parse_float``,
+    ``parse_int``, ``parse_constant``) add a caller's own number rules."""
+    return json.loads(text, object_pairs_hook=no_duplicates,
+                      parse_constant=hooks.pop("parse_constant", _no_constant), **hooks)
 
 
 def loads_strict(data: bytes) -> Any:
@@ -89,10 +107,13 @@ def loads_strict(data: bytes) -> Any:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise FormatError(f"manifest is not UTF-8 ({exc})", rule="json") from None
-    if exceeds_depth(data, MAX_DEPTH):
-        raise FormatError(f"manifest JSON nests deeper than {MAX_DEPTH} levels", rule="json")
     try:
-        return parse(text, allow_nan=False)
+        scan_depth(data, MAX_DEPTH)
+    except TooDeep:
+        raise FormatError(f"manifest JSON nests deeper than {MAX_DEPTH} levels",
+                          rule="json") from None
+    try:
+        return parse(text)
     except DuplicateKey as exc:
         raise FormatError(f"duplicate key {exc.key!r} in manifest JSON", rule="json") from None
     except NonFinite as exc:
