@@ -6,11 +6,13 @@ import argparse
 import contextlib
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from handoff.export_options import handoff_options, options_dict
+from handoff.export_options import request_options
 from handoff.progress import StagePrinter
+from labkit.request import HandoffRequest, resolve_store
 
 
 def _print_json(obj: Any) -> None:
@@ -18,14 +20,14 @@ def _print_json(obj: Any) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    source = args.source
     printer = StagePrinter()
-    options = options_dict(args)
-    store = args.store
+    # Resolved here, against the shell's folder: a notebook's kernel runs in the notebook's.
+    request = HandoffRequest(store=str(resolve_store(args.store, Path.cwd())),
+                             all_models=True, options=request_options(args))
     # With --json, stdout carries only the result: the user's prints go to stderr.
     quiet = contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext()
     with quiet:
-        results = _export(args, source, store, options, printer)
+        results = _export(args.source, request, printer)
     if args.json:
         _print_json(results[0] if len(results) == 1 else results)
     else:
@@ -34,23 +36,20 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _export(args: argparse.Namespace, source: str, store: str | None,
-            options: dict[str, Any], printer: StagePrinter) -> list[dict[str, Any]]:
+def _export(source: str, request: HandoffRequest,
+            printer: StagePrinter) -> list[dict[str, Any]]:
     if source.endswith(".ipynb"):
         from handoff.sources import run_notebook
-        from labkit.bundle import default_store
 
-        # Resolved here: the kernel runs in the notebook's folder, the user meant this one.
-        results = run_notebook(Path(source), store=str(Path(store or default_store()).resolve()),
-                               options=options, on_event=printer)
-    else:
-        from handoff.sources import spec_from_script
-        from labkit.pipeline import run
+        return run_notebook(Path(source), replace(request, source=str(Path(source).resolve())),
+                            on_event=printer)
+    from handoff.sources import spec_from_script
+    from labkit.pipeline.runner import run_request
 
-        spec, path = spec_from_script(source)
-        results = [run(spec, store=store, options=handoff_options(options), progress=printer,
-                       source=path).to_dict()]
-    return results
+    spec, path = spec_from_script(source)
+    results = run_request(replace(request, source=str(path.resolve())), printer,
+                          specs={spec.name: spec})
+    return [r.to_dict() for r in results]
 
 
 def _print_result(r: dict[str, Any]) -> None:

@@ -15,6 +15,8 @@ shows the traceback) and the JupyterLab extension shows it in a dialog.
     │   └── FormatError        manifest schema, JSON, paths, versions
     ├── StoreError             the bundle store (naming, versions, concurrent writers)
     ├── InputError             predict() got arrays that do not match the signature
+    ├── HandoffRequestError    a handoff request (comm payload, CLI flags) is malformed
+    ├── HandoffFailed          a handoff that ran elsewhere (a notebook's kernel) failed
     └── MissingDependencyError an optional dependency is missing (says what to install)
 
 ``rule`` on bundle errors names the rule of ``docs/bundle-format.md`` that was broken, so
@@ -27,6 +29,8 @@ __all__ = [
     "BundleError",
     "ExportError",
     "FormatError",
+    "HandoffFailed",
+    "HandoffRequestError",
     "InputError",
     "IntegrityError",
     "LabkitError",
@@ -85,6 +89,20 @@ class StoreError(LabkitError):
 
 class InputError(LabkitError, ValueError):
     """Arrays passed to ``predict`` do not match the model's signature."""
+
+
+class HandoffRequestError(LabkitError, ValueError):
+    """A handoff request is malformed: an unknown field, a wrong type, a value out of range."""
+
+
+class HandoffFailed(LabkitError):
+    """A handoff failed where it ran; ``type`` is the original error's class name (or a
+    request-level kind such as ``ModelNotChosen``), ``stage`` the stage that failed."""
+
+    def __init__(self, etype: str, message: str, stage: str | None = None) -> None:
+        super().__init__(message)
+        self.type = etype
+        self.stage = stage
 
 
 class MissingDependencyError(LabkitError, ImportError):

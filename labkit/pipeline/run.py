@@ -141,8 +141,7 @@ def run(spec: ModelSpec, *, store: str | Path | None = None,
                          "no new version")
         if plan.kind == "none":
             for stage in STAGES[3:]:
-                rep.emit(stage, "start")
-                rep.emit(stage, "done", f"skipped: identical to {plan.version}")
+                rep.emit(stage, "skip", f"identical to {plan.version}")
             return HandoffResult(st.manifest(name, plan.version), st.path(name, plan.version),
                                  plan, parity=raw_parity.to_dict())
         with rep.stage("optimize"):
