@@ -13,8 +13,6 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
-
 from labkit.errors import FormatError
 
 MAX_DEPTH = 32
@@ -47,6 +45,8 @@ def scan_depth(buf: bytes | bytearray, limit: int, *, probes: Sequence[int] = ()
     at nesting level ``probe_depth`` -- how :mod:`labkit.serve.jsondata` finds the
     ``"data"`` keys of input objects without parsing.
     """
+    import numpy as np  # lazily: the torch-free request vocabulary imports this layer
+
     depth = 0
     in_string = 0
     bs_run = 0  # backslashes ending the previous chunk

@@ -19,7 +19,7 @@ class Wording:
 
 
 #: kinds a manifest may record; "none" is a handoff that wrote nothing.
-RECORDED_KINDS = ("first", "major", "minor", "patch")
+CHANGE_KINDS = ("first", "major", "minor", "patch")
 
 
 def major_reason(what: str) -> str:

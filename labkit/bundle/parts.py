@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from labkit.bundle._check import check_type, extra, fail, hex64, obj, optional, require
-from labkit.bundle.changes import RECORDED_KINDS
+from labkit.bundle.changes import CHANGE_KINDS
 from labkit.bundle.paths import check_path
 from labkit.bundle.tolerance import Tolerance
 
@@ -138,8 +138,8 @@ class Change:
     def from_dict(cls, d: Any, where: str = "change") -> Change:
         c = obj(d, where)
         kind = require(c, "kind", str, f"{where}.")
-        if kind not in RECORDED_KINDS:
-            raise fail(f"{where}.kind", f"{kind!r} is not one of {list(RECORDED_KINDS)}")
+        if kind not in CHANGE_KINDS:
+            raise fail(f"{where}.kind", f"{kind!r} is not one of {list(CHANGE_KINDS)}")
         return cls(kind, require(c, "from", (str, type(None)), f"{where}."),
                    require(c, "reason", str, f"{where}."))
 

@@ -16,13 +16,10 @@ from labkit.errors import StoreError
 FIRST_VERSION = "1.0.0"
 
 
-def default_store(cwd: Path | None = None) -> Path:
-    """``$LABKIT_STORE``, else ``bundles/`` in ``cwd`` (the process's working directory),
-    as an absolute path: the CLI, scripts and the notebook kernel all resolve it here."""
-    env = os.environ.get("LABKIT_STORE")
-    if env:
-        return Path(env).expanduser().resolve()
-    return ((cwd or Path.cwd()) / "bundles").resolve()
+def default_store() -> Path:
+    """``$LABKIT_STORE``, else ``bundles``; ``labkit.request.resolve_store`` resolves a
+    relative one against the folder the user meant (kernel or shell)."""
+    return Path(os.environ.get("LABKIT_STORE") or "bundles")
 
 
 @dataclass(frozen=True)

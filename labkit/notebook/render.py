@@ -11,7 +11,6 @@ from collections.abc import Mapping
 from html import escape
 from typing import Any
 
-from labkit.bundle.changes import title
 from labkit.notebook._svg import bar_chart
 
 __all__ = ["render_result_html", "render_result_text"]
@@ -137,6 +136,9 @@ def _charts(variants: list[Mapping[str, Any]], result: Mapping[str, Any],
 
 def render_result_html(result: Mapping[str, Any]) -> str:
     """The handoff result as a self-contained HTML fragment (inline SVG, no scripts)."""
+    # Lazily: importing labkit.bundle loads numpy, which `import labkit.notebook` must not.
+    from labkit.bundle.changes import title
+
     variants = [v for v in result.get("variants") or [] if isinstance(v, Mapping)]
     change = str(result.get("change") or "")
     default = result.get("default_variant")
