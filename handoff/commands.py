@@ -108,7 +108,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
               f"{'pass' if parity.get('passed') else 'FAIL'} (max rel "
               f"{parity.get('max_rel', float('nan')):.2e}){speed}{mark}")
     exporter, src = m.provenance.exporter, m.provenance.source
-    print(f"  exporter: {exporter.name} opset {exporter.opset}")
+    print(f"  exporter: {exporter.describe()}")
     if src:
         print(f"  source: {src.path} (sha256 {src.sha256[:16]}…)")
     print(f"  files: {len(m.files)}, {sum(f.size for f in m.files)} bytes")

@@ -9,6 +9,7 @@ shows the traceback) and the JupyterLab extension shows it in a dialog.
     LabkitError
     ├── RegistrationError      labkit.register() got something it cannot hand off
     ├── ExportError            torch.onnx.export failed (names the operator/module)
+    │   └── SignatureError     the exported graph's shapes contradict its signature
     ├── ParityError            the fp32 ONNX graph disagrees with PyTorch
     ├── BundleError            a bundle on disk is not one we accept
     │   ├── IntegrityError     digests, sizes, links, unlisted/missing files
@@ -37,6 +38,7 @@ __all__ = [
     "MissingDependencyError",
     "ParityError",
     "RegistrationError",
+    "SignatureError",
     "StoreError",
 ]
 
@@ -56,6 +58,10 @@ class RegistrationError(LabkitError, ValueError):
 
 class ExportError(LabkitError):
     """PyTorch → ONNX export failed."""
+
+
+class SignatureError(ExportError):
+    """The exported graph does not do what its signature (the manifest's) says."""
 
 
 class ParityError(LabkitError):
