@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any
 
 from handoff.export_options import request_options
 from handoff.progress import StagePrinter
-from labkit.errors import LabkitError
 from labkit.request import HandoffRequest, resolve_store
 
 if TYPE_CHECKING:
@@ -57,22 +56,9 @@ def _export(source: str, request: HandoffRequest,
 
 
 def _print_result(r: dict[str, Any]) -> None:
-    if r["change"] == "none":
-        print(f"{r['name']}: nothing changed since {r['version']}; no new version written.")
-        print(f"  bundle: {r['path']}")
-        return
-    print(f"{r['name']} {r['version']}  ({r['change']}: {r['change_reason']})")
-    print(f"  bundle: {r['path']}")
-    print(f"  report: {Path(r['path']) / 'report.md'}")
-    for v in r["variants"]:
-        sp = v.get("speedup")
-        speed = (f"{sp['p50']:.2f}x batch-1 latency, {sp['throughput']:.2f}x throughput vs "
-                 "PyTorch eager" if sp else "not benchmarked")
-        mark = "  <- default" if v["name"] == r["default_variant"] else ""
-        print(f"  {v['name']:<13} parity max rel err {v['parity']['max_rel']:.2e}; "
-              f"{speed}{mark}")
-    for rej in r.get("rejected", []):
-        print(f"  {rej['name']:<13} left out: {rej['reason'][:200]}")
+    from labkit.notebook.render import render_result_text
+
+    print(render_result_text(r))
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -182,23 +168,19 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def cmd_list(args: argparse.Namespace) -> int:
     from labkit.bundle import Store, default_store
+    from labkit.bundle.listing import list_bundles
 
     store = Store(args.store or default_store())
     rows: list[dict[str, Any]] = []
-    for name in store.names():
-        for version in store.versions(name):
-            try:
-                m = store.manifest(name, version)
-            except LabkitError as exc:
-                rows.append({"name": name, "version": version, "error": str(exc)})
-                continue
-            default = m.variant()
-            speedup = default.speedup or {}
-            rows.append({"name": name, "version": version, "default_variant": default.name,
-                         "speedup_p50": speedup.get("p50"),
-                         "parity": all((v.parity or {}).get("passed") for v in m.variants),
-                         "change": m.change.kind,
-                         "tuning": _tuning(store.path(name, version), m)})
+    for e in list_bundles(store):
+        if e.manifest is None:
+            rows.append({"name": e.name, "version": e.version, "error": e.problem})
+            continue
+        rows.append({"name": e.name, "version": e.version,
+                     "default_variant": e.manifest.default_variant,
+                     "speedup_p50": e.speedup_p50, "parity": e.parity_ok,
+                     "change": e.manifest.change.kind,
+                     "tuning": _tuning(store.path(e.name, e.version), e.manifest)})
     if args.json:
         _print_json(rows)
         return 0

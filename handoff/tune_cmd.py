@@ -51,9 +51,9 @@ def print_profile(doc: dict[str, Any]) -> None:
         print(f"  {r['label']:<40}{s['p50_ms']:>9.3f}{s['p99_ms']:>9.3f}"
               f"{s['throughput_per_s']:>12.0f}{c['per_core_per_s']:>12.0f}"
               f"{_money(c['cost_per_million']):>10}  {v['p50']:.2f}x / {v['throughput']:.2f}x")
-    for g in doc["golden"]:
-        if g["golden"] != "pass":
-            print(f"  left out {g['label']}: golden check {g['golden']}: {g.get('reason')}")
+    for g in doc["golden_checks"]:
+        if g["check"] != "pass":
+            print(f"  left out {g['label']}: golden check {g['check']}: {g.get('reason')}")
     print(f"  {doc['method']}")
     if doc.get("path"):
         print(f"  profile: {doc['path']}")

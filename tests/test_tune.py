@@ -41,10 +41,10 @@ def test_tune_json_writes_a_profile_beside_the_store(tuned: tuple[Path, dict]) -
         profile.host_key() + ".json")
     assert json.loads(path.read_text()) == {k: v for k, v in doc.items() if k != "path"}
     m = rt.verify(bundle).manifest  # the profile beside the store never breaks the bundle
-    assert doc["bundle"]["manifest_sha256"] == m.digest
+    assert doc["bundle"]["manifest_digest"] == m.digest
     assert doc["engines"] == engines.versions() and doc["objective"] == "throughput"
     chosen = doc["chosen"]
-    passed = {g["label"] for g in doc["golden"] if g["golden"] == "pass"}
+    passed = {g["label"] for g in doc["golden_checks"] if g["check"] == "pass"}
     assert Candidate.from_dict(chosen["candidate"]).with_threads(None).label in passed
     # The winner is the best measured ratio against the untuned default, which was timed too.
     ratios = [r["vs_default"]["throughput"] for r in [chosen, *doc["runners_up"]]]
@@ -77,7 +77,7 @@ def test_load_uses_the_matching_profile(tuned: tuple[Path, dict]) -> None:
 
 
 @pytest.mark.parametrize(("field", "value", "why"), [
-    ("bundle", {"manifest_sha256": "0" * 64}, "another bundle"),
+    ("bundle", {"manifest_digest": "0" * 64}, "another bundle"),
     ("host", {"key": "feedfacefeedface", "model": "Other CPU"}, "another CPU"),
     ("engines", {"onnxruntime": "0.0.1"}, "engine versions changed"),
 ])
@@ -129,8 +129,8 @@ def test_a_candidate_failing_the_golden_check_is_never_chosen(bundle: Path) -> N
         doc = tune(bundle, budget_s=6, engine_names=["onnxruntime", "noisy"], write=False)
     finally:
         engines.unregister("noisy")
-    noisy = [g for g in doc["golden"] if g["candidate"]["engine"] == "noisy"]
-    assert len(noisy) == 4 and all(g["golden"] == "fail" for g in noisy)
+    noisy = [g for g in doc["golden_checks"] if g["candidate"]["engine"] == "noisy"]
+    assert len(noisy) == 4 and all(g["check"] == "fail" for g in noisy)
     assert all("max |Δ|" in g["reason"] or "top1_agreement" in g["reason"] for g in noisy)
     timed = [doc["chosen"], *doc["runners_up"]]
     assert all(r["candidate"]["engine"] == "onnxruntime" for r in timed)

@@ -60,6 +60,11 @@ def choose_candidates(model: onnx.ModelProto) -> list[Quantize]:
     return []
 
 
+def _rows(batches: Sequence[Batch]) -> list[Batch]:
+    return [{k: v[i : i + 1] for k, v in b.items()} for b in batches
+            for i in range(len(next(iter(b.values()))))]
+
+
 class _Reader:
     """ONNX Runtime's CalibrationDataReader protocol over our batches."""
 
@@ -77,6 +82,15 @@ def _qtype(name: str) -> Any:
     from onnxruntime.quantization import QuantType
 
     return {"uint8": QuantType.QUInt8, "int8": QuantType.QInt8}[name]
+
+
+def _calibrator(name: str) -> Any:
+    """ORT's calibrator for ``Quantize.calibration_method`` (checked against
+    ``CALIBRATION_METHODS`` when the Quantize was made)."""
+    from onnxruntime.quantization import CalibrationMethod
+
+    return {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+            "percentile": CalibrationMethod.Percentile}[name]
 
 
 @contextlib.contextmanager
@@ -101,7 +115,6 @@ def quantize(src: Path, dst: Path, q: Quantize, calibration: Sequence[Batch],
     """Quantize ``src`` into ``dst``; ``exclude`` names nodes (of the pre-processed graph,
     see :func:`prepared_path`) kept in fp32."""
     from onnxruntime.quantization import (
-        CalibrationMethod,
         QuantFormat,
         quantize_dynamic,
         quantize_static,
@@ -123,12 +136,15 @@ def quantize(src: Path, dst: Path, q: Quantize, calibration: Sequence[Batch],
                              extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
         else:
             rewritten = 0
-            quantize_static(str(pre), str(dst), _Reader(calibration),
+            # ORT's histogram calibrators (entropy, percentile) stack every batch into one
+            # array, so batches of different sizes fail there: feed them one row at a time.
+            feed = calibration if q.calibration_method == "minmax" else _rows(calibration)
+            quantize_static(str(pre), str(dst), _Reader(feed),
                             quant_format=QuantFormat.QDQ, op_types_to_quantize=list(q.op_types),
                             per_channel=q.per_channel,
                             activation_type=_qtype(q.activation_type),
                             weight_type=_qtype(q.weight_type),
-                            calibrate_method=CalibrationMethod.MinMax,
+                            calibrate_method=_calibrator(q.calibration_method),
                             nodes_to_exclude=list(exclude),
                             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
     ops = op_counts(onnx.load(str(dst)))

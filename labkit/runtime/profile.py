@@ -3,9 +3,9 @@
 A profile lives outside the immutable bundle, beside the store's bundles:
 ``STORE/.tuning/NAME/VERSION/<host-key>.json`` (``.tuning`` is not a valid bundle name, so
 store listings skip it, and verification never looks outside the bundle's directory). It is
-only used while it still describes this bundle on this host: the bundle's
-``manifest_sha256``, the host key (CPU model, flags, cores) and the engine versions must all
-match, otherwise it is ignored with a one-line note.
+only used while it still describes this bundle on this host: its ``manifest_digest`` (the
+bundle's ``manifest_sha256``), the host key (CPU model, flags, cores) and the engine versions
+must all match, otherwise it is ignored with a one-line note.
 """
 
 from __future__ import annotations
@@ -86,9 +86,9 @@ def write(path: Path, doc: Mapping[str, Any]) -> Path:
 def mismatch(doc: Mapping[str, Any], manifest: Manifest) -> str | None:
     """Why a profile does not describe this bundle on this host (None when it does)."""
     bundle = doc.get("bundle") or {}
-    if bundle.get("manifest_sha256") != manifest.digest:
+    if bundle.get("manifest_digest") != manifest.digest:
         return (f"it was tuned for another bundle (manifest digest "
-                f"{str(bundle.get('manifest_sha256'))[:12]}…, this one "
+                f"{str(bundle.get('manifest_digest'))[:12]}…, this one "
                 f"{manifest.digest[:12]}…)")
     here = host()
     if (doc.get("host") or {}).get("key") != host_key(here):

@@ -74,7 +74,7 @@ def _gate(vb: VerifiedBundle, cands: Sequence[Candidate], until: float
     rows_in_golden = int(vb.manifest.golden.rows or 1)
     for c in cands:
         if passed and time.monotonic() > until:
-            rows.append({"candidate": c.to_dict(), "label": c.label, "golden": "skipped",
+            rows.append({"candidate": c.to_dict(), "label": c.label, "check": "skipped",
                          "reason": "not reached within the time budget"})
             continue
         t0 = time.perf_counter()
@@ -82,13 +82,13 @@ def _gate(vb: VerifiedBundle, cands: Sequence[Candidate], until: float
             report = Model(vb, None, None, candidate=c).self_test()
         except Exception as exc:  # noqa: BLE001 - any engine failure only rules it out
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            rows.append({"candidate": c.to_dict(), "label": c.label, "golden": "error",
+            rows.append({"candidate": c.to_dict(), "label": c.label, "check": "error",
                          "reason": f"{type(exc).__name__}: {first[:300]}"})
             continue
         per_sample = min(per_sample, (time.perf_counter() - t0) / max(rows_in_golden, 1))
         worst = max((o["max_rel"] for o in report.outputs.values()), default=0.0)
         rows.append({"candidate": c.to_dict(), "label": c.label,
-                     "golden": "pass" if report.ok else "fail", "max_rel": worst,
+                     "check": "pass" if report.ok else "fail", "max_rel": worst,
                      "tolerance": report.tolerance.to_dict() if report.tolerance else None,
                      **({"reason": "; ".join(report.failures)} if not report.ok else {})})
         if report.ok:
@@ -197,7 +197,7 @@ def tune(path: str | os.PathLike[str], *, objective: str = "latency",
     doc: dict[str, Any] = {
         "profile_version": profile.PROFILE_VERSION,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "bundle": {"name": m.name, "version": m.version, "manifest_sha256": m.digest},
+        "bundle": {"name": m.name, "version": m.version, "manifest_digest": m.digest},
         "host": {**here, "key": profile.host_key(here)},
         "engines": engines.versions(),
         "objective": objective, "budget_s": budget_s,
@@ -208,7 +208,7 @@ def tune(path: str | os.PathLike[str], *, objective: str = "latency",
         "chosen": row(best),
         "default": row(measured[baseline.label]),
         "runners_up": [row(r) for r in ranking[1:]],
-        "golden": table,
+        "golden_checks": table,
     }
     doc["elapsed_s"] = round(time.monotonic() - t0, 2)
     if write:
