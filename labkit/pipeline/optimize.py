@@ -51,7 +51,7 @@ def optimize_fp32(src: Path, dst: Path, *, fuse: bool = True) -> dict[str, Any]:
 
 
 def choose_candidates(model: onnx.ModelProto) -> list[Quantize]:
-    """Dynamic INT8 for MatMul/RNN graphs, static QDQ for conv nets (FIELD-NOTES)."""
+    """Dynamic INT8 for MatMul/RNN graphs, static QDQ for conv nets (docs/performance.md)."""
     ops = set(op_counts(model))
     if ops & CONV_OPS:
         return [Quantize.static_int8()]

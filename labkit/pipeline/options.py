@@ -45,7 +45,7 @@ class Quantize:
     @classmethod
     def dynamic_int8(cls) -> Quantize:
         # MatMul/RNN models. Convolutions are left in fp32: dynamically quantized convs
-        # measured 2–3× slower than PyTorch eager (FIELD-NOTES).
+        # measured 2–3× slower than PyTorch eager (docs/performance.md).
         return cls(name="int8-dynamic", mode="dynamic", activation_type="uint8",
                    weight_type="int8", op_types=("MatMul", "Gemm", "LSTM", "GRU", "Attention"))
 

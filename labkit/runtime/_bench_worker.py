@@ -1,7 +1,7 @@
 """A benchmark worker: one candidate (engine, precision, threads, streams) in a fresh process.
 
 Each candidate is timed in its own process because several runtimes in one process gave
-distorted numbers under load (FIELD-NOTES). Protocol: the first line is a JSON setup
+distorted numbers under load (docs/performance.md). Protocol: the first line is a JSON setup
 ``{"model", "inputs": {"latency": npz, "throughput": npz}, "threads", "warmup", "engine",
 "precision", "streams"}``, answered by ``{"ready": true, "warm_s": {cmd: seconds}}``; then
 each line ``{"cmd": "latency"|"throughput", "n": int}`` is answered by

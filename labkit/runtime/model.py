@@ -29,7 +29,7 @@ from labkit.runtime.signature import TensorSpec, bind, engine_error, is_shape_er
 log = logging.getLogger("labkit.runtime")
 
 # Below this much work per sample and thread, waking another thread costs more than it saves
-# at batch 1: small models lost 1.5-3x with all 16 cores of a server (FIELD-NOTES).
+# at batch 1: small models lost 1.5-3x with all 16 cores of a server (docs/performance.md).
 FLOPS_PER_THREAD = 20e6
 MS_PER_THREAD = 0.5  # the same, in thread-milliseconds of batch-1 time measured at handoff
 

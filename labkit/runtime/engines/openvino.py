@@ -4,7 +4,7 @@ It reads the verified ONNX bytes from memory (``Core.read_model(model=bytes, wei
 tensor)``), never a path. Offered precisions: ``fp32`` on the fp32 variant and on static
 (QDQ) int8 variants, where OpenVINO runs the quantized ops in int8; ``bf16`` on the fp32
 variant where the CPU reports bfloat16 support. Dynamically quantized graphs are not offered:
-OpenVINO ran them slower than fp32 (FIELD-NOTES). Graphs holding ops OpenVINO does not know
+OpenVINO ran them slower than fp32 (docs/performance.md). Graphs holding ops OpenVINO does not know
 (e.g. ONNX Runtime's ``com.microsoft`` fusions) fail to compile; the tuner skips them.
 """
 
