@@ -18,8 +18,8 @@ from typing import Any
 
 from labkit.errors import MissingDependencyError
 
-__all__ = ["PANELS", "metric_panel", "pareto_front", "pareto_figure", "static_bundle",
-           "training_figure"]
+__all__ = ["PANELS", "metric_panel", "pareto_front", "pareto_figure", "speed_bars",
+           "figure_json", "speed_figure", "static_bundle", "training_figure"]
 
 PLOTLY_MIME = "application/vnd.plotly.v1+json"
 PANELS = ("loss", "accuracy", "learning rate", "other")
@@ -130,6 +130,65 @@ def pareto_figure(labels: Sequence[str], latency_ms: Sequence[float],
                       xaxis={"title": {"text": "CPU latency, batch 1 (ms, ONNX Runtime)"}},
                       yaxis={"title": {"text": escape(metric)}})
     return fig
+
+
+SPEED_SERIES = (("p50", "batch 1 (p50 latency)", "#1f77b4"),
+                ("throughput", "throughput", "#ff7f0e"))
+
+
+def speed_bars(result: Mapping[str, Any]) -> tuple[list[str], dict[str, list[float | None]]]:
+    """Variant names and their speed-ups vs PyTorch eager per series, for the variants that
+    were benchmarked; the default variant's label says so."""
+    # Lazily, and from render: it is the one lenient reader of a result's fields.
+    from labkit.notebook.render import speedup
+
+    default = result.get("default_variant")
+    labels: list[str] = []
+    values: dict[str, list[float | None]] = {key: [] for key, _, _ in SPEED_SERIES}
+    for v in result.get("variants") or []:
+        if not isinstance(v, Mapping) or speedup(v) is None:
+            continue
+        name = str(v.get("name"))
+        labels.append(f"{name} (default)" if v.get("name") == default else name)
+        for key, _, _ in SPEED_SERIES:
+            values[key].append(speedup(v, key))
+    return labels, values
+
+
+def speed_figure(result: Mapping[str, Any]) -> Any:
+    """The handoff result's speed chart: speed-up per variant vs PyTorch eager (the dashed
+    line at 1×), batch-1 and throughput side by side, the default variant outlined. None when
+    no variant was benchmarked. The extension's result view draws this same figure's JSON."""
+    labels, values = speed_bars(result)
+    if not labels:
+        return None
+    go = _plotly()
+    outline = [3 if label.endswith(" (default)") else 0 for label in labels]
+    fig = go.Figure()
+    for key, name, color in SPEED_SERIES:
+        fig.add_trace(go.Bar(
+            x=labels, y=values[key], name=name, meta=key,
+            text=[f"{v:.2f}×" if v is not None else "" for v in values[key]],
+            textposition="outside",
+            marker={"color": color, "line": {"width": outline, "color": "#000000"}},
+            hovertemplate=f"%{{x}}: %{{y:.2f}}× {name} vs PyTorch eager<extra></extra>"))
+    fig.add_hline(y=1.0, line={"dash": "dash", "color": "#7f7f7f"},
+                  annotation_text="PyTorch eager", annotation_position="top left")
+    top = max([v for vs in values.values() for v in vs if v is not None] + [1.0])
+    fig.update_layout(
+        title={"text": "speed-up vs PyTorch eager (higher is better)"}, barmode="group",
+        height=320, width=560, margin={"t": 50, "b": 40, "l": 50, "r": 20},
+        yaxis={"title": {"text": "× PyTorch eager"}, "range": [0, top * 1.2]},
+        legend={"orientation": "h", "y": -0.15})
+    return fig
+
+
+def figure_json(fig: Any) -> dict[str, Any]:
+    """A figure as plain JSON data (no numpy arrays), as a display bundle or message holds it."""
+    import json
+
+    data: dict[str, Any] = json.loads(fig.to_json())
+    return data
 
 
 def static_bundle(fig: Any, html: str, text: str) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from labkit.errors import HandoffFailed, HandoffRequestError, LabkitError
+from labkit.errors import HandoffFailed, HandoffRequestError, LabkitError, MissingDependencyError
 from labkit.notebook import protocol as p
 from labkit.notebook.bundles import list_bundles
 from labkit.request import HandoffEvent, HandoffRequest, resolve_store
@@ -111,7 +111,7 @@ class HandoffHandler:
                 send(p.progress_message(req.id, event.progress))
             elif event.result is not None:
                 answers.append(p.HandoffReply(event.result, event.store or "",
-                                              event.headline or ""))
+                                              event.headline or "", _speed_json(event.result)))
             # an error event arrives again as the HandoffFailed that handle() replies with
 
         # Keep the notebook clean: anything printed during the run is kept out of its cells.
@@ -119,3 +119,15 @@ class HandoffHandler:
         with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
             run_request(request, emit, specs=self._registered(), cwd=self.cwd, run=self._run)
         return answers[-1]
+
+
+def _speed_json(result: dict[str, Any]) -> dict[str, Any] | None:
+    """The result's speed chart as plotly JSON, built by the one chart builder; without
+    plotly the reply goes without it (the view's table still shows every speed-up)."""
+    from labkit.notebook.charts import figure_json, speed_figure
+
+    try:
+        fig = speed_figure(result)
+    except MissingDependencyError:
+        return None
+    return figure_json(fig) if fig is not None else None

@@ -135,11 +135,14 @@ class BundlesReply:
 @dataclass(frozen=True)
 class HandoffReply:
     """A finished handoff: ``result`` is ``HandoffResult.to_dict()``, ``headline`` says in
-    one line what happened (e.g. "no new version: identical to 1.0.0")."""
+    one line what happened (e.g. "no new version: identical to 1.0.0"), ``figure`` the speed
+    chart as plotly JSON (``labkit.notebook.charts.speed_figure``; None when no variant was
+    benchmarked or plotly is not installed), so the extension draws the kernel's figure."""
 
     result: dict[str, Any]
     store: str
     headline: str
+    figure: dict[str, Any] | None = None
 
 
 def _id_of(data: object) -> str | None:

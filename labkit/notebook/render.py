@@ -7,13 +7,11 @@ fields that ``HandoffResult.to_dict()`` writes are read.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from html import escape
 from typing import Any
 
-__all__ = ["render_result_html", "render_result_text"]
-
+__all__ = ["render_result_bundle", "render_result_html", "render_result_text"]
 
 
 def num(value: object) -> float | None:
@@ -92,50 +90,10 @@ def _parity_table(variants: list[Mapping[str, Any]], default: str | None) -> str
     return f'<table class="labkit-table">{head}{"".join(rows)}</table>'
 
 
-def _set_errors(result: Mapping[str, Any], variant: str) -> tuple[list[str], list[float]]:
-    """Max relative error per parity input set (example, generated b=N, real data)."""
-    report = pick(pick(result.get("parity"), "variants"), variant)
-    labels: list[str] = []
-    values: list[float] = []
-    for s in (report or {}).get("sets") or []:
-        errs = [num(o.get("max_rel")) for o in (s.get("outputs") or {}).values()
-                if isinstance(o, Mapping)]
-        found = [e for e in errs if e is not None]
-        if found:
-            labels.append(str(s.get("label", "?")))
-            values.append(max(found))
-    return labels, values
-
-
-def _charts(variants: list[Mapping[str, Any]], result: Mapping[str, Any],
-            default: str | None) -> str:
-    out = []
-    bench = result.get("benchmark")
-    base_name = pick(bench, "baseline")
-    base = num(pick(pick(bench, str(base_name)) if base_name else None, "p50_ms"))
-    lat = [(str(v.get("name")), p50_ms(v)) for v in variants]
-    if lat and all(ms is not None for _, ms in lat):
-        labels = ([str(base_name)] if base is not None else []) + [n for n, _ in lat]
-        values = ([base] if base is not None else []) + [ms or 0.0 for _, ms in lat]
-        out.append(bar_chart(labels, [float(x) for x in values], unit=" ms",
-                             title="batch-1 latency p50 (lower is better)"))
-    errs = [max_rel(v) for v in variants]
-    if errs and all(e is not None for e in errs):
-        tol = num(pick(variants[0].get("tolerance"), "rel"))
-        out.append(bar_chart([str(v.get("name")) for v in variants], [e or 0.0 for e in errs],
-                             log=True, marker=tol,
-                             title="max relative error (dashed: fp32 tolerance)"))
-    if default:
-        labels, values = _set_errors(result, default)
-        if values:
-            out.append(bar_chart(labels, values, log=True,
-                                 title=f"error per input set ({default})"))
-    return "".join(f'<div style="display:inline-block;margin:4px;vertical-align:top">{c}</div>'
-                   for c in out)
-
-
 def render_result_html(result: Mapping[str, Any]) -> str:
-    """The handoff result as a self-contained HTML fragment (inline SVG, no scripts)."""
+    """The handoff result as a self-contained HTML fragment (no scripts): what was written,
+    the parity and speed table, what was left out. The speed chart is a plotly figure beside
+    it (``labkit.notebook.charts.speed_figure``, in ``HandoffResult._repr_mimebundle_``)."""
     # Lazily: importing labkit.bundle loads numpy, which `import labkit.notebook` must not.
     from labkit.bundle.changes import title
 
@@ -153,61 +111,24 @@ def render_result_html(result: Mapping[str, Any]) -> str:
         f"</p><p>default variant: <b>{escape(str(default))}</b><br>"
         f"bundle: <code>{escape(str(result.get('path')))}</code></p>"
         f"{_parity_table(variants, default if isinstance(default, str) else None)}"
-        f"{_charts(variants, result, default if isinstance(default, str) else None)}"
         f"{'<p>left out:</p><ul>' + rej + '</ul>' if rej else ''}"
         "</div>"
     )
 
 
-# The result view is plain HTML (it is also embedded by the extension, which runs no
-# scripts), so its bars stay small inline SVG rather than plotly figures.
-_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b")
+def render_result_bundle(result: Mapping[str, Any]) -> dict[str, Any]:
+    """The handoff result as a display bundle: the speed chart as plotly JSON (JupyterLab
+    draws it without a kernel, so it survives reopening), the HTML and the text summary."""
+    from labkit.errors import MissingDependencyError
+    from labkit.notebook.charts import speed_figure, static_bundle
 
-
-def bar_chart(labels: Sequence[str], values: Sequence[float], *, unit: str = "",
-              title: str = "", log: bool = False, marker: float | None = None,
-              width: int = 420) -> str:
-    """Horizontal bars; ``log`` uses a log10 axis (for errors spanning decades)."""
-    if not values:
-        return ""
-    row, left, top = 22, 130, 22 if title else 6
-    height = top + row * len(values) + 8
-
-    def scale(v: float) -> float:
-        if log:
-            lo = math.log10(min(x for x in [*values, marker or math.inf] if x > 0) / 10)
-            hi = math.log10(max([*values, marker or 0.0]) * 2)
-            return 0.0 if v <= 0 else (math.log10(v) - lo) / max(hi - lo, 1e-9)
-        return v / max([*values, marker or 0.0, 1e-12])
-
-    span = width - left - 70
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-             f'role="img" class="labkit-chart">']
-    if title:
-        parts.append(f'<text x="4" y="14" font-size="12" font-weight="bold">{escape(title)}</text>')
-    for i, (label, v) in enumerate(zip(labels, values)):
-        y = top + i * row
-        w = max(scale(v) * span, 1.0)
-        parts.append(f'<text x="{left - 6}" y="{y + 14}" font-size="11" '
-                     f'text-anchor="end">{escape(label)}</text>')
-        parts.append(f'<rect x="{left}" y="{y + 3}" width="{w:.1f}" height="{row - 6}" '
-                     f'fill="{_COLORS[i % len(_COLORS)]}"/>')
-        parts.append(f'<text x="{left + w + 4:.1f}" y="{y + 14}" font-size="11">'
-                     f'{escape(_short(v))}{escape(unit)}</text>')
-    if marker is not None and marker > 0:
-        x = left + scale(marker) * span
-        parts.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top}" y2="{height - 4}" '
-                     'stroke="#d62728" stroke-dasharray="4 2"/>')
-    parts.append("</svg>")
-    return "".join(parts)
-
-
-def _short(v: float) -> str:
-    if v == 0:
-        return "0"
-    if abs(v) < 1e-2 or abs(v) >= 1e5:
-        return f"{v:.2e}"
-    return f"{v:.3g}"
+    html, text = render_result_html(result), render_result_text(result)
+    try:
+        fig = speed_figure(result)
+    except MissingDependencyError:  # the table still says it all; a display must not fail
+        fig = None
+    return static_bundle(fig, html, text) if fig is not None else \
+        {"text/html": html, "text/plain": text}
 
 
 def render_result_text(result: Mapping[str, Any]) -> str:

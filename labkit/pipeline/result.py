@@ -70,3 +70,8 @@ class HandoffResult:
         from labkit.notebook.render import render_result_html
 
         return render_result_html(self.to_dict())
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
+        from labkit.notebook.render import render_result_bundle
+
+        return render_result_bundle(self.to_dict())

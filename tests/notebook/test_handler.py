@@ -111,6 +111,7 @@ def test_handoff_streams_progress_then_replies(tmp_path: Path,
     assert sent[-1]["ok"] and sent[-1]["payload"]["result"]["version"] == "1.0.0"
     assert sent[-1]["payload"]["store"] == str((tmp_path / "st").resolve())
     assert sent[-1]["payload"]["headline"] == "1.0.0 — first handoff of this model"
+    assert sent[-1]["payload"]["figure"] is None  # no variant was benchmarked: no chart
     # every done event carries the stage's time, measured where it ran
     assert all(m["payload"]["elapsed_s"] >= 0 for m in sent[1:-1:2])
     call = run.calls[0]
@@ -120,6 +121,28 @@ def test_handoff_streams_progress_then_replies(tmp_path: Path,
     assert "noise" not in capsys.readouterr().out
     for m in sent:
         assert roundtrip(m) == m  # JSON-safe
+
+
+@dataclass
+class BenchedResult(FakeResult):
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), "default_variant": "int8", "variants": [
+            {"name": "fp32", "speedup": {"p50": 2.0, "throughput": 1.5}},
+            {"name": "int8", "speedup": {"p50": 3.5, "throughput": 2.5}}]}
+
+
+def test_handoff_reply_carries_the_kernels_speed_figure(tmp_path: Path) -> None:
+    from labkit.notebook.charts import figure_json, speed_figure
+
+    def run(spec: Any, **kwargs: Any) -> BenchedResult:
+        return BenchedResult(spec.name, "1.0.0", "first")
+
+    handler, sent = make({"digits": FakeSpec("digits")}, run=run, tmp=tmp_path)
+    handler.handle(req("handoff", {"store": "st"}), sent.append)
+    figure = roundtrip(sent[-1])["payload"]["figure"]
+    assert figure == figure_json(speed_figure(BenchedResult("d", "1", "first").to_dict()))
+    assert [t["y"] for t in figure["data"]] == [[2.0, 3.5], [1.5, 2.5]]
+    assert figure["data"][0]["x"] == ["fp32", "int8 (default)"]
 
 
 def test_handoff_rename(tmp_path: Path) -> None:

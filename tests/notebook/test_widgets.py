@@ -41,14 +41,53 @@ RESULT = {
 }
 
 
-def test_render_result_html_has_table_charts_and_escapes() -> None:
+def test_render_result_html_has_table_and_escapes() -> None:
     html = render_result_html(RESULT)
     assert "digits 1.1.0" in html and "weights-only update (minor)" in html
     assert html.count("<tr>") == 3  # header + two variants
     assert "4×" in html and "2.5×" in html
-    assert html.count("<svg") == 3  # latency, error per variant, error per input set
-    assert "pytorch-eager" in html and "real data" in html
+    assert "<svg" not in html  # the speed chart is a plotly figure beside the HTML
     assert "<script>" not in html and "&lt;script&gt;" in html
+
+
+def test_speed_figure_bars_are_the_results_speedups_default_outlined() -> None:
+    from labkit.notebook.charts import speed_figure
+
+    fig = speed_figure(RESULT).to_plotly_json()
+    p50, tput = fig["data"]
+    assert p50["type"] == "bar" and p50["meta"] == "p50" and tput["meta"] == "throughput"
+    assert list(p50["x"]) == ["fp32", "int8-dynamic (default)"] == list(tput["x"])
+    assert list(p50["y"]) == [2.5, 4.0] and list(tput["y"]) == [1.9, 3.1]
+    assert list(p50["text"]) == ["2.50×", "4.00×"]
+    assert list(p50["marker"]["line"]["width"]) == [0, 3]  # the default variant, outlined
+    base = fig["layout"]["shapes"][0]  # PyTorch eager, the 1× line
+    assert base["y0"] == base["y1"] == 1.0 and base["line"]["dash"] == "dash"
+    assert fig["layout"]["barmode"] == "group"
+
+
+def test_speed_figure_reads_manifest_variants_and_skips_unbenchmarked() -> None:
+    from labkit.notebook.charts import speed_figure
+
+    result = {"default_variant": "fp32", "variants": [
+        {"name": "fp32", "benchmark": {"p50_ms": 0.1, "speedup": {"p50": 3.0}}},
+        {"name": "int8", "benchmark": {"p50_ms": 0.1}}]}
+    p50, tput = speed_figure(result).to_plotly_json()["data"]
+    assert list(p50["x"]) == ["fp32 (default)"] and list(p50["y"]) == [3.0]
+    assert list(tput["y"]) == [None]  # throughput not measured: a gap, not a zero
+    assert speed_figure({"variants": [{"name": "fp32"}]}) is None
+
+
+def test_result_mimebundle_carries_the_plotly_figure_beside_html_and_text() -> None:
+    from labkit.notebook.charts import PLOTLY_MIME
+    from labkit.notebook.render import render_result_bundle
+
+    bundle = render_result_bundle(RESULT)
+    assert set(bundle) == {PLOTLY_MIME, "text/html", "text/plain"}
+    assert [t["y"] for t in bundle[PLOTLY_MIME]["data"]] == [[2.5, 4.0], [1.9, 3.1]]
+    assert bundle["text/html"] == render_result_html(RESULT)
+    json.dumps(bundle)  # what the notebook stores: plain JSON
+    bare = render_result_bundle({"name": "x", "version": "1.0.0", "change": "none"})
+    assert set(bare) == {"text/html", "text/plain"}
 
 
 def test_render_reads_speedups_of_manifest_variants() -> None:

@@ -85,11 +85,12 @@ export interface IHandoffEvent {
   error?: IErrorInfo | null;
 }
 
-/** A finished handoff: ``result`` is ``HandoffResult.to_dict()``, ``headline`` says in one line what happened (e.g. "no new version: identical to 1.0.0"). */
+/** A finished handoff: ``result`` is ``HandoffResult.to_dict()``, ``headline`` says in one line what happened (e.g. "no new version: identical to 1.0.0"), ``figure`` the speed chart as plotly JSON (``labkit.notebook.charts.speed_figure``; None when no variant was benchmarked or plotly is not installed), so the extension draws the kernel's figure. */
 export interface IHandoffReply {
   result: IHandoffResult;
   store: string;
   headline: string;
+  figure?: Record<string, unknown> | null;
 }
 
 /** Which registered model(s) to hand off, to which store, recording which source file. */
