@@ -7,7 +7,12 @@ module.exports = {
   transform: {
     '^.+\\.ts$': ['ts-jest', { tsconfig: 'tsconfig.test.json' }]
   },
-  collectCoverageFrom: ['src/protocol.ts', 'src/format.ts', 'src/kernel.ts'],
+  collectCoverageFrom: [
+    'src/protocol.ts',
+    'src/format.ts',
+    'src/kernel.ts',
+    'src/chart.ts'
+  ],
   coverageReporters: ['text-summary', 'lcov'],
   reporters: ['default']
 };

@@ -293,7 +293,16 @@ def real_payloads(tmp: Path) -> dict[str, Any]:
         out[f"progress-{label}"] = [e.to_dict() for e in events[:-1]]
     out["manifest"] = json.loads((tmp / "store" / "tiny" / "1.0.0" / "manifest.json")
                                  .read_text())
+    out["figure-first"] = speed_json(out["event-first"]["result"])
     return json.loads(json.dumps(out).replace(str(tmp), "/home/user/labkit"))
+
+
+def speed_json(result: dict[str, Any]) -> dict[str, Any]:
+    """The speed chart the kernel sends with a handoff's reply (``HandoffReply.figure``), for
+    the extension's chart tests."""
+    from labkit.notebook.charts import figure_json, speed_figure
+
+    return figure_json(speed_figure(result))
 
 
 def write_fixtures() -> None:

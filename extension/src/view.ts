@@ -2,11 +2,11 @@
 
 import { Widget } from '@lumino/widgets';
 
-import { barChart, h, table } from './dom';
+import { IPlotSpec, chartLabel, plotSpec } from './chart';
+import { h, table } from './dom';
 import {
   VARIANT_HEADERS,
   isUnchanged,
-  speedup,
   stageIndex,
   variantRows
 } from './format';
@@ -23,6 +23,7 @@ export class HandoffView extends Widget {
   private _stages = new Map<string, HTMLElement>();
   private _status: HTMLElement;
   private _body: HTMLElement;
+  private _plots: HTMLElement[] = [];
 
   constructor(modelName: string) {
     super();
@@ -92,13 +93,14 @@ export class HandoffView extends Widget {
     this._status.textContent = unchanged
       ? 'No new version was written.'
       : 'Handoff complete.';
-    const speed: [string, number][] = [['pytorch', 1]];
-    for (const v of result.variants ?? []) {
-      const s = speedup(v);
-      if (typeof s === 'number') {
-        speed.push([v.name, s]);
-      }
-    }
+    const spec = plotSpec(reply);
+    const chart = spec
+      ? h('div', {
+          class: 'labkit-speed-chart',
+          role: 'img',
+          'aria-label': `Speed-up vs PyTorch eager. ${chartLabel(spec)}`
+        })
+      : null;
     const rejected = (result.rejected ?? []).map(r =>
       h('li', {}, h('b', {}, r.name), `: ${r.reason}`)
     );
@@ -132,12 +134,35 @@ export class HandoffView extends Widget {
           variantRows(result),
           'labkit-table labkit-parity'
         ),
-        speed.length > 1 ? h('h4', {}, 'Speed vs PyTorch (batch-1 p50)') : null,
-        speed.length > 1 ? (barChart(speed, '×') as unknown as Node) : null,
+        chart ? h('h4', {}, 'Speed vs PyTorch eager') : null,
+        chart,
         rejected.length ? h('h4', {}, 'Left out of the bundle') : null,
         rejected.length ? h('ul', {}, ...rejected) : null
       )
     );
+    if (chart && spec) {
+      this._draw(chart, spec).catch(reason => {
+        chart.textContent = `The speed chart could not be drawn: ${reason}`;
+      });
+    }
+  }
+
+  /** plotly.js is loaded when the first chart is drawn, not with the extension. */
+  private async _draw(el: HTMLElement, spec: IPlotSpec): Promise<void> {
+    const Plotly = await import('plotly.js-basic-dist-min');
+    if (this.node.contains(el)) {
+      await Plotly.newPlot(el, spec.data, spec.layout, spec.config);
+      this._plots.push(el);
+    }
+  }
+
+  dispose(): void {
+    if (this._plots.length) {
+      void import('plotly.js-basic-dist-min').then(Plotly =>
+        this._plots.splice(0).forEach(el => Plotly.purge(el))
+      );
+    }
+    super.dispose();
   }
 
   showError(error: IErrorInfo): void {

@@ -146,6 +146,13 @@ def test_committed_fixtures_match_the_schema(path: Path) -> None:
     payload = json.loads(path.read_text())
     if path.stem == "manifest":
         validate("Manifest", payload)
+    if path.stem.startswith("figure-"):  # the speed chart of that event's result
+        event = json.loads(path.with_name(f"event-{path.stem[7:]}.json").read_text())
+        validate("HandoffReply", {"result": event["result"], "store": event["store"],
+                                  "headline": event["headline"], "figure": payload})
+        fresh = _generator().speed_json(event["result"])
+        assert payload["data"] == fresh["data"], "run scripts/gen_schema.py --fixtures"
+        return
     for event in payload if isinstance(payload, list) else [payload]:
         if path.stem != "manifest":
             validate("HandoffEvent", event)

@@ -84,6 +84,13 @@ test('quickstart: run the notebook, click Handoff, get a verified bundle', async
   await expect(view.locator('.labkit-stage[data-status="done"]')).toHaveCount(
     6
   );
+  // The speed chart is the kernel's plotly figure drawn by plotly.js, not hand-made SVG
+  // bars: one bar per variant and series, valued at the speed-ups the result reports.
+  const chart = result.locator('.labkit-speed-chart.js-plotly-plot');
+  await expect(chart).toBeVisible({ timeout: 60000 });
+  await expect(chart.locator('.trace.bars .point')).toHaveCount(
+    2 * (await result.locator('table.labkit-parity tbody tr').count())
+  );
   await shot(page, 'handoff-result');
   // the handoff added no cell, output or execution count to the notebook
   await expect(page.locator('.jp-NotebookPanel .jp-Cell')).toHaveCount(cells);
@@ -94,6 +101,23 @@ test('quickstart: run the notebook, click Handoff, get a verified bundle', async
   const bundle = (await result.locator('.labkit-path').textContent()) ?? '';
   expect(bundle).toBe(path.join(fs.realpathSync(STORE), 'digits-ui', '1.0.0'));
   expect(fs.existsSync(path.join(bundle, 'manifest.json'))).toBe(true);
+  const manifest = JSON.parse(
+    fs.readFileSync(path.join(bundle, 'manifest.json'), 'utf-8')
+  );
+  const traces = await chart.evaluate((el: any) =>
+    el.data.map((t: any) => ({ meta: t.meta, x: t.x, y: t.y }))
+  );
+  expect(traces.map((t: any) => t.meta)).toEqual(['p50', 'throughput']);
+  for (const t of traces) {
+    expect(t.x).toEqual(
+      manifest.variants.map((v: any) =>
+        v.name === manifest.default_variant ? `${v.name} (default)` : v.name
+      )
+    );
+    expect(t.y).toEqual(
+      manifest.variants.map((v: any) => v.benchmark.speedup[t.meta])
+    );
+  }
   expect(fs.existsSync(path.join(bundle, 'source', 'quickstart.ipynb'))).toBe(
     true
   );
