@@ -21,12 +21,17 @@ def _fraction(flag: str, value: float | None) -> float | None:
 def options_dict(args: argparse.Namespace) -> dict[str, Any]:
     if args.calibration and not Path(args.calibration).is_file():
         raise LabkitError(f"--calibration {args.calibration}: no such file")
+    sign_key = getattr(args, "sign_key", None)
+    if sign_key and not Path(sign_key).is_file():
+        raise LabkitError(f"--sign-key {sign_key}: no such file")
     return {
         "quantize": not args.no_quantize, "benchmark": not args.no_benchmark,
         "quick": args.quick, "name": args.name,
         "calibration": str(Path(args.calibration).resolve()) if args.calibration else None,
         "min_top1": _fraction("--min-top1", args.min_top1),
         "min_cosine": _fraction("--min-cosine", args.min_cosine),
+        # resolved here: a notebook's kernel runs in the notebook's folder
+        "sign_key": str(Path(sign_key).resolve()) if sign_key else None,
     }
 
 

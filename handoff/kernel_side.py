@@ -37,7 +37,7 @@ def handoff_registered(args: dict[str, Any], marker: str) -> None:
     for spec in specs:
         try:
             result = run(spec, store=args.get("store"), options=options,
-                         source=args.get("source"),
+                         source=args.get("source"), sign_key=opts.get("sign_key"),
                          progress=lambda e: _say(marker, {"kind": "progress",
                                                           "event": e.to_dict()}))
         except LabkitError as exc:

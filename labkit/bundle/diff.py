@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from labkit.bundle.manifest import tensor_text
+from labkit.bundle.semver import Version
 from labkit.bundle.store import explain
 
 _VERDICT = {
@@ -18,6 +20,10 @@ def _tensors(sig: dict[str, Any], side: str) -> dict[str, dict[str, Any]]:
     return {t["name"]: t for t in sig[side]}
 
 
+def _text(t: dict[str, Any]) -> str:
+    return tensor_text(t["dtype"], t["shape"])
+
+
 def _signature_changes(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
     changes = []
     for side in ("inputs", "outputs"):
@@ -25,16 +31,19 @@ def _signature_changes(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
         for n in sorted(set(ta) - set(tb)):
             changes.append(f"{side[:-1]} {n!r} removed")
         for n in sorted(set(tb) - set(ta)):
-            changes.append(f"{side[:-1]} {n!r} added ({tb[n]['dtype']}{tb[n]['shape']})")
+            changes.append(f"{side[:-1]} {n!r} added ({_text(tb[n])})")
         for n in sorted(set(ta) & set(tb)):
             if (ta[n]["dtype"], ta[n]["shape"]) != (tb[n]["dtype"], tb[n]["shape"]):
-                changes.append(f"{side[:-1]} {n!r}: {ta[n]['dtype']}{ta[n]['shape']} → "
-                               f"{tb[n]['dtype']}{tb[n]['shape']}")
+                changes.append(f"{side[:-1]} {n!r}: {_text(ta[n])} → {_text(tb[n])}")
     return changes
 
 
 def diff(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
-    """Compare manifests ``a`` (older) and ``b`` (newer)."""
+    """Compare manifests ``a`` (older) and ``b`` (newer).
+
+    When ``b`` is an older version of the same model, ``downgrade`` is true: ``change`` then
+    still says what the update from ``b`` to ``a`` was, and the reading is reversed.
+    """
     kind, reason = explain(a, b)
     fa, fb = a["fingerprint"], b["fingerprint"]
     meta = [k for k in ("task", "labels") if a.get(k) != b.get(k)]
@@ -47,6 +56,8 @@ def diff(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
         "reason": reason,
         "verdict": _VERDICT[kind],
         "same_name": a["name"] == b["name"],
+        "downgrade": a["name"] == b["name"]
+        and Version.parse(b["version"]) < Version.parse(a["version"]),
         "architecture_changed": fa["architecture"] != fb["architecture"],
         "signature_changed": fa["signature"] != fb["signature"],
         "weights_changed": fa["weights"] != fb["weights"],

@@ -15,6 +15,7 @@ from labkit.errors import FormatError
 
 SCHEMA_VERSION = 1
 MANIFEST_NAME = "manifest.json"
+SIGNATURE_NAME = "signature.sig"  # the one other unlisted file: [signature]
 MAX_MANIFEST_BYTES = 1 << 20
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
@@ -22,6 +23,11 @@ DTYPES = frozenset({
     "float16", "float32", "float64", "int8", "int16", "int32", "int64",
     "uint8", "uint16", "uint32", "uint64", "bool",
 })
+
+
+def tensor_text(dtype: str, shape: Any) -> str:
+    """How a tensor's type reads everywhere: ``float32[batch, 64]`` (no quotes)."""
+    return f"{dtype}[{', '.join(str(d) for d in shape)}]"
 
 
 def _fail(field: str, message: str, rule: str = "schema") -> FormatError:

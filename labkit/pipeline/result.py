@@ -21,13 +21,15 @@ class HandoffResult:
     parity: dict[str, Any] = field(default_factory=dict)
     benchmark: dict[str, Any] | None = None
     exporter: dict[str, Any] = field(default_factory=dict)
+    signed_by: str | None = None     # fingerprint of the signing key, when signed
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "version": self.version, "path": str(self.path),
                 "change": self.change, "change_reason": self.change_reason,
                 "previous": self.previous, "default_variant": self.default_variant,
                 "variants": self.variants, "rejected": self.rejected, "parity": self.parity,
-                "benchmark": self.benchmark, "exporter": self.exporter}
+                "benchmark": self.benchmark, "exporter": self.exporter,
+                "signed_by": self.signed_by}
 
     def summary(self) -> str:
         lines = [f"{self.name} {self.version} ({self.change}: {self.change_reason})",

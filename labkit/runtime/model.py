@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -14,6 +15,9 @@ from labkit.bundle.integrity import VerifiedBundle, verify
 from labkit.runtime.compare import accumulate, failures
 from labkit.runtime.session import make_session
 from labkit.runtime.signature import TensorSpec, bind
+
+if TYPE_CHECKING:
+    from labkit.bundle.signing import TrustedKey
 
 
 @dataclass
@@ -88,6 +92,16 @@ class Model:
 
 
 def load(path: str | os.PathLike[str], *, variant: str | None = None,
-         threads: int | None = None) -> Model:
-    """Verify the bundle at ``path`` (every rule, before any session exists), then load it."""
-    return Model(verify(path), variant, threads)
+         threads: int | None = None,
+         trusted_keys: Sequence[str | os.PathLike[str] | TrustedKey] | None = None) -> Model:
+    """Verify the bundle at ``path`` (every rule, before any session exists), then load it.
+
+    With ``trusted_keys`` (PEM public key paths), only a bundle signed by one of them over
+    exactly its files is loaded ([signature-trust]); this needs ``labkit[sign]``.
+    """
+    bundle = verify(path)
+    if trusted_keys is not None:
+        from labkit.bundle.signing import as_trusted_keys, check_signature
+
+        check_signature(bundle, as_trusted_keys(trusted_keys))
+    return Model(bundle, variant, threads)

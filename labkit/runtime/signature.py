@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from labkit.bundle.manifest import tensor_text
 from labkit.errors import InputError
 
 
@@ -25,8 +26,7 @@ class TensorSpec:
         return {"name": self.name, "dtype": self.dtype, "shape": list(self.shape)}
 
     def __str__(self) -> str:
-        dims = ", ".join(str(d) for d in self.shape)
-        return f"{self.name}: {self.dtype}[{dims}]"
+        return f"{self.name}: {tensor_text(self.dtype, self.shape)}"
 
     def __repr__(self) -> str:
         return f"TensorSpec({self})"

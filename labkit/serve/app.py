@@ -202,7 +202,7 @@ def create_app(source: str | os.PathLike[str], config: ServeConfig | None = None
             metrics.loads.labels(name, version, "ok" if ok else "refused").inc()
 
     repo = ModelRepository(source, threads=config.threads, self_test=config.self_test,
-                           on_event=on_event)
+                           on_event=on_event, trusted_keys=config.trusted_keys)
     state = ServerState(config, repo, metrics)
 
     def count_served() -> None:

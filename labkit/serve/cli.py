@@ -50,6 +50,9 @@ def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--graceful-timeout", type=float, default=30.0)
     p.add_argument("--no-self-test", action="store_true",
                    help="skip re-running golden vectors before serving a version")
+    p.add_argument("--trusted-key", metavar="PUB.pem", action="append", default=None,
+                   help="serve only bundles signed by one of these public keys (repeatable); "
+                   "the others are refused and logged with the reason")
     p.add_argument("--log-level", default="info",
                    choices=["critical", "error", "warning", "info", "debug"])
     ray = p.add_argument_group("Ray Serve (pip install 'labkit[ray]')")
@@ -96,7 +99,8 @@ def config_from_args(args: argparse.Namespace) -> Any:
         max_inflight=args.max_inflight, queue_timeout_ms=args.queue_timeout_ms,
         workers=args.workers, threads=args.threads, token=_token(args),
         reload_interval_s=args.reload_interval, drain_delay_s=args.drain_delay,
-        graceful_timeout_s=args.graceful_timeout, self_test=not args.no_self_test)
+        graceful_timeout_s=args.graceful_timeout, self_test=not args.no_self_test,
+        trusted_keys=tuple(args.trusted_key) if args.trusted_key else None)
 
 
 def run_serve(args: argparse.Namespace) -> int:
@@ -104,6 +108,10 @@ def run_serve(args: argparse.Namespace) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         config = config_from_args(args)
+        if config.trusted_keys is not None:  # a bad key file is a startup error
+            from labkit.bundle.signing import load_trusted_keys
+
+            load_trusted_keys(config.trusted_keys)
         if not Path(args.source).is_dir():
             raise LabkitError(f"{args.source} is not a directory (a bundle store or a bundle)")
         if args.ray:

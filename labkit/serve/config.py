@@ -34,6 +34,7 @@ class ServeConfig:
     graceful_timeout_s: float = 30.0
     retry_after_s: int = 1
     self_test: bool = True  # re-run the golden vectors before a version is served
+    trusted_keys: tuple[str, ...] | None = None  # PEM public keys; None: signatures not required
 
     def __post_init__(self) -> None:
         for name in ("max_body_bytes", "max_json_depth", "max_batch_size", "max_queue",

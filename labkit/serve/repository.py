@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -102,8 +102,16 @@ def _fingerprint(path: Path) -> tuple[int, int]:
 
 class ModelRepository:
     def __init__(self, source: str | os.PathLike[str], *, threads: int | None = None,
-                 self_test: bool = True, on_event: LoadEvent | None = None) -> None:
+                 self_test: bool = True, on_event: LoadEvent | None = None,
+                 trusted_keys: Sequence[str] | None = None) -> None:
         self.source = Path(source)
+        self._trusted = None
+        if trusted_keys is not None:  # read once: a bad key file stops startup
+            from labkit.bundle.signing import load_trusted_keys
+
+            self._trusted = load_trusted_keys(trusted_keys)
+            log.info("serving only bundles signed by: %s",
+                     ", ".join(f"sha256:{k.fingerprint[:16]}… ({k.path})" for k in self._trusted))
         self.single = (self.source / MANIFEST_NAME).is_file()
         self._threads = threads
         self._self_test = self_test
@@ -135,7 +143,7 @@ class ModelRepository:
 
     # loading (worker thread)
     def _load(self, path: Path) -> ServedModel:
-        model = load(path, threads=self._threads)
+        model = load(path, threads=self._threads, trusted_keys=self._trusted)
         if self._self_test:
             report = model.self_test()
             if not report.ok:
