@@ -94,6 +94,15 @@ def _pem_fingerprint(public_key: Any) -> str:
     return hashlib.sha256(pem).hexdigest()
 
 
+def _read_key(path: str | os.PathLike[str], what: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError:
+        raise LabkitError(f"{what} {path}: no such file") from None
+    except OSError as exc:
+        raise LabkitError(f"{what} {path}: cannot be read ({exc.strerror})") from None
+
+
 def load_trusted_keys(paths: Iterable[str | os.PathLike[str]]) -> tuple[TrustedKey, ...]:
     """Read PEM public keys once, so a bad key file is a startup error, not a refusal."""
     _ms()  # the same install command for every missing piece
@@ -103,8 +112,8 @@ def load_trusted_keys(paths: Iterable[str | os.PathLike[str]]) -> tuple[TrustedK
     keys = []
     for p in paths:
         try:
-            key = serialization.load_pem_public_key(Path(p).read_bytes())
-        except (OSError, ValueError, TypeError) as exc:
+            key = serialization.load_pem_public_key(_read_key(p, "trusted key"))
+        except (ValueError, TypeError) as exc:
             raise LabkitError(f"trusted key {p}: cannot read a PEM public key ({exc}); "
                               "pass the .pub file written next to the signing key") from None
         if not isinstance(key, ec.EllipticCurvePublicKey):
@@ -267,9 +276,9 @@ def sign_bundle(path: str | os.PathLike[str], key: str | os.PathLike[str], *,
         from cryptography.hazmat.primitives import serialization
 
         private = serialization.load_pem_private_key(
-            Path(key).read_bytes(), password.encode() if password else None)
+            _read_key(key, "signing key"), password.encode() if password else None)
         fingerprint = _pem_fingerprint(private.public_key())
-    except (OSError, ValueError, TypeError) as exc:
+    except (ValueError, TypeError) as exc:
         raise LabkitError(f"signing key {key}: cannot read a PEM private key ({exc})") from None
     hashing = (ms.hashing.Config()
                .use_file_serialization(hashing_algorithm="sha256", allow_symlinks=False)

@@ -1,0 +1,71 @@
+"""``handoff serve --trusted-key``: a real server on 127.0.0.1 serves only signed versions,
+says which it refused and why, and picks a version up once it is signed."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from signing_helpers import built_store, copy_bundle, make_keys
+
+from labkit.bundle.signing import sign_bundle
+
+pytest.importorskip("model_signing")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "serve"))
+from serve_helpers import running  # noqa: E402
+
+
+def _ready(client: object, version: str) -> int:
+    return int(client.get(f"/v2/models/mlp/versions/{version}/ready").status_code)  # type: ignore[attr-defined]
+
+
+def test_serve_only_signed_versions(tmp_path_factory: pytest.TempPathFactory,
+                                    tmp_path: Path) -> None:
+    built = built_store(tmp_path_factory)
+    keys = make_keys(tmp_path / "keys", "alice")
+    store = tmp_path / "store"
+    signed = copy_bundle(built, "1.0.0", store)
+    unsigned = copy_bundle(built, "1.1.0", store)
+    sign_bundle(signed, keys.private)
+    with running(store, tmp_path, "--trusted-key", str(keys.public),
+                 "--reload-interval", "0.5") as server, server.client() as c:
+        assert _ready(c, "1.0.0") == 200
+        assert _ready(c, "1.1.0") != 200
+        meta = c.get("/v2/models/mlp").json()
+        assert meta["versions"] == ["1.0.0"]
+        logs = server.logs()
+        assert "serving only bundles signed by: sha256:" in logs
+        refused = [ln for ln in logs.splitlines() if "refused mlp 1.1.0" in ln]
+        assert len(refused) == 1 and "[signature-trust]" in refused[0]
+        assert "not signed" in refused[0]
+        x = {"inputs": [{"name": "input_0", "shape": [1, 8], "datatype": "FP32",
+                         "data": [0.5] * 8}]}
+        assert c.post("/v2/models/mlp/versions/1.0.0/infer", json=x).status_code == 200
+        assert c.post("/v2/models/mlp/versions/1.1.0/infer", json=x).status_code == 404
+
+        sign_bundle(unsigned, keys.private)  # signed while serving: picked up on reload
+        deadline = time.monotonic() + 20
+        while _ready(c, "1.1.0") != 200 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert _ready(c, "1.1.0") == 200, server.logs()
+        assert _ready(c, "1.0.0") == 200
+
+
+def test_serve_refuses_a_bad_trusted_key_at_startup(tmp_path_factory: pytest.TempPathFactory,
+                                                    tmp_path: Path) -> None:
+    import subprocess
+
+    from signing_helpers import REPO
+
+    built = built_store(tmp_path_factory)
+    store = tmp_path / "store"
+    copy_bundle(built, "1.0.0", store)
+    proc = subprocess.run([sys.executable, "-m", "handoff", "serve", str(store), "--port", "0",
+                           "--trusted-key", str(tmp_path / "missing.pub")],
+                          capture_output=True, text=True, timeout=120,
+                          env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        f"handoff serve: trusted key {tmp_path / 'missing.pub'}: no such file"]
