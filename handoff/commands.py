@@ -84,7 +84,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     vb = verify(args.bundle)  # once; each variant's bytes are re-hashed as they are read
     signer = None
     if keys is not None:  # before any session exists, like load(trusted_keys=...)
-        from labkit.bundle.signing import check_signature
+        from labkit.runtime.signing import check_signature
 
         signer = check_signature(vb, keys)
     reports = [Model(vb, v["name"], None).self_test() for v in vb.manifest["variants"]]
@@ -119,13 +119,13 @@ def _trusted_keys(paths: list[str] | None) -> Any:
     """``--trusted-key`` given → the loaded keys (even to refuse everything); else None."""
     if not paths:
         return None
-    from labkit.bundle.signing import load_trusted_keys
+    from labkit.runtime.signing import load_trusted_keys
 
     return load_trusted_keys(paths)
 
 
 def cmd_sign(args: argparse.Namespace) -> int:
-    from labkit.bundle.signing import SIGN_KEY_ENV, sign_bundle
+    from labkit.runtime.signing import SIGN_KEY_ENV, sign_bundle
 
     key = args.key or os.environ.get(SIGN_KEY_ENV)
     if not key:
@@ -140,8 +140,8 @@ def cmd_sign(args: argparse.Namespace) -> int:
 
 def cmd_inspect(args: argparse.Namespace) -> int:
     from labkit.bundle import read_manifest
-    from labkit.bundle.signing import signature_info
     from labkit.runtime.signature import TensorSpec
+    from labkit.runtime.signing import signature_info
 
     m = read_manifest(Path(args.bundle))
     if args.json:

@@ -17,7 +17,6 @@ import onnx
 
 from labkit.bundle import SCHEMA_VERSION, Store, write_bundle
 from labkit.bundle._json import dumps_canonical
-from labkit.bundle.signing import SIGN_KEY_ENV, sign_bundle
 from labkit.errors import LabkitError, ParityError
 from labkit.pipeline import graph, report
 from labkit.pipeline.benchmark import benchmark
@@ -30,6 +29,7 @@ from labkit.pipeline.result import HandoffResult
 from labkit.registry import ModelSpec
 from labkit.runtime.compare import accumulate
 from labkit.runtime.machine import cpu_info, library_versions
+from labkit.runtime.signing import SIGN_KEY_ENV, sign_bundle
 
 Progress = Callable[[ProgressEvent], None]
 

@@ -17,7 +17,7 @@ from labkit.runtime.session import make_session
 from labkit.runtime.signature import TensorSpec, bind
 
 if TYPE_CHECKING:
-    from labkit.bundle.signing import TrustedKey
+    from labkit.runtime.signing import TrustedKey
 
 
 @dataclass
@@ -101,7 +101,7 @@ def load(path: str | os.PathLike[str], *, variant: str | None = None,
     """
     bundle = verify(path)
     if trusted_keys is not None:
-        from labkit.bundle.signing import as_trusted_keys, check_signature
+        from labkit.runtime.signing import as_trusted_keys, check_signature
 
         check_signature(bundle, as_trusted_keys(trusted_keys))
     return Model(bundle, variant, threads)

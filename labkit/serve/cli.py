@@ -109,7 +109,7 @@ def run_serve(args: argparse.Namespace) -> int:
     try:
         config = config_from_args(args)
         if config.trusted_keys is not None:  # a bad key file is a startup error
-            from labkit.bundle.signing import load_trusted_keys
+            from labkit.runtime.signing import load_trusted_keys
 
             load_trusted_keys(config.trusted_keys)
         if not Path(args.source).is_dir():

@@ -107,7 +107,7 @@ class ModelRepository:
         self.source = Path(source)
         self._trusted = None
         if trusted_keys is not None:  # read once: a bad key file stops startup
-            from labkit.bundle.signing import load_trusted_keys
+            from labkit.runtime.signing import load_trusted_keys
 
             self._trusted = load_trusted_keys(trusted_keys)
             log.info("serving only bundles signed by: %s",

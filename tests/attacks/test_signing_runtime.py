@@ -15,8 +15,8 @@ import pytest
 from signing_helpers import REPO, KeyPair, built_store, copy_bundle, handoff, make_keys
 
 import labkit.runtime as rt
-from labkit.bundle.signing import SIGNATURE_NAME, sign_bundle
 from labkit.errors import BundleError, LabkitError
+from labkit.runtime.signing import SIGNATURE_NAME, sign_bundle
 
 pytest.importorskip("model_signing")
 

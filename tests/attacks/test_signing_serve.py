@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from signing_helpers import built_store, copy_bundle, make_keys
 
-from labkit.bundle.signing import sign_bundle
+from labkit.runtime.signing import sign_bundle
 
 pytest.importorskip("model_signing")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "serve"))

@@ -20,8 +20,8 @@ import labkit.runtime.model as model_mod
 from labkit.bundle import verify
 from labkit.bundle._json import dumps_canonical
 from labkit.bundle.manifest import DIGEST_FIELD, self_digest
-from labkit.bundle.signing import SIGNATURE_NAME, sign_bundle
 from labkit.errors import BundleError, LabkitError
+from labkit.runtime.signing import SIGNATURE_NAME, sign_bundle
 
 pytest.importorskip("model_signing")
 
