@@ -87,16 +87,15 @@ def cmd_verify(args: argparse.Namespace) -> int:
         from labkit.runtime.signing import check_signature
 
         signer = check_signature(vb, keys)
-    reports = [Model(vb, v["name"], None).self_test() for v in vb.manifest["variants"]]
+    m = vb.manifest
+    reports = [Model(vb, v.name, None).self_test() for v in m.variants]
     ok = all(r.ok for r in reports)
     if args.json:
-        _print_json({"ok": ok, "name": vb.manifest["name"], "version": vb.manifest["version"],
-                     "files": len(vb.manifest["files"]),
+        _print_json({"ok": ok, "name": m.name, "version": m.version, "files": len(m.files),
                      "signed_by": signer.fingerprint if signer else None,
                      "self_test": [r.to_dict() for r in reports]})
     else:
-        m = vb.manifest
-        print(f"{m['name']} {m['version']}: integrity OK ({len(m['files'])} files, sha256 "
+        print(f"{m.name} {m.version}: integrity OK ({len(m.files)} files, sha256 "
               "checked, no links, nothing unlisted)")
         if signer is not None:
             print(f"  signature OK: signed by trusted key sha256:{signer.fingerprint[:16]}… "
@@ -105,7 +104,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
             status = "OK" if r.ok else "FAILED"
             worst = max((o["max_rel"] for o in r.outputs.values()), default=0.0)
             print(f"  self-test {r.variant:<13} {status} (max rel err {worst:.2e}, "
-                  f"tolerance {r.tolerance['rel']:.2e})")
+                  f"tolerance {r.tolerance.rel if r.tolerance else float('nan'):.2e})")
             for f in r.failures:
                 print(f"    {f}")
     if not ok:
@@ -140,34 +139,32 @@ def cmd_sign(args: argparse.Namespace) -> int:
 
 def cmd_inspect(args: argparse.Namespace) -> int:
     from labkit.bundle import read_manifest
-    from labkit.runtime.signature import TensorSpec
     from labkit.runtime.signing import signature_info
 
     m = read_manifest(Path(args.bundle))
     if args.json:
-        _print_json(m)
+        sys.stdout.write(m.to_json().decode())
         return 0
-    print(f"{m['name']} {m['version']}  (created {m['created']}, task {m.get('task') or '-'})")
-    ch = m["change"]
-    print(f"  change: {ch['kind']}" + (f" from {ch['from']}" if ch.get("from") else "")
-          + f": {ch['reason']}")
-    for side in ("inputs", "outputs"):
-        for t in m["signature"][side]:
-            print(f"  {side[:-1]:<6} {TensorSpec.from_dict(t)}")
-    for v in m["variants"]:
-        b = v.get("benchmark") or {}
-        sp = b.get("speedup") or {}
+    print(f"{m.name} {m.version}  (created {m.created}, task {m.task or '-'})")
+    ch = m.change
+    print(f"  change: {ch.kind}" + (f" from {ch.previous}" if ch.previous else "")
+          + f": {ch.reason}")
+    for side, tensors in (("input", m.signature.inputs), ("output", m.signature.outputs)):
+        for t in tensors:
+            print(f"  {side:<6} {t}")
+    for v in m.variants:
+        sp = v.speedup
         speed = f", {sp['p50']:.2f}x vs eager" if sp else ""
-        mark = "  <- default" if v["name"] == m["default_variant"] else ""
-        print(f"  variant {v['name']:<13} {v['precision']:<5} parity "
-              f"{'pass' if v['parity']['passed'] else 'FAIL'} (max rel "
-              f"{v['parity']['max_rel']:.2e}){speed}{mark}")
-    prov = m["provenance"]
-    src = prov.get("source")
-    print(f"  exporter: {prov['exporter']['name']} opset {prov['exporter']['opset']}")
+        mark = "  <- default" if v.name == m.default_variant else ""
+        parity = v.parity or {}
+        print(f"  variant {v.name:<13} {v.precision:<5} parity "
+              f"{'pass' if parity.get('passed') else 'FAIL'} (max rel "
+              f"{parity.get('max_rel', float('nan')):.2e}){speed}{mark}")
+    exporter, src = m.provenance.exporter, m.provenance.source
+    print(f"  exporter: {exporter.name} opset {exporter.opset}")
     if src:
-        print(f"  source: {src['path']} (sha256 {src['sha256'][:16]}…)")
-    print(f"  files: {len(m['files'])}, {sum(f['bytes'] for f in m['files'])} bytes")
+        print(f"  source: {src.path} (sha256 {src.sha256[:16]}…)")
+    print(f"  files: {len(m.files)}, {sum(f.size for f in m.files)} bytes")
     sig = signature_info(args.bundle)
     print(f"  signature: {sig.describe() if sig else 'none (unsigned)'}")
     return 0
@@ -253,12 +250,12 @@ def cmd_list(args: argparse.Namespace) -> int:
             except LabkitError as exc:
                 rows.append({"name": name, "version": version, "error": str(exc)})
                 continue
-            default = next(v for v in m["variants"] if v["name"] == m["default_variant"])
-            sp = (default.get("benchmark") or {}).get("speedup") or {}
-            rows.append({"name": name, "version": version, "default_variant": default["name"],
-                         "speedup_p50": sp.get("p50"),
-                         "parity": all(v["parity"]["passed"] for v in m["variants"]),
-                         "change": m["change"]["kind"]})
+            default = m.variant()
+            speedup = default.speedup or {}
+            rows.append({"name": name, "version": version, "default_variant": default.name,
+                         "speedup_p50": speedup.get("p50"),
+                         "parity": all((v.parity or {}).get("passed") for v in m.variants),
+                         "change": m.change.kind})
     if args.json:
         _print_json(rows)
         return 0

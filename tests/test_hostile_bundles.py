@@ -59,8 +59,8 @@ def assert_refused(bundle: Path, rule: str, capsys: pytest.CaptureFixture[str],
 
 def test_pristine_bundle_passes(bundle: Path, no_session: list[bytes]) -> None:
     vb = verify(bundle)
-    assert vb.manifest["name"] == "tiny"
-    assert {f["path"] for f in vb.manifest["files"]} >= {
+    assert vb.manifest.name == "tiny"
+    assert {f.path for f in vb.manifest.files} >= {
         "models/fp32.onnx", "golden/inputs.npz", "golden/expected.npz", "report.md",
         "reports/parity.json", "reports/benchmark.json"}
 

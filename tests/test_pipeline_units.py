@@ -182,7 +182,7 @@ def test_variant_outside_budget_is_left_out_with_reason(tmp_path: Path) -> None:
                            parity_inputs=[torch.randn(32, 8)])
     result = run(spec, store=tmp_path, options=HandoffOptions(
         benchmark=False, budget=Budget(max_rel=1e-9)))
-    assert [v["name"] for v in result.variants] == ["fp32"]
+    assert [v.name for v in result.variants] == ["fp32"]
     assert result.rejected[0]["name"] == "int8-dynamic"
     assert "outside its accuracy budget" in result.rejected[0]["reason"]
     report = (result.path / "report.md").read_text()
@@ -208,4 +208,4 @@ def test_declared_dynamic_dims_are_exercised(tmp_path: Path) -> None:
     parity = json.loads((result.path / "reports" / "parity.json").read_text())
     labels = [s["label"] for s in parity["variants"]["fp32"]["sets"]]
     assert "generated b=2 sequence=5" in labels
-    assert result.variants[0]["parity"]["passed"]
+    assert (result.variants[0].parity or {})["passed"]

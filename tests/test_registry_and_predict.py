@@ -112,9 +112,9 @@ def test_variants_load_and_self_test(bundle: Path) -> None:
     from labkit.errors import FormatError
 
     m = load(bundle)
-    assert m.variant == m.manifest["default_variant"]
-    for v in m.manifest["variants"]:
-        report = load(bundle, variant=v["name"]).self_test()
+    assert m.variant == m.manifest.default_variant
+    for v in m.manifest.variants:
+        report = load(bundle, variant=v.name).self_test()
         assert report.ok, report.failures
     with pytest.raises(FormatError, match="no variant 'fp64'"):
         load(bundle, variant="fp64")

@@ -42,12 +42,18 @@ def test_semver_parse_and_bump() -> None:
 
 
 def test_classify() -> None:
+    from labkit.bundle import Fingerprint
+
     base = {"architecture": "a", "signature": "s", "weights": "w", "metadata": "m"}
-    assert classify(base, dict(base)) == "none"
-    assert classify(base, {**base, "metadata": "m2"}) == "patch"
-    assert classify(base, {**base, "weights": "w2", "metadata": "m2"}) == "minor"
-    assert classify(base, {**base, "architecture": "a2", "weights": "w2"}) == "major"
-    assert classify(base, {**base, "signature": "s2"}) == "major"
+
+    def fp(**kw: str) -> Fingerprint:
+        return Fingerprint(**{**base, **kw})
+
+    assert classify(fp(), fp()) == "none"
+    assert classify(fp(), fp(metadata="m2")) == "patch"
+    assert classify(fp(), fp(weights="w2", metadata="m2")) == "minor"
+    assert classify(fp(), fp(architecture="a2", weights="w2")) == "major"
+    assert classify(fp(), fp(signature="s2")) == "major"
 
 
 def test_versions_first_minor_major_patch_none(tmp_path: Path) -> None:
@@ -65,7 +71,7 @@ def test_versions_first_minor_major_patch_none(tmp_path: Path) -> None:
     assert (r5.version, r5.change) == ("2.0.0", "none")
     assert store.versions("m") == ["1.0.0", "1.1.0", "1.1.1", "2.0.0"]
     assert store.latest("m") == "2.0.0"
-    assert store.manifest("m", "1.1.0")["change"] == {
+    assert store.manifest("m", "1.1.0").change.to_dict() == {
         "kind": "minor", "from": "1.0.0", "reason": r2.change_reason}
 
 

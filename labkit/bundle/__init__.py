@@ -1,21 +1,48 @@
-"""The bundle format: manifest schema, strict reading, verification, atomic writing, store.
+"""The bundle format: the typed manifest contract, strict reading, verification, atomic
+writing, store.
 
 Standard library only (NumPy for golden ``.npz`` files). The normative spec is
-``docs/bundle-format.md``.
+``docs/bundle-format.md``; the types here are its code.
 """
 
 from labkit.bundle.integrity import VerifiedBundle, read_manifest, verify
-from labkit.bundle.manifest import MANIFEST_NAME, SCHEMA_VERSION
-from labkit.bundle.store import Change, Store, default_store
+from labkit.bundle.manifest import MANIFEST_NAME, NAME_RE, SCHEMA_VERSION, Manifest
+from labkit.bundle.parts import (
+    Change,
+    Exporter,
+    FileEntry,
+    Fingerprint,
+    Golden,
+    Provenance,
+    Source,
+    Variant,
+)
+from labkit.bundle.store import Plan, Store, default_store
+from labkit.bundle.tensors import Signature, TensorSpec
+from labkit.bundle.tolerance import Tolerance, metric_for_task
 from labkit.bundle.writer import write_bundle
 
 __all__ = [
     "MANIFEST_NAME",
+    "NAME_RE",
     "SCHEMA_VERSION",
     "Change",
+    "Exporter",
+    "FileEntry",
+    "Fingerprint",
+    "Golden",
+    "Manifest",
+    "Plan",
+    "Provenance",
+    "Signature",
+    "Source",
     "Store",
+    "TensorSpec",
+    "Tolerance",
     "VerifiedBundle",
+    "Variant",
     "default_store",
+    "metric_for_task",
     "read_manifest",
     "verify",
     "write_bundle",

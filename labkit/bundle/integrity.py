@@ -15,8 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from labkit.bundle._json import loads_strict
-from labkit.bundle.manifest import MANIFEST_NAME, MAX_MANIFEST_BYTES, SIGNATURE_NAME, validate
+from labkit.bundle.manifest import MANIFEST_NAME, MAX_MANIFEST_BYTES, SIGNATURE_NAME, Manifest
 from labkit.bundle.paths import check_path
 from labkit.errors import FormatError, IntegrityError
 
@@ -74,7 +73,7 @@ def _no_bundle(root: Path) -> FormatError:
     return FormatError(f"no bundle at {root}: the directory does not exist", rule="listing")
 
 
-def read_manifest(root: Path) -> dict[str, Any]:
+def read_manifest(root: Path) -> Manifest:
     """Read and validate manifest.json only ([manifest-size], [json], [schema])."""
     mpath = root / MANIFEST_NAME
     try:
@@ -94,7 +93,7 @@ def read_manifest(root: Path) -> dict[str, Any]:
     if len(data) > MAX_MANIFEST_BYTES:
         raise FormatError(f"{MANIFEST_NAME} grew past the cap while reading",
                           rule="manifest-size")
-    return validate(loads_strict(data))
+    return Manifest.from_json(data)
 
 
 @dataclass(frozen=True)
@@ -102,7 +101,7 @@ class VerifiedBundle:
     """A bundle whose every file matched its manifest at verification time."""
 
     root: Path
-    manifest: dict[str, Any]
+    manifest: Manifest
     _digests: dict[str, tuple[str, int]] = field(repr=False)
 
     def read(self, rel: str) -> bytes:
@@ -140,7 +139,7 @@ def verify(path: str | os.PathLike[str]) -> VerifiedBundle:
     on_disk = _walk(root)
     on_disk.pop(MANIFEST_NAME, None)
     on_disk.pop(SIGNATURE_NAME, None)  # signs over the listing, so cannot be in it
-    listed = {f["path"]: (f["sha256"], f["bytes"]) for f in manifest["files"]}
+    listed = {f.path: (f.sha256, f.size) for f in manifest.files}
     unlisted = sorted(set(on_disk) - set(listed))
     if unlisted:
         raise IntegrityError(f"files not listed in the manifest: {', '.join(unlisted[:5])}",

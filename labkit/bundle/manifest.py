@@ -1,4 +1,6 @@
-"""The manifest's schema ([schema], [schema-version], [variants]) as code.
+"""The manifest as a type: :class:`Manifest` is read by :meth:`Manifest.from_json` (the one
+strict reader: [json], [schema], [schema-version], [variants], [golden], [manifest-digest])
+and written by :meth:`Manifest.to_json` (the one canonical writer).
 
 Validation is hand-written rather than delegated to a JSON-Schema library so that the
 runtime stays dependency-free and every refusal names the field and the rule.
@@ -6,175 +8,39 @@ runtime stays dependency-free and every refusal names the field and the rule.
 
 from __future__ import annotations
 
+import hashlib
 import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
-from labkit.bundle.paths import check_path
+from labkit.bundle._check import extra, fail, require
+from labkit.bundle._json import dumps_canonical, loads_strict
+from labkit.bundle.parts import Change, FileEntry, Fingerprint, Golden, Provenance, Variant
 from labkit.bundle.semver import Version
+from labkit.bundle.tensors import Signature
 from labkit.errors import FormatError
 
 SCHEMA_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 SIGNATURE_NAME = "signature.sig"  # the one other unlisted file: [signature]
 MAX_MANIFEST_BYTES = 1 << 20
-NAME_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
-_HEX64 = re.compile(r"[0-9a-f]{64}")
-DTYPES = frozenset({
-    "float16", "float32", "float64", "int8", "int16", "int32", "int64",
-    "uint8", "uint16", "uint32", "uint64", "bool",
-})
-
-
-def tensor_text(dtype: str, shape: Any) -> str:
-    """How a tensor's type reads everywhere: ``float32[batch, 64]`` (no quotes)."""
-    return f"{dtype}[{', '.join(str(d) for d in shape)}]"
-
-
-def _fail(field: str, message: str, rule: str = "schema") -> FormatError:
-    return FormatError(f"manifest field {field!r}: {message}", rule=rule)
-
-
-def _require(obj: dict[str, Any], key: str, types: type | tuple[type, ...], where: str) -> Any:
-    if key not in obj:
-        raise _fail(f"{where}{key}", "is missing")
-    value = obj[key]
-    if not isinstance(value, types) or (isinstance(value, bool) and bool not in _as_tuple(types)):
-        raise _fail(f"{where}{key}", f"expected {_type_names(types)}, got {type(value).__name__}")
-    return value
-
-
-def _as_tuple(types: type | tuple[type, ...]) -> tuple[type, ...]:
-    return types if isinstance(types, tuple) else (types,)
-
-
-def _type_names(types: type | tuple[type, ...]) -> str:
-    return " or ".join("null" if t is type(None) else t.__name__ for t in _as_tuple(types))
-
-
-def _check_tensor(t: Any, where: str) -> None:
-    if not isinstance(t, dict):
-        raise _fail(where, "must be an object")
-    name = _require(t, "name", str, f"{where}.")
-    if not name or len(name) > 128:
-        raise _fail(f"{where}.name", "must be 1–128 characters")
-    dtype = _require(t, "dtype", str, f"{where}.")
-    if dtype not in DTYPES:
-        raise _fail(f"{where}.dtype", f"{dtype!r} is not one of {sorted(DTYPES)}")
-    shape = _require(t, "shape", list, f"{where}.")
-    for dim in shape:
-        ok_int = isinstance(dim, int) and not isinstance(dim, bool) and dim >= 0
-        ok_sym = isinstance(dim, str) and 0 < len(dim) <= 64
-        if not (ok_int or ok_sym):
-            raise _fail(f"{where}.shape", f"dimension {dim!r} is neither >= 0 nor a name")
-
-
-def validate(m: Any) -> dict[str, Any]:
-    """Check the manifest's structure; return it unchanged when it is valid."""
-    if not isinstance(m, dict):
-        raise _fail("<root>", "manifest must be a JSON object")
-    sv = _require(m, "schema_version", int, "")
-    if sv != SCHEMA_VERSION:
-        raise _fail("schema_version", f"{sv} is not supported (this reader supports "
-                    f"{SCHEMA_VERSION}); upgrade labkit", rule="schema-version")
-    name = _require(m, "name", str, "")
-    if not NAME_RE.fullmatch(name):
-        raise _fail("name", f"{name!r} must match {NAME_RE.pattern}")
-    Version.parse(_require(m, "version", str, ""))
-    _require(m, "created", str, "")
-    _require(m, "task", (str, type(None)), "")
-    labels = _require(m, "labels", (list, type(None)), "")
-    if labels is not None and not all(isinstance(x, str) for x in labels):
-        raise _fail("labels", "must be a list of strings")
-
-    sig = _require(m, "signature", dict, "")
-    for side in ("inputs", "outputs"):
-        tensors = _require(sig, side, list, "signature.")
-        if not tensors:
-            raise _fail(f"signature.{side}", "must not be empty")
-        names = [t.get("name") if isinstance(t, dict) else None for t in tensors]
-        if len(set(map(str, names))) != len(names):
-            raise _fail(f"signature.{side}", "tensor names must be unique")
-        for i, t in enumerate(tensors):
-            _check_tensor(t, f"signature.{side}[{i}]")
-
-    files = _require(m, "files", list, "")
-    listed: set[str] = set()
-    digests: dict[str, str] = {}
-    for i, f in enumerate(files):
-        if not isinstance(f, dict):
-            raise _fail(f"files[{i}]", "must be an object")
-        path = check_path(_require(f, "path", str, f"files[{i}]."))
-        if path == MANIFEST_NAME:
-            raise _fail(f"files[{i}].path", "manifest.json must not list itself")
-        if path in listed:
-            raise _fail(f"files[{i}].path", f"{path!r} is listed twice", rule="listing")
-        listed.add(path)
-        digests[path] = _require(f, "sha256", str, f"files[{i}].")
-        if not _HEX64.fullmatch(digests[path]):
-            raise _fail(f"files[{i}].sha256", "must be 64 lowercase hex digits")
-        size = _require(f, "bytes", int, f"files[{i}].")
-        if size < 0:
-            raise _fail(f"files[{i}].bytes", "must be >= 0")
-
-    variants = _require(m, "variants", list, "")
-    if not variants:
-        raise _fail("variants", "must not be empty", rule="variants")
-    seen: set[str] = set()
-    for i, v in enumerate(variants):
-        where = f"variants[{i}]."
-        if not isinstance(v, dict):
-            raise _fail(f"variants[{i}]", "must be an object")
-        vname = _require(v, "name", str, where)
-        if not NAME_RE.fullmatch(vname) or vname in seen:
-            raise _fail(f"{where}name", f"{vname!r} is not a unique variant name",
-                        rule="variants")
-        seen.add(vname)
-        vfile = check_path(_require(v, "file", str, where))
-        if not vfile.startswith("models/") or vfile not in listed:
-            raise _fail(f"{where}file", f"{vfile!r} must be a listed file under models/",
-                        rule="variants")
-        if _require(v, "sha256", str, where) != digests[vfile]:
-            raise _fail(f"{where}sha256", f"does not match the files[] entry of {vfile!r}",
-                        rule="variants")
-        _require(v, "precision", str, where)
-        tol = _require(v, "tolerance", dict, where)
-        rel = _require(tol, "rel", (int, float), f"{where}tolerance.")
-        if not rel > 0:
-            raise _fail(f"{where}tolerance.rel", "must be > 0")
-        _require(tol, "metric", (str, type(None)), f"{where}tolerance.")
-        _require(tol, "min_metric", (int, float, type(None)), f"{where}tolerance.")
-    default = _require(m, "default_variant", str, "")
-    if default not in seen:
-        raise _fail("default_variant", f"{default!r} is not one of {sorted(seen)}",
-                    rule="variants")
-
-    golden = _require(m, "golden", dict, "")
-    for key in ("inputs", "expected"):
-        gpath = check_path(_require(golden, key, str, "golden."))
-        if gpath not in listed:
-            raise _fail(f"golden.{key}", f"{gpath!r} is not a listed file", rule="golden")
-    fp = _require(m, "fingerprint", dict, "")
-    for key in ("architecture", "weights", "signature", "metadata"):
-        _require(fp, key, str, "fingerprint.")
-    _require(m, "provenance", dict, "")
-    check_self_digest(m)
-    return m
-
-
 DIGEST_FIELD = "manifest_sha256"
+#: [schema] bundle and variant names; the registry and the store check names with it too.
+NAME_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+
+_KEYS = ("schema_version", "name", "version", "created", "task", "labels", "signature",
+         "variants", "default_variant", "fingerprint", "golden", "change", "provenance",
+         "files", DIGEST_FIELD)
 
 
-def self_digest(m: dict[str, Any]) -> str:
+def self_digest(m: Mapping[str, Any]) -> str:
     """SHA-256 of the manifest's canonical JSON without its own digest field."""
-    import hashlib
-
-    from labkit.bundle._json import dumps_canonical
-
     body = {k: v for k, v in m.items() if k != DIGEST_FIELD}
     return hashlib.sha256(dumps_canonical(body)).hexdigest()
 
 
-def check_self_digest(m: dict[str, Any]) -> None:
+def check_self_digest(m: Mapping[str, Any]) -> None:
     """[manifest-digest]: any change to the manifest's content is detected."""
     recorded = m.get(DIGEST_FIELD)
     if not isinstance(recorded, str) or recorded != self_digest(m):
@@ -182,11 +48,143 @@ def check_self_digest(m: dict[str, Any]) -> None:
                           "was modified or corrupted", rule="manifest-digest")
 
 
-def variant(m: dict[str, Any], name: str | None) -> dict[str, Any]:
-    """The variant entry called ``name`` (default variant when None)."""
-    wanted = name or m["default_variant"]
-    for v in m["variants"]:
-        if v["name"] == wanted:
-            return dict(v)
-    names = ", ".join(v["name"] for v in m["variants"])
-    raise FormatError(f"bundle has no variant {wanted!r}; it has: {names}", rule="variants")
+@dataclass(frozen=True)
+class Manifest:
+    """Everything ``manifest.json`` says, checked. Build one, then ``to_json()`` it."""
+
+    name: str
+    version: str
+    created: str                            # UTC ISO-8601
+    task: str | None
+    labels: tuple[str, ...] | None
+    signature: Signature
+    variants: tuple[Variant, ...]
+    default_variant: str
+    fingerprint: Fingerprint
+    golden: Golden
+    change: Change
+    provenance: Provenance
+    files: tuple[FileEntry, ...] = ()       # filled in by write_bundle
+    schema_version: int = SCHEMA_VERSION
+    extra: Mapping[str, Any] = field(default_factory=dict)   # unknown top-level fields
+
+    # -- reading ---------------------------------------------------------------------------
+    @classmethod
+    def from_json(cls, data: bytes | str) -> Manifest:
+        """Parse manifest bytes strictly; raise FormatError naming the rule broken."""
+        raw = loads_strict(data.encode("utf-8") if isinstance(data, str) else data)
+        m = cls.from_dict(raw, check_files=True)
+        check_self_digest(raw)
+        return m
+
+    @classmethod
+    def from_dict(cls, raw: Any, *, check_files: bool = True) -> Manifest:
+        """Check every field and rule but the self-digest; ``check_files=False`` for a
+        draft whose ``files`` are not listed yet."""
+        if not isinstance(raw, dict):
+            raise fail("<root>", "manifest must be a JSON object")
+        m: Mapping[str, Any] = raw
+        sv = require(m, "schema_version", int, "")
+        if sv != SCHEMA_VERSION:
+            raise fail("schema_version", f"{sv} is not supported (this reader supports "
+                       f"{SCHEMA_VERSION}); upgrade labkit", rule="schema-version")
+        name = require(m, "name", str, "")
+        if not NAME_RE.fullmatch(name):
+            raise fail("name", f"{name!r} must match {NAME_RE.pattern}")
+        version = require(m, "version", str, "")
+        Version.parse(version)
+        labels = require(m, "labels", (list, type(None)), "")
+        if labels is not None and not all(isinstance(x, str) for x in labels):
+            raise fail("labels", "must be a list of strings")
+        signature = Signature.from_dict(require(m, "signature", dict, ""))
+        files = tuple(FileEntry.from_dict(f, f"files[{i}]")
+                      for i, f in enumerate(require(m, "files", list, "")))
+        variants = tuple(Variant.from_dict(v, f"variants[{i}]")
+                         for i, v in enumerate(require(m, "variants", list, "")))
+        out = cls(
+            name=name, version=version, created=require(m, "created", str, ""),
+            task=require(m, "task", (str, type(None)), ""),
+            labels=None if labels is None else tuple(labels), signature=signature,
+            variants=variants, default_variant=require(m, "default_variant", str, ""),
+            fingerprint=Fingerprint.from_dict(require(m, "fingerprint", dict, "")),
+            golden=Golden.from_dict(require(m, "golden", dict, "")),
+            change=Change.from_dict(require(m, "change", dict, "")),
+            provenance=Provenance.from_dict(require(m, "provenance", dict, "")),
+            files=files, schema_version=sv, extra=extra(m, _KEYS))
+        out.check(files=check_files)
+        return out
+
+    def check(self, *, files: bool = True) -> None:
+        """The rules that relate fields: [listing], [variants], [golden]."""
+        listed: dict[str, str] = {}
+        for i, f in enumerate(self.files):
+            if f.path == MANIFEST_NAME:
+                raise fail(f"files[{i}].path", "manifest.json must not list itself")
+            if f.path in listed:
+                raise fail(f"files[{i}].path", f"{f.path!r} is listed twice", rule="listing")
+            listed[f.path] = f.sha256
+        if not self.variants:
+            raise fail("variants", "must not be empty", rule="variants")
+        seen: set[str] = set()
+        for i, v in enumerate(self.variants):
+            where = f"variants[{i}]."
+            if not NAME_RE.fullmatch(v.name) or v.name in seen:
+                raise fail(f"{where}name", f"{v.name!r} is not a unique variant name",
+                           rule="variants")
+            seen.add(v.name)
+            if not v.file.startswith("models/") or (files and v.file not in listed):
+                raise fail(f"{where}file", f"{v.file!r} must be a listed file under models/",
+                           rule="variants")
+            if files and v.sha256 != listed[v.file]:
+                raise fail(f"{where}sha256", f"does not match the files[] entry of "
+                           f"{v.file!r}", rule="variants")
+        if self.default_variant not in seen:
+            raise fail("default_variant", f"{self.default_variant!r} is not one of "
+                       f"{sorted(seen)}", rule="variants")
+        for key in ("inputs", "expected"):
+            gpath = getattr(self.golden, key)
+            if files and gpath not in listed:
+                raise fail(f"golden.{key}", f"{gpath!r} is not a listed file", rule="golden")
+        src = self.provenance.source
+        if files and src is not None and src.copy not in listed:
+            raise fail("provenance.source.copy", f"{src.copy!r} is not a listed file",
+                       rule="listing")
+
+    # -- writing ---------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """The manifest's JSON object without its self-digest."""
+        return {
+            **self.extra, "schema_version": self.schema_version, "name": self.name,
+            "version": self.version, "created": self.created, "task": self.task,
+            "labels": None if self.labels is None else list(self.labels),
+            "signature": self.signature.to_dict(),
+            "variants": [v.to_dict() for v in self.variants],
+            "default_variant": self.default_variant,
+            "fingerprint": self.fingerprint.to_dict(), "golden": self.golden.to_dict(),
+            "change": self.change.to_dict(), "provenance": self.provenance.to_dict(),
+            "files": [f.to_dict() for f in self.files]}
+
+    @property
+    def digest(self) -> str:
+        """The ``manifest_sha256`` that ``to_json`` records."""
+        return self_digest(self.to_dict())
+
+    def to_json(self) -> bytes:
+        """The canonical bytes of ``manifest.json``, sealed with ``manifest_sha256``."""
+        body = self.to_dict()
+        return dumps_canonical({**body, DIGEST_FIELD: self_digest(body)})
+
+    # -- questions -------------------------------------------------------------------------
+    def variant(self, name: str | None = None) -> Variant:
+        """The variant called ``name`` (the default variant when None)."""
+        wanted = name or self.default_variant
+        for v in self.variants:
+            if v.name == wanted:
+                return v
+        names = ", ".join(v.name for v in self.variants)
+        raise FormatError(f"bundle has no variant {wanted!r}; it has: {names}",
+                          rule="variants")
+
+    @property
+    def title(self) -> str:
+        return f"{self.name} {self.version}"

@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from labkit.bundle.integrity import read_manifest
-from labkit.bundle.manifest import NAME_RE
+from labkit.bundle.manifest import NAME_RE, Manifest
+from labkit.bundle.parts import Fingerprint
 from labkit.bundle.semver import Version, is_version
 from labkit.errors import StoreError
 
@@ -27,34 +27,36 @@ def default_store() -> Path:
 
 
 @dataclass(frozen=True)
-class Change:
+class Plan:
+    """The version a handoff gets; becomes the manifest's ``Change`` unless ``kind`` is none."""
+
     kind: str               # first | major | minor | patch | none
     version: str            # the version to write (or the existing one, for "none")
     previous: str | None
     reason: str
 
 
-def classify(old: dict[str, str], new: dict[str, str]) -> str:
+def classify(old: Fingerprint, new: Fingerprint) -> str:
     """Compare two fingerprints → major / minor / patch / none."""
-    if old.get("architecture") != new["architecture"] or old.get("signature") != new["signature"]:
+    if old.architecture != new.architecture or old.signature != new.signature:
         return "major"
-    if old.get("weights") != new["weights"]:
+    if old.weights != new.weights:
         return "minor"
-    if old.get("metadata") != new["metadata"]:
+    if old.metadata != new.metadata:
         return "patch"
     return "none"
 
 
-def explain(old: dict[str, Any], new: dict[str, Any]) -> tuple[str, str]:
-    kind = classify(old["fingerprint"], new["fingerprint"])
+def explain(old: Fingerprint, new: Fingerprint) -> tuple[str, str]:
+    kind = classify(old, new)
     reason = REASONS[kind]
     if kind == "none":
         reason = "identical architecture, signature, weights and metadata"
     if kind == "major":
         parts = []
-        if old["fingerprint"]["signature"] != new["fingerprint"]["signature"]:
+        if old.signature != new.signature:
             parts.append("signature changed")
-        if old["fingerprint"]["architecture"] != new["fingerprint"]["architecture"]:
+        if old.architecture != new.architecture:
             parts.append("architecture changed")
         reason = " and ".join(parts) + ": not drop-in compatible"
     return kind, reason
@@ -92,18 +94,18 @@ class Store:
                              f"it has: {', '.join(self.versions(name)) or 'none'}")
         return path
 
-    def manifest(self, name: str, version: str | None = None) -> dict[str, Any]:
+    def manifest(self, name: str, version: str | None = None) -> Manifest:
         return read_manifest(self.path(name, version))
 
-    def plan(self, name: str, fingerprint: dict[str, str]) -> Change:
+    def plan(self, name: str, fingerprint: Fingerprint) -> Plan:
         """Which version a handoff with this fingerprint gets, and why."""
         latest = self.latest(name)
         if latest is None:
-            return Change("first", FIRST_VERSION, None, REASONS["first"])
+            return Plan("first", FIRST_VERSION, None, REASONS["first"])
         old = self.manifest(name, latest)
-        kind, reason = explain(old, {"fingerprint": fingerprint})
+        kind, reason = explain(old.fingerprint, fingerprint)
         if kind == "none":
-            return Change("none", latest, latest, REASONS["none"])
+            return Plan("none", latest, latest, REASONS["none"])
         # A new major resets minor/patch relative to the newest version of any kind.
         new = Version.parse(latest).bump(kind)
-        return Change(kind, str(new), latest, reason)
+        return Plan(kind, str(new), latest, reason)

@@ -12,12 +12,12 @@ import hashlib
 import os
 import shutil
 import tempfile
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
-from labkit.bundle._json import dumps_canonical
 from labkit.bundle.integrity import verify
-from labkit.bundle.manifest import DIGEST_FIELD, MANIFEST_NAME, self_digest, validate
+from labkit.bundle.manifest import MANIFEST_NAME, Manifest
+from labkit.bundle.parts import FileEntry
 from labkit.bundle.paths import check_path
 from labkit.errors import StoreError
 
@@ -61,20 +61,17 @@ def clean_stale_staging(store_root: Path) -> None:
 
 
 def write_bundle(store_root: Path, name: str, version: str, files: dict[str, bytes],
-                 manifest: dict[str, Any]) -> Path:
-    """Write ``files`` plus a manifest listing them into ``store_root/name/version``."""
+                 manifest: Manifest) -> Path:
+    """Write ``files`` plus ``manifest`` (named, versioned and listing them) into
+    ``store_root/name/version``; the manifest's own ``files`` are replaced."""
     store_root = Path(store_root)
     target = store_root / name / version
     if target.exists():
         raise StoreError(f"{target} already exists; bundles are never overwritten")
-    listing = []
-    for rel, data in sorted(files.items()):
-        check_path(rel)
-        listing.append({"path": rel, "sha256": hashlib.sha256(data).hexdigest(),
-                        "bytes": len(data)})
-    manifest = {**manifest, "name": name, "version": version, "files": listing}
-    manifest[DIGEST_FIELD] = self_digest(manifest)
-    manifest_bytes = dumps_canonical(validate(manifest))
+    listing = tuple(FileEntry(check_path(rel), hashlib.sha256(data).hexdigest(), len(data))
+                    for rel, data in sorted(files.items()))
+    manifest_bytes = replace(manifest, name=name, version=version, files=listing).to_json()
+    Manifest.from_json(manifest_bytes)  # refuse a bad manifest before anything is written
 
     (store_root / STAGING).mkdir(parents=True, exist_ok=True)
     clean_stale_staging(store_root)

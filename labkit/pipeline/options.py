@@ -10,6 +10,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from labkit.bundle.tolerance import TOP1, Tolerance
+
 STAGES = ("freeze", "export", "parity", "optimize", "benchmark", "bundle")
 
 
@@ -56,7 +58,11 @@ class Budget:
     max_rel: float = 0.25
 
     def metric_min(self, metric: str) -> float:
-        return self.min_top1_agreement if metric == "top1_agreement" else self.min_cosine
+        return self.min_top1_agreement if metric == TOP1 else self.min_cosine
+
+    def tolerance(self, metric: str) -> Tolerance:
+        """The budget as the :class:`Tolerance` a candidate's parity is judged by."""
+        return Tolerance(self.max_rel, metric, self.metric_min(metric))
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from labkit.bundle.tolerance import TOP1, Tolerance, metric_for_task
 from labkit.pipeline.freeze import Batch, InputSet, Reference
-from labkit.runtime.compare import accumulate, failures, metric_for_task
+from labkit.runtime.compare import accumulate
 from labkit.runtime.session import make_session
 
 Predictor = Callable[[Batch], Batch]
@@ -25,14 +26,15 @@ DEFAULT_FP32_REL = 1e-4
 class ParityReport:
     variant: str
     passed: bool
-    tolerance: dict[str, Any]
+    tolerance: Tolerance
     judged_on: str
     outputs: dict[str, dict[str, Any]]
     sets: list[dict[str, Any]]
     failures: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"variant": self.variant, "passed": self.passed, "tolerance": self.tolerance,
+        return {"variant": self.variant, "passed": self.passed,
+                "tolerance": self.tolerance.to_dict(),
                 "judged_on": self.judged_on, "outputs": self.outputs, "sets": self.sets,
                 "failures": list(self.failures)}
 
@@ -41,13 +43,9 @@ class ParityReport:
         return {"passed": self.passed, "judged_on": self.judged_on,
                 "max_rel": max((o["max_rel"] for o in self.outputs.values()), default=0.0),
                 "max_abs": max((o["max_abs"] for o in self.outputs.values()), default=0.0),
-                "metric": self.tolerance.get("metric"),
-                "metric_value": min((o[_metric_key(self.tolerance.get("metric"))]
-                                     for o in self.outputs.values()), default=1.0)}
-
-
-def _metric_key(metric: str | None) -> str:
-    return "top1_agreement" if metric == "top1_agreement" else "cosine_mean"
+                "metric": self.tolerance.metric,
+                "metric_value": min((o[self.tolerance.metric] for o in self.outputs.values()),
+                                    default=1.0) if self.tolerance.metric else None}
 
 
 def session_predictor(model_bytes: bytes, output_names: list[str],
@@ -60,14 +58,15 @@ def session_predictor(model_bytes: bytes, output_names: list[str],
     return predict
 
 
-def fp32_tolerance(ref: Reference) -> dict[str, Any]:
+def fp32_tolerance(ref: Reference) -> Tolerance:
+    """The fp32 graph must match PyTorch: ``ModelSpec.tolerance`` (default 1e-4) relative
+    error, every top-1 decision kept, cosine within the same margin."""
     rel = ref.spec.tolerance or DEFAULT_FP32_REL
     metric = metric_for_task(ref.spec.task)
-    return {"rel": rel, "metric": metric,
-            "min_metric": 1.0 if metric == "top1_agreement" else 1.0 - rel}
+    return Tolerance(rel, metric, 1.0 if metric == TOP1 else 1.0 - rel)
 
 
-def check_parity(ref: Reference, predictor: Predictor, tolerance: dict[str, Any], *,
+def check_parity(ref: Reference, predictor: Predictor, tolerance: Tolerance, *,
                  variant: str, real_data_only: bool = False) -> ParityReport:
     names = list(ref.spec.output_names)
     judged: list[InputSet] = ref.sets
@@ -88,6 +87,6 @@ def check_parity(ref: Reference, predictor: Predictor, tolerance: dict[str, Any]
         if s in judged:
             pairs.append((s.outputs, got))
     stats = accumulate(pairs, names)
-    fails = errors + failures(stats, tolerance, variant)
-    return ParityReport(variant, not fails, dict(tolerance), judged_on,
+    fails = errors + tolerance.judge(stats, variant)
+    return ParityReport(variant, not fails, tolerance, judged_on,
                         {n: st.to_dict() for n, st in stats.items()}, per_set, fails)

@@ -4,44 +4,45 @@ from __future__ import annotations
 
 from typing import Any
 
+from labkit.bundle import Manifest
+
 
 def _fmt(x: float | None, spec: str = ".3g") -> str:
     return "–" if x is None else format(x, spec)
 
 
-def render(manifest: dict[str, Any], parity: dict[str, Any],
-           bench: dict[str, Any] | None) -> str:
-    m = manifest
-    ch = m["change"]
+def render(m: Manifest, parity: dict[str, Any], bench: dict[str, Any] | None) -> str:
+    ch = m.change
+    exporter = m.provenance.exporter
     lines = [
-        f"# {m['name']} {m['version']}",
+        f"# {m.name} {m.version}",
         "",
-        f"- Change: **{ch['kind']}**{' from ' + ch['from'] if ch.get('from') else ''} — "
-        f"{ch['reason']}",
-        f"- Default variant: `{m['default_variant']}`",
-        f"- Task: {m.get('task') or '–'}; created {m['created']}",
-        f"- Exporter: {m['provenance']['exporter']['name']} (opset "
-        f"{m['provenance']['exporter']['opset']})",
+        f"- Change: **{ch.kind}**{' from ' + ch.previous if ch.previous else ''} — "
+        f"{ch.reason}",
+        f"- Default variant: `{m.default_variant}`",
+        f"- Task: {m.task or '–'}; created {m.created}",
+        f"- Exporter: {exporter.name} (opset {exporter.opset})",
         "",
         "## Signature",
         "",
         "| | name | dtype | shape |",
         "|---|---|---|---|",
     ]
-    for side in ("inputs", "outputs"):
-        for t in m["signature"][side]:
-            dims = ", ".join(str(d) for d in t["shape"])
-            lines.append(f"| {side[:-1]} | `{t['name']}` | {t['dtype']} | [{dims}] |")
+    for side, tensors in (("input", m.signature.inputs), ("output", m.signature.outputs)):
+        for t in tensors:
+            dims = ", ".join(str(d) for d in t.shape)
+            lines.append(f"| {side} | `{t.name}` | {t.dtype} | [{dims}] |")
     lines += ["", "## Variants", "",
               "| variant | precision | parity | max rel err | metric | p50 ms | speed-up "
               "(batch 1) | speed-up (throughput) |",
               "|---|---|---|---|---|---|---|---|"]
-    for v in m["variants"]:
-        p, b = v["parity"], v.get("benchmark") or {}
-        sp = b.get("speedup") or {}
+    for v in m.variants:
+        p, b = v.parity or {}, v.benchmark or {}
+        sp = v.speedup or {}
         lines.append(
-            f"| `{v['name']}` | {v['precision']} | {'pass' if p['passed'] else 'FAIL'} | "
-            f"{_fmt(p['max_rel'])} | {p.get('metric') or ''} {_fmt(p.get('metric_value'), '.4f')} "
+            f"| `{v.name}` | {v.precision} | {'pass' if p.get('passed') else 'FAIL'} | "
+            f"{_fmt(p.get('max_rel'))} | {p.get('metric') or ''} "
+            f"{_fmt(p.get('metric_value'), '.4f')} "
             f"| {_fmt(b.get('p50_ms'), '.3f')} | {_fmt(sp.get('p50'), '.2f')}× | "
             f"{_fmt(sp.get('throughput'), '.2f')}× |")
     rejected = parity.get("rejected") or []
@@ -58,9 +59,8 @@ def render(manifest: dict[str, Any], parity: dict[str, Any],
                   f"Method: {bench.get('method', '')}.",
                   f"CPU: {cpu.get('model')} ({', '.join(cpu.get('flags', []))}), "
                   f"{env.get('threads')} threads."]
-    src = m["provenance"].get("source")
+    src = m.provenance.source
     if src:
         lines += ["", "## Provenance", "",
-                  f"Source `{src['path']}` (sha256 {src['sha256'][:16]}…), copy in "
-                  f"`{src['copy']}`."]
+                  f"Source `{src.path}` (sha256 {src.sha256[:16]}…), copy in `{src.copy}`."]
     return "\n".join(lines) + "\n"

@@ -1,4 +1,5 @@
-"""What a handoff returns: the version it wrote (or found), why, and its reports."""
+"""What a handoff returns: the bundle's :class:`~labkit.bundle.Manifest` (written, or found
+identical), how this handoff relates to the store (``plan``), and the reports."""
 
 from __future__ import annotations
 
@@ -6,41 +7,69 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from labkit.bundle import Manifest, Plan, Variant
+
 
 @dataclass
 class HandoffResult:
-    name: str
-    version: str
+    manifest: Manifest
     path: Path
-    change: str                      # first | major | minor | patch | none
-    change_reason: str
-    previous: str | None
-    default_variant: str
-    variants: list[dict[str, Any]] = field(default_factory=list)
-    rejected: list[dict[str, Any]] = field(default_factory=list)
-    parity: dict[str, Any] = field(default_factory=dict)
-    benchmark: dict[str, Any] | None = None
-    exporter: dict[str, Any] = field(default_factory=dict)
+    plan: Plan                       # kind "none": nothing written, manifest is the old one
+    rejected: list[dict[str, Any]] = field(default_factory=list)  # {"name", "reason"}
+    parity: dict[str, Any] = field(default_factory=dict)          # reports/parity.json
+    benchmark: dict[str, Any] | None = None                       # reports/benchmark.json
     signed_by: str | None = None     # fingerprint of the signing key, when signed
 
+    @property
+    def name(self) -> str:
+        return self.manifest.name
+
+    @property
+    def version(self) -> str:
+        return self.manifest.version
+
+    @property
+    def change(self) -> str:
+        """first | major | minor | patch | none (none: no new version was written)."""
+        return self.plan.kind
+
+    @property
+    def change_reason(self) -> str:
+        return self.plan.reason
+
+    @property
+    def previous(self) -> str | None:
+        return self.plan.previous
+
+    @property
+    def default_variant(self) -> str:
+        return self.manifest.default_variant
+
+    @property
+    def variants(self) -> tuple[Variant, ...]:
+        return self.manifest.variants
+
     def to_dict(self) -> dict[str, Any]:
+        """JSON for ``handoff export --json``, the notebook comm and the extension."""
         return {"name": self.name, "version": self.version, "path": str(self.path),
                 "change": self.change, "change_reason": self.change_reason,
                 "previous": self.previous, "default_variant": self.default_variant,
-                "variants": self.variants, "rejected": self.rejected, "parity": self.parity,
-                "benchmark": self.benchmark, "exporter": self.exporter,
+                "variants": [{**v.to_dict(), "speedup": v.speedup} for v in self.variants],
+                "rejected": self.rejected, "parity": self.parity,
+                "benchmark": self.benchmark,
+                "exporter": self.manifest.provenance.exporter.to_dict(),
                 "signed_by": self.signed_by}
 
     def summary(self) -> str:
         lines = [f"{self.name} {self.version} ({self.change}: {self.change_reason})",
                  f"  bundle: {self.path}"]
         for v in self.variants:
-            sp = v.get("speedup")
+            sp = v.speedup
             speed = (f"{sp['p50']:.2f}x batch-1 p50, {sp['throughput']:.2f}x throughput vs "
                      "PyTorch eager") if sp else "not benchmarked"
-            mark = " (default)" if v["name"] == self.default_variant else ""
-            lines.append(f"  {v['name']:<13} parity max rel {v['parity']['max_rel']:.2e}, "
-                         f"{speed}{mark}")
+            mark = " (default)" if v.name == self.default_variant else ""
+            max_rel = (v.parity or {}).get("max_rel", float("nan"))
+            lines.append(f"  {v.name:<13} parity max rel {max_rel:.2e}, {speed}{mark}")
         for r in self.rejected:
             lines.append(f"  {r['name']:<13} left out: {r['reason']}")
         return "\n".join(lines)

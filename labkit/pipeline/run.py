@@ -8,6 +8,7 @@ import io
 import os
 import tempfile
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -15,8 +16,22 @@ from typing import Any
 import numpy as np
 import onnx
 
-from labkit.bundle import SCHEMA_VERSION, Store, write_bundle
+from labkit.bundle import (
+    Change,
+    Exporter,
+    Fingerprint,
+    Golden,
+    Manifest,
+    Provenance,
+    Signature,
+    Source,
+    Store,
+    Tolerance,
+    Variant,
+    write_bundle,
+)
 from labkit.bundle._json import dumps_canonical
+from labkit.bundle.tolerance import metric_for_task
 from labkit.errors import LabkitError, ParityError
 from labkit.pipeline import graph, report
 from labkit.pipeline.benchmark import benchmark
@@ -65,29 +80,30 @@ def _metadata(spec: ModelSpec) -> dict[str, Any]:
             "tolerance": spec.tolerance}
 
 
-def _self_test_tolerance(base: dict[str, Any], golden: InputSet, predictor: Any,
-                         names: list[str], quantized: bool) -> dict[str, Any]:
-    """fp32: the parity tolerance. INT8: what this machine measured, with a margin."""
-    if not quantized:
-        return {"rel": base["rel"], "metric": base["metric"], "min_metric": None}
+def _self_test_tolerance(base: Tolerance, golden: InputSet, predictor: Any,
+                         names: list[str]) -> Tolerance:
+    """INT8: what this machine measured on the golden set, with a margin (fp32 keeps the
+    parity tolerance itself)."""
     stats = accumulate([(golden.outputs, predictor(golden.inputs))], names)
     rel = max(s.max_rel for s in stats.values())
-    metric = base["metric"]
+    metric = base.metric
+    if metric is None:
+        return Tolerance(max(2 * rel, 1e-3))
     observed = min(s.metric(metric) for s in stats.values())
-    return {"rel": max(2 * rel, 1e-3), "metric": metric,
-            "min_metric": max(0.0, observed - 2 / max(golden.batch_size, 1))}
+    return Tolerance(max(2 * rel, 1e-3), metric,
+                     max(0.0, observed - 2 / max(golden.batch_size, 1)))
 
 
-def _source_entry(source: Path | None) -> tuple[dict[str, Any] | None, dict[str, bytes]]:
+def _source_entry(source: Path | None) -> tuple[Source | None, dict[str, bytes]]:
     if source is None:
         return None, {}
     data = Path(source).read_bytes()
     safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in Path(source).name)
     safe = safe.lstrip("._-") or "source"
     copy = f"source/{safe}"
-    return ({"kind": "notebook" if safe.endswith(".ipynb") else "script",
-             "path": str(Path(source).resolve()), "sha256": hashlib.sha256(data).hexdigest(),
-             "copy": copy}, {copy: data})
+    kind = "notebook" if safe.endswith(".ipynb") else "script"
+    return (Source(kind, str(Path(source).resolve()), hashlib.sha256(data).hexdigest(), copy),
+            {copy: data})
 
 
 def run(spec: ModelSpec, *, store: str | Path | None = None,
@@ -116,17 +132,17 @@ def run(spec: ModelSpec, *, store: str | Path | None = None,
                      f"opset {info.opset}" + (f" ({info.fallback_reason})"
                                               if info.fallback_reason else ""))
             raw = onnx.load(str(info.path))
-            signature = graph.signature(raw)
-            fingerprint = graph.fingerprint(raw, _metadata(spec))
+            signature = Signature.from_dict(graph.signature(raw))
+            fingerprint = Fingerprint.from_dict(graph.fingerprint(raw, _metadata(spec)))
         outputs = list(spec.output_names)
         with rep.stage("parity"):
             tol = fp32_tolerance(ref)
             raw_parity = check_parity(ref, session_predictor(info.path.read_bytes(), outputs),
-                                      {**tol, "min_metric": None}, variant="fp32")
+                                      tol, variant="fp32")
             if not raw_parity.passed:
                 raise ParityError(
                     f"the exported fp32 graph does not match PyTorch (tolerance rel "
-                    f"{tol['rel']:g}):\n  " + "\n  ".join(raw_parity.failures), raw_parity)
+                    f"{tol.rel:g}):\n  " + "\n  ".join(raw_parity.failures), raw_parity)
             plan = st.plan(name, fingerprint)
             if plan.kind == "none":
                 rep.emit("parity", "info", f"identical to {name} {plan.version}: "
@@ -135,24 +151,19 @@ def run(spec: ModelSpec, *, store: str | Path | None = None,
             for stage in STAGES[3:]:
                 rep.emit(stage, "start")
                 rep.emit(stage, "done", f"skipped: identical to {plan.version}")
-            old = st.manifest(name, plan.version)
-            return HandoffResult(name, plan.version, st.path(name, plan.version), "none",
-                                 plan.reason, plan.previous, old["default_variant"],
-                                 variants=[_public(v) for v in old["variants"]],
-                                 parity=raw_parity.to_dict(),
-                                 exporter=info.to_dict())
+            return HandoffResult(st.manifest(name, plan.version), st.path(name, plan.version),
+                                 plan, parity=raw_parity.to_dict())
         with rep.stage("optimize"):
-            variants, rejected, parity_reports = _optimize(
+            variants, paths, rejected, parity_reports = _optimize(
                 ref, info.path, tmp, options, golden, outputs, rep)
         bench = None
         with rep.stage("benchmark"):
             if options.benchmark:
                 bench = benchmark(
-                    spec, {v["name"]: v["_path"] for v in variants}, ref.sets[0].inputs,
+                    spec, paths, ref.sets[0].inputs,
                     options.bench, tmp, on_round=lambda i, n: rep.emit(
                         "benchmark", "info", f"round {i}/{n}", i / n))
-                for v in variants:
-                    v["benchmark"] = bench["variants"][v["name"]]
+                variants = [replace(v, benchmark=bench["variants"][v.name]) for v in variants]
             else:
                 rep.emit("benchmark", "info", "skipped (benchmark=False)")
         default = _choose_default(variants)
@@ -163,45 +174,40 @@ def run(spec: ModelSpec, *, store: str | Path | None = None,
                 "golden/expected.npz": _npz(golden.outputs),
             }
             for v in variants:
-                files[v["file"]] = Path(v.pop("_path")).read_bytes()
-                v["sha256"] = hashlib.sha256(files[v["file"]]).hexdigest()
+                files[v.file] = paths[v.name].read_bytes()
             source_entry, source_files = _source_entry(src)
             files.update(source_files)
             parity_doc = {"fp32_export": raw_parity.to_dict(),
                           "variants": {k: r.to_dict() for k, r in parity_reports.items()},
                           "rejected": rejected, "reference": describe(ref)}
-            manifest = {
-                "schema_version": SCHEMA_VERSION, "name": name, "version": plan.version,
-                "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                "task": spec.task, "labels": list(spec.labels) if spec.labels else None,
-                "signature": signature, "variants": variants, "default_variant": default,
-                "fingerprint": fingerprint,
-                "golden": {"inputs": "golden/inputs.npz", "expected": "golden/expected.npz",
-                           "rows": golden.batch_size},
-                "change": {"kind": plan.kind, "from": plan.previous, "reason": plan.reason},
-                "provenance": {
-                    "source": source_entry, "exporter": info.to_dict(), "cpu": cpu_info(),
-                    "libraries": library_versions("labkit", "torch", "onnx", "onnxscript",
-                                                  "onnxruntime", "numpy"),
-                    "options": options.to_dict(),
-                    "model": {"class": type(spec.model).__name__,
-                              "parameters": ref.parameters,
-                              "flops_per_sample": ref.flops_per_sample},
-                },
-            }
+            manifest = Manifest(
+                name=name, version=plan.version,
+                created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                task=spec.task, labels=tuple(spec.labels) if spec.labels else None,
+                signature=signature, variants=tuple(variants), default_variant=default,
+                fingerprint=fingerprint,
+                golden=Golden("golden/inputs.npz", "golden/expected.npz", golden.batch_size),
+                change=Change(plan.kind, plan.previous, plan.reason),
+                provenance=Provenance(
+                    source=source_entry, exporter=Exporter.from_dict(info.to_dict()),
+                    cpu=cpu_info(),
+                    libraries=library_versions("labkit", "torch", "onnx", "onnxscript",
+                                               "onnxruntime", "numpy"),
+                    options=options.to_dict(),
+                    model={"class": type(spec.model).__name__,
+                           "parameters": ref.parameters,
+                           "flops_per_sample": ref.flops_per_sample}))
             files["reports/parity.json"] = dumps_canonical(parity_doc)
             files["reports/benchmark.json"] = dumps_canonical(bench or {"skipped": True})
-            files["report.md"] = report.render({**manifest}, parity_doc, bench).encode()
+            files["report.md"] = report.render(manifest, parity_doc, bench).encode()
             path = write_bundle(st.root, name, plan.version, files, manifest)
             rep.emit("bundle", "info", f"wrote {path}")
             signed_by = None
             if key:
                 signed_by = sign_bundle(path, key)
                 rep.emit("bundle", "info", f"signed with key sha256:{signed_by[:16]}…")
-    return HandoffResult(name, plan.version, path, plan.kind, plan.reason, plan.previous,
-                         default, variants=[_public(v) for v in variants], rejected=rejected,
-                         parity=parity_doc, benchmark=bench, exporter=info.to_dict(),
-                         signed_by=signed_by)
+    return HandoffResult(st.manifest(name, plan.version), path, plan, rejected=rejected,
+                         parity=parity_doc, benchmark=bench, signed_by=signed_by)
 
 
 def _sign_key(sign_key: str | os.PathLike[str] | None) -> str | None:
@@ -214,51 +220,43 @@ def _sign_key(sign_key: str | os.PathLike[str] | None) -> str | None:
     return key or None
 
 
-def _public(v: dict[str, Any]) -> dict[str, Any]:
-    out = {k: v.get(k) for k in ("name", "precision", "parity", "tolerance", "file", "sha256")}
-    bench = v.get("benchmark")
-    out["benchmark"] = bench
-    out["speedup"] = bench.get("speedup") if bench else None
-    return out
-
-
-def _choose_default(variants: list[dict[str, Any]]) -> str:
+def _choose_default(variants: list[Variant]) -> str:
     """The fastest variant among those that passed (all listed ones did).
 
     "Fastest" is the geometric mean of the batch-1 latency and batch throughput speed-ups,
     so a variant does not win on one while losing badly on the other.
     """
-    timed = [v for v in variants if v.get("benchmark")]
+    timed = [v for v in variants if v.speedup]
     if not timed:
         return "fp32"
 
-    def score(v: dict[str, Any]) -> float:
-        sp = v["benchmark"]["speedup"]
+    def score(v: Variant) -> float:
+        sp = v.speedup or {}
         return float((sp["p50"] * sp["throughput"]) ** 0.5)
 
-    return str(max(timed, key=score)["name"])
+    return max(timed, key=score).name
 
 
 def _optimize(ref: Reference, exported: Path, tmp: Path, options: HandoffOptions,
               golden: InputSet, outputs: list[str], rep: _Reporter
-              ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
+              ) -> tuple[list[Variant], dict[str, Path], list[dict[str, Any]], dict[str, Any]]:
+    """The variants that passed (with the temp file of each) and the rejected ones."""
     tol = fp32_tolerance(ref)
     fp32_path = tmp / "fp32.onnx"
     fp32_info = optimize_fp32(exported, fp32_path)
-    predictor = session_predictor(fp32_path.read_bytes(), outputs)
-    fp32_parity = check_parity(ref, predictor, {**tol, "min_metric": None}, variant="fp32")
+    fp32_bytes = fp32_path.read_bytes()
+    predictor = session_predictor(fp32_bytes, outputs)
+    fp32_parity = check_parity(ref, predictor, tol, variant="fp32")
     if not fp32_parity.passed:
         raise ParityError("the optimized fp32 graph does not match PyTorch:\n  "
                           + "\n  ".join(fp32_parity.failures), fp32_parity)
-    variants = [{"name": "fp32", "file": "models/fp32.onnx", "precision": "fp32",
-                 "quantization": None, "optimization": fp32_info,
-                 "parity": fp32_parity.summary(),
-                 "tolerance": _self_test_tolerance(tol, golden, predictor, outputs, False),
-                 "benchmark": None, "_path": fp32_path}]
+    variants = [Variant("fp32", "models/fp32.onnx", hashlib.sha256(fp32_bytes).hexdigest(),
+                        "fp32", tol, optimization=fp32_info, parity=fp32_parity.summary())]
+    paths = {"fp32": fp32_path}
     reports: dict[str, Any] = {"fp32": fp32_parity}
     rejected: list[dict[str, Any]] = []
     if not options.quantize:
-        return variants, rejected, reports
+        return variants, paths, rejected, reports
     candidates = options.candidates
     if candidates is None:
         candidates = tuple(choose_candidates(onnx.load(str(exported))))
@@ -271,20 +269,21 @@ def _optimize(ref: Reference, exported: Path, tmp: Path, options: HandoffOptions
         except (LabkitError, ValueError, RuntimeError, onnx.checker.ValidationError) as exc:
             rejected.append({"name": q.name, "reason": f"quantization failed: {exc}"})
             continue
-        budget = {"rel": options.budget.max_rel, "metric": tol["metric"],
-                  "min_metric": options.budget.metric_min(tol["metric"])}
-        qpred = session_predictor(out.read_bytes(), outputs)
+        budget = options.budget.tolerance(tol.metric or metric_for_task(ref.spec.task))
+        qbytes = out.read_bytes()
+        qpred = session_predictor(qbytes, outputs)
         rep_q = check_parity(ref, qpred, budget, variant=q.name, real_data_only=True)
         reports[q.name] = rep_q
         if not rep_q.passed:
             rejected.append({"name": q.name, "reason": "outside its accuracy budget: "
                              + "; ".join(rep_q.failures)})
             continue
-        variants.append({"name": q.name, "file": f"models/{q.name}.onnx", "precision": "int8",
-                         "quantization": qinfo, "parity": rep_q.summary(),
-                         "tolerance": _self_test_tolerance(budget, golden, qpred, outputs, True),
-                         "benchmark": None, "_path": out})
-    return variants, rejected, reports
+        variants.append(Variant(q.name, f"models/{q.name}.onnx",
+                                hashlib.sha256(qbytes).hexdigest(), "int8",
+                                _self_test_tolerance(budget, golden, qpred, outputs),
+                                quantization=qinfo, parity=rep_q.summary()))
+        paths[q.name] = out
+    return variants, paths, rejected, reports
 
 
 def _calibration(ref: Reference, options: HandoffOptions) -> list[dict[str, np.ndarray]]:

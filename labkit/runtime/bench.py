@@ -156,22 +156,22 @@ def bench_bundle(path: Path, *, rounds: int = 5, latency_iters: int = 30,
 
     vb = verify(path)
     threads = threads or os.cpu_count() or 1
-    golden = vb.read_npz(vb.manifest["golden"]["inputs"])
+    golden = vb.read_npz(vb.manifest.golden.inputs)
     with tempfile.TemporaryDirectory(prefix="labkit-bench-") as tmp:
         feeds = write_inputs(Path(tmp), bench_feeds(golden, batch))
         runners = []
         try:
-            for v in vb.manifest["variants"]:
-                model = Path(tmp) / f"{v['name']}.onnx"
-                model.write_bytes(vb.read(v["file"]))
-                runners.append(WorkerRunner(v["name"], model, feeds, threads=threads,
+            for v in vb.manifest.variants:
+                model = Path(tmp) / f"{v.name}.onnx"
+                model.write_bytes(vb.read(v.file))
+                runners.append(WorkerRunner(v.name, model, feeds, threads=threads,
                                             warmup=3))
             res = interleave(runners, rounds=rounds, latency_iters=latency_iters,
                              throughput_iters=throughput_iters, batch=batch, threads=threads)
         finally:
             for r in runners:
                 r.close()
-    base = vb.manifest["variants"][0]["name"]
+    base = vb.manifest.variants[0].name
     return {"variants": {r.name: {**res.stats(r.name), "speedup_vs_" + base:
                                   res.speedup(r.name, base)} for r in runners},
             "baseline": base, "environment": environment(threads)}

@@ -3,6 +3,7 @@
 Relative error is scaled by the output's magnitude (``max|Δ| / max|ref|``), not element-wise,
 so near-zero reference values don't turn float noise into huge ratios. The task metric says
 whether a difference matters: top-1 agreement for classifiers, cosine similarity otherwise.
+Whether the numbers are good enough is decided by ``labkit.bundle.Tolerance.judge`` alone.
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
+from labkit.bundle.tolerance import COSINE, TOP1, metric_for_task
 
-def metric_for_task(task: str | None) -> str:
-    return "top1_agreement" if task == "classification" else "cosine"
+__all__ = ["OutputStats", "accumulate", "metric_for_task"]
 
 
 @dataclass
@@ -57,9 +58,12 @@ class OutputStats:
         return self.max_abs / max(self.ref_scale, 1e-12)
 
     def metric(self, name: str) -> float:
+        """The task metric called ``name`` (one of ``labkit.bundle.tolerance.METRICS``)."""
+        if name not in (TOP1, COSINE):
+            raise ValueError(f"unknown metric {name!r}; use {TOP1!r} or {COSINE!r}")
         if not self.rows:
             return 1.0
-        if name == "top1_agreement":
+        if name == TOP1:
             return self.agree / self.rows
         return self.cos_sum / self.rows
 
@@ -70,8 +74,9 @@ class OutputStats:
             "max_rel": self.max_rel,
             "ref_scale": self.ref_scale,
             "rows": self.rows,
-            "top1_agreement": self.metric("top1_agreement"),
-            "cosine_mean": self.metric("cosine"),
+            # Keyed by metric name, so a tolerance's ``metric`` indexes it directly.
+            TOP1: self.metric(TOP1),
+            COSINE: self.metric(COSINE),
             "cosine_min": self.cos_min,
             "shapes": [list(s) for s in self.shapes],
         }
@@ -84,21 +89,3 @@ def accumulate(pairs: Iterable[tuple[Mapping[str, np.ndarray], Mapping[str, np.n
         for n in names:
             stats[n].add(np.asarray(ref[n]), np.asarray(got[n]))
     return stats
-
-
-def failures(stats: Mapping[str, OutputStats], tolerance: Mapping[str, Any],
-             variant: str) -> list[str]:
-    """Every way ``stats`` breaks ``tolerance``, one readable line each."""
-    out = []
-    rel = float(tolerance["rel"])
-    metric = tolerance.get("metric")
-    min_metric = tolerance.get("min_metric")
-    for s in stats.values():
-        shape = list(s.shapes[-1]) if s.shapes else []
-        if s.max_rel > rel:
-            out.append(f"{s.name}: max |Δ| = {s.max_abs:.3g} is {s.max_rel:.3g} of the output's "
-                       f"magnitude > rel {rel:.3g} (shape {shape}, variant {variant})")
-        if metric and min_metric is not None and s.metric(metric) < float(min_metric):
-            out.append(f"{s.name}: {metric} = {s.metric(metric):.4f} < {float(min_metric):.4f} "
-                       f"(variant {variant})")
-    return out

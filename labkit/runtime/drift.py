@@ -36,7 +36,7 @@ def output_drift(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> dict[s
     common = [s.name for s in ma.outputs if outs_b.get(s.name) == s.dtype]
     if not common:
         return _not_compared("no output has the same name and dtype in both")
-    inputs = va.read_npz(ma.manifest["golden"]["inputs"])
+    inputs = va.read_npz(ma.manifest.golden.inputs)
     try:
         got_a, got_b = ma.predict(inputs), mb.predict(inputs)
         stats = accumulate([(got_a, got_b)], common)

@@ -10,9 +10,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from labkit.bundle import manifest as manifest_mod
 from labkit.bundle.integrity import VerifiedBundle, verify
-from labkit.runtime.compare import accumulate, failures
+from labkit.bundle.manifest import Manifest
+from labkit.bundle.parts import Variant
+from labkit.bundle.tolerance import Tolerance
+from labkit.runtime.compare import accumulate
 from labkit.runtime.session import make_session
 from labkit.runtime.signature import TensorSpec, bind
 
@@ -30,12 +32,12 @@ class SelfTestReport:
     ok: bool
     failures: list[str]
     outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
-    tolerance: dict[str, Any] = field(default_factory=dict)
+    tolerance: Tolerance | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "version": self.version, "variant": self.variant,
                 "ok": self.ok, "failures": list(self.failures), "outputs": self.outputs,
-                "tolerance": self.tolerance}
+                "tolerance": self.tolerance.to_dict() if self.tolerance else None}
 
 
 class Model:
@@ -43,22 +45,22 @@ class Model:
 
     def __init__(self, bundle: VerifiedBundle, variant: str | None, threads: int | None):
         self._bundle = bundle
-        self.manifest: dict[str, Any] = bundle.manifest
-        entry = manifest_mod.variant(self.manifest, variant)
-        self.variant: str = entry["name"]
-        self.variant_info: dict[str, Any] = entry
-        self.inputs = [TensorSpec.from_dict(t) for t in self.manifest["signature"]["inputs"]]
-        self.outputs = [TensorSpec.from_dict(t) for t in self.manifest["signature"]["outputs"]]
-        self._session = make_session(bundle.read(entry["file"]), threads=threads)
+        self.manifest: Manifest = bundle.manifest
+        entry = self.manifest.variant(variant)
+        self.variant: str = entry.name
+        self.variant_info: Variant = entry
+        self.inputs: list[TensorSpec] = list(self.manifest.signature.inputs)
+        self.outputs: list[TensorSpec] = list(self.manifest.signature.outputs)
+        self._session = make_session(bundle.read(entry.file), threads=threads)
         self._output_names = [t.name for t in self.outputs]
 
     @property
     def name(self) -> str:
-        return str(self.manifest["name"])
+        return self.manifest.name
 
     @property
     def version(self) -> str:
-        return str(self.manifest["version"])
+        return self.manifest.version
 
     @property
     def path(self) -> Path:
@@ -66,7 +68,8 @@ class Model:
 
     @property
     def labels(self) -> list[str] | None:
-        return self.manifest.get("labels")
+        labels = self.manifest.labels
+        return None if labels is None else list(labels)
 
     def predict(self, *args: Any, **kwargs: Any) -> dict[str, np.ndarray]:
         """Run the model: positional arrays in signature order, or ``{name: array}``."""
@@ -75,15 +78,15 @@ class Model:
         return dict(zip(self._output_names, results))
 
     def self_test(self) -> SelfTestReport:
-        golden = self.manifest["golden"]
-        inputs = self._bundle.read_npz(golden["inputs"])
-        expected = self._bundle.read_npz(golden["expected"])
+        golden = self.manifest.golden
+        inputs = self._bundle.read_npz(golden.inputs)
+        expected = self._bundle.read_npz(golden.expected)
         got = self.predict({s.name: inputs[s.name] for s in self.inputs})
         stats = accumulate([(expected, got)], self._output_names)
-        tol = self.variant_info["tolerance"]
-        fails = failures(stats, tol, self.variant)
+        tol = self.variant_info.tolerance
+        fails = tol.judge(stats, self.variant)
         return SelfTestReport(self.name, self.version, self.variant, not fails, fails,
-                              {n: s.to_dict() for n, s in stats.items()}, dict(tol))
+                              {n: s.to_dict() for n, s in stats.items()}, tol)
 
     def __repr__(self) -> str:
         ins = ", ".join(str(s) for s in self.inputs)

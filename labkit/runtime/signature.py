@@ -3,33 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from labkit.bundle.manifest import tensor_text
+from labkit.bundle.tensors import TensorSpec
 from labkit.errors import InputError
 
-
-@dataclass(frozen=True)
-class TensorSpec:
-    name: str
-    dtype: str
-    shape: tuple[int | str, ...]
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> TensorSpec:
-        return cls(d["name"], d["dtype"], tuple(d["shape"]))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "dtype": self.dtype, "shape": list(self.shape)}
-
-    def __str__(self) -> str:
-        return f"{self.name}: {tensor_text(self.dtype, self.shape)}"
-
-    def __repr__(self) -> str:
-        return f"TensorSpec({self})"
+__all__ = ["TensorSpec", "bind", "check", "check_shape"]
 
 
 def bind(specs: Sequence[TensorSpec], args: tuple[Any, ...],

@@ -25,9 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from labkit.bundle._json import loads_strict
 from labkit.bundle.integrity import VerifiedBundle, _check_entry, verify
-from labkit.bundle.manifest import MANIFEST_NAME, MAX_MANIFEST_BYTES, SIGNATURE_NAME, validate
+from labkit.bundle.manifest import MANIFEST_NAME, MAX_MANIFEST_BYTES, SIGNATURE_NAME, Manifest
 from labkit.errors import IntegrityError, LabkitError, MissingDependencyError
 
 __all__ = [
@@ -218,7 +217,7 @@ def _read_manifest_bytes(root: Path) -> bytes:
 
 def _bind(vb: VerifiedBundle, digests: dict[str, str]) -> None:
     """The signed listing must be exactly the verified one, manifest included."""
-    listed = {f["path"]: f["sha256"] for f in vb.manifest["files"]}
+    listed = {f.path: f.sha256 for f in vb.manifest.files}
     expected = set(listed) | {MANIFEST_NAME}
     extra, missing = sorted(set(digests) - expected), sorted(expected - set(digests))
     if extra or missing:
@@ -234,7 +233,7 @@ def _bind(vb: VerifiedBundle, digests: dict[str, str]) -> None:
     data = _read_manifest_bytes(vb.root)
     if hashlib.sha256(data).hexdigest() != digests[MANIFEST_NAME]:
         raise IntegrityError(f"{MANIFEST_NAME} changed after signing", rule=_RULE)
-    if validate(loads_strict(data)) != vb.manifest:
+    if Manifest.from_json(data) != vb.manifest:
         raise IntegrityError(f"{MANIFEST_NAME} changed while the bundle was being loaded",
                              rule=_RULE)
 

@@ -44,9 +44,8 @@ def batch_dim(model: Model) -> str | None:
 
 def _rows_independent(model: Model) -> bool:
     """Check on the golden inputs that running rows together equals running them one by one."""
-    golden = model.manifest.get("golden") or {}
     try:
-        with np.load(model.path / golden["inputs"], allow_pickle=False) as z:
+        with np.load(model.path / model.manifest.golden.inputs, allow_pickle=False) as z:
             feeds = {s.name: z[s.name] for s in model.inputs}
     except (KeyError, OSError, ValueError) as exc:
         log.warning("%s %s: no golden inputs to probe batching (%s)",
@@ -167,7 +166,7 @@ class ModelRepository:
                 log.error("refused %s: %s", self.source, reason)
                 self._on_event(str(self.source), "", False, reason)
                 return {}
-            return {(str(m["name"]), str(m["version"])): self.source}
+            return {(m.name, m.version): self.source}
         store = Store(self.source)
         return {(n, v): store.root / n / v for n in store.names() for v in store.versions(n)}
 

@@ -106,7 +106,7 @@ def test_signing_changes_nothing_else(store: Path, keys: dict[str, KeyPair],
     assert set(after) - set(before) == {Path(SIGNATURE_NAME)}
     assert all(after[k] == v for k, v in before.items())  # manifest (and its digest) included
     assert sorted(p.name for p in bundle.parent.iterdir()) == ["1.0.0"]  # no temp file left
-    assert verify(bundle).manifest["version"] == "1.0.0"
+    assert verify(bundle).manifest.version == "1.0.0"
     assert os.stat(bundle / SIGNATURE_NAME).st_mode & 0o777 == 0o644
     # Re-signing with another key replaces the signature; the old key no longer passes.
     sign_bundle(bundle, keys["mallory"].private)

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from serve_helpers import Bundles
 
+from labkit.bundle import Signature
 from labkit.serve.cli import main
 from labkit.serve.triton import render_config
 
@@ -56,11 +57,11 @@ def test_two_inputs_int64(bundles: Bundles, tmp_path: Path) -> None:
 
 
 def test_non_batchable_signature_has_no_dynamic_batching() -> None:
-    manifest = {"name": "fixed", "version": "1.0.0", "signature": {
+    sig = Signature.from_dict({
         "inputs": [{"name": "x", "dtype": "float32", "shape": [1, "seq", 4]},
                    {"name": "flag", "dtype": "bool", "shape": []}],
-        "outputs": [{"name": "y", "dtype": "float16", "shape": [1, 2]}]}}
-    cfg = text_format.Parse(render_config(manifest), model_config_pb2.ModelConfig())
+        "outputs": [{"name": "y", "dtype": "float16", "shape": [1, 2]}]})
+    cfg = text_format.Parse(render_config("fixed", "1.0.0", sig), model_config_pb2.ModelConfig())
     assert cfg.max_batch_size == 0 and not cfg.HasField("dynamic_batching")
     assert list(cfg.input[0].dims) == [1, -1, 4]
     assert cfg.input[1].data_type == model_config_pb2.TYPE_BOOL
