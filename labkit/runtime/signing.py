@@ -1,6 +1,6 @@
 """Signed bundles ([signature], [signature-trust] in docs/bundle-format.md), in the runtime.
 
-The signature is OpenSSF model signing's (``pip install model-signing``): a Sigstore bundle
+The signature is OpenSSF model signing's (``pip install 'labkit[sign]'``): a Sigstore bundle
 holding a DSSE envelope over an in-toto statement that lists every file of the bundle
 directory with its SHA-256, signed here with an elliptic-curve private key, fully offline.
 We never write or parse the cryptographic format ourselves; ``model_signing`` is imported
@@ -15,10 +15,12 @@ is caught too, and a bundle is hashed once, not twice.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import stat
+import sys
 import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -192,7 +194,10 @@ def _signed_digests(sig_path: Path, keys: Sequence[TrustedKey]) -> tuple[Trusted
     errors = []
     for key in candidates:
         try:
-            manifest = _verifier(key).verify(signature)
+            # model_signing prints a warning to stdout for signatures without a key hint;
+            # stdout may be a JSON answer (`verify --json`), so it goes to stderr.
+            with contextlib.redirect_stdout(sys.stderr):
+                manifest = _verifier(key).verify(signature)
         except Exception as exc:  # noqa: BLE001 - cryptography raises several types
             errors.append(f"{type(exc).__name__}: {str(exc)[:120]}".rstrip(": "))
             continue
