@@ -154,7 +154,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
             print(f"  {side:<6} {t}")
     for v in m.variants:
         sp = v.speedup
-        speed = f", {sp['p50']:.2f}x vs eager" if sp else ""
+        speed = f", {sp['p50']:.2f}x batch-1 latency vs eager" if sp else ""
         mark = "  <- default" if v.name == m.default_variant else ""
         parity = v.parity or {}
         print(f"  variant {v.name:<13} {v.precision:<5} parity "
