@@ -1,4 +1,4 @@
-"""Signed bundles ([signature], [signature-trust] in docs/bundle-format.md), in the runtime.
+"""Signed bundles ([signature-file], [signature-trust] in docs/bundle-format.md), in the runtime.
 
 The signature is OpenSSF model signing's (``pip install 'labkit[sign]'``): a Sigstore bundle
 holding a DSSE envelope over an in-toto statement that lists every file of the bundle
