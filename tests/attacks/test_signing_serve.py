@@ -25,6 +25,7 @@ def test_serve_only_signed_versions(tmp_path_factory: pytest.TempPathFactory,
                                     tmp_path: Path) -> None:
     built = built_store(tmp_path_factory)
     keys = make_keys(tmp_path / "keys", "alice")
+    other = make_keys(tmp_path / "keys", "mallory")
     store = tmp_path / "store"
     signed = copy_bundle(built, "1.0.0", store)
     unsigned = copy_bundle(built, "1.1.0", store)
@@ -45,7 +46,16 @@ def test_serve_only_signed_versions(tmp_path_factory: pytest.TempPathFactory,
         assert c.post("/v2/models/mlp/versions/1.0.0/infer", json=x).status_code == 200
         assert c.post("/v2/models/mlp/versions/1.1.0/infer", json=x).status_code == 404
 
-        sign_bundle(unsigned, keys.private)  # signed while serving: picked up on reload
+        sign_bundle(unsigned, other.private)  # signed, but by a key the server does not trust
+        deadline = time.monotonic() + 20
+        while "not one of the 1 trusted key(s)" not in server.logs() and \
+                time.monotonic() < deadline:
+            time.sleep(0.2)
+        line = [ln for ln in server.logs().splitlines() if "trusted key(s)" in ln]
+        assert len(line) == 1 and "refused mlp 1.1.0" in line[0], server.logs()
+        assert _ready(c, "1.1.0") != 200
+
+        sign_bundle(unsigned, keys.private)  # re-signed by alice: picked up on reload
         deadline = time.monotonic() + 20
         while _ready(c, "1.1.0") != 200 and time.monotonic() < deadline:
             time.sleep(0.2)
