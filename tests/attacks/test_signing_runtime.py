@@ -5,7 +5,9 @@ it says what to install. The handoff signs too: ``sign_key=``, ``$LABKIT_SIGN_KE
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -137,3 +139,28 @@ def test_export_sign_key_flag(keys: KeyPair, tmp_path: Path) -> None:
     proc = handoff("export", f"{script}:build", "--store", str(tmp_path / "s"),
                    "--sign-key", str(tmp_path / "missing.pem"))
     assert proc.returncode == 1 and "--sign-key" in proc.stderr and "no such file" in proc.stderr
+
+
+def test_notebook_export_signs_with_a_relative_key(keys: KeyPair, tmp_path: Path) -> None:
+    """The kernel runs in the notebook's folder: a key path relative to the shell must still
+    be found there (the CLI resolves it), and the bundle it writes is signed."""
+    nbformat = pytest.importorskip("nbformat")
+    folder, shell = tmp_path / "notebooks", tmp_path / "shell"
+    folder.mkdir()
+    shell.mkdir()
+    (shell / "signing.pem").write_bytes(keys.private.read_bytes())
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(s) for s in (
+        "import torch, labkit",
+        "labkit.register(torch.nn.Linear(3, 2), torch.randn(2, 3), name='nb-signed')")]
+    nbformat.write(nb, str(folder / "n.ipynb"))
+    proc = subprocess.run([sys.executable, "-m", "handoff", "export", str(folder / "n.ipynb"),
+                           "--store", "store", "--no-benchmark", "--no-quantize", "--json",
+                           "--sign-key", "signing.pem"], capture_output=True, text=True,
+                          timeout=600, cwd=shell,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert Path(result["path"]) == shell / "store" / "nb-signed" / "1.0.0"
+    assert result["signed_by"] == hashlib.sha256(keys.public.read_bytes()).hexdigest()
+    rt.load(result["path"], trusted_keys=[keys.public])
