@@ -13,6 +13,7 @@ import traceback
 from collections.abc import Sequence
 
 from handoff import commands
+from handoff.safe_output import guard_terminal
 from labkit.errors import LabkitError
 
 EPILOG = """examples:
@@ -125,6 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     debug = args.debug or bool(os.environ.get("LABKIT_DEBUG"))
+    args.func = guard_terminal(args)  # manifest text is printed with control chars escaped
     try:
         code = int(args.func(args) or 0)
         sys.stdout.flush()  # a closed pipe shows up here, not at interpreter exit

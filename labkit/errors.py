@@ -37,6 +37,11 @@ __all__ = [
 ]
 
 
+def one_line(text: str) -> str:
+    """``text`` with control characters (newlines, ESC, …) escaped, safe for one log line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 class LabkitError(Exception):
     """Base of every error labkit raises on purpose."""
 
@@ -61,7 +66,8 @@ class BundleError(LabkitError):
     """A bundle is refused. ``rule`` names the rule of the bundle spec that failed."""
 
     def __init__(self, message: str, *, rule: str = "bundle") -> None:
-        super().__init__(f"[{rule}] {message}")
+        # One line, whatever a hostile bundle put into the names quoted in the message.
+        super().__init__(f"[{rule}] {one_line(message)}")
         self.rule = rule
 
 

@@ -10,7 +10,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 STDLIB_OK = {"__future__", "collections", "dataclasses", "datetime", "errno", "hashlib", "io",
-             "json", "os", "re", "shutil", "stat", "tempfile", "typing", "pathlib"}
+             "json", "os", "re", "shutil", "stat", "tempfile", "typing", "pathlib", "zipfile"}
 
 
 def imports_of(path: Path) -> set[str]:

@@ -8,13 +8,13 @@ first, and the bytes handed to the session are the bytes that were hashed.
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from labkit.bundle.content import ContentChecks
 from labkit.bundle.manifest import MANIFEST_NAME, MAX_MANIFEST_BYTES, SIGNATURE_NAME, Manifest
 from labkit.bundle.paths import check_path
 from labkit.errors import FormatError, IntegrityError
@@ -59,6 +59,12 @@ def _walk(root: Path) -> dict[str, int]:
                     raise IntegrityError(f"bundle has more than {MAX_ENTRIES} entries",
                                          rule="size")
     return found
+
+
+def _read_sized(path: Path, size: int) -> bytes:
+    """At most ``size + 1`` bytes (one more shows a file that grew since it was listed)."""
+    with open(path, "rb") as f:
+        return f.read(size + 1)
 
 
 def sha256_file(path: Path) -> str:
@@ -119,10 +125,13 @@ class VerifiedBundle:
         return data
 
     def read_npz(self, rel: str) -> dict[str, Any]:
-        import numpy as np
+        """A golden file's arrays, read within the bounds its signature sets ([golden])."""
+        from labkit.bundle.npz import golden_specs, read_npz
 
-        with np.load(io.BytesIO(self.read(rel)), allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
+        if rel not in (self.manifest.golden.inputs, self.manifest.golden.expected):
+            raise IntegrityError(f"{rel!r} is not a golden file of this bundle", rule="golden")
+        return read_npz(self.read(rel), rel, golden_specs(self.manifest, rel),
+                        rows=self.manifest.golden.rows)
 
 
 def verify(path: str | os.PathLike[str]) -> VerifiedBundle:
@@ -160,10 +169,17 @@ def verify(path: str | os.PathLike[str]) -> VerifiedBundle:
     if total > MAX_TOTAL_BYTES:
         raise IntegrityError(f"bundle holds {total} bytes, over the cap of {MAX_TOTAL_BYTES}",
                              rule="size")
-    for rel, (digest, _size) in sorted(listed.items()):
-        actual = sha256_file(root / rel)
+    content = ContentChecks(manifest)
+    for rel in content.order(listed):
+        digest, size = listed[rel]
+        # Models and golden files are checked inside ([onnx], [external-data], [signature],
+        # [golden]) on the very bytes that were hashed.
+        data = _read_sized(root / rel, size) if content.wants(rel) else None
+        actual = hashlib.sha256(data).hexdigest() if data is not None else sha256_file(root / rel)
         if actual != digest:
             raise IntegrityError(f"{rel!r} has sha256 {actual[:12]}…, manifest says "
                                  f"{digest[:12]}…: the file was modified or corrupted",
                                  rule="digest")
+        if data is not None:
+            content.check(rel, data)
     return VerifiedBundle(root=root, manifest=manifest, _digests=listed)

@@ -40,6 +40,20 @@ def _write_file(path: Path, data: bytes) -> None:
         os.fsync(f.fileno())
 
 
+# [modes]: a bundle is read by other service users (a server, a CI job), so it is published
+# world-readable, never group/world-writable. Set with chmod, not left to the umask (which
+# could only remove bits, and mkdtemp makes 0700 regardless of it).
+DIR_MODE = 0o755
+FILE_MODE = 0o644
+
+
+def _publish_modes(stage: Path, files: dict[str, bytes], folders: set[Path]) -> None:
+    for rel in [*files, MANIFEST_NAME]:
+        os.chmod(stage / rel, FILE_MODE)
+    for folder in folders:
+        os.chmod(folder, DIR_MODE)
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -87,10 +101,13 @@ def write_bundle(store_root: Path, name: str, version: str, files: dict[str, byt
             while parent != stage:
                 folders.add(parent)
                 parent = parent.parent
+        _publish_modes(stage, files, folders)
         for folder in sorted(folders, key=lambda p: len(p.parts), reverse=True):
             _fsync_dir(folder)
         verify(stage)
-        target.parent.mkdir(parents=True, exist_ok=True)
+        if not target.parent.is_dir():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.chmod(target.parent, DIR_MODE)  # a NAME folder this writer made: [modes]
         try:
             os.rename(stage, target)
         except OSError as exc:

@@ -77,6 +77,11 @@ class Model:
         results = self._session.run(self._output_names, feed)
         return dict(zip(self._output_names, results))
 
+    def golden_inputs(self) -> dict[str, np.ndarray]:
+        """The golden inputs, re-hashed as read and bounded by the signature ([golden]).
+        Every reader of golden files goes through here or ``VerifiedBundle.read_npz``."""
+        return self._bundle.read_npz(self.manifest.golden.inputs)
+
     def self_test(self) -> SelfTestReport:
         golden = self.manifest.golden
         inputs = self._bundle.read_npz(golden.inputs)
