@@ -6,15 +6,18 @@ Needs ``pip install 'labkit[serve]'`` (starlette, uvicorn, prometheus-client); R
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from labkit.errors import MissingDependencyError
 from labkit.serve.config import ServeConfig
 
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
+
 __all__ = ["ServeConfig", "create_app", "deployment", "export_triton", "serve"]
 
 
-def create_app(source: Any, config: ServeConfig | None = None) -> Any:
+def create_app(source: Any, config: ServeConfig | None = None) -> Starlette:
     """The ASGI app serving a store or a bundle (see :func:`labkit.serve.app.create_app`)."""
     try:
         from labkit.serve.app import create_app as _create_app

@@ -2,7 +2,9 @@
 
 ``create_app(source, config)`` returns a Starlette app whose lifespan loads every version in
 the store (or the one bundle), starts the store watcher, and on shutdown drains the batch
-queues. Cross-cutting behaviour (auth, overload, metrics) is in :mod:`labkit.serve.guard`.
+queues. Cross-cutting behaviour (token, admission, bodies, metrics) is the front door,
+:mod:`labkit.serve.frontdoor`, which shares this module's route table. Endpoints raise
+:class:`ServeError`; the one handler registered for it writes every refusal.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -26,14 +29,14 @@ from starlette.routing import Route
 from labkit.serve.batching import Batcher
 from labkit.serve.codec import encode_response, parse_request
 from labkit.serve.config import ServeConfig
-from labkit.serve.errors import Overloaded, PayloadTooLarge, ServeError
-from labkit.serve.guard import Guard
+from labkit.serve.errors import ClientGone, Overloaded, ServeError
+from labkit.serve.frontdoor import FrontDoor, Limits, error_response
 from labkit.serve.metrics import CONTENT_TYPE_LATEST, Metrics
 from labkit.serve.reload import Reloader
 from labkit.serve.repository import ModelRepository
 from labkit.serve.validation import bind_inputs, select_outputs
 
-__all__ = ["ServerState", "create_app"]
+__all__ = ["ROUTES", "ServerState", "create_app"]
 
 log = logging.getLogger("labkit.serve")
 _OFFLOAD_BYTES = 256 * 1024  # parse/encode bigger bodies on a thread, not on the event loop
@@ -84,15 +87,6 @@ class ServerState:
             await self.batchers.pop(key).close()
 
 
-def error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status, headers=headers)
-
-
-def _error_from(exc: ServeError) -> JSONResponse:
-    headers = {"retry-after": str(exc.retry_after)} if isinstance(exc, Overloaded) else None
-    return error(exc.status, str(exc), headers)
-
-
 def _state(request: Request) -> ServerState:
     state: ServerState = request.app.state.labkit
     return state
@@ -107,76 +101,73 @@ async def live(request: Request) -> Response:
     return JSONResponse({"live": True})
 
 
+def _ready(state: ServerState) -> bool:
+    reloader_ok = state.reloader is None or state.reloader.alive
+    return state.ready and reloader_ok and bool(state.repo.served())
+
+
 async def ready(request: Request) -> Response:
-    ok = _state(request).ready and bool(_state(request).repo.served())
+    ok = _ready(_state(request))
     return JSONResponse({"ready": ok}, status_code=200 if ok else 503)
 
 
 async def model_metadata(request: Request) -> Response:
     state, p = _state(request), request.path_params
-    try:
-        served = state.repo.get(p["name"], p.get("version"))
-    except ServeError as exc:
-        return _error_from(exc)
+    served = state.repo.get(p["name"], p.get("version"))
     return JSONResponse(served.metadata(state.repo.versions(served.name)))
 
 
 async def model_ready(request: Request) -> Response:
     state, p = _state(request), request.path_params
-    try:
-        served = state.repo.get(p["name"], p.get("version"))
-    except ServeError as exc:
-        return _error_from(exc)
-    return JSONResponse({"name": served.name, "ready": state.ready},
-                        status_code=200 if state.ready else 503)
+    name, version = p["name"], p.get("version")
+    if version is not None and (name, version) in state.repo.refused():
+        return JSONResponse({"name": name, "ready": False}, status_code=503)
+    served = state.repo.get(name, version)
+    ok = _ready(state)
+    return JSONResponse({"name": served.name, "ready": ok}, status_code=200 if ok else 503)
 
 
-async def _read_body(request: Request, cap: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > cap:
-        raise PayloadTooLarge(f"request body of {declared} bytes exceeds the cap of {cap}")
-    chunks, size = [], 0
+async def _read_body(request: Request) -> bytearray:
+    # cap, timeout and memory budget are enforced by the front door as the chunks arrive.
+    # Not preallocated from Content-Length: a declared size costs nothing until it arrives
+    # (a bytearray grows by realloc, which moves large buffers without copying them)
+    body = bytearray()
     async for chunk in request.stream():
-        size += len(chunk)
-        if size > cap:
-            raise PayloadTooLarge(f"request body exceeds the cap of {cap} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+        body += chunk
+    return body
 
 
 async def infer(request: Request) -> Response:
     state, p = _state(request), request.path_params
     config = state.config
+    served = state.repo.get(p["name"], p.get("version"))
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media not in _MEDIA_TYPES:
+        raise ServeError(f"unsupported Content-Type {media!r}; send application/json, "
+                         "application/octet-stream (binary tensors) or no Content-Type",
+                         status=415)
+    header_len = request.headers.get("inference-header-content-length")
+    batcher = state.batcher(served.name, served.version)
+    body = await _read_body(request)
+    batcher.begin_arrival()  # only now: a slow upload is not company worth waiting for
     try:
-        served = state.repo.get(p["name"], p.get("version"))
-        media = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if media not in _MEDIA_TYPES:
-            return error(415, f"unsupported Content-Type {media!r}; send application/json, "
-                         "application/octet-stream (binary tensors) or no Content-Type")
-        header_len = request.headers.get("inference-header-content-length")
-        batcher = state.batcher(served.name, served.version)
-        batcher.begin_arrival()
-        try:
-            body = await _read_body(request, config.max_body_bytes)
+        def decode() -> tuple[Any, Any, Any]:
+            req = parse_request(body, header_len, max_depth=config.max_json_depth)
+            feeds = bind_inputs(req, served, max_elements=config.max_body_bytes)
+            return req, feeds, select_outputs(req, served)
 
-            def decode() -> tuple[Any, Any, Any]:
-                req = parse_request(body, header_len, max_depth=config.max_json_depth)
-                feeds = bind_inputs(req, served, max_elements=config.max_body_bytes)
-                return req, feeds, select_outputs(req, served)
+        big = len(body) > _OFFLOAD_BYTES
+        req, feeds, wanted = await asyncio.to_thread(decode) if big else decode()
+    finally:
+        batcher.end_arrival()
+    body = bytearray()  # the decoded tensors do not refer to it: free it before inference
+    result = await batcher.infer(feeds)
+    outputs = [(name, result[name], binary) for name, binary in wanted]
 
-            big = len(body) > _OFFLOAD_BYTES
-            req, feeds, wanted = await asyncio.to_thread(decode) if big else decode()
-        finally:
-            batcher.end_arrival()
-        result = await batcher.infer(feeds)
-        outputs = [(name, result[name], binary) for name, binary in wanted]
+    def encode() -> tuple[bytes, dict[str, str]]:
+        return encode_response(served.name, served.version, outputs, request_id=req.id)
 
-        def encode() -> tuple[bytes, dict[str, str]]:
-            return encode_response(served.name, served.version, outputs, request_id=req.id)
-
-        payload, headers = await asyncio.to_thread(encode) if big else encode()
-    except ServeError as exc:
-        return _error_from(exc)
+    payload, headers = await asyncio.to_thread(encode) if big else encode()
     state.metrics.inferences.labels(served.name, served.version).inc()
     return Response(payload, headers=headers)
 
@@ -185,14 +176,46 @@ async def metrics_endpoint(request: Request) -> Response:
     return Response(_state(request).metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
 
+async def _serve_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ServeError)  # registered for ServeError only
+    if isinstance(exc, ClientGone):
+        log.debug("%s %s: %s", request.method, request.url.path, exc)
+    elif exc.status >= 500 and not isinstance(exc, Overloaded):
+        log.error("%s %s: %s", request.method, request.url.path, exc)
+    return error_response(exc)
+
+
 async def _http_error(request: Request, exc: Exception) -> Response:
     if isinstance(exc, HTTPException):
-        return error(exc.status_code, exc.detail or "error", dict(exc.headers or {}))
+        return error_response(ServeError(exc.detail or "error", status=exc.status_code))
     log.exception("unhandled error on %s %s", request.method, request.url.path)
-    return error(500, "internal server error")
+    return error_response(ServeError("internal server error"))
 
 
-def create_app(source: str | os.PathLike[str], config: ServeConfig | None = None) -> Any:
+# The one route table: Starlette routes by it, the front door labels metrics by its names.
+ROUTES = [
+    Route("/v2", server_metadata, methods=["GET"], name="/v2"),
+    Route("/v2/health/live", live, methods=["GET"], name="/v2/health/live"),
+    Route("/v2/health/ready", ready, methods=["GET"], name="/v2/health/ready"),
+    Route("/v2/models/{name}", model_metadata, methods=["GET"], name="model_metadata"),
+    Route("/v2/models/{name}/versions/{version}", model_metadata, methods=["GET"],
+          name="model_metadata"),
+    Route("/v2/models/{name}/ready", model_ready, methods=["GET"], name="model_ready"),
+    Route("/v2/models/{name}/versions/{version}/ready", model_ready, methods=["GET"],
+          name="model_ready"),
+    Route("/v2/models/{name}/infer", infer, methods=["POST"], name="infer"),
+    Route("/v2/models/{name}/versions/{version}/infer", infer, methods=["POST"], name="infer"),
+    Route("/metrics", metrics_endpoint, methods=["GET"], name="/metrics"),
+]
+
+
+def limits_of(config: ServeConfig) -> Limits:
+    return Limits(max_inflight=config.max_inflight, max_body_bytes=config.max_body_bytes,
+                  max_body_budget=config.max_body_budget_bytes,
+                  body_timeout_s=config.body_timeout_s, retry_after_s=config.retry_after_s)
+
+
+def create_app(source: str | os.PathLike[str], config: ServeConfig | None = None) -> Starlette:
     """Build the app for a bundle store (every version served) or a single bundle directory."""
     config = config or ServeConfig()
     metrics = Metrics()
@@ -200,6 +223,8 @@ def create_app(source: str | os.PathLike[str], config: ServeConfig | None = None
     def on_event(name: str, version: str, ok: bool, reason: str) -> None:
         if reason != "removed":
             metrics.loads.labels(name, version, "ok" if ok else "refused").inc()
+        if not ok:
+            metrics.refused.labels(name, version, reason).inc()
 
     repo = ModelRepository(source, threads=config.threads, self_test=config.self_test,
                            on_event=on_event, trusted_keys=config.trusted_keys)
@@ -221,7 +246,8 @@ def create_app(source: str | os.PathLike[str], config: ServeConfig | None = None
         state.executor = ThreadPoolExecutor(config.workers, thread_name_prefix="labkit-ort")
         if not repo.single and config.reload_interval_s > 0:
             state.reloader = Reloader(repo, config.reload_interval_s,
-                                      after=lambda: _after_reload(state, count_served))
+                                      after=lambda: _after_reload(state, count_served),
+                                      on_death=lambda: state.set_ready(False))
         state.set_ready(True)
         try:
             yield
@@ -233,22 +259,14 @@ def create_app(source: str | os.PathLike[str], config: ServeConfig | None = None
                 await batcher.close()
             state.executor.shutdown(wait=True)
 
-    routes = [
-        Route("/v2", server_metadata, methods=["GET"]),
-        Route("/v2/health/live", live, methods=["GET"]),
-        Route("/v2/health/ready", ready, methods=["GET"]),
-        Route("/v2/models/{name}", model_metadata, methods=["GET"]),
-        Route("/v2/models/{name}/versions/{version}", model_metadata, methods=["GET"]),
-        Route("/v2/models/{name}/ready", model_ready, methods=["GET"]),
-        Route("/v2/models/{name}/versions/{version}/ready", model_ready, methods=["GET"]),
-        Route("/v2/models/{name}/infer", infer, methods=["POST"]),
-        Route("/v2/models/{name}/versions/{version}/infer", infer, methods=["POST"]),
-        Route("/metrics", metrics_endpoint, methods=["GET"]),
-    ]
-    app = Starlette(routes=routes, lifespan=lifespan,
-                    exception_handlers={HTTPException: _http_error, Exception: _http_error})
+    door = Middleware(FrontDoor, token=config.token, limits=limits_of(config), metrics=metrics,
+                      routes=ROUTES)
+    app = Starlette(routes=ROUTES, lifespan=lifespan, middleware=[door],
+                    exception_handlers={ServeError: _serve_error, HTTPException: _http_error,
+                                        Exception: _http_error})
+    app.router.redirect_slashes = False  # the front door redirects, without trusting Host
     app.state.labkit = state
-    return Guard(app, state)
+    return app
 
 
 async def _after_reload(state: ServerState, count_served: Any) -> None:

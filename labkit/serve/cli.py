@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from labkit.errors import LabkitError, MissingDependencyError
+from labkit.serve.config import ServeConfig
 
 __all__ = ["add_export_triton_parser", "add_serve_parser", "config_from_args"]
 
@@ -48,6 +49,24 @@ def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--drain-delay", type=float, default=0.0,
                    help="after SIGTERM, seconds to stay up answering not-ready")
     p.add_argument("--graceful-timeout", type=float, default=30.0)
+    hostile = p.add_argument_group("limits for clients you do not control")
+    d = ServeConfig()  # the defaults have one home: the config
+    hostile.add_argument("--max-connections", type=int, default=d.max_connections,
+                         help="open connections at once (lowered to fit ulimit -n); at the cap "
+                         "the oldest idle connection is closed")
+    hostile.add_argument("--header-timeout", type=float, default=d.header_timeout_s,
+                         help="seconds a connection has to send its request line and headers")
+    hostile.add_argument("--max-header-kb", type=float, default=d.max_header_bytes / 1024,
+                         help="request line + headers, KiB (431 past it)")
+    hostile.add_argument("--keepalive-timeout", type=float, default=d.keepalive_timeout_s,
+                         help="seconds an idle keep-alive connection stays open")
+    hostile.add_argument("--body-timeout", type=float, default=d.body_timeout_s,
+                         help="seconds from the end of the headers to the end of the body (408)")
+    hostile.add_argument("--max-body-budget-mb", type=float,
+                         default=d.max_body_budget_bytes / (1 << 20),
+                         help="request bodies held at once, MiB (503 + Retry-After past it)")
+    hostile.add_argument("--http", choices=["auto", "h11", "httptools"], default="auto",
+                         help="uvicorn HTTP parser (the limits hold for both)")
     p.add_argument("--no-self-test", action="store_true",
                    help="skip re-running golden vectors before serving a version")
     p.add_argument("--trusted-key", metavar="PUB.pem", action="append", default=None,
@@ -90,9 +109,7 @@ def _token(args: argparse.Namespace) -> str | None:
     return args.token or os.environ.get(TOKEN_ENV) or None
 
 
-def config_from_args(args: argparse.Namespace) -> Any:
-    from labkit.serve.config import ServeConfig
-
+def config_from_args(args: argparse.Namespace) -> ServeConfig:
     return ServeConfig(
         max_body_bytes=int(args.max_body_mb * (1 << 20)), max_batch_size=args.max_batch_size,
         max_batch_delay_ms=args.max_batch_delay_ms, max_queue=args.max_queue,
@@ -100,6 +117,10 @@ def config_from_args(args: argparse.Namespace) -> Any:
         workers=args.workers, threads=args.threads, token=_token(args),
         reload_interval_s=args.reload_interval, drain_delay_s=args.drain_delay,
         graceful_timeout_s=args.graceful_timeout, self_test=not args.no_self_test,
+        max_connections=args.max_connections, header_timeout_s=args.header_timeout,
+        max_header_bytes=int(args.max_header_kb * 1024),
+        keepalive_timeout_s=args.keepalive_timeout, body_timeout_s=args.body_timeout,
+        max_body_budget_bytes=int(args.max_body_budget_mb * (1 << 20)),
         trusted_keys=tuple(args.trusted_key) if args.trusted_key else None)
 
 
@@ -124,7 +145,7 @@ def run_serve(args: argparse.Namespace) -> int:
         from labkit.serve.server import serve
 
         return serve(args.source, config, host=args.host, port=args.port,
-                     log_level=args.log_level)
+                     log_level=args.log_level, http=args.http)
     except ImportError as exc:
         missing = MissingDependencyError(exc.name or "starlette",
                                          "ray" if args.ray else "serve")

@@ -10,13 +10,15 @@ This module knows the protocol, not the model: matching a request against a sign
 from __future__ import annotations
 
 import json
+import secrets
 import struct
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from labkit.serve.errors import BadRequest
+from labkit.serve.errors import BadRequest, PayloadTooLarge, ServeError
+from labkit.serve.jsondata import NumericData, decode_numbers, extract_numeric_data
 from labkit.serve.jsonguard import check_json_depth, loads_strict
 
 __all__ = [
@@ -54,6 +56,12 @@ _NUMPY_TO_OIP.update({"object": "BYTES", "str": "BYTES", "bytes": "BYTES", "stri
 _REQUEST_KEYS = frozenset({"id", "parameters", "inputs", "outputs"})
 _INPUT_KEYS = frozenset({"name", "shape", "datatype", "parameters", "data"})
 _OUTPUT_KEYS = frozenset({"name", "parameters"})
+# JSON left once numeric tensor data is cut out (strings, booleans, the request's frame)
+# goes through Python's json, whose objects cost up to ~20x the text: capped separately.
+MAX_JSON_DOCUMENT = 16 << 20
+# Below this size a body goes straight to the strict loader: Python lists of a 64 KiB body
+# cost ~2 MiB, and the vectorised scans have a fixed cost that dominates tiny requests
+NUMPY_NUMBERS_FROM = 64 << 10
 
 
 def oip_datatype(numpy_name: str) -> str:
@@ -69,8 +77,8 @@ class RequestInput:
     name: str
     datatype: str
     shape: tuple[int, ...]
-    data: Any = None  # JSON tensor data, when not binary
-    binary: bytes | None = None  # raw little-endian bytes, with the binary extension
+    data: Any = None  # JSON tensor data (list, or NumericData not yet decoded), when not binary
+    binary: bytes | bytearray | None = None  # raw little-endian bytes, with the binary extension
 
 
 @dataclass(frozen=True)
@@ -115,7 +123,8 @@ def _shape(value: Any, where: str) -> tuple[int, ...]:
     return tuple(value)
 
 
-def _split_body(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
+def _split_body(body: bytes | bytearray, header_length: str | None
+                ) -> tuple[bytes | bytearray, bytes | bytearray]:
     if header_length is None:
         return body, b""
     _expect(
@@ -127,10 +136,22 @@ def _split_body(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
     return body[:n], body[n:]
 
 
-def parse_request(body: bytes, header_length: str | None, *, max_depth: int) -> InferRequest:
-    """Parse an inference request body (JSON, or JSON header + binary tensors)."""
+def parse_request(body: bytes | bytearray, header_length: str | None, *, max_depth: int,
+                  max_document: int = MAX_JSON_DOCUMENT,
+                  numpy_numbers_from: int = NUMPY_NUMBERS_FROM) -> InferRequest:
+    """Parse an inference request body (JSON, or JSON header + binary tensors). Numeric
+    tensor data of a JSON document of ``numpy_numbers_from`` bytes or more is decoded
+    straight into NumPy (:mod:`labkit.serve.jsondata`); the same rules hold either way."""
     header, blob = _split_body(body, header_length)
-    doc = loads_strict(header, max_depth=max_depth)
+    document: bytes | bytearray = header
+    numeric: dict[str, NumericData] = {}
+    if len(header) >= numpy_numbers_from:
+        document, numeric = extract_numeric_data(header, max_depth)
+    if len(document) > max_document:
+        raise PayloadTooLarge(
+            f"the JSON outside numeric tensor data is {len(document)} bytes, over the cap of "
+            f"{max_document}; send large BYTES or BOOL tensors with the binary extension")
+    doc = loads_strict(document, max_depth=max_depth)
     _expect(isinstance(doc, dict), "the inference request must be a JSON object")
     unknown = sorted(set(doc) - _REQUEST_KEYS)
     _expect(not unknown, f"unknown field(s) in the inference request: {unknown}")
@@ -156,7 +177,10 @@ def parse_request(body: bytes, header_length: str | None, *, max_depth: int) -> 
         size = p.get("binary_data_size")
         if size is None:
             _expect("data" in item, f"input {name!r} has neither data nor binary_data_size")
-            inputs.append(RequestInput(name, datatype, shape, data=item["data"]))
+            data = item["data"]
+            if isinstance(data, str) and data in numeric:
+                data = numeric.pop(data)
+            inputs.append(RequestInput(name, datatype, shape, data=data))
             continue
         _expect(
             isinstance(size, int) and not isinstance(size, bool) and size >= 0,
@@ -193,7 +217,8 @@ def _count(shape: tuple[int, ...]) -> int:
     return n
 
 
-def decode_binary(raw: bytes, datatype: str, shape: tuple[int, ...], name: str) -> np.ndarray:
+def decode_binary(raw: bytes | bytearray, datatype: str, shape: tuple[int, ...],
+                  name: str) -> np.ndarray:
     """Raw little-endian bytes -> array of ``shape``; the byte count must match exactly."""
     dtype, count = OIP_TO_NUMPY[datatype], _count(shape)
     if datatype == "BYTES":
@@ -227,9 +252,11 @@ _ACCEPTED_KINDS = {"b": "b", "i": "iu", "u": "iu", "f": "iuf"}
 
 def decode_json_data(data: Any, datatype: str, shape: tuple[int, ...], name: str) -> np.ndarray:
     """JSON tensor data (flat or nested, row-major) -> array; no silent casts or truncation."""
+    dtype = OIP_TO_NUMPY[datatype]
+    if isinstance(data, NumericData):
+        return decode_numbers(data, dtype, datatype, shape, name)
     _expect(isinstance(data, list), f"input {name!r}: data must be a list")
     count = _count(shape)
-    dtype = OIP_TO_NUMPY[datatype]
     if datatype == "BYTES":
         flat = np.asarray(data, dtype=object).ravel()
         _expect(all(isinstance(v, str) for v in flat),
@@ -241,11 +268,16 @@ def decode_json_data(data: Any, datatype: str, shape: tuple[int, ...], name: str
     except (ValueError, TypeError, OverflowError) as exc:
         raise BadRequest(
             f"input {name!r}: data is not a regular array of numbers ({exc})") from None
+    if dtype.kind in "iu" and arr.dtype.kind in "fO":
+        arr = _big_integers(data, arr, dtype, datatype, name)
     _expect(
         arr.dtype.kind in _ACCEPTED_KINDS[dtype.kind],
         f"input {name!r}: data holds {arr.dtype.name} values, datatype says {datatype}",
     )
     _expect(arr.size == count, f"input {name!r}: {arr.size} elements for shape {list(shape)}")
+    _expect(arr.ndim <= 1 or arr.shape == shape,
+            f"input {name!r}: data is not a regular array nested as shape {list(shape)}; "
+            "send it flat or nested exactly as the shape")
     if dtype.kind in "iu" and arr.size:
         info = np.iinfo(dtype)
         _expect(
@@ -254,17 +286,42 @@ def decode_json_data(data: Any, datatype: str, shape: tuple[int, ...], name: str
         )
     with np.errstate(over="ignore"):
         out = arr.astype(dtype).reshape(shape)
-    if dtype.kind == "f" and arr.dtype.kind == "f":
-        _expect(bool(np.isfinite(out).all() or not np.isfinite(arr).all()),
-                f"input {name!r}: values overflow {datatype}")
+    if dtype.kind == "f":
+        _expect(bool(np.isfinite(out).all()), f"input {name!r}: values overflow {datatype}")
     return out
 
 
-def _to_json(arr: np.ndarray) -> list[Any]:
+_JSON_CHUNK = 1 << 16  # elements turned into Python objects at once (bounded memory)
+
+
+def _big_integers(data: list[Any], arr: np.ndarray, dtype: np.dtype[Any], datatype: str,
+                  name: str) -> np.ndarray:
+    """Integers beyond int64 make numpy pick float64 or object: check them exactly."""
+    values = np.asarray(data, dtype=object).ravel()
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        return arr  # really floats (or junk): the kind check refuses them
+    info = np.iinfo(dtype)
+    _expect(all(info.min <= v <= info.max for v in values),
+            f"input {name!r}: values out of range for {datatype}")
+    return np.array(values.tolist(), dtype=dtype).reshape(arr.shape)
+
+
+def _to_json(arr: np.ndarray) -> list[bytes]:
+    """The JSON array of a tensor's values as pieces, built in chunks: a million outputs
+    never exist as a million Python floats at once, and the pieces are joined only once,
+    into the response body."""
     flat = arr.ravel()
     if flat.dtype == object:
-        return [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in flat]
-    return flat.tolist()
+        items = [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in flat]
+        return [json.dumps(items).encode()]
+    parts = [b"["]
+    for i in range(0, flat.size, _JSON_CHUNK):
+        if i:
+            parts.append(b",")
+        parts.append(json.dumps(flat[i : i + _JSON_CHUNK].tolist(), allow_nan=False)[1:-1]
+                     .encode())
+    parts.append(b"]")
+    return parts
 
 
 def _to_bytes(arr: np.ndarray) -> bytes:
@@ -289,6 +346,7 @@ def encode_response(
     if request_id is not None:
         doc["id"] = request_id
     tensors, blobs = [], []
+    datas: dict[str, list[bytes]] = {}
     for name, arr, binary in outputs:
         entry: dict[str, Any] = {
             "name": name,
@@ -300,10 +358,24 @@ def encode_response(
             entry["parameters"] = {"binary_data_size": len(blob)}
             blobs.append(blob)
         else:
-            entry["data"] = _to_json(arr)
+            if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+                raise ServeError(
+                    f"output {name!r} holds NaN or infinite values, which JSON cannot carry; "
+                    "ask for it as binary (parameters.binary_data: true)", status=422)
+            marker = f"@labkit-output-{secrets.token_hex(16)}"
+            datas[marker] = _to_json(arr)
+            entry["data"] = marker
         tensors.append(entry)
     doc["outputs"] = tensors
-    header = json.dumps(doc, separators=(",", ":")).encode()
+    header = json.dumps(doc, separators=(",", ":"), allow_nan=False).encode()
+    if datas:  # each output's data goes where its placeholder is; one join, one copy
+        pieces: list[bytes] = []
+        rest = header
+        for marker, data in datas.items():
+            before, _, rest = rest.partition(json.dumps(marker).encode())
+            pieces += [before, *data]
+        header = b"".join([*pieces, rest])
+        del pieces, datas
     if not blobs:
         return header, {"content-type": "application/json"}
     return header + b"".join(blobs), {

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from labkit.errors import InputError, LabkitError
 
-__all__ = ["BadRequest", "NotFound", "Overloaded", "PayloadTooLarge", "ServeError"]
+__all__ = ["BadRequest", "ClientGone", "NotFound", "Overloaded", "PayloadTooLarge",
+           "RequestTimeout", "ServeError", "Unauthorized"]
 
 
 class ServeError(LabkitError):
@@ -20,6 +21,35 @@ class ServeError(LabkitError):
         super().__init__(message)
         if status is not None:
             self.status = status
+
+    def headers(self) -> dict[str, str]:
+        """Response headers that go with this refusal."""
+        return {}
+
+
+class Unauthorized(ServeError):
+    """Missing or wrong bearer token (401)."""
+
+    status = 401
+
+    def headers(self) -> dict[str, str]:
+        return {"www-authenticate": "Bearer"}
+
+
+class RequestTimeout(ServeError):
+    """The body did not arrive in time (408); the connection is closed after the answer."""
+
+    status = 408
+
+    def headers(self) -> dict[str, str]:
+        return {"connection": "close"}
+
+
+class ClientGone(ServeError):
+    """The client closed the connection mid-request: nobody to answer (logged as 499, the
+    status nginx uses for it, never counted as a server error)."""
+
+    status = 499
 
 
 class BadRequest(ServeError, InputError):
@@ -39,6 +69,9 @@ class PayloadTooLarge(ServeError):
 
     status = 413
 
+    def headers(self) -> dict[str, str]:
+        return {"connection": "close"}  # the rest of the body is not read
+
 
 class Overloaded(ServeError):
     """Queue or concurrency limit reached; the client should retry later (503 + Retry-After)."""
@@ -48,3 +81,6 @@ class Overloaded(ServeError):
     def __init__(self, message: str, *, retry_after: int = 1, status: int = 503) -> None:
         super().__init__(message, status=status)
         self.retry_after = retry_after
+
+    def headers(self) -> dict[str, str]:
+        return {"retry-after": str(self.retry_after)}

@@ -43,6 +43,9 @@ class Metrics:
         self.loads = Counter(
             "labkit_model_loads", "Model versions loaded (ok) or refused (refused) by the store "
             "watcher", ["model", "version", "result"], registry=r)
+        self.refused = Counter(
+            "labkit_versions_refused", "Versions refused at startup or hot reload, by the rule "
+            "they broke (or the error's type)", ["model", "version", "rule"], registry=r)
         self.served = Gauge(
             "labkit_model_versions_served", "Versions currently served, by model", ["model"],
             registry=r)

@@ -16,9 +16,16 @@ from types import FrameType
 from typing import Any
 
 import uvicorn
+from uvicorn.config import HTTP_PROTOCOLS
+from uvicorn.importer import import_from_string
 
 from labkit.serve.app import create_app
 from labkit.serve.config import ServeConfig
+from labkit.serve.connections import (
+    ConnectionLimits,
+    effective_max_connections,
+    guarded_protocol,
+)
 
 __all__ = ["DrainingServer", "serve"]
 
@@ -38,7 +45,7 @@ class DrainingServer(uvicorn.Server):
             self.should_exit = True
             return
         self._draining = True
-        self._labkit_app.state.set_ready(False)
+        self._labkit_app.state.labkit.set_ready(False)
         log.info("signal %s: not ready; draining for %.1fs, then finishing in-flight requests",
                  signal.Signals(sig).name, self._drain_delay)
         if self._drain_delay > 0:
@@ -52,15 +59,33 @@ class DrainingServer(uvicorn.Server):
         self.should_exit = True
 
 
+def protocol_class(config: ServeConfig, http: str = "auto") -> type[Any]:
+    """uvicorn's HTTP protocol (``auto``: httptools if installed, else h11), guarded by the
+    connection limits of ``config`` (:mod:`labkit.serve.connections`)."""
+    base = import_from_string(HTTP_PROTOCOLS[http])
+    cap = effective_max_connections(config.max_connections)
+    if cap < config.max_connections:
+        log.info("connection cap %d (the open-file limit allows no more)", cap)
+    return guarded_protocol(base, ConnectionLimits(
+        max_connections=cap, header_timeout_s=config.header_timeout_s,
+        max_header_bytes=config.max_header_bytes,
+        keepalive_timeout_s=config.keepalive_timeout_s))
+
+
 def serve(source: str | os.PathLike[str], config: ServeConfig, *, host: str = "127.0.0.1",
-          port: int = 8000, log_level: str = "info") -> int:
+          port: int = 8000, log_level: str = "info", http: str = "auto") -> int:
     """Serve until SIGTERM/SIGINT; returns the process exit code."""
     app = create_app(source, config)
     uv_config = uvicorn.Config(
         app, host=host, port=port, log_level=log_level, lifespan="on",
-        timeout_graceful_shutdown=int(config.graceful_timeout_s) or None,
+        http=protocol_class(config, http),
+        # a float: 0.5 s means half a second (int() made it 0, and 0 meant "wait forever")
+        timeout_graceful_shutdown=config.graceful_timeout_s,  # type: ignore[arg-type]
+        timeout_keep_alive=config.keepalive_timeout_s,  # type: ignore[arg-type]
         access_log=False, server_header=False, limit_concurrency=None,
-        h11_max_incomplete_event_size=64 * 1024,
+        # the header cap is enforced by the guarded protocol (431) for either parser; h11's own
+        # check stays as a backstop above it (one read chunk is at most 256 KiB)
+        h11_max_incomplete_event_size=config.max_header_bytes + (512 << 10),
     )
     server = DrainingServer(uv_config, app, config.drain_delay_s)
     server.run()

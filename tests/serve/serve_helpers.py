@@ -11,7 +11,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,14 +107,15 @@ class Server:
 
 
 def start_server(source: Path, log_dir: Path, *args: str, env: dict[str, str] | None = None,
-                 timeout: float = 60.0) -> Server:
+                 timeout: float = 60.0, preexec_fn: Callable[[], None] | None = None) -> Server:
     port = free_port()
     log = log_dir / f"server-{port}.log"
     cmd = [sys.executable, "-m", "handoff", "serve", str(source), "--host", "127.0.0.1",
            "--port", str(port), "--log-level", "info", *args]
     full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
     with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=full_env)
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=full_env,
+                                preexec_fn=preexec_fn)  # noqa: PLW1509 - sets ulimit only
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

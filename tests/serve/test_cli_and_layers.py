@@ -30,6 +30,18 @@ def test_serve_defaults_are_safe() -> None:
     assert config.token is None and config.max_batch_size == 32
 
 
+def test_hostile_client_limits_come_from_flags() -> None:
+    config = config_from_args(_parse(
+        "serve", "s", "--max-connections", "900", "--header-timeout", "2.5",
+        "--max-header-kb", "16", "--keepalive-timeout", "3", "--body-timeout", "7",
+        "--max-body-mb", "8", "--max-body-budget-mb", "32"))
+    assert (config.max_connections, config.header_timeout_s, config.max_header_bytes,
+            config.keepalive_timeout_s, config.body_timeout_s, config.max_body_bytes,
+            config.max_body_budget_bytes) == (900, 2.5, 16 * 1024, 3.0, 7.0, 8 << 20, 32 << 20)
+    with pytest.raises(ValueError, match="max_body_budget_bytes"):
+        config_from_args(_parse("serve", "s", "--max-body-budget-mb", "1"))
+
+
 def test_token_from_env_and_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LABKIT_SERVE_TOKEN", "from-the-environment")
     assert config_from_args(_parse("serve", "s")).token == "from-the-environment"

@@ -1,0 +1,206 @@
+"""The server's front door: pure-ASGI Starlette middleware for the bearer token, admission,
+request bodies and request metrics.
+
+It receives only what it uses -- the token, :class:`Limits`, the :class:`Metrics` and the
+app's route table (for bounded metric labels, the open health routes and the trailing-slash
+redirect) -- and runs before Starlette routes the request, so a refusal costs no body read
+and no parse. Health probes and ``/metrics`` are admitted even under overload (a probe that
+times out under load gets a healthy pod killed); health probes are also exempt from the token.
+
+Request bodies are read through the door: the body cap (413), the body-read timeout (408, so
+a stalled upload cannot hold anything for long), and the memory budget for bodies held at
+once (503 + Retry-After). An inference takes an in-flight slot only once its body has
+arrived, so slow uploads never lock out requests that are ready to run. A client that goes
+away mid-body ends its request quietly (counted as 499, never as a server error).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import sys
+import time
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.responses import JSONResponse
+from starlette.routing import BaseRoute, Route
+
+from labkit.serve.errors import (
+    ClientGone,
+    Overloaded,
+    PayloadTooLarge,
+    RequestTimeout,
+    ServeError,
+    Unauthorized,
+)
+from labkit.serve.metrics import Metrics
+
+__all__ = ["FrontDoor", "Limits", "error_response"]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+OPEN_ROUTES = frozenset({"/v2/health/live", "/v2/health/ready"})  # no token: probes
+ADMITTED_ROUTES = frozenset({"infer"})  # routes that take an in-flight slot
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_inflight: int  # inferences whose body has arrived, at once
+    max_body_bytes: int  # one request body
+    max_body_budget: int  # bytes of request bodies held by the server at once
+    body_timeout_s: float  # from the end of the headers to the end of the body
+    retry_after_s: int
+
+
+def _authorization_ok(header: bytes, token: bytes) -> bool:
+    """``Bearer <token>``; the scheme is case-insensitive (RFC 7235), the token is not."""
+    scheme, _, credentials = header.partition(b" ")
+    return scheme.lower() == b"bearer" and hmac.compare_digest(credentials.strip(), token)
+
+
+class FrontDoor:
+    def __init__(self, app: ASGIApp, *, token: str | None, limits: Limits, metrics: Metrics,
+                 routes: Sequence[BaseRoute]) -> None:
+        self.app = app
+        self.limits = limits
+        self.metrics = metrics
+        self._routes = [r for r in routes if isinstance(r, Route)]
+        self._token = token.encode() if token else None
+        self._inflight = 0  # admitted inferences
+        self._held = 0  # body bytes held by requests
+
+    def route_of(self, path: str) -> str:
+        """A bounded label for metrics (never the raw path: clients choose paths)."""
+        for route in self._routes:
+            if route.path_regex.match(path):
+                return route.name
+        return "other"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope.get("path", "")
+        route = self.route_of(path)
+        start = time.perf_counter()
+        request = _Request(self, route, receive, start)
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                request.status = message["status"]
+            await send(message)
+
+        try:
+            if self._token is not None and route not in OPEN_ROUTES:
+                got = dict(scope.get("headers") or []).get(b"authorization", b"")
+                if not _authorization_ok(got, self._token):
+                    refusal = Unauthorized("missing or wrong bearer token")
+                    await error_response(refusal)(scope, receive, send_wrapper)
+                    return
+            if route == "other" and await self._redirect_slash(scope, send_wrapper):
+                return
+            declared = dict(scope.get("headers") or []).get(b"content-length", b"")
+            if declared.isdigit() and int(declared) > self.limits.max_body_bytes:
+                too_large = PayloadTooLarge(f"request body of {int(declared)} bytes exceeds "
+                                            f"the cap of {self.limits.max_body_bytes}")
+                await error_response(too_large)(scope, receive, send_wrapper)
+                return
+            await self.app(scope, request.receive, send_wrapper)
+        finally:
+            request.release()
+            self.metrics.requests.labels(route, str(request.status)).inc()
+            self.metrics.latency.labels(route).observe(time.perf_counter() - start)
+
+    async def _redirect_slash(self, scope: Scope, send: Send) -> bool:
+        """``/v2/models/m/`` -> 307 to ``/v2/models/m``, with a relative Location (never
+        built from the client's Host header)."""
+        path: str = scope.get("path", "")
+        if path == "/" or not path.endswith("/") or self.route_of(path.rstrip("/")) == "other":
+            return False
+        raw: bytes = scope.get("raw_path") or path.encode()
+        location = raw.rstrip(b"/")
+        if scope.get("query_string"):
+            location += b"?" + scope["query_string"]
+        await send({"type": "http.response.start", "status": 307,
+                    "headers": [(b"location", location), (b"content-length", b"0")]})
+        await send({"type": "http.response.body", "body": b""})
+        return True
+
+
+class _Request:
+    """One request's body accounting: bytes held, deadline, in-flight slot."""
+
+    def __init__(self, door: FrontDoor, route: str, receive: Receive, start: float) -> None:
+        self.door = door
+        self.route = route
+        self._receive = receive
+        self._deadline = start + door.limits.body_timeout_s
+        self.status = 500
+        self._held = 0
+        self._admitted = False
+
+    async def receive(self) -> Message:
+        door, limits = self.door, self.door.limits
+        left = max(self._deadline - time.perf_counter(), 0.001)
+        try:
+            if sys.version_info >= (3, 11):  # a deadline on this task, no extra task per call
+                async with asyncio.timeout(left):
+                    message = await self._receive()
+            else:  # pragma: no cover - Python 3.10
+                message = await asyncio.wait_for(self._receive(), left)
+        except (asyncio.TimeoutError, TimeoutError):
+            door.metrics.rejected.labels("body_timeout").inc()
+            raise RequestTimeout(f"the request body did not arrive within "
+                                 f"{limits.body_timeout_s:g}s (--body-timeout)") from None
+        if message["type"] == "http.disconnect":
+            self.status = ClientGone.status
+            raise ClientGone("the client closed the connection")
+        if message["type"] != "http.request":
+            return message
+        size = len(message.get("body", b""))
+        self._held += size
+        door._held += size
+        if self._held > limits.max_body_bytes:
+            raise PayloadTooLarge(f"request body exceeds the cap of {limits.max_body_bytes} "
+                                  "bytes")
+        if door._held > limits.max_body_budget and door._held > self._held:
+            door.metrics.rejected.labels("memory").inc()
+            raise Overloaded(f"request bodies in flight exceed the memory budget of "
+                             f"{limits.max_body_budget} bytes; retry",
+                             retry_after=limits.retry_after_s)
+        if not message.get("more_body", False) and self.route in ADMITTED_ROUTES:
+            self._admit()
+        return message
+
+    def _admit(self) -> None:
+        door = self.door
+        if self._admitted:
+            return
+        if door._inflight >= door.limits.max_inflight:
+            door.metrics.rejected.labels("inflight").inc()
+            raise Overloaded(f"server overloaded: more than {door.limits.max_inflight} "
+                             "inferences in flight; retry later",
+                             retry_after=door.limits.retry_after_s)
+        self._admitted = True
+        door._inflight += 1
+        door.metrics.inflight.set(door._inflight)
+
+    def release(self) -> None:
+        door = self.door
+        door._held -= self._held
+        self._held = 0
+        if self._admitted:
+            self._admitted = False
+            door._inflight -= 1
+            door.metrics.inflight.set(door._inflight)
+
+
+def error_response(exc: ServeError) -> JSONResponse:
+    """The one way a refusal is written: ``{"error": message}``, its status and headers."""
+    return JSONResponse({"error": str(exc)}, status_code=exc.status, headers=exc.headers())
