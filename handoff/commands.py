@@ -7,13 +7,15 @@ import contextlib
 import json
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from handoff.export_options import handoff_options, options_dict
+from handoff.export_options import request_options
 from handoff.progress import StagePrinter
 from labkit.bundle.manifest import SIGNATURE_NAME
 from labkit.errors import LabkitError
+from labkit.request import HandoffRequest, resolve_store
 
 
 def _print_json(obj: Any) -> None:
@@ -21,14 +23,16 @@ def _print_json(obj: Any) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    source = args.source
     printer = StagePrinter()
-    options = options_dict(args)
-    store = args.store
+    if args.sign_key:
+        _sign_with(args.sign_key)
+    # Resolved here, against the shell's folder: a notebook's kernel runs in the notebook's.
+    request = HandoffRequest(store=str(resolve_store(args.store, Path.cwd())),
+                             all_models=True, options=request_options(args))
     # With --json, stdout carries only the result: the user's prints go to stderr.
     quiet = contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext()
     with quiet:
-        results = _export(args, source, store, options, printer)
+        results = _export(args.source, request, printer)
     if args.json:
         _print_json(results[0] if len(results) == 1 else results)
     else:
@@ -37,23 +41,31 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _export(args: argparse.Namespace, source: str, store: str | None,
-            options: dict[str, Any], printer: StagePrinter) -> list[dict[str, Any]]:
+def _sign_with(key: str) -> None:
+    """``--sign-key`` travels as ``$LABKIT_SIGN_KEY``, the one channel every handoff reads
+    (this process, the notebook's kernel and the notebook's own ``labkit.handoff`` cells)."""
+    from labkit.runtime.signing import SIGN_KEY_ENV
+
+    if not Path(key).is_file():
+        raise LabkitError(f"--sign-key {key}: no such file")
+    # Resolved here: a notebook's kernel runs in the notebook's folder.
+    os.environ[SIGN_KEY_ENV] = str(Path(key).resolve())
+
+
+def _export(source: str, request: HandoffRequest,
+            printer: StagePrinter) -> list[dict[str, Any]]:
     if source.endswith(".ipynb"):
         from handoff.sources import run_notebook
-        from labkit.bundle import default_store
 
-        # Resolved here: the kernel runs in the notebook's folder, the user meant this one.
-        results = run_notebook(Path(source), store=str(Path(store or default_store()).resolve()),
-                               options=options, on_event=printer)
-    else:
-        from handoff.sources import spec_from_script
-        from labkit.pipeline import run
+        return run_notebook(Path(source), replace(request, source=str(Path(source).resolve())),
+                            on_event=printer)
+    from handoff.sources import spec_from_script
+    from labkit.pipeline.runner import run_request
 
-        spec, path = spec_from_script(source)
-        results = [run(spec, store=store, options=handoff_options(options), progress=printer,
-                       source=path, sign_key=options.get("sign_key")).to_dict()]
-    return results
+    spec, path = spec_from_script(source)
+    results = run_request(replace(request, source=str(path.resolve())), printer,
+                          specs={spec.name: spec})
+    return [r.to_dict() for r in results]
 
 
 def _print_result(r: dict[str, Any]) -> None:
@@ -161,7 +173,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
               f"{'pass' if parity.get('passed') else 'FAIL'} (max rel "
               f"{parity.get('max_rel', float('nan')):.2e}){speed}{mark}")
     exporter, src = m.provenance.exporter, m.provenance.source
-    print(f"  exporter: {exporter.name} opset {exporter.opset}")
+    print(f"  exporter: {exporter.describe()}")
     if src:
         print(f"  source: {src.path} (sha256 {src.sha256[:16]}…)")
     print(f"  files: {len(m.files)}, {sum(f.size for f in m.files)} bytes")

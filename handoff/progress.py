@@ -6,32 +6,40 @@ import sys
 import time
 from typing import Any, TextIO
 
-# Mirrors labkit.pipeline.STAGES without importing the pipeline (and torch) just to print;
-# tests/test_architecture.py keeps the copies equal.
-STAGES = ("freeze", "export", "parity", "optimize", "benchmark", "bundle")
+from labkit.request import STAGES, HandoffEvent, ProgressEvent
 
 
 class StagePrinter:
+    """Prints a handoff's progress events (other events are the caller's business)."""
+
     def __init__(self, stream: TextIO | None = None) -> None:
         self._out = stream or sys.stderr
         self._t0: dict[str, float] = {}
 
-    def __call__(self, event: Any) -> None:
-        ev = event if isinstance(event, dict) else event.to_dict()
-        stage, status, msg = ev["stage"], ev["status"], ev.get("message") or ""
-        n = STAGES.index(stage) + 1 if stage in STAGES else 0
-        tag = f"[{n}/{len(STAGES)}] {stage:<9}"
-        if status == "start":
-            self._t0[stage] = time.perf_counter()
+    def __call__(self, event: HandoffEvent | ProgressEvent | dict[str, Any]) -> None:
+        if isinstance(event, HandoffEvent):
+            if event.progress is None:
+                return
+            event = event.progress
+        ev = event if isinstance(event, ProgressEvent) else ProgressEvent.from_dict(event)
+        n = STAGES.index(ev.stage) + 1 if ev.stage in STAGES else 0
+        tag = f"[{n}/{len(STAGES)}] {ev.stage:<9}"
+        if ev.status == "start":
+            self._t0[ev.stage] = time.perf_counter()
             print(f"{tag} …", file=self._out, flush=True)
-        elif status == "done":
-            took = time.perf_counter() - self._t0.get(stage, time.perf_counter())
-            extra = f" ({msg})" if msg else ""
+        elif ev.status == "done":
+            # The time measured where the stage ran, when the event carries it.
+            took = ev.elapsed_s if ev.elapsed_s is not None else (
+                time.perf_counter() - self._t0.get(ev.stage, time.perf_counter()))
+            extra = f" ({ev.message})" if ev.message else ""
             print(f"{tag} done in {took:.1f}s{extra}", file=self._out, flush=True)
-        elif status == "fail":
+        elif ev.status == "skip":
+            print(f"{tag} skipped ({ev.message})" if ev.message else f"{tag} skipped",
+                  file=self._out, flush=True)
+        elif ev.status == "fail":
             print(f"{tag} FAILED", file=self._out, flush=True)
-        elif ev.get("fraction") is None:
-            print(f"{' ' * len(tag)}   {msg}", file=self._out, flush=True)
+        elif ev.fraction is None:
+            print(f"{' ' * len(tag)}   {ev.message}", file=self._out, flush=True)
         elif self._out.isatty():  # step counters overwrite each other on a terminal
-            print(f"\r{tag} {msg}", end="" if ev["fraction"] < 1 else "\n", file=self._out,
-                  flush=True)
+            print(f"\r{tag} {ev.message}", end="" if ev.fraction < 1 else "\n",
+                  file=self._out, flush=True)

@@ -3,20 +3,23 @@
 A script runs as a script would (its folder first on ``sys.path``; ``__name__`` is not
 ``"__main__"``, so a training entry point guarded by it does not start) and the named
 function returns a ModelSpec. A notebook is executed headless in a Jupyter kernel, and the
-models it registered are handed off inside that kernel, where they live, with the same
-pipeline; the notebook file itself is not modified.
+models it registered are handed off inside that kernel, where they live, by the same runner
+as the Handoff button (``labkit.pipeline.runner``); its events come back as marker lines on
+the last cell's stdout. The notebook file itself is not modified.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import runpy
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from labkit.errors import LabkitError, MissingDependencyError, RegistrationError
+from labkit.errors import HandoffFailed, MissingDependencyError, RegistrationError
+from labkit.request import HandoffEvent, HandoffRequest, ProgressEvent
 
 _MARK = "LABKIT-HANDOFF "
 
@@ -56,18 +59,39 @@ def spec_from_script(source: str) -> tuple[Any, Path]:
     return spec, path
 
 
-def _handoff_cell(notebook: Path, store: str | None, options: dict[str, Any]) -> str:
-    args = json.dumps({"store": store, "source": str(notebook.resolve()), "options": options})
+def _handoff_cell(request: HandoffRequest) -> str:
     return f"""
 import json as _lk_json
 from handoff.kernel_side import handoff_registered as _lk_handoff
-_lk_handoff(_lk_json.loads({args!r}), {_MARK!r})
+_lk_handoff(_lk_json.loads({json.dumps(request.to_dict())!r}), {_MARK!r})
 """
 
 
-def run_notebook(notebook: Path, *, store: str | None, options: dict[str, Any],
-                 on_event: Callable[[dict[str, Any]], None], timeout: int = 1800
-                 ) -> list[dict[str, Any]]:
+class _EventTap:
+    """Turns the handoff cell's marker lines into events as the kernel prints them, so the
+    CLI shows each stage while it runs (and times it), not after the notebook has ended."""
+
+    def __init__(self, on_event: Callable[[HandoffEvent], None]) -> None:
+        self._on_event = on_event
+        self._partial = ""
+
+    def feed(self, text: str) -> None:
+        lines = (self._partial + text).split("\n")
+        self._partial = lines.pop()
+        for line in lines:
+            if line.startswith(_MARK):
+                self._on_event(HandoffEvent.from_dict(json.loads(line[len(_MARK):])))
+
+
+def run_notebook(notebook: Path, request: HandoffRequest,
+                 on_event: Callable[[HandoffEvent], None], timeout: int = 1800) -> list[Any]:
+    """Execute ``notebook`` headless, then hand off what it registered with ``request``.
+
+    The kernel gets ``$LABKIT_STORE`` set to the request's store, so the notebook's own
+    ``labkit.handoff(...)`` cells write there too; models those cells already handed off
+    are not run through the pipeline again (see ``labkit.pipeline.runner``).
+    Returns the results (dicts); an error event raises :class:`HandoffFailed`.
+    """
     try:
         import nbformat
         from nbclient import NotebookClient
@@ -80,44 +104,48 @@ def run_notebook(notebook: Path, *, store: str | None, options: dict[str, Any],
         nb = nbformat.read(str(notebook), as_version=4)
     except Exception as exc:  # nbformat raises several types for bad files  # noqa: BLE001
         raise RegistrationError(f"cannot read notebook {notebook}: {exc}") from None
-    nb.cells.append(nbformat.v4.new_code_cell(_handoff_cell(notebook, store, options)))
-    client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
-                            resources={"metadata": {"path": str(notebook.resolve().parent)}})
+    nb.cells.append(nbformat.v4.new_code_cell(_handoff_cell(request)))
     cells = len(nb.cells)
+    results: list[dict[str, Any]] = []
+    errors: list[HandoffEvent] = []
+
+    def dispatch(event: HandoffEvent) -> None:
+        if event.kind == "result" and event.result is not None:
+            results.append(event.result)
+        elif event.kind == "error":
+            errors.append(event)
+        on_event(event)
+
+    tap = _EventTap(dispatch)
+
+    class Client(NotebookClient):  # type: ignore[misc]
+        def process_message(self, msg: dict[str, Any], cell: Any, cell_index: int) -> Any:
+            content = msg.get("content", {})
+            if (cell_index == cells - 1 and msg.get("msg_type") == "stream"
+                    and content.get("name") == "stdout"):
+                tap.feed(content.get("text", ""))
+            return super().process_message(msg, cell, cell_index)
+
+    client = Client(nb, timeout=timeout, kernel_name="python3",
+                    resources={"metadata": {"path": str(notebook.resolve().parent)}})
     client.on_cell_execute = lambda cell, cell_index: on_event(  # type: ignore[assignment]
-        {"stage": "notebook", "status": "info",
-         "message": f"running cell {cell_index + 1}/{cells}"})
+        HandoffEvent.of_progress(ProgressEvent("notebook", "info",
+                                               f"running cell {cell_index + 1}/{cells}")))
+    env = dict(os.environ)
+    if request.store:
+        env["LABKIT_STORE"] = request.store
     try:
-        client.execute()
+        client.execute(env=env)
     except CellExecutionError as exc:
         raise RegistrationError(f"notebook {notebook} failed while running: "
                                 f"{_last_line(str(exc))}") from None
-    results: list[dict[str, Any]] = []
-    for output in nb.cells[-1].get("outputs", []):
-        for line in output.get("text", "").splitlines():
-            if not line.startswith(_MARK):
-                continue
-            msg = json.loads(line[len(_MARK):])
-            if msg["kind"] == "progress":
-                on_event(msg["event"])
-            elif msg["kind"] == "result":
-                results.append(msg["result"])
-            elif msg["kind"] == "error":
-                raise _rebuild_error(msg)
+    tap.feed("\n")
+    if errors and errors[0].error is not None:
+        err = errors[0].error
+        raise HandoffFailed(err.type, err.message, err.stage)
     return results
 
 
 def _last_line(text: str) -> str:
     lines = [ln for ln in text.strip().splitlines() if ln.strip()]
     return lines[-1][:500] if lines else "unknown error"
-
-
-def _rebuild_error(msg: dict[str, Any]) -> LabkitError:
-    import labkit.errors as errors
-
-    cls = getattr(errors, msg.get("type", ""), None)
-    if isinstance(cls, type) and issubclass(cls, LabkitError) and cls not in (
-            errors.BundleError, errors.IntegrityError, errors.FormatError,
-            errors.MissingDependencyError, errors.ParityError):
-        return cls(msg["message"])
-    return LabkitError(msg["message"])

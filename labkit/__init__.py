@@ -27,7 +27,7 @@ _LAZY = {
     "register": ("labkit.registry", "register"),
     "registered": ("labkit.registry", "registered"),
     "ModelSpec": ("labkit.registry", "ModelSpec"),
-    "handoff": ("labkit.pipeline", "run"),
+    "handoff": ("labkit.pipeline.runner", "handoff"),
     "summary": ("labkit.notebook.summary", "summary"),
     "progress": ("labkit.notebook.progress", "progress"),
 }

@@ -9,12 +9,15 @@ shows the traceback) and the JupyterLab extension shows it in a dialog.
     LabkitError
     ├── RegistrationError      labkit.register() got something it cannot hand off
     ├── ExportError            torch.onnx.export failed (names the operator/module)
+    │   └── SignatureError     the exported graph's shapes contradict its signature
     ├── ParityError            the fp32 ONNX graph disagrees with PyTorch
     ├── BundleError            a bundle on disk is not one we accept
     │   ├── IntegrityError     digests, sizes, links, unlisted/missing files
     │   └── FormatError        manifest schema, JSON, paths, versions
     ├── StoreError             the bundle store (naming, versions, concurrent writers)
     ├── InputError             predict() got arrays that do not match the signature
+    ├── HandoffRequestError    a handoff request (comm payload, CLI flags) is malformed
+    ├── HandoffFailed          a handoff that ran elsewhere (a notebook's kernel) failed
     └── MissingDependencyError an optional dependency is missing (says what to install)
 
 ``rule`` on bundle errors names the rule of ``docs/bundle-format.md`` that was broken, so
@@ -27,12 +30,15 @@ __all__ = [
     "BundleError",
     "ExportError",
     "FormatError",
+    "HandoffFailed",
+    "HandoffRequestError",
     "InputError",
     "IntegrityError",
     "LabkitError",
     "MissingDependencyError",
     "ParityError",
     "RegistrationError",
+    "SignatureError",
     "StoreError",
 ]
 
@@ -52,6 +58,10 @@ class RegistrationError(LabkitError, ValueError):
 
 class ExportError(LabkitError):
     """PyTorch → ONNX export failed."""
+
+
+class SignatureError(ExportError):
+    """The exported graph does not do what its signature (the manifest's) says."""
 
 
 class ParityError(LabkitError):
@@ -85,6 +95,20 @@ class StoreError(LabkitError):
 
 class InputError(LabkitError, ValueError):
     """Arrays passed to ``predict`` do not match the model's signature."""
+
+
+class HandoffRequestError(LabkitError, ValueError):
+    """A handoff request is malformed: an unknown field, a wrong type, a value out of range."""
+
+
+class HandoffFailed(LabkitError):
+    """A handoff failed where it ran; ``type`` is the original error's class name (or a
+    request-level kind such as ``ModelNotChosen``), ``stage`` the stage that failed."""
+
+    def __init__(self, etype: str, message: str, stage: str | None = None) -> None:
+        super().__init__(message)
+        self.type = etype
+        self.stage = stage
 
 
 class MissingDependencyError(LabkitError, ImportError):

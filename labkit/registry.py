@@ -1,8 +1,10 @@
 """Registering a model for handoff: ``labkit.register(model, example_inputs, name=...)``.
 
 Registration checks what can be checked cheaply, now, where the researcher is looking: the
-model is an ``nn.Module``, the inputs are tensors it accepts, the name is safe to use as a
-directory. The heavy checks (export, parity) run in the pipeline.
+model is an ``nn.Module``, the inputs (positional, dict or keyword tensors) are ones it
+accepts, what it returns can be named (:mod:`labkit.io_tree`), ``dynamic_axes`` are true of
+it (:mod:`labkit.dynamic_axes`), the name is safe to use as a directory. The heavy checks
+(export, parity) run in the pipeline.
 """
 
 from __future__ import annotations
@@ -13,7 +15,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from labkit.dynamic_axes import BATCH, check_batch, normalize, propagate
 from labkit.errors import MissingDependencyError, RegistrationError
+from labkit.io_tree import (
+    CallPlan,
+    Flat,
+    bind_inputs,
+    flat_batch,
+    flatten_outputs,
+    forward_parameters,
+    select_outputs,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -40,6 +52,22 @@ class ModelSpec:
     input_names: tuple[str, ...] = ()
     output_names: tuple[str, ...] = ()
     source: Path | None = None
+    call: CallPlan | None = None      # how flat inputs become forward's arguments
+    notes: tuple[str, ...] = ()       # what registration decided on the user's behalf
+
+    def plan(self) -> CallPlan:
+        return self.call or CallPlan(self.input_names, len(self.input_names))
+
+    def outputs_of(self, model: torch.nn.Module, tensors: Sequence[Any]
+                   ) -> tuple[torch.Tensor, ...]:
+        """Run ``model`` on flat input tensors; its outputs, flat, in ``output_names`` order."""
+        flat = flatten_outputs(self.plan().call(model, tensors)).tensors
+        missing = [n for n in self.output_names if n not in flat]
+        if missing:
+            raise RegistrationError(
+                f"forward did not return {missing} on these inputs (it returned "
+                f"{list(flat)}); its outputs must not depend on the input values")
+        return tuple(flat[n] for n in self.output_names)
 
     def __repr__(self) -> str:
         inputs = ", ".join(f"{n}: {str(t.dtype).replace('torch.', '')}{list(t.shape)}"
@@ -67,21 +95,6 @@ def _torch() -> Any:
     return torch
 
 
-def _as_tuple(value: Any, argument: str) -> tuple[Any, ...]:
-    torch = _torch()
-    items = (value,) if isinstance(value, torch.Tensor) else value
-    if not isinstance(items, Sequence) or isinstance(items, str | bytes) or not items:
-        raise RegistrationError(
-            f"{argument} must be a tensor or a tuple of tensors (the forward's positional "
-            f"arguments), got {type(value).__name__}")
-    for i, t in enumerate(items):
-        if not isinstance(t, torch.Tensor):
-            raise RegistrationError(
-                f"{argument}[{i}] is a {type(t).__name__}, not a torch.Tensor; convert it "
-                f"with torch.as_tensor(...)")
-    return tuple(items)
-
-
 def _check_name(name: Any) -> str:
     if not isinstance(name, str) or not NAME_RE.fullmatch(name):
         raise RegistrationError(
@@ -90,65 +103,104 @@ def _check_name(name: Any) -> str:
     return name
 
 
-def _output_count(model: Any, inputs: tuple[Any, ...]) -> int:
+def _where(exc: BaseException) -> str:
+    """The innermost frame of a traceback, ``file:line in function``, to point at the code."""
+    tb = exc.__traceback__
+    last = None
+    while tb is not None:
+        last = tb
+        tb = tb.tb_next
+    if last is None:
+        return ""
+    code = last.tb_frame.f_code
+    return f" (at {Path(code.co_filename).name}:{last.tb_lineno} in {code.co_name})"
+
+
+def _run(model: Any, plan: CallPlan, tensors: tuple[Any, ...], what: str) -> Any:
+    """Call forward in eval mode, without grad; a failure names the call, never guesses."""
     torch = _torch()
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
-            out = model(*inputs)
+            return plan.call(model, tensors)
     except Exception as exc:  # the user's forward can raise anything
         raise RegistrationError(
-            f"the model rejected example_inputs (shapes "
-            f"{[list(t.shape) for t in inputs]}): {type(exc).__name__}: {exc}. Pass inputs "
-            "shaped like one real batch") from exc
+            f"{type(model).__name__}.forward raised on {what} ({plan.describe(tensors)}): "
+            f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            f"{_where(exc)}. If the inputs are wrong, pass inputs shaped like one real batch; "
+            "otherwise fix the model code at that line") from exc
     finally:
         model.train(was_training)
-    outs = (out,) if isinstance(out, torch.Tensor) else out
-    if not isinstance(outs, tuple | list) or not all(isinstance(o, torch.Tensor) for o in outs):
+
+
+def _flatten(model: Any, plan: CallPlan, tensors: tuple[Any, ...],
+             outputs: Sequence[str] | None) -> tuple[CallPlan, Flat, str, list[str]]:
+    """Run forward once and name its outputs; turn caches off where forward allows it."""
+    notes: list[str] = []
+    out = _run(model, plan, tensors, "example_inputs")
+    flat = flatten_outputs(out)
+    returned = type(out).__name__
+    if flat.caches:
+        cache_text = ", ".join(f"{k} ({v})" for k, v in flat.caches.items())
+        named, _ = forward_parameters(model)
+        if "use_cache" in {p.name for p in named} and "use_cache" not in plan.constants:
+            plan = plan.with_constant("use_cache", False)
+            out = _run(model, plan, tensors, "example_inputs with use_cache=False")
+            flat = flatten_outputs(out)
+            notes.append(f"forward returned a cache, {cache_text}: caches are state, not "
+                         "outputs, so labkit calls it with use_cache=False")
+        if flat.caches and outputs is None:
+            raise RegistrationError(
+                f"forward returned a cache, {cache_text}: caches are state, not outputs. "
+                "Pass use_cache=False in kwargs= if forward takes it, or outputs=[...] to "
+                f"choose from {list(flat.tensors)}")
+    if flat.unsupported and outputs is None:
+        path, kind = next(iter(flat.unsupported.items()))
         raise RegistrationError(
-            f"the model's forward returned {type(out).__name__}; labkit hands off models that "
-            "return a tensor or a tuple of tensors")
-    return len(outs)
+            f"forward returned {returned} whose {path!r} is of type {kind}, not a tensor: labkit "
+            "hands off tensors (alone or in tuples, lists, dicts, dataclasses, ModelOutput). "
+            f"Return tensors only, or pass outputs=[...] to choose from {list(flat.tensors)}")
+    if not flat.tensors:
+        raise RegistrationError(f"forward returned {returned} with no tensors in it; return "
+                                "the model's outputs as tensors")
+    return plan, flat, returned, notes
 
 
-def _check_dynamic_axes(dynamic_axes: Any, names: list[str]) -> dict[str, dict[int, str]]:
-    if dynamic_axes is None:
-        return {}
-    if not isinstance(dynamic_axes, Mapping):
-        raise RegistrationError("dynamic_axes must map an input name to {axis: 'dim_name'}, "
-                                "e.g. {'input_0': {1: 'sequence'}}")
-    out: dict[str, dict[int, str]] = {}
-    for key, axes in dynamic_axes.items():
-        if key not in names:
-            raise RegistrationError(f"dynamic_axes names {key!r}, but the inputs/outputs are "
-                                    f"{names}")
-        if not isinstance(axes, Mapping) or not all(
-                isinstance(a, int) and isinstance(d, str) and d for a, d in axes.items()):
-            raise RegistrationError(f"dynamic_axes[{key!r}] must map axis numbers to dimension "
-                                    "names, e.g. {1: 'sequence'}")
-        out[key] = dict(axes)
-    return out
-
-
-def register(model: Any, example_inputs: Any, *, name: str, task: str | None = None,
+def register(model: Any, example_inputs: Any = None, *, name: str,
+             kwargs: Mapping[str, Any] | None = None, task: str | None = None,
              labels: Sequence[str] | None = None,
              dynamic_axes: Mapping[str, Mapping[int, str]] | None = None,
+             outputs: Sequence[str] | None = None,
              parity_inputs: Sequence[Any] | None = None,
-             tolerance: float | None = None) -> ModelSpec:
+             tolerance: float | None = None, **unknown: Any) -> ModelSpec:
     """Register ``model`` for handoff and return its :class:`ModelSpec`.
 
-    ``example_inputs`` is a tensor or a tuple of tensors: the forward's positional arguments,
-    shaped like one real batch. Axis 0 of every input and output is dynamic (the batch);
-    declare more with ``dynamic_axes={'input_0': {1: 'sequence'}}``. ``parity_inputs`` is a
-    list of real batches (each a tensor or tuple) checked against PyTorch and used to
-    calibrate quantization. ``tolerance`` is the fp32 relative error allowed (default 1e-4).
+    ``example_inputs`` is one real-looking batch, passed the way forward takes it: a tensor,
+    a tuple of tensors (positional; named ``input_0``, ``input_1``…) or a dict of tensors by
+    parameter name (``{'input_ids': ids, 'attention_mask': mask}``, names kept). ``kwargs``
+    adds keyword arguments: tensors become named inputs, other values (``return_dict=True``)
+    are passed on every call. Whatever forward returns (tensors, tuples, dicts, dataclasses,
+    ``ModelOutput``) is flattened into named outputs; ``outputs=['logits']`` keeps some.
+    Axis 0 of every input and output is dynamic (the batch); declare more with
+    ``dynamic_axes={'input_ids': {1: 'sequence'}}`` (outputs that follow are declared too).
+    ``parity_inputs`` is a list of real batches (each in the form of ``example_inputs``)
+    checked against PyTorch and used to calibrate quantization. ``tolerance`` is the fp32
+    relative error allowed (default 1e-4).
     """
+    if unknown:
+        key = next(iter(unknown))
+        raise RegistrationError(
+            f"register() has no option {key!r}. Pass the model's inputs as a dict, "
+            f"register(model, {{{key!r}: ...}}, name=...), or as kwargs={{{key!r}: ...}}")
     torch = _torch()
     if not isinstance(model, torch.nn.Module):
         raise RegistrationError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     name = _check_name(name)
-    inputs = _as_tuple(example_inputs, "example_inputs")
+    if kwargs is not None and not isinstance(kwargs, Mapping):
+        raise RegistrationError(f"kwargs must be a dict of keyword arguments, got "
+                                f"{type(kwargs).__name__}")
+    plan, inputs = bind_inputs(model, example_inputs, kwargs)
     if task is not None and task not in TASKS:
         raise RegistrationError(f"task={task!r} is not one of {TASKS}")
     if labels is not None:
@@ -157,21 +209,56 @@ def register(model: Any, example_inputs: Any, *, name: str, task: str | None = N
             raise RegistrationError("labels must be a list of strings")
     if tolerance is not None and not (isinstance(tolerance, int | float) and 0 < tolerance < 1):
         raise RegistrationError(f"tolerance={tolerance!r} must be a number in (0, 1), e.g. 1e-4")
-    parity = tuple(_as_tuple(p, f"parity_inputs[{i}]") for i, p in enumerate(parity_inputs or ()))
-    for i, batch in enumerate(parity):
-        if len(batch) != len(inputs):
-            raise RegistrationError(f"parity_inputs[{i}] has {len(batch)} tensors; the model "
-                                    f"takes {len(inputs)}")
-    n_out = _output_count(model, inputs)
-    input_names = tuple(f"input_{i}" for i in range(len(inputs)))
-    output_names = ("output",) if n_out == 1 else tuple(f"output_{i}" for i in range(n_out))
-    axes = _check_dynamic_axes(dynamic_axes, [*input_names, *output_names])
+    parity = tuple(flat_batch(plan, p, f"parity_inputs[{i}]")
+                   for i, p in enumerate(parity_inputs or ()))
+    plan, flat, returned, notes = _flatten(model, plan, inputs, outputs)
+    output_names = select_outputs(list(flat.tensors), outputs, returned)
+    if outputs is None and returned not in ("Tensor", "tuple", "list"):
+        notes.append(f"forward returned {returned}: labkit hands off its tensors as "
+                     f"outputs {', '.join(output_names)}; pass outputs=[...] to choose")
+    in_shapes = {n: tuple(t.shape) for n, t in zip(plan.names, inputs)}
+    out_shapes = {n: tuple(flat.tensors[n].shape) for n in output_names}
+    axes = normalize(dynamic_axes, in_shapes, out_shapes)
+
+    def run_resized(dim: str, size: int) -> dict[str, tuple[int, ...]]:
+        resized = resize(inputs, plan.names, axes, dim, size)
+        out = flatten_outputs(_run(model, plan, resized, f"inputs with {dim}={size}"))
+        return {n: tuple(out.tensors[n].shape) for n in output_names if n in out.tensors}
+
+    check_batch(in_shapes, out_shapes, run_resized)
+    axes, axis_notes = propagate(axes, in_shapes, out_shapes, run_resized)
     spec = ModelSpec(model=model, example_inputs=inputs, name=name, task=task, labels=labels,
                      dynamic_axes=axes, parity_inputs=parity,
                      tolerance=float(tolerance) if tolerance is not None else None,
-                     input_names=input_names, output_names=output_names)
+                     input_names=plan.names, output_names=output_names, call=plan,
+                     notes=(*notes, *axis_notes))
     _REGISTRY[name] = spec
     return spec
+
+
+def resize(tensors: Sequence[Any], names: Sequence[str], axes: Mapping[str, Mapping[int, str]],
+           dim: str, size: int) -> tuple[Any, ...]:
+    """The tensors with every axis named ``dim`` (axis 0: ``batch``) cut or grown to ``size``.
+
+    Cutting and repeating real values keeps token ids valid ids and masks masks.
+    """
+    out = []
+    for name, t in zip(names, tensors):
+        declared = dict(axes.get(name, {}))
+        if t.dim():
+            declared.setdefault(0, BATCH)
+        for axis, d in declared.items():
+            if d != dim:
+                continue
+            have = int(t.shape[axis])
+            if size <= have:
+                t = t.narrow(axis, 0, size)
+            else:
+                reps = [1] * t.dim()
+                reps[axis] = -(-size // have)
+                t = t.repeat(*reps).narrow(axis, 0, size)
+        out.append(t)
+    return tuple(out)
 
 
 def registered() -> dict[str, ModelSpec]:

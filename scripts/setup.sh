@@ -16,8 +16,8 @@ pip() {
   return "${PIPESTATUS[0]}"
 }
 pip --upgrade pip
-# Exactly this torch: it is a CPU wheel on local disk. A range admitting a newer release
-# makes pip fetch a multi-GB CUDA build.
+# This machine's CPU wheel of torch, from local disk, FIRST: labkit[export] takes a torch
+# range (>=2.4,<2.14), which this then satisfies, so pip downloads no multi-GB CUDA build.
 pip torch==2.13.0
 case "$mode" in
   demo) HATCH_BUILD_NO_HOOKS=true pip -e '.[export,examples]' ;;

@@ -89,10 +89,19 @@ def test_import_labkit_is_light() -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-def test_stage_lists_agree() -> None:
-    """Torch-free copies of the stage list (CLI printer, comm protocol) match the pipeline's."""
-    from handoff.progress import STAGES as printer
-    from labkit.notebook.protocol import STAGES as protocol
-    from labkit.pipeline import STAGES
+def test_request_vocabulary_is_standard_library_only() -> None:
+    """The stage list and request/event types have one home, importable without the pipeline
+    (the kernel comm, the CLI's stage printer and the schema generator use it)."""
+    import subprocess
+    import sys
 
-    assert printer == protocol == STAGES
+    code = ("import sys, labkit.request, handoff.progress, labkit.notebook.protocol; "
+            "bad = {'torch', 'onnx', 'onnxruntime', 'numpy', 'labkit.pipeline'} & "
+            "set(sys.modules); print(sorted(bad)); raise SystemExit(1 if bad else 0)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=ROOT)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    from labkit.pipeline import STAGES
+    from labkit.request import STAGES as home
+
+    assert STAGES is home

@@ -86,3 +86,47 @@ def test_default_store_is_relative_to_the_shell_not_the_notebook(tmp_path: Path)
     assert proc.returncode == 0, proc.stderr
     assert Path(json.loads(proc.stdout)["path"]) == shell / "bundles" / "here" / "1.0.0"
     assert not (folder / "bundles").exists()
+
+
+def test_store_reaches_the_notebooks_own_cells_and_nothing_runs_twice(tmp_path: Path) -> None:
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    nb = _notebook(folder / "own.ipynb", "import torch, labkit\ntorch.manual_seed(0)",
+                   "spec = labkit.register(torch.nn.Linear(5, 3), torch.randn(2, 5), "
+                   "name='own', task='classification')",
+                   "from labkit.pipeline import HandoffOptions\n"
+                   "result = labkit.handoff(spec, options=HandoffOptions(quantize=False, "
+                   "benchmark=False))\nprint('cell wrote', result.path)")
+    store = tmp_path / "elsewhere"
+    proc = handoff("export", str(nb), "--store", str(store), "--json", "--no-benchmark",
+                   cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    # the notebook's own cell wrote 1.0.0 into --store; the export reports it, not a
+    # second pipeline run ending in "no new version"
+    assert (result["version"], result["change"]) == ("1.0.0", "first")
+    assert Path(result["path"]) == store / "own" / "1.0.0"
+    assert sorted(p.name for p in (store / "own").iterdir()) == ["1.0.0"]
+    assert not (folder / "bundles").exists() and not (tmp_path / "bundles").exists()
+    assert "already handed off by the notebook's own cell" in proc.stderr
+    assert "[1/6] freeze" not in proc.stderr
+
+
+def test_stage_times_are_measured_in_the_kernel(tmp_path: Path) -> None:
+    nb = _notebook(tmp_path / "t.ipynb", "import torch, labkit\ntorch.manual_seed(0)",
+                   "labkit.register(torch.nn.Sequential(torch.nn.Linear(6, 8), "
+                   "torch.nn.ReLU(), torch.nn.Linear(8, 2)), torch.randn(2, 6), name='timed')")
+    proc = handoff("export", str(nb), "--store", str(tmp_path / "s"), "--no-benchmark",
+                   "--no-quantize")
+    assert proc.returncode == 0, proc.stderr
+    times = {line.split()[1]: float(line.split("done in ")[1].split("s")[0])
+             for line in proc.stderr.splitlines() if "done in" in line}
+    assert list(times) == ["freeze", "export", "parity", "optimize", "benchmark", "bundle"]
+    assert times["export"] > 0.0, proc.stderr  # streamed live and timed where it ran
+
+    again = handoff("export", str(nb), "--store", str(tmp_path / "s"), "--no-benchmark",
+                    "--no-quantize")
+    assert again.returncode == 0, again.stderr
+    assert "nothing changed since 1.0.0" in again.stdout
+    for stage in ("optimize", "benchmark", "bundle"):
+        assert f"{stage:<9} skipped (identical to 1.0.0)" in again.stderr

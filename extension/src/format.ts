@@ -1,14 +1,6 @@
 /** Pure formatting helpers for the dialog, result view and side panel. */
 
-import { IHandoffResult, IVariant, STAGES } from './protocol';
-
-export const CHANGE_TEXT: Record<string, string> = {
-  first: 'first version of this model',
-  minor: 'weights-only update (minor): drop-in compatible',
-  major: 'breaking change (major): architecture or signature changed',
-  patch: 'metadata-only update (patch)',
-  none: 'nothing changed: no new version was written'
-};
+import { BUNDLE_NAME_RE, IHandoffResult, IVariant, STAGES } from './protocol';
 
 export function formatNumber(value: unknown, digits = 3): string {
   if (typeof value !== 'number' || !Number.isFinite(value)) {
@@ -43,51 +35,31 @@ export function formatCount(value: unknown): string {
   return String(value);
 }
 
-export function describeChange(
-  result: Pick<IHandoffResult, 'change' | 'change_reason'>
-): string {
-  const base = CHANGE_TEXT[result.change] ?? result.change;
-  return result.change_reason ? `${base} — ${result.change_reason}` : base;
-}
-
-function pick(
-  obj: Record<string, unknown> | undefined,
-  keys: string[]
-): unknown {
-  if (!obj) {
-    return undefined;
-  }
-  for (const k of keys) {
-    if (obj[k] !== undefined && obj[k] !== null) {
-      return obj[k];
-    }
-  }
-  return undefined;
+/** A result that wrote nothing: the model is identical to a stored version. */
+export function isUnchanged(result: { change: unknown }): boolean {
+  return result.change === 'none';
 }
 
 export function parityStatus(v: IVariant): 'pass' | 'fail' | 'unknown' {
-  const ok = pick(v.parity, ['ok', 'passed']);
+  const ok = v.parity?.passed;
   return ok === true ? 'pass' : ok === false ? 'fail' : 'unknown';
 }
 
 export function maxRelError(v: IVariant): unknown {
-  return pick(v.parity, ['max_rel', 'max_rel_error', 'rel_error']);
+  return v.parity?.max_rel;
 }
 
-/** Speed-up vs PyTorch: `speedup` on a result's variant, `benchmark.speedup` in a manifest. */
+/** Speed-up vs PyTorch eager: `speedup` on a result's variant. */
 export function speedup(
   v: IVariant,
   kind: 'p50' | 'throughput' = 'p50'
 ): unknown {
-  const nested = v.speedup ?? (v.benchmark?.speedup as IVariant['speedup']);
-  if (nested && typeof nested === 'object') {
-    return nested[kind];
-  }
-  return kind === 'p50' ? v.speedup_p50 : v.speedup_throughput;
+  return v.speedup?.[kind];
 }
 
+/** Batch-1 median latency of the variant on the machine that made the bundle. */
 export function latencyMs(v: IVariant): unknown {
-  return pick(v.benchmark, ['p50_ms', 'latency_p50_ms', 'p50']);
+  return v.benchmark?.p50_ms;
 }
 
 /** Rows of the result view's table, one per variant, as display strings. */
@@ -126,5 +98,5 @@ export const REGISTER_HINT =
 
 /** A bundle name a user may type: the store's rule, checked before asking the kernel. */
 export function validBundleName(name: string): boolean {
-  return /^[a-z0-9][a-z0-9._-]{0,63}$/.test(name);
+  return BUNDLE_NAME_RE.test(name);
 }

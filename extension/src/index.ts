@@ -14,11 +14,21 @@ import { LabIcon } from '@jupyterlab/ui-components';
 import { Widget } from '@lumino/widgets';
 
 import { h } from './dom';
-import { IMPORT_HINT, REGISTER_HINT, validBundleName } from './format';
+import {
+  IMPORT_HINT,
+  REGISTER_HINT,
+  isUnchanged,
+  validBundleName
+} from './format';
 import { HandoffClient, HandoffError, IKernelLike } from './kernel';
 import { IHandoffOptions, OptionsBody } from './options';
 import { BundlesPanel } from './panel';
-import { IBundleSummary, IHandoffResult, IModelInfo } from './protocol';
+import {
+  IBundleSummary,
+  IHandoffReply,
+  IHandoffRequest,
+  IModelsReply
+} from './protocol';
 import { HandoffView } from './view';
 
 const PLUGIN_ID = 'labkit-handoff:plugin';
@@ -117,10 +127,7 @@ async function runHandoff(
     return;
   }
   try {
-    const listed = await client.request<{
-      models: IModelInfo[];
-      store: string;
-    }>('list_models');
+    const listed = await client.request<IModelsReply>('list_models');
     if (!listed.models.length) {
       await message(
         'No model registered',
@@ -157,24 +164,26 @@ async function runHandoff(
     main.title.icon = handoffIcon;
     app.shell.add(main, 'main', { mode: 'split-right', ref: panel.id });
     try {
-      const reply = await client.request<{ result: IHandoffResult }>(
+      const request: IHandoffRequest = {
+        model: opts.model,
+        store: opts.store || null,
+        source: panel.context.path,
+        options: { quantize: opts.quantize, name: opts.name || null }
+      };
+      const reply = await client.request<IHandoffReply>(
         'handoff',
-        {
-          model: opts.model,
-          name: opts.name || undefined,
-          quantize: opts.quantize,
-          store: opts.store || undefined,
-          notebook_path: panel.context.path
-        },
+        request as unknown as Record<string, unknown>,
         p => view.progress(p)
       );
-      view.showResult(reply.result);
-      Notification.success(
-        `${reply.result.name} ${reply.result.version} handed off`,
-        {
-          autoClose: 5000
-        }
-      );
+      view.showResult(reply);
+      // The panel follows the store this handoff used (the dialog may have named another).
+      void bundles.setStore(reply.store);
+      const name = reply.result.name;
+      if (isUnchanged(reply.result)) {
+        Notification.info(`${name}: ${reply.headline}`, { autoClose: 5000 });
+      } else {
+        Notification.success(`${name} ${reply.headline}`, { autoClose: 5000 });
+      }
     } catch (err) {
       const e = err instanceof HandoffError ? err : null;
       view.showError({
@@ -185,8 +194,8 @@ async function runHandoff(
       Notification.error(`Handoff failed${e?.stage ? ` at ${e.stage}` : ''}`, {
         autoClose: 5000
       });
+      void bundles.refresh();
     }
-    void bundles.refresh();
   } catch (err) {
     await message('Handoff', (err as Error).message);
   } finally {
@@ -195,7 +204,8 @@ async function runHandoff(
 }
 
 async function listBundles(
-  tracker: INotebookTracker
+  tracker: INotebookTracker,
+  store: string | null
 ): Promise<{ store: string; bundles: IBundleSummary[] }> {
   const panel = tracker.currentWidget;
   if (!panel) {
@@ -213,7 +223,7 @@ async function listBundles(
           : 'Run "import labkit" in the current notebook to list bundles.'
       );
     }
-    return await client.request('list_bundles');
+    return await client.request('list_bundles', store ? { store } : {});
   } finally {
     client.dispose();
   }
@@ -231,7 +241,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
     tracker: INotebookTracker,
     palette: ICommandPalette | null
   ) => {
-    const bundles = new BundlesPanel(() => listBundles(tracker));
+    const bundles = new BundlesPanel(store => listBundles(tracker, store));
     bundles.title.icon = handoffIcon;
     app.shell.add(bundles, 'right', { rank: 900 });
 

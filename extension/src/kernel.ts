@@ -8,7 +8,7 @@
 import {
   COMM_TARGET,
   IErrorInfo,
-  IProgress,
+  IProgressEvent,
   KernelMessage,
   ProtocolError,
   RequestType,
@@ -51,14 +51,14 @@ export class HandoffError extends Error implements IErrorInfo {
     super(info.message);
     this.name = 'HandoffError';
     this.type = info.type;
-    this.stage = info.stage;
+    this.stage = info.stage ?? null;
   }
 }
 
 interface IPending {
   resolve: (payload: Record<string, unknown>) => void;
   reject: (err: Error) => void;
-  onProgress?: (p: IProgress) => void;
+  onProgress?: (p: IProgressEvent) => void;
 }
 
 const LOADED = "'labkit' in __import__('sys').modules";
@@ -130,7 +130,7 @@ export class HandoffClient {
   request<T = Record<string, unknown>>(
     type: RequestType,
     payload: Record<string, unknown> = {},
-    onProgress?: (p: IProgress) => void
+    onProgress?: (p: IProgressEvent) => void
   ): Promise<T> {
     const comm = this._open();
     const req = makeRequest(type, payload);

@@ -1,4 +1,7 @@
-/** Side panel: the bundles in the store, read by the kernel (`list_bundles`). */
+/**
+ * Side panel: the bundles in a store, read by the kernel (`list_bundles`). It shows the
+ * store the last handoff used once there has been one, else the kernel's default store.
+ */
 
 import { Widget } from '@lumino/widgets';
 
@@ -6,13 +9,14 @@ import { h, table } from './dom';
 import { formatSpeedup } from './format';
 import { IBundleSummary } from './protocol';
 
-export type BundleSource = () => Promise<{
+export type BundleSource = (store: string | null) => Promise<{
   store: string;
   bundles: IBundleSummary[];
 }>;
 
 export class BundlesPanel extends Widget {
   private _content: HTMLElement;
+  private _store: string | null = null;
 
   constructor(private _source: BundleSource) {
     super();
@@ -37,10 +41,20 @@ export class BundlesPanel extends Widget {
     this._source = source;
   }
 
+  /** Show this store from now on (the one a handoff just wrote to), and refresh. */
+  setStore(store: string): Promise<void> {
+    this._store = store || null;
+    return this.refresh();
+  }
+
+  get store(): string | null {
+    return this._store;
+  }
+
   async refresh(): Promise<void> {
     this._content.replaceChildren(h('p', {}, 'Loading…'));
     try {
-      const { store, bundles } = await this._source();
+      const { store, bundles } = await this._source(this._store);
       this.render(store, bundles);
     } catch (err) {
       this._content.replaceChildren(
@@ -64,7 +78,11 @@ export class BundlesPanel extends Widget {
     this._content.replaceChildren(
       h('p', { class: 'labkit-store-path' }, `Store: ${store}`),
       bundles.length
-        ? table(['name', 'versions', 'default', 'speed-up', 'parity'], rows)
+        ? h(
+            'div',
+            { class: 'labkit-table-scroll' },
+            table(['name', 'versions', 'default', 'speed-up', 'parity'], rows)
+          )
         : h(
             'p',
             {},

@@ -1,25 +1,47 @@
 /**
  * The message protocol between this extension and the kernel (comm target `labkit.handoff`).
  *
- * Mirrors `labkit/notebook/protocol.py`: change both together and bump PROTOCOL_VERSION.
- * Every message is an envelope carrying the protocol version; each side refuses the other's
- * messages when the versions differ.
+ * The constants and payload types come from `generated/contract.ts`, which
+ * `scripts/gen_schema.py` writes from the Python side (`labkit/notebook/protocol.py`,
+ * `labkit/request.py`); nothing here is a hand copy. Every message is an envelope carrying
+ * the protocol version; each side refuses the other's messages when the versions differ.
  */
 
-export const PROTOCOL_VERSION = 1;
-export const COMM_TARGET = 'labkit.handoff';
-export const STAGES = [
-  'freeze',
-  'export',
-  'parity',
-  'optimize',
-  'benchmark',
-  'bundle'
-] as const;
+import {
+  IErrorInfo,
+  IProgressEvent,
+  IResultVariant,
+  PROTOCOL_VERSION,
+  RequestType,
+  STAGE_STATUSES,
+  StageStatus
+} from './generated/contract';
 
-export type Stage = (typeof STAGES)[number];
-export type RequestType = 'hello' | 'list_models' | 'handoff' | 'list_bundles';
-export type StageStatus = 'start' | 'done' | 'fail' | 'info';
+export {
+  BUNDLE_NAME_RE,
+  COMM_TARGET,
+  PROTOCOL_VERSION,
+  STAGES,
+  STAGE_STATUSES
+} from './generated/contract';
+export type {
+  IBundleSummary,
+  IBundlesReply,
+  IErrorInfo,
+  IHandoffEvent,
+  IHandoffReply,
+  IHandoffRequest,
+  IHandoffResult,
+  IManifest,
+  IModelInfo,
+  IModelsReply,
+  IProgressEvent,
+  IRequestOptions,
+  IResultVariant,
+  RequestType,
+  Stage,
+  StageStatus
+} from './generated/contract';
 
 export interface IRequest {
   protocol: number;
@@ -29,21 +51,8 @@ export interface IRequest {
   payload: Record<string, unknown>;
 }
 
-export interface IProgress {
-  stage: string;
-  status: StageStatus;
-  message: string;
-  fraction: number | null;
-}
-
-export interface IErrorInfo {
-  type: string;
-  message: string;
-  stage: string | null;
-}
-
 export type KernelMessage =
-  | { protocol: number; kind: 'progress'; id: string; payload: IProgress }
+  | { protocol: number; kind: 'progress'; id: string; payload: IProgressEvent }
   | {
       protocol: number;
       kind: 'reply';
@@ -59,57 +68,8 @@ export type KernelMessage =
       error: IErrorInfo;
     };
 
-export interface IHandoffPayload {
-  model?: string;
-  name?: string;
-  quantize: boolean;
-  store?: string;
-  notebook_path?: string;
-}
-
-export interface IModelInfo {
-  name: string;
-  task: string | null;
-  inputs: { shape: number[] | null; dtype: string }[];
-  parameters: number | null;
-  model_class: string;
-}
-
-export interface IVariant {
-  name: string;
-  precision?: string;
-  parity?: Record<string, unknown>;
-  benchmark?: Record<string, unknown>;
-  tolerance?: Record<string, unknown>;
-  /** Speed-up vs PyTorch eager (medians of per-round ratios). */
-  speedup?: { p50?: number; throughput?: number } | null;
-  speedup_p50?: number | null;
-  speedup_throughput?: number | null;
-}
-
-export interface IHandoffResult {
-  name: string;
-  version: string;
-  path: string;
-  change: 'first' | 'major' | 'minor' | 'patch' | 'none';
-  change_reason: string;
-  default_variant: string;
-  variants: IVariant[];
-  rejected: { name: string; reason: string }[];
-  parity?: Record<string, unknown>;
-  benchmark?: Record<string, unknown>;
-}
-
-export interface IBundleSummary {
-  name: string;
-  versions: string[];
-  latest: string;
-  path: string;
-  default_variant: string | null;
-  speedup: number | null;
-  parity_ok: boolean | null;
-  problem?: string;
-}
+/** A variant as a handoff result lists it (the manifest's variant and its speed-up). */
+export type IVariant = IResultVariant;
 
 /** A message that does not follow the protocol, or speaks another version of it. */
 export class ProtocolError extends Error {
@@ -159,7 +119,9 @@ export function parseKernelMessage(data: unknown): KernelMessage {
     if (typeof id !== 'string' || !isObject(p) || typeof p.stage !== 'string') {
       throw new ProtocolError('malformed progress message');
     }
-    const status = ['start', 'done', 'fail', 'info'].includes(String(p.status))
+    const status = (STAGE_STATUSES as readonly string[]).includes(
+      String(p.status)
+    )
       ? (p.status as StageStatus)
       : 'info';
     return {
@@ -170,7 +132,8 @@ export function parseKernelMessage(data: unknown): KernelMessage {
         stage: p.stage,
         status,
         message: typeof p.message === 'string' ? p.message : '',
-        fraction: typeof p.fraction === 'number' ? p.fraction : null
+        fraction: typeof p.fraction === 'number' ? p.fraction : null,
+        elapsed_s: typeof p.elapsed_s === 'number' ? p.elapsed_s : null
       }
     };
   }

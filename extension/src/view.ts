@@ -5,12 +5,19 @@ import { Widget } from '@lumino/widgets';
 import { barChart, h, table } from './dom';
 import {
   VARIANT_HEADERS,
-  describeChange,
+  isUnchanged,
   speedup,
   stageIndex,
   variantRows
 } from './format';
-import { IErrorInfo, IHandoffResult, IProgress, STAGES } from './protocol';
+import { IErrorInfo, IHandoffReply, IProgressEvent, STAGES } from './protocol';
+
+const STATUS_OF: Record<string, string> = {
+  start: 'running',
+  done: 'done',
+  fail: 'fail',
+  skip: 'skipped'
+};
 
 export class HandoffView extends Widget {
   private _stages = new Map<string, HTMLElement>();
@@ -52,30 +59,39 @@ export class HandoffView extends Widget {
     );
   }
 
-  progress(p: IProgress): void {
+  progress(p: IProgressEvent): void {
     const item = this._stages.get(p.stage);
     if (!item) {
       return;
     }
     if (p.status !== 'info') {
-      item.dataset.status = p.status === 'start' ? 'running' : p.status;
+      item.dataset.status = STATUS_OF[p.status] ?? p.status;
     }
     const msg = item.querySelector('.labkit-stage-message');
-    if (msg && p.message) {
-      msg.textContent = p.message;
+    const took =
+      p.status === 'done' && typeof p.elapsed_s === 'number'
+        ? `${p.elapsed_s.toFixed(1)} s`
+        : '';
+    const text =
+      p.status === 'skip'
+        ? `skipped${p.message ? `: ${p.message}` : ''}`
+        : [took, p.message].filter(Boolean).join(' — ');
+    if (msg && text) {
+      msg.textContent = text;
     }
     if (p.status === 'start') {
       this._status.textContent = `Stage ${stageIndex(p.stage) + 1}/${STAGES.length}: ${p.stage}…`;
     }
   }
 
-  showResult(result: IHandoffResult): void {
-    for (const item of this._stages.values()) {
-      if (item.dataset.status !== 'fail') {
-        item.dataset.status = 'done';
-      }
-    }
-    this._status.textContent = 'Handoff complete.';
+  /** The finished handoff. Stages keep the status their events gave them (a stage that
+   *  was skipped stays skipped); an unchanged model reads as neutral, not as a success. */
+  showResult(reply: IHandoffReply): void {
+    const result = reply.result;
+    const unchanged = isUnchanged(result);
+    this._status.textContent = unchanged
+      ? 'No new version was written.'
+      : 'Handoff complete.';
     const speed: [string, number][] = [['pytorch', 1]];
     for (const v of result.variants ?? []) {
       const s = speedup(v);
@@ -90,12 +106,14 @@ export class HandoffView extends Widget {
       h(
         'div',
         {
-          class: 'labkit-result',
+          class: unchanged
+            ? 'labkit-result labkit-mod-unchanged'
+            : 'labkit-result',
           'data-version': result.version,
           'data-change': result.change
         },
         h('h3', {}, `${result.name} ${result.version}`),
-        h('p', { class: 'labkit-change' }, describeChange(result)),
+        h('p', { class: 'labkit-change' }, reply.headline),
         h(
           'p',
           {},

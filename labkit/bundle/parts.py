@@ -147,6 +147,9 @@ class Change:
         return {"kind": self.kind, "from": self.previous, "reason": self.reason}
 
 
+FALLBACK_PREFIX = "dynamo exporter failed: "
+
+
 @dataclass(frozen=True)
 class Exporter:
     name: str                       # "dynamo" | "torchscript"
@@ -161,6 +164,15 @@ class Exporter:
         return cls(require(e, "name", str, p), require(e, "opset", int, p),
                    require(e, "fallback_reason", (str, type(None)), p),
                    optional(e, "torch", str, p))
+
+    def describe(self) -> str:
+        """One line for the export stage, ``report.md`` and ``handoff inspect``: a fallback
+        from the dynamo exporter is said plainly, with its reason."""
+        text = f"exported with the {self.name} exporter, opset {self.opset}"
+        if self.fallback_reason:
+            reason = self.fallback_reason.removeprefix(FALLBACK_PREFIX)
+            text += f"; FELL BACK from the dynamo exporter, which failed: {reason}"
+        return text
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name, "opset": self.opset,

@@ -1,34 +1,47 @@
 """The message protocol between the JupyterLab extension and the kernel.
 
-Mirrors ``extension/src/protocol.ts``; change both together and bump :data:`PROTOCOL_VERSION`.
-Messages travel over a Jupyter comm whose target is :data:`TARGET`. Every message is an
-envelope carrying the protocol version, so either side refuses a peer it does not speak to::
+The constants (version, target, request types, with the stage list of
+:mod:`labkit.request`) are written into ``extension/src/generated/contract.ts`` by
+``scripts/gen_schema.py``, and a test keeps that file current: change them here only, and bump
+:data:`PROTOCOL_VERSION` whenever a message changes shape. Messages travel over a Jupyter
+comm whose target is :data:`TARGET`. Every message is an envelope carrying the protocol
+version, so either side refuses a peer it does not speak to::
 
-    frontend → kernel  {"protocol": 1, "kind": "request",  "id": "r1", "type": "handoff",
-                        "payload": {...}}
-    kernel → frontend  {"protocol": 1, "kind": "progress", "id": "r1",
-                        "payload": {"stage": "export", "status": "start", ...}}
-    kernel → frontend  {"protocol": 1, "kind": "reply",    "id": "r1", "ok": true,
-                        "payload": {...}}
-    kernel → frontend  {"protocol": 1, "kind": "reply",    "id": "r1", "ok": false,
-                        "error": {"type": "ExportError", "message": "...", "stage": "export"}}
+    frontend → kernel  {"protocol": 2, "kind": "request",  "id": "r1", "type": "handoff",
+                        "payload": HandoffRequest}
+    kernel → frontend  {"protocol": 2, "kind": "progress", "id": "r1",
+                        "payload": ProgressEvent}
+    kernel → frontend  {"protocol": 2, "kind": "reply",    "id": "r1", "ok": true,
+                        "payload": {...}}       # handoff: {"result": ..., "store": ...}
+    kernel → frontend  {"protocol": 2, "kind": "reply",    "id": "r1", "ok": false,
+                        "error": ErrorInfo}      # {"type", "message", "stage"}
+
+A handoff's :class:`~labkit.request.HandoffEvent` stream maps onto these: progress events
+become progress messages, the result the reply, an error the error reply.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from labkit.request import ProgressEvent
 
 __all__ = [
     "PROTOCOL_VERSION",
     "REQUEST_TYPES",
-    "STAGES",
     "TARGET",
+    "BundleSummary",
+    "BundlesReply",
+    "HandoffReply",
+    "HelloReply",
+    "ModelInfo",
+    "ModelsReply",
+    "TensorInfo",
     "ProtocolError",
     "Request",
     "error_reply",
-    "optional_bool",
     "optional_str",
     "parse_request",
     "progress_message",
@@ -36,10 +49,10 @@ __all__ = [
     "request_id",
 ]
 
-PROTOCOL_VERSION = 1
+# 2: the handoff payload is a HandoffRequest; progress has "skip" and elapsed_s.
+PROTOCOL_VERSION = 2
 TARGET = "labkit.handoff"
 REQUEST_TYPES = ("hello", "list_models", "handoff", "list_bundles")
-STAGES = ("freeze", "export", "parity", "optimize", "benchmark", "bundle")
 _MAX_ID = 128
 _MAX_TEXT = 4096
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -54,6 +67,79 @@ class Request:
     id: str
     type: str
     payload: dict[str, Any] = field(default_factory=dict)
+
+
+# Reply payloads, one type per request: the JSON Schema and the extension's TypeScript
+# interfaces are generated from them (scripts/gen_schema.py).
+
+@dataclass(frozen=True)
+class HelloReply:
+    """Who answers: the kernel's protocol and labkit versions, default store and folder."""
+
+    protocol: int
+    labkit_version: str
+    store: str
+    cwd: str
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    shape: list[int] | None
+    dtype: str
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """A model registered in the kernel, as the Handoff dialog lists it."""
+
+    name: str
+    task: str | None
+    inputs: list[TensorInfo]
+    parameters: int | None
+    model_class: str
+
+
+@dataclass(frozen=True)
+class ModelsReply:
+    models: list[ModelInfo]
+    store: str
+    hint: str
+
+
+@dataclass(frozen=True)
+class BundleSummary:
+    """One bundle name in a store, as the side panel shows it: its versions and a summary
+    of the latest (``labkit.notebook.bundles.list_bundles`` writes it)."""
+
+    name: str
+    versions: list[str]
+    latest: str
+    path: str
+    default_variant: str | None
+    speedup: float | None              # batch-1 p50 speed-up of the default variant
+    parity_ok: bool | None
+    problem: str | None = None         # why the latest version could not be read
+    version: str | None = None
+    created: str | None = None
+    variants: list[str] | None = None
+
+
+@dataclass(frozen=True)
+class BundlesReply:
+    """The bundles of one store."""
+
+    store: str
+    bundles: list[BundleSummary]
+
+
+@dataclass(frozen=True)
+class HandoffReply:
+    """A finished handoff: ``result`` is ``HandoffResult.to_dict()``, ``headline`` says in
+    one line what happened (e.g. "no new version: identical to 1.0.0")."""
+
+    result: dict[str, Any]
+    store: str
+    headline: str
 
 
 def _id_of(data: object) -> str | None:
@@ -100,16 +186,11 @@ def optional_str(payload: dict[str, Any], key: str) -> str | None:
     return value
 
 
-def optional_bool(payload: dict[str, Any], key: str, default: bool) -> bool:
-    value = payload.get(key, default)
-    if not isinstance(value, bool):
-        raise ProtocolError(f"payload.{key} must be true or false, got {value!r}")
-    return value
-
-
-def reply(rid: str | None, payload: dict[str, Any]) -> dict[str, Any]:
+def reply(rid: str | None, payload: Any) -> dict[str, Any]:
+    """The success reply; ``payload`` is one of the reply types above (or a plain dict)."""
+    body = payload if isinstance(payload, dict) else asdict(payload)
     return {"protocol": PROTOCOL_VERSION, "kind": "reply", "id": rid, "ok": True,
-            "payload": payload}
+            "payload": body}
 
 
 def error_reply(rid: str | None, etype: str, message: str, *,
@@ -119,11 +200,10 @@ def error_reply(rid: str | None, etype: str, message: str, *,
                       "stage": stage}}
 
 
-def progress_message(rid: str, stage: str, status: str, message: str = "",
-                     fraction: float | None = None) -> dict[str, Any]:
-    return {"protocol": PROTOCOL_VERSION, "kind": "progress", "id": rid,
-            "payload": {"stage": stage, "status": status,
-                        "message": _ANSI.sub("", message)[:_MAX_TEXT], "fraction": fraction}}
+def progress_message(rid: str, event: ProgressEvent) -> dict[str, Any]:
+    payload = event.to_dict()
+    payload["message"] = _ANSI.sub("", event.message)[:_MAX_TEXT]
+    return {"protocol": PROTOCOL_VERSION, "kind": "progress", "id": rid, "payload": payload}
 
 
 def request_id(data: object) -> str | None:

@@ -10,7 +10,7 @@ import statistics
 import tempfile
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from html import escape
 from pathlib import Path
@@ -133,6 +133,9 @@ def summary(model: Any, example_inputs: Any, *, latency: bool = True) -> ModelSu
     except ImportError:
         raise MissingDependencyError("torch", "export") from None
     args = tuple(example_inputs) if isinstance(example_inputs, (tuple, list)) else (example_inputs,)
+    kwargs: dict[str, Any] = {}
+    if isinstance(example_inputs, Mapping):  # {"input_ids": ..., "attention_mask": ...}
+        args, kwargs = (), dict(example_inputs)
     result = ModelSummary(type(model).__name__)
     result.parameters = sum(int(p.numel()) for p in model.parameters())
     hooks = []
@@ -152,20 +155,25 @@ def summary(model: Any, example_inputs: Any, *, latency: bool = True) -> ModelSu
     model.eval()
     try:
         with torch.inference_mode():
-            model(*args)
+            model(*args, **kwargs)
         for h in hooks:
             h.remove()
         hooks.clear()
         result.flops = sum(r.flops for r in result.layers)
         if latency:
             with torch.inference_mode():
-                result.latency_ms["pytorch"] = _median_ms(lambda: model(*args))
-            try:
-                result.latency_ms["onnxruntime"] = _onnx_latency(model, args)
-            except Exception as exc:  # noqa: BLE001 - any exporter failure is a note, not an error
+                result.latency_ms["pytorch"] = _median_ms(lambda: model(*args, **kwargs))
+            if kwargs:
                 result.latency_ms["onnxruntime"] = None
-                result.notes.append(f"quick ONNX export failed: {type(exc).__name__}: "
-                                    f"{str(exc).splitlines()[0] if str(exc) else ''}")
+                result.notes.append("quick ONNX timing skipped for dict inputs (the quick "
+                                    "export is positional); labkit.handoff exports them")
+            else:
+                try:
+                    result.latency_ms["onnxruntime"] = _onnx_latency(model, args)
+                except Exception as exc:  # noqa: BLE001 - any exporter failure is a note
+                    result.latency_ms["onnxruntime"] = None
+                    result.notes.append(f"quick ONNX export failed: {type(exc).__name__}: "
+                                        f"{str(exc).splitlines()[0] if str(exc) else ''}")
     finally:
         for h in hooks:
             h.remove()

@@ -51,8 +51,7 @@ def _to_numpy(t: torch.Tensor) -> np.ndarray:
 def run_torch(model: torch.nn.Module, spec: ModelSpec, inputs: Batch) -> Batch:
     args = [torch.from_numpy(np.ascontiguousarray(inputs[n])) for n in spec.input_names]
     with torch.inference_mode():
-        out = model(*args)
-    outs = (out,) if isinstance(out, torch.Tensor) else tuple(out)
+        outs = spec.outputs_of(model, args)
     return {n: _to_numpy(o) for n, o in zip(spec.output_names, outs)}
 
 
@@ -105,14 +104,15 @@ def generated_sets(spec: ModelSpec, batch_sizes: tuple[int, ...], seed: int) -> 
     return sets
 
 
-def _flops(model: torch.nn.Module, args: tuple[torch.Tensor, ...]) -> int | None:
+def _flops(model: torch.nn.Module, spec: ModelSpec) -> int | None:
     try:
         from torch.utils.flop_counter import FlopCounterMode
     except ImportError:
         return None
+    args = spec.example_inputs
     counter = FlopCounterMode(display=False)
     with counter, torch.inference_mode():
-        model(*args)
+        spec.outputs_of(model, args)
     batch = int(args[0].shape[0]) if args and args[0].dim() else 1
     return int(counter.get_total_flops()) // max(batch, 1)
 
@@ -145,7 +145,7 @@ def freeze(spec: ModelSpec, *, batch_sizes: tuple[int, ...] = (1, 3, 16),
                 f"the model fails on parity input {s.label} (shapes "
                 f"{ {k: list(v.shape) for k, v in s.inputs.items()} }): {exc}") from exc
     params = sum(p.numel() for p in model.parameters())
-    return Reference(spec, sets, params, _flops(model, spec.example_inputs), drift)
+    return Reference(spec, sets, params, _flops(model, spec), drift)
 
 
 def golden_set(ref: Reference, max_rows: int = 64, min_real_rows: int = 16) -> InputSet:

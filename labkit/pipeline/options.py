@@ -12,7 +12,11 @@ from typing import Any
 
 from labkit.bundle.tolerance import TOP1, Tolerance
 
-STAGES = ("freeze", "export", "parity", "optimize", "benchmark", "bundle")
+# The stage list and progress events belong to the torch-free request vocabulary; re-exported
+# here because the pipeline is what runs the stages.
+from labkit.request import STAGES, ProgressEvent
+
+__all__ = ["STAGES", "BenchOptions", "Budget", "HandoffOptions", "ProgressEvent", "Quantize"]
 
 
 @dataclass(frozen=True)
@@ -106,14 +110,3 @@ class HandoffOptions:
             "seed": self.seed,
             "opset": self.opset,
         }
-
-
-@dataclass(frozen=True)
-class ProgressEvent:
-    stage: str                 # one of STAGES
-    status: str                # start | done | fail | info
-    message: str = ""
-    fraction: float | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)

@@ -21,7 +21,7 @@ def render(m: Manifest, parity: dict[str, Any], bench: dict[str, Any] | None) ->
         f"{ch.reason}",
         f"- Default variant: `{m.default_variant}`",
         f"- Task: {m.task or '–'}; created {m.created}",
-        f"- Exporter: {exporter.name} (opset {exporter.opset})",
+        f"- Exporter: {exporter.describe()}",
         "",
         "## Signature",
         "",

@@ -124,13 +124,13 @@ def run(spec: ModelSpec, *, store: str | Path | None = None,
     with tempfile.TemporaryDirectory(prefix="labkit-handoff-") as tmp_str:
         tmp = Path(tmp_str)
         with rep.stage("freeze"):
+            for note in spec.notes:
+                rep.emit("freeze", "info", note)
             ref = freeze(spec, batch_sizes=options.parity_batch_sizes, seed=options.seed)
             golden = golden_set(ref)
         with rep.stage("export"):
             info = export(spec, tmp / "exported.onnx", opset=options.opset)
-            rep.emit("export", "info", f"exported with the {info.exporter} exporter, "
-                     f"opset {info.opset}" + (f" ({info.fallback_reason})"
-                                              if info.fallback_reason else ""))
+            rep.emit("export", "info", info.describe())
             raw = onnx.load(str(info.path))
             signature = Signature.from_dict(graph.signature(raw))
             fingerprint = Fingerprint.from_dict(graph.fingerprint(raw, _metadata(spec)))
@@ -149,8 +149,7 @@ def run(spec: ModelSpec, *, store: str | Path | None = None,
                          "no new version")
         if plan.kind == "none":
             for stage in STAGES[3:]:
-                rep.emit(stage, "start")
-                rep.emit(stage, "done", f"skipped: identical to {plan.version}")
+                rep.emit(stage, "skip", f"identical to {plan.version}")
             return HandoffResult(st.manifest(name, plan.version), st.path(name, plan.version),
                                  plan, parity=raw_parity.to_dict())
         with rep.stage("optimize"):

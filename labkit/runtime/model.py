@@ -16,7 +16,7 @@ from labkit.bundle.parts import Variant
 from labkit.bundle.tolerance import Tolerance
 from labkit.runtime.compare import accumulate
 from labkit.runtime.session import make_session
-from labkit.runtime.signature import TensorSpec, bind
+from labkit.runtime.signature import TensorSpec, bind, engine_error, is_shape_error
 
 if TYPE_CHECKING:
     from labkit.runtime.signing import TrustedKey
@@ -74,7 +74,12 @@ class Model:
     def predict(self, *args: Any, **kwargs: Any) -> dict[str, np.ndarray]:
         """Run the model: positional arrays in signature order, or ``{name: array}``."""
         feed = bind(self.inputs, args, kwargs)
-        results = self._session.run(self._output_names, feed)
+        try:
+            results = self._session.run(self._output_names, feed)
+        except Exception as exc:  # ONNX Runtime's error types live in its native module
+            if is_shape_error(exc):
+                raise engine_error(self.inputs, feed, exc) from None
+            raise
         return dict(zip(self._output_names, results))
 
     def golden_inputs(self) -> dict[str, np.ndarray]:

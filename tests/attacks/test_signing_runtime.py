@@ -98,8 +98,10 @@ def test_handoff_signs_with_sign_key_and_env(keys: KeyPair, tmp_path: Path,
 
     opts = HandoffOptions(quantize=False, benchmark=False)
     events: list[str] = []
-    first = run(_spec(0), store=tmp_path, options=opts, sign_key=keys.private,
-                progress=lambda e: events.append(e.message))
+    import labkit
+
+    first = labkit.handoff(_spec(0), store=tmp_path, options=opts, sign_key=keys.private,
+                           progress=lambda e: events.append(e.message))
     assert first.signed_by and first.to_dict()["signed_by"] == first.signed_by
     assert any("signed with key" in m for m in events)
     rt.load(first.path, trusted_keys=[keys.public])

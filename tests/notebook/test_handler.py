@@ -12,6 +12,7 @@ import pytest
 from labkit.errors import ExportError
 from labkit.notebook import protocol as p
 from labkit.notebook.handler import HandoffHandler
+from labkit.request import STAGES, ProgressEvent
 
 V = p.PROTOCOL_VERSION
 
@@ -26,24 +27,15 @@ class FakeSpec:
 
 @dataclass
 class FakeResult:
-    data: dict[str, Any]
+    name: str
+    version: str
+    change: str
+    previous: str | None = None
+    change_reason: str = "first handoff of this model"
 
     def to_dict(self) -> dict[str, Any]:
-        return self.data
-
-
-@dataclass
-class FakeOptions:
-    quantize: bool = True
-    name: str | None = None
-
-
-@dataclass
-class Event:
-    stage: str
-    status: str
-    message: str = ""
-    fraction: float | None = None
+        return {"name": self.name, "version": self.version, "change": self.change,
+                "previous": self.previous}
 
 
 @dataclass
@@ -54,22 +46,20 @@ class Recorder:
     def __call__(self, spec: Any, **kwargs: Any) -> FakeResult:
         self.calls.append({"spec": spec, **kwargs})
         progress = kwargs["progress"]
-        for stage in p.STAGES:
-            progress(Event(stage, "start"))
+        for stage in STAGES:
+            progress(ProgressEvent(stage, "start"))
             if stage == self.fail_at:
-                progress(Event(stage, "fail", "boom"))
+                progress(ProgressEvent(stage, "fail", "boom"))
                 raise ExportError(f"{stage} failed: unsupported operator aten::weird")
             print("noise that must not reach the notebook")
-            progress(Event(stage, "done", "", 1.0))
-        return FakeResult({"name": kwargs["options"].name or spec.name, "version": "1.0.0",
-                           "change": "first"})
+            progress(ProgressEvent(stage, "done", "", 1.0))
+        return FakeResult(kwargs["options"].name or spec.name, "1.0.0", "first")
 
 
 def make(models: dict[str, Any] | None = None, run: Any = None,
          tmp: Path | None = None) -> tuple[HandoffHandler, list[dict[str, Any]]]:
     sent: list[dict[str, Any]] = []
-    handler = HandoffHandler(run=run or Recorder(), options=FakeOptions,
-                             registered=lambda: models or {}, cwd=tmp)
+    handler = HandoffHandler(run=run or Recorder(), registered=lambda: models or {}, cwd=tmp)
     return handler, sent
 
 
@@ -112,14 +102,19 @@ def test_handoff_streams_progress_then_replies(tmp_path: Path,
     nb.write_text("{}")
     run = Recorder()
     handler, sent = make({"digits": FakeSpec("digits")}, run=run, tmp=tmp_path)
-    handler.handle(req("handoff", {"quantize": False, "notebook_path": "examples/quick.ipynb",
-                                   "store": "st"}), sent.append)
+    handler.handle(req("handoff", {"options": {"quantize": False},
+                                   "source": "examples/quick.ipynb", "store": "st"}),
+                   sent.append)
     kinds = [m["kind"] for m in sent]
     assert kinds == ["progress"] * 12 + ["reply"]
-    assert [m["payload"]["stage"] for m in sent[:-1:2]] == list(p.STAGES)
+    assert [m["payload"]["stage"] for m in sent[:-1:2]] == list(STAGES)
     assert sent[-1]["ok"] and sent[-1]["payload"]["result"]["version"] == "1.0.0"
+    assert sent[-1]["payload"]["store"] == str((tmp_path / "st").resolve())
+    assert sent[-1]["payload"]["headline"] == "1.0.0 — first handoff of this model"
+    # every done event carries the stage's time, measured where it ran
+    assert all(m["payload"]["elapsed_s"] >= 0 for m in sent[1:-1:2])
     call = run.calls[0]
-    assert call["options"].quantize is False
+    assert call["options"].quantize is False and call["options"].benchmark is True
     assert call["source"] == nb.resolve()
     assert call["store"] == (tmp_path / "st").resolve()
     assert "noise" not in capsys.readouterr().out
@@ -129,7 +124,7 @@ def test_handoff_streams_progress_then_replies(tmp_path: Path,
 
 def test_handoff_rename(tmp_path: Path) -> None:
     handler, sent = make({"digits": FakeSpec("digits")}, tmp=tmp_path)
-    handler.handle(req("handoff", {"name": "digits-v2"}), sent.append)
+    handler.handle(req("handoff", {"options": {"name": "digits-v2"}}), sent.append)
     assert sent[-1]["payload"]["result"]["name"] == "digits-v2"
 
 
@@ -144,7 +139,7 @@ def test_handoff_failure_names_the_stage(tmp_path: Path) -> None:
 
 def test_unexpected_exception_becomes_a_reply(tmp_path: Path) -> None:
     def crash(spec: Any, **kwargs: Any) -> Any:
-        kwargs["progress"](Event("freeze", "start"))
+        kwargs["progress"](ProgressEvent("freeze", "start"))
         raise RuntimeError("forward() raised")
 
     handler, sent = make({"m": FakeSpec("m")}, run=crash, tmp=tmp_path)
@@ -180,7 +175,11 @@ MALFORMED = [
     ({"protocol": V, "kind": "request", "id": "x", "type": "hello", "payload": []},
      "payload must be", "x"),
     ({"protocol": V, "kind": "request", "id": "x", "type": "handoff",
-      "payload": {"quantize": "yes"}}, "quantize must be true or false", "x"),
+      "payload": {"options": {"quantize": "yes"}}}, "quantize must be true or false", "x"),
+    ({"protocol": V, "kind": "request", "id": "x", "type": "handoff",
+      "payload": {"quantize": False}}, "unknown field(s) quantize", "x"),
+    ({"protocol": V, "kind": "request", "id": "x", "type": "handoff",
+      "payload": {"options": {"min_top1": 2}}}, "min_top1 2 must be between 0 and 1", "x"),
     ({"protocol": V, "kind": "request", "id": "x", "type": "handoff",
       "payload": {"store": 5}}, "store must be a string", "x"),
 ]
@@ -222,11 +221,17 @@ def test_list_bundles_reads_manifests(tmp_path: Path) -> None:
     assert bundles["broken"]["problem"]
 
 
-def test_protocol_mirrors_typescript() -> None:
-    ts = (Path(__file__).parents[2] / "extension" / "src" / "protocol.ts").read_text()
-    assert f"PROTOCOL_VERSION = {p.PROTOCOL_VERSION};" in ts
-    assert f"COMM_TARGET = '{p.TARGET}'" in ts
-    for stage in p.STAGES:
-        assert f"'{stage}'" in ts
-    for rtype in p.REQUEST_TYPES:
-        assert f"'{rtype}'" in ts
+@pytest.mark.parametrize(("change", "version", "previous", "reason", "text"), [
+    ("none", "1.0.0", "1.0.0", "identical", "no new version: identical to 1.0.0"),
+    ("minor", "1.1.0", "1.0.0", "weights-only update: drop-in compatible",
+     "1.1.0 — weights-only update from 1.0.0: drop-in compatible"),
+    ("major", "2.0.0", "1.1.0", "signature changed: not drop-in compatible",
+     "2.0.0 — signature changed from 1.1.0: not drop-in compatible"),
+    ("first", "1.0.0", None, "first handoff of this model",
+     "1.0.0 — first handoff of this model"),
+])
+def test_headline_names_the_previous_version(change: str, version: str, previous: str | None,
+                                             reason: str, text: str) -> None:
+    from labkit.pipeline.runner import headline
+
+    assert headline(FakeResult("digits", version, change, previous, reason)) == text

@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 
+from labkit.notebook.protocol import PROTOCOL_VERSION
+
 jupyter_client = pytest.importorskip("jupyter_client")
 pytest.importorskip("ipykernel")
 
@@ -87,7 +89,8 @@ def collect(kc: Any, comm_id: str, rid: str | None,
 
 
 def request(rtype: str, payload: dict[str, Any] | None = None, rid: str = "r") -> dict[str, Any]:
-    return {"protocol": 1, "kind": "request", "id": rid, "type": rtype, "payload": payload or {}}
+    return {"protocol": PROTOCOL_VERSION, "kind": "request", "id": rid, "type": rtype,
+            "payload": payload or {}}
 
 
 def test_target_registered_on_import_and_lists_models(kernel: Any) -> None:
@@ -113,7 +116,8 @@ def test_wrong_version_and_garbage_are_refused(kernel: Any) -> None:
 @pytest.mark.slow
 def test_handoff_streams_progress_while_running(kernel: Any) -> None:
     comm = open_comm(kernel)
-    send(kernel, comm, request("handoff", {"model": "tiny", "quantize": False}, rid="h1"))
+    send(kernel, comm, request("handoff", {"model": "tiny", "options": {"quantize": False}},
+                                rid="h1"))
     got = collect(kernel, comm, "h1")
     reply = got[-1][1]
     assert reply["ok"], reply
@@ -128,6 +132,19 @@ def test_handoff_streams_progress_while_running(kernel: Any) -> None:
     times = {(d["payload"]["stage"], d["payload"]["status"]): t for t, d in got[:-1]}
     assert got[-1][0] - times[("freeze", "start")] > 1.0
     assert times[("benchmark", "start")] - times[("freeze", "start")] > 0.3
+    # each stage's time is measured in the kernel, where it ran
+    done = {p["stage"]: p["elapsed_s"] for p in progress if p["status"] == "done"}
+    assert set(done) == set(starts) and sum(done.values()) > 0.5
+    assert done["export"] > 0.05  # a real export is never "done in 0.0s"
+
+    # the same model again: a neutral result, the stages after parity skipped
+    send(kernel, comm, request("handoff", {"model": "tiny", "options": {"quantize": False}},
+                               rid="h1b"))
+    got = collect(kernel, comm, "h1b")
+    again = got[-1][1]["payload"]["result"]
+    assert (again["change"], again["version"]) == ("none", "1.0.0")
+    skipped = [d["payload"]["stage"] for _, d in got[:-1] if d["payload"]["status"] == "skip"]
+    assert skipped == ["optimize", "benchmark", "bundle"]
 
 
 @pytest.mark.slow

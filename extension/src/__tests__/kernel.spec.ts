@@ -1,5 +1,5 @@
 import { HandoffClient, HandoffError, ICommLike, IKernelLike } from '../kernel';
-import { IProgress, PROTOCOL_VERSION } from '../protocol';
+import { IProgressEvent, PROTOCOL_VERSION } from '../protocol';
 
 /** A fake kernel connection at the seam kernel.ts depends on. */
 class FakeComm implements ICommLike {
@@ -114,7 +114,7 @@ describe('HandoffClient.request', () => {
       });
     });
     const client = new HandoffClient(kernel);
-    const seen: IProgress[] = [];
+    const seen: IProgressEvent[] = [];
     const payload = await client.request('handoff', { quantize: false }, p =>
       seen.push(p)
     );
@@ -157,7 +157,7 @@ describe('HandoffClient.request', () => {
   it('rejects replies of another protocol version', async () => {
     const kernel = new FakeKernel({}, (comm, req) =>
       comm.deliver({
-        protocol: 2,
+        protocol: PROTOCOL_VERSION + 1,
         kind: 'reply',
         id: req.id,
         ok: true,

@@ -38,8 +38,35 @@ describe('parseKernelMessage', () => {
       protocol: v,
       kind: 'progress',
       id: 'r1',
-      payload: { stage: 'export', status: 'start', message: '', fraction: null }
+      payload: {
+        stage: 'export',
+        status: 'start',
+        message: '',
+        fraction: null,
+        elapsed_s: null
+      }
     });
+  });
+
+  it('keeps a skipped stage and the time a stage took', () => {
+    const skip = parseKernelMessage({
+      protocol: v,
+      kind: 'progress',
+      id: 'r1',
+      payload: {
+        stage: 'bundle',
+        status: 'skip',
+        message: 'identical to 1.0.0'
+      }
+    });
+    expect(skip.kind === 'progress' && skip.payload.status).toBe('skip');
+    const done = parseKernelMessage({
+      protocol: v,
+      kind: 'progress',
+      id: 'r1',
+      payload: { stage: 'export', status: 'done', elapsed_s: 1.25 }
+    });
+    expect(done.kind === 'progress' && done.payload.elapsed_s).toBe(1.25);
   });
 
   it('maps an unknown progress status to info', () => {
@@ -83,7 +110,7 @@ describe('parseKernelMessage', () => {
         ok: true,
         payload: {}
       })
-    ).toThrow(/version 99.*speaks 1/);
+    ).toThrow(new RegExp(`version 99.*speaks ${PROTOCOL_VERSION}`));
   });
 
   it.each([

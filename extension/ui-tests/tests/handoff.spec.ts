@@ -76,7 +76,9 @@ test('quickstart: run the notebook, click Handoff, get a verified bundle', async
   await expect(result).toBeVisible({ timeout: 240000 });
   await expect(result).toHaveAttribute('data-version', '1.0.0');
   await expect(result).toHaveAttribute('data-change', 'first');
-  await expect(result.locator('.labkit-change')).toContainText('first version');
+  await expect(result.locator('.labkit-change')).toHaveText(
+    '1.0.0 — first handoff of this model'
+  );
   await expect(result.locator('table.labkit-parity')).toContainText('fp32');
   await expect(result.locator('table.labkit-parity')).toContainText('pass');
   await expect(view.locator('.labkit-stage[data-status="done"]')).toHaveCount(
@@ -198,4 +200,119 @@ test('no running kernel is said plainly', async ({ page, tmpPath }) => {
     timeout: 60000
   });
   await shot(page, 'handoff-no-kernel');
+});
+
+/** Hand off the notebook's model into `store`, without int8; returns the new view. */
+async function handOffTo(page: IJupyterLabPageFixture, store: string) {
+  // Earlier views stay open; mark them so the new one is found whatever the tab order.
+  await page
+    .locator('.labkit-HandoffView')
+    .evaluateAll(nodes => nodes.forEach(n => n.classList.add('seen-by-test')));
+  await clickHandoff(page);
+  const dialog = page.locator('.jp-Dialog');
+  await expect(dialog).toContainText('Hand off model', { timeout: 60000 });
+  await dialog.locator('input.labkit-quantize').uncheck();
+  await dialog.locator('input.labkit-store').fill(store);
+  await dialog.locator('.jp-Dialog-button.jp-mod-accept').click();
+  const view = page.locator('.labkit-HandoffView:not(.seen-by-test)');
+  await expect(view).toHaveCount(1, { timeout: 30000 });
+  await expect(view.locator('.labkit-result')).toBeVisible({
+    timeout: 180000
+  });
+  return view;
+}
+
+test('an unchanged model is a neutral result; a retrain names the version it updates', async ({
+  page,
+  tmpPath
+}) => {
+  test.setTimeout(480 * 1000);
+  await openAndRun(
+    page,
+    tmpPath,
+    path.join(__dirname, '..', 'notebooks', 'retrain_tiny.ipynb')
+  );
+  // A store other than the kernel's default, chosen in the dialog.
+  const other = path.join(fs.realpathSync(STORE), 'chosen-in-dialog');
+
+  const first = await handOffTo(page, other);
+  const firstResult = first.locator('.labkit-result');
+  await expect(firstResult).toHaveAttribute('data-change', 'first');
+  await expect(firstResult).toHaveAttribute('data-version', '1.0.0');
+
+  // The same model again: nothing is written, and nothing claims success.
+  const again = await handOffTo(page, other);
+  const unchanged = again.locator('.labkit-result');
+  await expect(unchanged).toHaveAttribute('data-change', 'none');
+  await expect(unchanged).toHaveClass(/labkit-mod-unchanged/);
+  await expect(unchanged.locator('.labkit-change')).toHaveText(
+    'no new version: identical to 1.0.0'
+  );
+  await expect(again.locator('.labkit-status')).toHaveText(
+    'No new version was written.'
+  );
+  for (const stage of ['optimize', 'benchmark', 'bundle']) {
+    await expect(
+      again.locator(`.labkit-stage[data-stage="${stage}"]`)
+    ).toHaveAttribute('data-status', 'skipped');
+  }
+  await expect(again.locator('.labkit-stage[data-status="done"]')).toHaveCount(
+    3
+  );
+  await expect(page.locator('.Toastify__toast--success')).toHaveCount(0);
+  await expect(
+    page.locator('.Toastify__toast', { hasText: 'no new version' })
+  ).toBeVisible();
+  await shot(page, 'handoff-unchanged');
+  expect(fs.readdirSync(path.join(other, 'tiny-ui'))).toEqual(['1.0.0']);
+
+  // Retrain (another seed, same architecture) and hand off: a minor version from 1.0.0.
+  // The result views are closed first so the notebook's toolbar has room for the button.
+  const tabs = page.locator('.lm-TabBar-tab', { hasText: 'Handoff: tiny-ui' });
+  while ((await tabs.count()) > 0) {
+    await tabs.first().locator('.lm-TabBar-tabCloseIcon').click();
+  }
+  await page.notebook.activate('retrain_tiny.ipynb');
+  await page.notebook.addCell(
+    'code',
+    'model = train(1)\n' +
+      'labkit.register(model, x[:2], name="tiny-ui", task="classification", ' +
+      'parity_inputs=[x])'
+  );
+  await page.notebook.runCell(2, true);
+  await expect(page.locator('.jp-NotebookPanel .jp-CodeCell')).toHaveCount(2);
+  const retrain = await handOffTo(page, other);
+  const minor = retrain.locator('.labkit-result');
+  await expect(minor).toHaveAttribute('data-change', 'minor');
+  await expect(minor).toHaveAttribute('data-version', '1.1.0');
+  await expect(minor.locator('.labkit-change')).toHaveText(
+    '1.1.0 — weights-only update from 1.0.0: drop-in compatible'
+  );
+  await expect(
+    retrain.locator('.labkit-stage[data-status="done"]')
+  ).toHaveCount(6);
+  // each stage shows the time it took, measured in the kernel
+  await expect(
+    retrain.locator('.labkit-stage[data-stage="export"] .labkit-stage-message')
+  ).toContainText(/\d+\.\d s/);
+  await shot(page, 'handoff-retrain-minor');
+
+  // The side panel shows the store this handoff used, not the kernel's default.
+  await page.sidebar.openTab('labkit-bundles');
+  const panel = page.locator('#labkit-bundles');
+  await expect(panel.locator('.labkit-store-path')).toHaveText(
+    `Store: ${other}`,
+    { timeout: 60000 }
+  );
+  await expect(panel.locator('table')).toContainText('1.0.0, 1.1.0');
+  // the table fits the panel (its last column is not cut off), and the panel scrolls
+  const box = (await panel.boundingBox())!;
+  const table = (await panel.locator('table').boundingBox())!;
+  expect(table.x + table.width).toBeLessThanOrEqual(box.x + box.width + 1);
+  await expect(panel.locator('table th').last()).toBeInViewport({ ratio: 1 });
+  const overflow = await panel.evaluate(
+    node => getComputedStyle(node).overflow
+  );
+  expect(overflow).toBe('auto');
+  await shot(page, 'bundles-panel-chosen-store');
 });
