@@ -16,6 +16,7 @@ __all__ = [
     "LabkitError",
     "ModelSpec",
     "__version__",
+    "experiment",
     "handoff",
     "progress",
     "register",
@@ -30,6 +31,7 @@ _LAZY = {
     "handoff": ("labkit.pipeline.runner", "handoff"),
     "summary": ("labkit.notebook.summary", "summary"),
     "progress": ("labkit.notebook.progress", "progress"),
+    "experiment": ("labkit.notebook.experiments", "experiment"),
 }
 
 

@@ -1,36 +1,49 @@
-"""``with labkit.progress() as p: p.log(loss=...)``: a live training plot.
+"""``with labkit.progress() as p: p.log(loss=...)``: a live training plot with a Stop button.
 
-In a notebook kernel with ipywidgets, an HTML widget redraws an inline SVG chart (no
-matplotlib needed). Elsewhere (a script, a terminal) it prints a compact text line instead.
+In a notebook kernel the plot is a plotly ``FigureWidget`` (why plotly: see
+:mod:`labkit.notebook.charts`): one panel per kind of metric (losses share a y-axis,
+accuracies another, the learning rate its own), validation dashed beside its train twin,
+step on x with elapsed time on hover, a linear/log toggle. When the block ends the live
+widget is replaced by a static plotly figure saved in the notebook, so the plot survives
+reopening and headless runs. Elsewhere (a script, a terminal) it prints a text line.
+
+A non-finite value is never dropped silently: the metric is marked "diverged at step N" in
+the title, the text line and :attr:`TrainingProgress.diverged`.
+
+Stopping: the loop checks ``p.should_stop``. The Stop button sets it; so does the kernel's
+interrupt (■) while the block runs — the first interrupt asks the loop to stop at its next
+check instead of raising mid-step, a second one raises ``KeyboardInterrupt`` as usual.
 """
 
 from __future__ import annotations
 
 import math
+import signal
 import sys
+import threading
 import time
-from types import TracebackType
+import uuid
+from html import escape
+from types import FrameType, TracebackType
 from typing import Any, TextIO
-
-from labkit.notebook._svg import line_chart
 
 __all__ = ["TrainingProgress", "progress"]
 
 
-def _widget_factory() -> Any | None:
-    """ipywidgets.HTML when running inside a kernel that can show widgets, else None."""
+def _in_kernel() -> bool:
     try:
         from IPython import get_ipython
     except ImportError:
-        return None
-    shell = get_ipython()
+        return False
+    shell = get_ipython()  # type: ignore[no-untyped-call]
     if shell is None or getattr(shell, "kernel", None) is None:
-        return None
+        return False
     try:
-        import ipywidgets
+        import ipywidgets  # noqa: F401
+        import plotly  # noqa: F401
     except ImportError:
-        return None
-    return ipywidgets.HTML
+        return False
+    return True
 
 
 class TrainingProgress:
@@ -40,30 +53,45 @@ class TrainingProgress:
                  stream: TextIO | None = None, widgets: bool | None = None) -> None:
         self.title = title
         self.history: dict[str, list[float]] = {}
+        self.elapsed: list[float] = []
+        self.diverged: dict[str, int] = {}
         self.steps = 0
         self._every = every
         self._last = 0.0
+        self._start = time.monotonic()
         self._stream = stream or sys.stdout
-        factory = _widget_factory() if widgets is not False else None
-        self._widget = factory(value="") if factory is not None else None
+        self._stop = threading.Event()
+        self._use_widget = _in_kernel() if widgets is None else widgets and _in_kernel()
+        self._fig: Any = None
+        self._status: Any = None
+        self._display_id = f"labkit-progress-{uuid.uuid4().hex}"
+        self._old_sigint: Any = None
+        self._drawn_steps = -1
+        self._midline = False  # the text line ends in "\r", to be overwritten
 
-    def __enter__(self) -> TrainingProgress:
-        if self._widget is not None:
-            from IPython.display import display
+    # -- the loop's side -------------------------------------------------------------------
+    @property
+    def should_stop(self) -> bool:
+        """True once Stop was pressed (or the kernel interrupted): end the loop cleanly."""
+        return self._stop.is_set()
 
-            display(self._widget)  # type: ignore[no-untyped-call]
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self._show(final=True)
+    def stop(self) -> None:
+        self._stop.set()
 
     def log(self, **metrics: float) -> None:
-        """Record one step; each keyword is a metric (``loss=0.3, acc=0.9``)."""
+        """Record one step; each keyword is a metric (``loss=0.3, val_acc=0.9, lr=1e-3``)."""
+        step = self.steps + 1
         for key, value in metrics.items():
+            v = float(value)
             series = self.history.setdefault(key, [math.nan] * self.steps)
-            series.append(float(value))
-        self.steps += 1
+            series.append(v)
+            if not math.isfinite(v) and key not in self.diverged:
+                self.diverged[key] = step
+                lead = "\n" if self._midline else ""
+                self._stream.write(f"{lead}⚠ {key} diverged at step {step} ({v})\n")
+                self._midline = False
+        self.steps = step
+        self.elapsed.append(time.monotonic() - self._start)
         for series in self.history.values():
             if len(series) < self.steps:
                 series.append(math.nan)
@@ -72,27 +100,152 @@ class TrainingProgress:
             self._last = now
             self._show()
 
+    def __enter__(self) -> TrainingProgress:
+        self._start = time.monotonic()
+        if threading.current_thread() is threading.main_thread():
+            self._old_sigint = signal.signal(signal.SIGINT, self._on_sigint)
+        if self._use_widget:
+            self._open_widget()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if self._old_sigint is not None:
+            signal.signal(signal.SIGINT, self._old_sigint)
+            self._old_sigint = None
+        self._show(final=True)
+
+    def _on_sigint(self, signum: int, frame: FrameType | None) -> None:
+        if self._stop.is_set():  # the second interrupt: the loop did not check, raise
+            raise KeyboardInterrupt
+        self._stop.set()
+
+    # -- what is shown ---------------------------------------------------------------------
     def text(self) -> str:
         parts = []
         for key, series in self.history.items():
+            if key in self.diverged:
+                parts.append(f"{key} DIVERGED at step {self.diverged[key]}")
+                continue
             finite = [x for x in series if math.isfinite(x)]
             if finite:
                 parts.append(f"{key}={finite[-1]:.4g}")
-        return f"{self.title} step {self.steps}: " + " ".join(parts)
+        stopped = " (stopped)" if self.should_stop else ""
+        return f"{self.title} step {self.steps}{stopped}: " + " ".join(parts)
 
-    def _repr_html_(self) -> str:
-        return line_chart(self.history, title=f"{self.title} — step {self.steps}")
+    def figure(self, *, widget: bool = False) -> Any:
+        from labkit.notebook.charts import training_figure
+
+        return training_figure(self.history, self.elapsed, title=self.title,
+                               diverged=self.diverged, widget=widget)
+
+    def _html(self) -> str:
+        rows = []
+        for key, series in self.history.items():
+            finite = [x for x in series if math.isfinite(x)]
+            last = f"{finite[-1]:.4g}" if finite else "—"
+            best = (f"{min(finite):.4g}" if "loss" in key.lower() else f"{max(finite):.4g}") \
+                if finite else "—"
+            flag = (f'<b style="color:#d62728">diverged at step {self.diverged[key]}</b>'
+                    if key in self.diverged else "")
+            rows.append(f"<tr><td>{escape(key)}</td><td>{last}</td><td>{best}</td>"
+                        f"<td>{flag}</td></tr>")
+        secs = self.elapsed[-1] if self.elapsed else 0.0
+        return (f'<div class="labkit-progress"><b>{escape(self.title)}</b>: {self.steps} steps, '
+                f"{secs:.1f} s{' (stopped)' if self.should_stop else ''}"
+                '<table class="labkit-table"><tr><th>metric</th><th>last</th><th>best</th>'
+                f"<th></th></tr>{''.join(rows)}</table></div>")
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
+        from labkit.notebook.charts import static_bundle
+
+        return static_bundle(self.figure(), self._html(), self.text())
 
     def __repr__(self) -> str:
         return self.text()
 
+    def _open_widget(self) -> None:
+        import ipywidgets
+        from IPython.display import display
+
+        self._fig = self.figure(widget=True)
+        stop = ipywidgets.Button(description="Stop", button_style="danger", icon="stop",
+                                 tooltip="end the training loop at its next p.should_stop check")
+        stop.add_class("labkit-progress-stop")
+        stop.on_click(lambda _b: self._stop.set())
+        _peek_clicks(stop, self._stop)
+        self._status = ipywidgets.HTML(value="")
+        box = ipywidgets.VBox([ipywidgets.HBox([stop, self._status]), self._fig])
+        box.add_class("labkit-progress-live")
+        display(box, display_id=self._display_id)  # type: ignore[no-untyped-call]
+
+    def _redraw(self) -> None:
+        """Update the live figure in place; rebuild it only when a new metric appeared
+        (building a subplot figure costs far more than sending new points)."""
+        names = [t.name for t in self._fig.data]
+        if names != list(self.history) or self.diverged and "diverged" not in str(
+                self._fig.layout.title.text):
+            new = self.figure()
+            with self._fig.batch_update():
+                self._fig.data = ()
+                self._fig.add_traces(list(new.data))
+                self._fig.layout = new.layout
+            return
+        steps = list(range(1, self.steps + 1))
+        with self._fig.batch_update():
+            for trace in self._fig.data:
+                trace.x, trace.y = steps, _series(self.history[trace.name])
+                trace.customdata = self.elapsed
+            title = str(self._fig.layout.title.text)
+            flag = title[title.find("<br>"):] if "<br>" in title else ""  # the divergence line
+            self._fig.layout.title.text = (f"{escape(self.title)} — step {self.steps}, "
+                                           f"{self.elapsed[-1]:.1f} s{flag}")
+
     def _show(self, final: bool = False) -> None:
-        if self._widget is not None:
-            self._widget.value = self._repr_html_()
+        if self._fig is not None:
+            if final:
+                from IPython.display import update_display
+
+                # The live widget is swapped for the static figure: that is what the
+                # notebook saves, and it renders again without a kernel.
+                update_display(self._repr_mimebundle_(), raw=True,  # type: ignore[no-untyped-call]
+                               display_id=self._display_id)
+                return
+            if self.steps != self._drawn_steps:
+                self._drawn_steps = self.steps
+                self._redraw()
+                self._status.value = escape(self.text())
         elif final or self.steps:
             end = "\n" if final else "\r"
             self._stream.write(self.text() + end)
             self._stream.flush()
+            self._midline = not final
+
+
+def _series(ys: list[float]) -> list[float | None]:
+    return [y if math.isfinite(y) else None for y in ys]
+
+
+def _peek_clicks(button: Any, flag: threading.Event) -> None:
+    """Let a click reach the loop while the cell still runs.
+
+    The kernel handles widget messages only between cells, so ``on_click`` alone would fire
+    after the loop ended. ipykernel >= 7 reads shell messages on a separate thread and asks
+    each comm where to route its message (``_reply_subshell_for``); peeking there sets the
+    flag at once. Elsewhere the kernel interrupt (■) stops the loop (see the module doc).
+    """
+    comm = getattr(button, "comm", None)
+    route = getattr(comm, "_reply_subshell_for", None)
+    if comm is None or route is None:
+        return
+
+    def peek(data: Any, default: Any) -> Any:
+        content = data.get("content") if isinstance(data, dict) else None
+        if isinstance(content, dict) and content.get("event") == "click":
+            flag.set()
+        return route(data, default)
+
+    comm._reply_subshell_for = peek
 
 
 def progress(title: str = "training", *, every: float = 0.25,

@@ -5,11 +5,10 @@ Read leniently: any field may be missing and the page still renders what it has.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Mapping, Sequence
 from html import escape
 from typing import Any
-
-from labkit.notebook._svg import bar_chart
 
 __all__ = ["render_result_html"]
 
@@ -161,3 +160,54 @@ def render_result_html(result: Mapping[str, Any]) -> str:
         f"{'<p>left out:</p><ul>' + rej + '</ul>' if rej else ''}"
         "</div>"
     )
+
+
+# The result view is plain HTML (it is also embedded by the extension, which runs no
+# scripts), so its bars stay small inline SVG rather than plotly figures.
+_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b")
+
+
+def bar_chart(labels: Sequence[str], values: Sequence[float], *, unit: str = "",
+              title: str = "", log: bool = False, marker: float | None = None,
+              width: int = 420) -> str:
+    """Horizontal bars; ``log`` uses a log10 axis (for errors spanning decades)."""
+    if not values:
+        return ""
+    row, left, top = 22, 130, 22 if title else 6
+    height = top + row * len(values) + 8
+
+    def scale(v: float) -> float:
+        if log:
+            lo = math.log10(min(x for x in [*values, marker or math.inf] if x > 0) / 10)
+            hi = math.log10(max([*values, marker or 0.0]) * 2)
+            return 0.0 if v <= 0 else (math.log10(v) - lo) / max(hi - lo, 1e-9)
+        return v / max([*values, marker or 0.0, 1e-12])
+
+    span = width - left - 70
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+             f'role="img" class="labkit-chart">']
+    if title:
+        parts.append(f'<text x="4" y="14" font-size="12" font-weight="bold">{escape(title)}</text>')
+    for i, (label, v) in enumerate(zip(labels, values)):
+        y = top + i * row
+        w = max(scale(v) * span, 1.0)
+        parts.append(f'<text x="{left - 6}" y="{y + 14}" font-size="11" '
+                     f'text-anchor="end">{escape(label)}</text>')
+        parts.append(f'<rect x="{left}" y="{y + 3}" width="{w:.1f}" height="{row - 6}" '
+                     f'fill="{_COLORS[i % len(_COLORS)]}"/>')
+        parts.append(f'<text x="{left + w + 4:.1f}" y="{y + 14}" font-size="11">'
+                     f'{escape(_short(v))}{escape(unit)}</text>')
+    if marker is not None and marker > 0:
+        x = left + scale(marker) * span
+        parts.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top}" y2="{height - 4}" '
+                     'stroke="#d62728" stroke-dasharray="4 2"/>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _short(v: float) -> str:
+    if v == 0:
+        return "0"
+    if abs(v) < 1e-2 or abs(v) >= 1e5:
+        return f"{v:.2e}"
+    return f"{v:.3g}"

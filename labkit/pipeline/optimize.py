@@ -82,8 +82,15 @@ def _quiet() -> Iterator[None]:
         root.setLevel(level)
 
 
+def prepared_path(q: Quantize, workdir: Path) -> Path:
+    """Where :func:`quantize` leaves the pre-processed graph whose node names it excludes."""
+    return workdir / f"{q.name}-pre.onnx"
+
+
 def quantize(src: Path, dst: Path, q: Quantize, calibration: Sequence[Batch],
-             workdir: Path) -> dict[str, Any]:
+             workdir: Path, exclude: Sequence[str] = ()) -> dict[str, Any]:
+    """Quantize ``src`` into ``dst``; ``exclude`` names nodes (of the pre-processed graph,
+    see :func:`prepared_path`) kept in fp32."""
     from onnxruntime.quantization import (
         CalibrationMethod,
         QuantFormat,
@@ -92,7 +99,7 @@ def quantize(src: Path, dst: Path, q: Quantize, calibration: Sequence[Batch],
     )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    pre = workdir / f"{q.name}-pre.onnx"
+    pre = prepared_path(q, workdir)
     with _quiet():
         quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
         if q.mode == "dynamic":
@@ -103,6 +110,7 @@ def quantize(src: Path, dst: Path, q: Quantize, calibration: Sequence[Batch],
             onnx.save_model(model, str(pre))
             quantize_dynamic(str(pre), str(dst), op_types_to_quantize=list(q.op_types),
                              per_channel=q.per_channel, weight_type=_qtype(q.weight_type),
+                             nodes_to_exclude=list(exclude),
                              extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
         else:
             rewritten = 0
@@ -112,6 +120,7 @@ def quantize(src: Path, dst: Path, q: Quantize, calibration: Sequence[Batch],
                             activation_type=_qtype(q.activation_type),
                             weight_type=_qtype(q.weight_type),
                             calibrate_method=CalibrationMethod.MinMax,
+                            nodes_to_exclude=list(exclude),
                             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
     ops = op_counts(onnx.load(str(dst)))
     quantized_ops = sum(ops.get(k, 0) for k in ("MatMulInteger", "DynamicQuantizeLinear",

@@ -41,6 +41,7 @@ from labkit.pipeline.optimize import choose_candidates, optimize_fp32, quantize
 from labkit.pipeline.options import STAGES, HandoffOptions, ProgressEvent
 from labkit.pipeline.parity import check_parity, fp32_tolerance, session_predictor
 from labkit.pipeline.result import HandoffResult
+from labkit.pipeline.sensitivity import rescue
 from labkit.registry import ModelSpec
 from labkit.runtime.compare import accumulate
 from labkit.runtime.machine import cpu_info, library_versions
@@ -272,6 +273,9 @@ def _optimize(ref: Reference, exported: Path, tmp: Path, options: HandoffOptions
         qbytes = out.read_bytes()
         qpred = session_predictor(qbytes, outputs)
         rep_q = check_parity(ref, qpred, budget, variant=q.name, real_data_only=True)
+        if not rep_q.passed and (fix := rescue(exported, out, q, calibration, tmp, ref, outputs,
+                                               budget)):  # sensitive layers kept fp32
+            qinfo, qpred, rep_q, qbytes = fix.info, fix.predictor, fix.report, out.read_bytes()
         reports[q.name] = rep_q
         if not rep_q.passed:
             rejected.append({"name": q.name, "reason": "outside its accuracy budget: "
