@@ -311,17 +311,18 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="serve-bench-") as tmp:
         bundle = args.bundle or build_bundle(Path(tmp), tuple(int(s) for s in
                                                               args.sizes.split(",")))
-        manifest = json.loads((bundle / "manifest.json").read_text())
-        spec = manifest["signature"]["inputs"][0]
-        width = int(spec["shape"][1])
+        from labkit.bundle import read_manifest
+
+        manifest = read_manifest(bundle)
+        spec = manifest.signature.inputs[0]
+        width = int(spec.shape[1])
         rng = np.random.default_rng(0)
         bodies = [json.dumps({"inputs": [{
-            "name": spec["name"], "shape": [args.rows, width], "datatype": "FP32",
+            "name": spec.name, "shape": [args.rows, width], "datatype": "FP32",
             "data": rng.standard_normal(args.rows * width).astype(np.float32).tolist()}]}).encode()
             for _ in range(64)]
-        model_file = bundle / next(v["file"] for v in manifest["variants"]
-                                   if v["name"] == manifest["default_variant"])
-        name, version = manifest["name"], manifest["version"]
+        model_file = bundle / manifest.variant().file
+        name, version = manifest.name, manifest.version
         infer_path = f"/v2/models/{name}/versions/{version}/infer"
         servers, procs = [], []
         try:

@@ -118,3 +118,74 @@ def build_lstm() -> labkit.ModelSpec:
     x = torch.randn(32, 20, 32)
     return labkit.register(_init(model), x[:2], name="zoo-lstm", task="classification",
                            parity_inputs=[x])
+
+
+class BertEncoder(nn.Module):
+    """BERT-class: 6 layers, d=384, 6 heads, GELU, seq 128 (nn.TransformerEncoder)."""
+
+    def __init__(self, vocab: int = 8000, d: int = 384, heads: int = 6, layers: int = 6,
+                 seq: int = 128, classes: int = 2) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab, d)
+        self.pos = nn.Parameter(torch.randn(1, seq, d) * 0.02)
+        self.norm = nn.LayerNorm(d)
+        layer = nn.TransformerEncoderLayer(d, heads, dim_feedforward=4 * d, batch_first=True,
+                                           dropout=0.0, activation="gelu")
+        self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.head = nn.Linear(d, classes)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        h = self.norm(self.embed(tokens) + self.pos[:, : tokens.shape[1]])
+        return self.head(self.encoder(h)[:, 0])
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.down = None
+        if stride != 1 or cin != cout:
+            self.down = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False),
+                                      nn.BatchNorm2d(cout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = torch.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return torch.relu(out + (x if self.down is None else self.down(x)))
+
+
+class ResNet18(nn.Module):
+    """ResNet-18's layout (torchvision does not install here), 224×224 inputs."""
+
+    def __init__(self, classes: int = 1000) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 64, 7, 2, 3, bias=False), nn.BatchNorm2d(64),
+                                  nn.ReLU(), nn.MaxPool2d(3, 2, 1))
+        blocks, cin = [], 64
+        for cout, stride in ((64, 1), (128, 2), (256, 2), (512, 2)):
+            blocks += [BasicBlock(cin, cout, stride), BasicBlock(cout, cout, 1)]
+            cin = cout
+        self.blocks = nn.Sequential(*blocks)
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(512, classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.blocks(self.stem(x)))
+
+
+def build_bert() -> labkit.ModelSpec:
+    torch.manual_seed(_seed())
+    model = BertEncoder()
+    tokens = torch.randint(0, 8000, (16, 128))
+    return labkit.register(_init(model), tokens[:2], name="zoo-bert", task="classification",
+                           dynamic_axes={"input_0": {1: "sequence"}}, parity_inputs=[tokens])
+
+
+def build_resnet18() -> labkit.ModelSpec:
+    torch.manual_seed(_seed())
+    model = ResNet18()
+    x = torch.rand(16, 3, 224, 224)
+    return labkit.register(_init(model), x[:2], name="zoo-resnet18", task="classification",
+                           parity_inputs=[x])

@@ -22,6 +22,7 @@ EPILOG = """examples:
   handoff verify bundles/digits-mlp/1.0.0             # integrity + golden self-test
   handoff sign bundles/digits-mlp/1.0.0 --key signing.pem
   handoff verify bundles/digits-mlp/1.0.0 --trusted-key signing.pub
+  handoff tune bundles/digits-mlp/1.0.0               # fastest way to run it on this host
   handoff diff bundles/digits-mlp/1.0.0 bundles/digits-mlp/1.1.0
   handoff serve bundles --port 8000                  # Open Inference Protocol v2
 """
@@ -116,6 +117,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("store", metavar="STORE", nargs="?", default=None)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=commands.cmd_list)
+
+    from handoff.tune_cmd import add_tune_parser
+
+    add_tune_parser(sub)
 
     _add_optional(sub, "labkit.serve.cli", "add_serve_parser", "serve", "serve")
     _add_optional(sub, "labkit.serve.cli", "add_export_triton_parser", "export-triton", "serve")

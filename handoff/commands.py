@@ -9,13 +9,16 @@ import os
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from handoff.export_options import request_options
 from handoff.progress import StagePrinter
 from labkit.bundle.manifest import SIGNATURE_NAME
 from labkit.errors import LabkitError
 from labkit.request import HandoffRequest, resolve_store
+
+if TYPE_CHECKING:
+    from labkit.bundle.manifest import Manifest
 
 
 def _print_json(obj: Any) -> None:
@@ -69,22 +72,9 @@ def _export(source: str, request: HandoffRequest,
 
 
 def _print_result(r: dict[str, Any]) -> None:
-    if r["change"] == "none":
-        print(f"{r['name']}: nothing changed since {r['version']}; no new version written.")
-        print(f"  bundle: {r['path']}")
-        return
-    print(f"{r['name']} {r['version']}  ({r['change']}: {r['change_reason']})")
-    print(f"  bundle: {r['path']}")
-    print(f"  report: {Path(r['path']) / 'report.md'}")
-    for v in r["variants"]:
-        sp = v.get("speedup")
-        speed = (f"{sp['p50']:.2f}x batch-1 latency, {sp['throughput']:.2f}x throughput vs "
-                 "PyTorch eager" if sp else "not benchmarked")
-        mark = "  <- default" if v["name"] == r["default_variant"] else ""
-        print(f"  {v['name']:<13} parity max rel err {v['parity']['max_rel']:.2e}; "
-              f"{speed}{mark}")
-    for rej in r.get("rejected", []):
-        print(f"  {rej['name']:<13} left out: {rej['reason'][:200]}")
+    from labkit.notebook.render import render_result_text
+
+    print(render_result_text(r))
     if r.get("signed_by"):
         print(f"  signed with key sha256:{r['signed_by'][:16]}… ({SIGNATURE_NAME})")
 
@@ -179,7 +169,16 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     print(f"  files: {len(m.files)}, {sum(f.size for f in m.files)} bytes")
     sig = signature_info(args.bundle)
     print(f"  signature: {sig.describe() if sig else 'none (unsigned)'}")
+    print(f"  tuning: {_tuning(Path(args.bundle), m)}")
     return 0
+
+
+def _tuning(root: Path, m: Manifest) -> str:
+    """The host profile load() and serve would use here, or why there is none."""
+    from labkit.runtime.profile import resolve
+
+    prof, note = resolve(root, m, "auto")
+    return prof.describe() if prof else (note or "none for this host (run 'handoff tune')")
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
@@ -248,6 +247,7 @@ def bench_lines(rep: dict[str, Any]) -> list[str]:
 
 def cmd_list(args: argparse.Namespace) -> int:
     from labkit.bundle import Store, default_store
+    from labkit.bundle.listing import list_bundles
 
     store = Store(args.store or default_store())
     if not store.root.is_dir():
@@ -255,19 +255,15 @@ def cmd_list(args: argparse.Namespace) -> int:
               + ("" if args.store else " (pass STORE or set $LABKIT_STORE)"), file=sys.stderr)
         return 2
     rows: list[dict[str, Any]] = []
-    for name in store.names():
-        for version in store.versions(name):
-            try:
-                m = store.manifest(name, version)
-            except LabkitError as exc:
-                rows.append({"name": name, "version": version, "error": str(exc)})
-                continue
-            default = m.variant()
-            speedup = default.speedup or {}
-            rows.append({"name": name, "version": version, "default_variant": default.name,
-                         "speedup_p50": speedup.get("p50"),
-                         "parity": all((v.parity or {}).get("passed") for v in m.variants),
-                         "change": m.change.kind})
+    for e in list_bundles(store):
+        if e.manifest is None:
+            rows.append({"name": e.name, "version": e.version, "error": e.problem})
+            continue
+        rows.append({"name": e.name, "version": e.version,
+                     "default_variant": e.manifest.default_variant,
+                     "speedup_p50": e.speedup_p50, "parity": e.parity_ok,
+                     "change": e.manifest.change.kind,
+                     "tuning": _tuning(store.path(e.name, e.version), e.manifest)})
     if args.json:
         _print_json(rows)
         return 0
@@ -282,5 +278,6 @@ def cmd_list(args: argparse.Namespace) -> int:
         sp = f"{r['speedup_p50']:.2f}x" if r["speedup_p50"] else "-"
         print(f"{r['name']:<24}{r['version']:<10}{r['default_variant']:<14}{sp:>8}  "
               f"{'pass' if r['parity'] else 'FAIL':<11}{r['change']}")
+        print(f"{'':<34}tuning: {r['tuning']}")
     print("SPEED-UP: the default variant's batch-1 latency speed-up over PyTorch eager")
     return 0

@@ -9,12 +9,12 @@ it (:mod:`labkit.dynamic_axes`), the name is safe to use as a directory. The hea
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from labkit.bundle.manifest import NAME_RE  # one name rule: the bundle format's
 from labkit.dynamic_axes import BATCH, check_batch, normalize, propagate
 from labkit.errors import MissingDependencyError, RegistrationError
 from labkit.io_tree import (
@@ -32,7 +32,6 @@ if TYPE_CHECKING:
 
 __all__ = ["ModelSpec", "register", "registered"]
 
-NAME_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 TASKS = ("classification", "regression", "embedding", "other")
 _REGISTRY: dict[str, ModelSpec] = {}
 

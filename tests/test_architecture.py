@@ -1,4 +1,4 @@
-"""The layering of DESIGN.md, checked on the source: a module imports only layers below."""
+"""The layering of docs/internals.md, checked on the source: a module imports only layers below."""
 
 from __future__ import annotations
 

@@ -209,3 +209,37 @@ def test_declared_dynamic_dims_are_exercised(tmp_path: Path) -> None:
     labels = [s["label"] for s in parity["variants"]["fp32"]["sets"]]
     assert "generated b=2 sequence=5" in labels
     assert (result.variants[0].parity or {})["passed"]
+
+
+def test_calibration_method_is_honoured(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from labkit.errors import LabkitError
+
+    conv = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU())
+    spec = labkit.register(conv, torch.rand(2, 3, 8, 8), name="cal")
+    src = export(spec, tmp_path / "cal.onnx").path
+    # 700 rows of [0, 1) and one outlier: min-max must cover it, a 99.999th percentile of
+    # 134,400 values must not
+    rng = np.random.default_rng(0)
+    batches = [{"input_0": rng.random((100, 3, 8, 8), dtype=np.float32)} for _ in range(7)]
+    batches[3]["input_0"][5, 1, 2, 2] = 50.0
+
+    def input_scale(method: str) -> float:
+        q = replace(Quantize.static_int8(), calibration_method=method)
+        out = tmp_path / f"{method}.onnx"
+        quantize(src, out, q, batches, tmp_path)
+        model = onnx.load(str(out))
+        inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+        (node,) = [n for n in model.graph.node
+                   if n.op_type == "QuantizeLinear" and n.input[0] == "input_0"]
+        return float(inits[node.input[1]])
+
+    data = np.concatenate([b["input_0"].ravel() for b in batches])
+    lo, hi = min(0.0, float(data.min())), max(0.0, float(data.max()))
+    minmax = input_scale("minmax")
+    assert minmax == pytest.approx((hi - lo) / 255, rel=1e-5)   # uint8 over the full range
+    assert minmax == pytest.approx(50 / 255, rel=1e-5)
+    assert input_scale("percentile") < minmax / 10               # the outlier was clipped
+    with pytest.raises(LabkitError, match="calibration_method 'median' is not one of"):
+        replace(Quantize.static_int8(), calibration_method="median")

@@ -122,9 +122,11 @@ def test_variants_load_and_self_test(bundle: Path) -> None:
 
 def test_self_test_detects_wrong_numbers(bundle: Path, monkeypatch) -> None:
     m = load(bundle, variant="fp32")
-    real = m._session.run
-    monkeypatch.setattr(m._session, "run", lambda names, feed: [o * 1.01 for o in
-                                                               real(names, feed)],
+    session = m._sessions.get()  # the one session of an untuned model
+    m._sessions.put(session)
+    real = session.run
+    monkeypatch.setattr(session, "run", lambda names, feed: [o * 1.01 for o in
+                                                            real(names, feed)],
                         raising=False)
     report = m.self_test()
     assert not report.ok

@@ -1,4 +1,4 @@
-"""The runtime and ``handoff verify`` work where importing torch or onnx fails."""
+"""The runtime and ``handoff verify`` work where importing torch, onnx or openvino fails."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ BLOCK = textwrap.dedent("""
     import sys
     class _Block:
         def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] in {"torch", "onnx", "onnxscript"}:
+            if name.split(".")[0] in {"torch", "onnx", "onnxscript", "openvino"}:
                 raise ImportError(f"blocked for this test: {name}")
             return None
     sys.meta_path.insert(0, _Block())
@@ -42,12 +42,28 @@ def test_load_predict_self_test_without_torch(bundle: Path) -> None:
         print(json.dumps({{"shape": list(out["output"].shape),
                           "same": bool(np.array_equal(out["output"], by_name["output"])),
                           "ok": st.ok, "variant": m.variant,
-                          "torch": "torch" in sys.modules, "onnx": "onnx" in sys.modules}}))
+                          "torch": "torch" in sys.modules, "onnx": "onnx" in sys.modules,
+                          "openvino": "openvino" in sys.modules}}))
     """)
     assert proc.returncode == 0, proc.stderr
     res = json.loads(proc.stdout.strip().splitlines()[-1])
     assert res["shape"][1] == 5 and res["same"] and res["ok"]
-    assert res["torch"] is False and res["onnx"] is False
+    assert res["torch"] is False and res["onnx"] is False and res["openvino"] is False
+
+
+def test_openvino_engine_without_openvino_says_what_to_install(bundle: Path) -> None:
+    proc = _run(f"""
+        import labkit.runtime as rt
+        from labkit.errors import MissingDependencyError
+        try:
+            rt.load({str(bundle)!r}, variant="fp32", engine="openvino")
+        except MissingDependencyError as exc:
+            print(exc)
+        else:
+            raise SystemExit("loaded without openvino")
+    """)
+    assert proc.returncode == 0, proc.stderr
+    assert "pip install 'labkit[openvino]'" in proc.stdout
 
 
 def test_handoff_verify_without_torch(bundle: Path) -> None:

@@ -4,17 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from labkit.bundle.changes import WORDING
 from labkit.bundle.manifest import Manifest
 from labkit.bundle.semver import Version
 from labkit.bundle.store import explain
 from labkit.bundle.tensors import Signature, TensorSpec, tensor_text
-
-_VERDICT = {
-    "major": "not drop-in compatible: callers must be checked against the new signature",
-    "minor": "weights-only update: drop-in compatible",
-    "patch": "metadata-only update: drop-in compatible",
-    "none": "identical: same architecture, signature, weights and metadata",
-}
 
 
 def _tensors(sig: Signature, side: str) -> dict[str, TensorSpec]:
@@ -55,7 +49,7 @@ def diff(a: Manifest, b: Manifest) -> dict[str, Any]:
         "to": b.title,
         "change": kind,
         "reason": reason,
-        "verdict": _VERDICT[kind],
+        "verdict": WORDING[kind].verdict,
         "same_name": a.name == b.name,
         "downgrade": a.name == b.name and Version.parse(b.version) < Version.parse(a.version),
         "architecture_changed": fa.architecture != fb.architecture,

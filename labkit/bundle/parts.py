@@ -10,11 +10,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from labkit.bundle._check import check_type, extra, fail, hex64, obj, optional, require
+from labkit.bundle.changes import CHANGE_KINDS
 from labkit.bundle.paths import check_path
 from labkit.bundle.tolerance import Tolerance
 
 Doc = Mapping[str, Any]
-CHANGE_KINDS = ("first", "major", "minor", "patch")
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from labkit.bundle.changes import WORDING, major_reason
 from labkit.bundle.integrity import read_manifest
 from labkit.bundle.manifest import NAME_RE, Manifest
 from labkit.bundle.parts import Fingerprint
@@ -13,16 +14,11 @@ from labkit.bundle.semver import Version, is_version
 from labkit.errors import StoreError
 
 FIRST_VERSION = "1.0.0"
-REASONS = {
-    "first": "first handoff of this model",
-    "major": "architecture or signature changed: not drop-in compatible",
-    "minor": "weights-only update: drop-in compatible",
-    "patch": "metadata-only update (task, labels or tolerances)",
-    "none": "identical to the latest version: no new version written",
-}
 
 
 def default_store() -> Path:
+    """``$LABKIT_STORE``, else ``bundles``; ``labkit.request.resolve_store`` resolves a
+    relative one against the folder the user meant (kernel or shell)."""
     return Path(os.environ.get("LABKIT_STORE") or "bundles")
 
 
@@ -49,16 +45,12 @@ def classify(old: Fingerprint, new: Fingerprint) -> str:
 
 def explain(old: Fingerprint, new: Fingerprint) -> tuple[str, str]:
     kind = classify(old, new)
-    reason = REASONS[kind]
-    if kind == "none":
-        reason = "identical architecture, signature, weights and metadata"
+    reason = WORDING[kind].reason
     if kind == "major":
-        parts = []
-        if old.signature != new.signature:
-            parts.append("signature changed")
-        if old.architecture != new.architecture:
-            parts.append("architecture changed")
-        reason = " and ".join(parts) + ": not drop-in compatible"
+        parts = [part for part, changed in (("signature", old.signature != new.signature),
+                                            ("architecture", old.architecture != new.architecture))
+                 if changed]
+        reason = major_reason(" and ".join(parts))
     return kind, reason
 
 
@@ -101,11 +93,11 @@ class Store:
         """Which version a handoff with this fingerprint gets, and why."""
         latest = self.latest(name)
         if latest is None:
-            return Plan("first", FIRST_VERSION, None, REASONS["first"])
+            return Plan("first", FIRST_VERSION, None, WORDING["first"].reason)
         old = self.manifest(name, latest)
         kind, reason = explain(old.fingerprint, fingerprint)
         if kind == "none":
-            return Plan("none", latest, latest, REASONS["none"])
+            return Plan("none", latest, latest, WORDING["none"].title)
         # A new major resets minor/patch relative to the newest version of any kind.
         new = Version.parse(latest).bump(kind)
         return Plan(kind, str(new), latest, reason)

@@ -1,6 +1,8 @@
-"""Rich HTML for a handoff result (``HandoffResult.to_dict()``), used by ``_repr_html_``.
+"""A handoff result (``HandoffResult.to_dict()``) as HTML (``_repr_html_``) and as the one
+plain-text summary (``handoff export``, ``str(result)``).
 
-Read leniently: any field may be missing and the page still renders what it has.
+Read leniently: any field may be missing and the page still renders what it has; only
+fields that ``HandoffResult.to_dict()`` writes are read.
 """
 
 from __future__ import annotations
@@ -10,15 +12,8 @@ from collections.abc import Mapping, Sequence
 from html import escape
 from typing import Any
 
-__all__ = ["render_result_html"]
+__all__ = ["render_result_html", "render_result_text"]
 
-CHANGE_TEXT = {
-    "first": "first version",
-    "minor": "weights-only update (minor): drop-in compatible",
-    "major": "breaking change (major)",
-    "patch": "metadata-only update (patch)",
-    "none": "nothing changed: no new version written",
-}
 
 
 def num(value: object) -> float | None:
@@ -46,26 +41,25 @@ def fmt(value: object, digits: int = 3) -> str:
 
 
 def parity_ok(variant: Mapping[str, Any]) -> bool | None:
-    ok = pick(variant.get("parity"), "ok", "passed")
+    ok = pick(variant.get("parity"), "passed")
     return ok if isinstance(ok, bool) else None
 
 
 def max_rel(variant: Mapping[str, Any]) -> float | None:
-    return num(pick(variant.get("parity"), "max_rel", "max_rel_error", "rel_error"))
+    return num(pick(variant.get("parity"), "max_rel"))
 
 
 def p50_ms(variant: Mapping[str, Any]) -> float | None:
-    return num(pick(variant.get("benchmark"), "p50_ms", "latency_p50_ms", "p50"))
+    return num(pick(variant.get("benchmark"), "p50_ms"))
 
 
 def speedup(variant: Mapping[str, Any], kind: str = "p50") -> float | None:
-    """Speed-up vs PyTorch eager: ``speedup.{p50,throughput}`` or flat ``speedup_{kind}``."""
+    """Speed-up vs PyTorch eager, ``speedup.{p50,throughput}``: on the result's variant, or
+    under ``benchmark`` in a manifest's variant."""
     nested = variant.get("speedup")
-    if nested is None:  # a variant read back from a manifest keeps it under "benchmark"
+    if nested is None:
         nested = pick(variant.get("benchmark"), "speedup")
-    if isinstance(nested, Mapping):
-        return num(nested.get(kind))
-    return num(variant.get(f"speedup_{kind}"))
+    return num(nested.get(kind)) if isinstance(nested, Mapping) else None
 
 
 def _badge(ok: bool | None) -> str:
@@ -80,14 +74,14 @@ def _parity_table(variants: list[Mapping[str, Any]], default: str | None) -> str
     for v in variants:
         par = v.get("parity") or {}
         metric_name = pick(par, "metric") or ""
-        metric = pick(par, "metric_value", "top1_agreement", "cosine")
+        metric = pick(par, "metric_value")
         name = escape(str(v.get("name")))
         if v.get("name") == default:
             name = f"<b>{name}</b> (default)"
         rows.append(
             f"<tr><td>{name}</td><td>{escape(str(v.get('precision', '')))}</td>"
             f"<td>{_badge(parity_ok(v))}</td><td>{fmt(max_rel(v))}</td>"
-            f"<td>{fmt(pick(par, 'max_abs', 'max_abs_error'))}</td>"
+            f"<td>{fmt(pick(par, 'max_abs'))}</td>"
             f"<td>{escape(str(metric_name))} {fmt(metric)}</td>"
             f"<td>{fmt(p50_ms(v))}</td>"
             f"<td>{fmt(speedup(v))}×</td><td>{fmt(speedup(v, 'throughput'))}×</td>"
@@ -142,6 +136,9 @@ def _charts(variants: list[Mapping[str, Any]], result: Mapping[str, Any],
 
 def render_result_html(result: Mapping[str, Any]) -> str:
     """The handoff result as a self-contained HTML fragment (inline SVG, no scripts)."""
+    # Lazily: importing labkit.bundle loads numpy, which `import labkit.notebook` must not.
+    from labkit.bundle.changes import title
+
     variants = [v for v in result.get("variants") or [] if isinstance(v, Mapping)]
     change = str(result.get("change") or "")
     default = result.get("default_variant")
@@ -151,7 +148,7 @@ def render_result_html(result: Mapping[str, Any]) -> str:
     return (
         '<div class="labkit-result">'
         f"<h3>{escape(str(result.get('name')))} {escape(str(result.get('version')))}</h3>"
-        f"<p><b>{escape(CHANGE_TEXT.get(change, change))}</b>"
+        f"<p><b>{escape(title(change))}</b>"
         f"{' — ' + escape(str(result['change_reason'])) if result.get('change_reason') else ''}"
         f"</p><p>default variant: <b>{escape(str(default))}</b><br>"
         f"bundle: <code>{escape(str(result.get('path')))}</code></p>"
@@ -211,3 +208,27 @@ def _short(v: float) -> str:
     if abs(v) < 1e-2 or abs(v) >= 1e5:
         return f"{v:.2e}"
     return f"{v:.3g}"
+
+
+def render_result_text(result: Mapping[str, Any]) -> str:
+    """The handoff result as plain text: what was written, each variant, what was left out."""
+    name, version, path = result.get("name"), result.get("version"), result.get("path")
+    if result.get("change") == "none":
+        return (f"{name}: nothing changed since {version}; no new version written.\n"
+                f"  bundle: {path}")
+    lines = [f"{name} {version}  ({result.get('change')}: {result.get('change_reason')})",
+             f"  bundle: {path}", f"  report: {path}/report.md"]
+    default = result.get("default_variant")
+    for v in result.get("variants") or []:
+        if not isinstance(v, Mapping):
+            continue
+        sp, tp, err = speedup(v), speedup(v, "throughput"), max_rel(v)
+        speed = (f"{sp:.2f}x batch-1 latency, {tp or 0:.2f}x throughput vs PyTorch eager"
+                 if sp is not None else "not benchmarked")
+        mark = "  <- default" if v.get("name") == default else ""
+        err_text = f"{err:.2e}" if err is not None else "?"
+        lines.append(f"  {v.get('name')!s:<13} parity max rel err {err_text}; {speed}{mark}")
+    for r in result.get("rejected") or []:
+        if isinstance(r, Mapping):
+            lines.append(f"  {r.get('name')!s:<13} left out: {str(r.get('reason'))[:200]}")
+    return "\n".join(lines)

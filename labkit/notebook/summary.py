@@ -200,4 +200,21 @@ def summary(model: Any, example_inputs: Any, *, depth: int | None = 3, latency: 
     if pt and ox:
         result.notes.append(f"ONNX Runtime fp32 is {pt / ox:.2f}× PyTorch eager at this batch "
                             "size (the handoff also tries int8)")
+    if ox:
+        result.notes.append(_cost_note(args, ox))
     return result
+
+
+def _cost_note(args: tuple[Any, ...], ms: float) -> str:
+    """Per-core throughput (and cost per million, given a price) of the quick ORT run."""
+    import os
+
+    from labkit.runtime.cost import cost, price_per_core_hour
+
+    shape = tuple(getattr(args[0], "shape", ())) if args else ()
+    rows = int(shape[0]) if shape else 1
+    c = cost(rows * 1000.0 / ms, os.cpu_count() or 1, price_per_core_hour())
+    money = (f", {c['cost_per_million']:.4g} per million inferences at "
+             f"{c['price_per_core_hour']} per core-hour" if c["cost_per_million"] else
+             " (set $LABKIT_PRICE_PER_CORE_HOUR for the cost per million)")
+    return f"ONNX Runtime fp32: {c['per_core_per_s']:,.0f} inferences/s per core{money}"

@@ -10,16 +10,21 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from labkit.bundle.parts import Variant
 from labkit.pipeline.freeze import Batch, run_torch
 from labkit.pipeline.options import BenchOptions
 from labkit.registry import ModelSpec
+from labkit.runtime import engines
 from labkit.runtime.bench import WorkerRunner, bench_feeds, environment, interleave, write_inputs
+from labkit.runtime.cost import cost, price_per_core_hour
+from labkit.runtime.engines import Candidate
+from labkit.runtime.machine import cpu_info
 
 EAGER = "pytorch-eager"
 
@@ -47,9 +52,22 @@ class EagerRunner:
         pass
 
 
+def other_engines(variants: Sequence[Variant]) -> list[Candidate]:
+    """Candidates of the optional engines installed here (e.g. OpenVINO) for these variants.
+
+    Timed beside the variants so the report shows them; the bundle stays ONNX-only, and
+    whether one may be used is decided by ``handoff tune`` on the deployment host.
+    """
+    cpu = cpu_info()
+    return [Candidate(v.name, e.name, p) for e in engines.engines()
+            if e.name != engines.DEFAULT_ENGINE for v in variants
+            for p in e.precisions(v, cpu)]
+
+
 def benchmark(spec: ModelSpec, variants: Mapping[str, Path], example: Batch,
               options: BenchOptions, workdir: Path,
-              on_round: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+              on_round: Callable[[int, int], None] | None = None,
+              extra: Sequence[Candidate] = ()) -> dict[str, Any]:
     threads = options.threads or os.cpu_count() or 1
     feeds = bench_feeds(example, options.throughput_batch)
     paths = write_inputs(workdir, feeds)
@@ -61,6 +79,10 @@ def benchmark(spec: ModelSpec, variants: Mapping[str, Path], example: Batch,
         for name, path in variants.items():
             runners.append(WorkerRunner(name, path, paths, threads=threads,
                                         warmup=options.warmup))
+        for c in extra:
+            runners.append(WorkerRunner(c.label, variants[c.variant], paths, threads=threads,
+                                        warmup=options.warmup, engine=c.engine,
+                                        precision=c.precision))
         res = interleave(runners, rounds=options.rounds, latency_iters=options.latency_iters,
                          throughput_iters=options.throughput_iters,
                          batch=options.throughput_batch, threads=threads, on_round=on_round)
@@ -78,6 +100,14 @@ def benchmark(spec: ModelSpec, variants: Mapping[str, Path], example: Batch,
         "variants": {},
         "environment": environment(threads),
     }
+    price = price_per_core_hour()
     for name in variants:
-        report["variants"][name] = {**res.stats(name), "speedup": res.speedup(name, EAGER)}
+        report["variants"][name] = {**res.stats(name), "speedup": res.speedup(name, EAGER),
+                                    "cost": cost(res.stats(name)["throughput_per_s"], threads,
+                                                 price)}
+    if extra:
+        report["engines"] = {
+            c.label: {**c.to_dict(), **res.stats(c.label), "speedup": res.speedup(c.label, EAGER),
+                      "cost": cost(res.stats(c.label)["throughput_per_s"], threads, price)}
+            for c in extra}
     return report

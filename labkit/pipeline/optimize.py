@@ -29,26 +29,40 @@ MATMUL_OPS = {"MatMul", "Gemm", "LSTM", "GRU", "Attention"}
 CONV_OPS = {"Conv", "ConvTranspose"}
 
 
-def optimize_fp32(src: Path, dst: Path) -> dict[str, Any]:
+def optimize_fp32(src: Path, dst: Path, *, fuse: bool = True) -> dict[str, Any]:
+    """ORT's EXTENDED optimizations, after transformer fusions when any match (``fusion``)."""
     import onnxruntime as ort
 
+    fusion = None
+    if fuse:
+        from labkit.pipeline.fusion import fuse_transformer
+
+        fused = dst.with_name(dst.stem + "-fused.onnx")
+        fusion = fuse_transformer(src, fused)
+        if fusion is not None:
+            src = fused
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
     opts.optimized_model_filepath = str(dst)
     opts.log_severity_level = 3
     ort.InferenceSession(str(src), sess_options=opts, providers=["CPUExecutionProvider"])
-    return {"graph_optimization_level": "ORT_ENABLE_EXTENDED",
+    return {"graph_optimization_level": "ORT_ENABLE_EXTENDED", "fusion": fusion,
             "ops": op_counts(onnx.load(str(dst)))}
 
 
 def choose_candidates(model: onnx.ModelProto) -> list[Quantize]:
-    """Dynamic INT8 for MatMul/RNN graphs, static QDQ for conv nets (FIELD-NOTES)."""
+    """Dynamic INT8 for MatMul/RNN graphs, static QDQ for conv nets (docs/performance.md)."""
     ops = set(op_counts(model))
     if ops & CONV_OPS:
         return [Quantize.static_int8()]
     if ops & MATMUL_OPS:
         return [Quantize.dynamic_int8()]
     return []
+
+
+def _rows(batches: Sequence[Batch]) -> list[Batch]:
+    return [{k: v[i : i + 1] for k, v in b.items()} for b in batches
+            for i in range(len(next(iter(b.values()))))]
 
 
 class _Reader:
@@ -68,6 +82,15 @@ def _qtype(name: str) -> Any:
     from onnxruntime.quantization import QuantType
 
     return {"uint8": QuantType.QUInt8, "int8": QuantType.QInt8}[name]
+
+
+def _calibrator(name: str) -> Any:
+    """ORT's calibrator for ``Quantize.calibration_method`` (checked against
+    ``CALIBRATION_METHODS`` when the Quantize was made)."""
+    from onnxruntime.quantization import CalibrationMethod
+
+    return {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+            "percentile": CalibrationMethod.Percentile}[name]
 
 
 @contextlib.contextmanager
@@ -92,7 +115,6 @@ def quantize(src: Path, dst: Path, q: Quantize, calibration: Sequence[Batch],
     """Quantize ``src`` into ``dst``; ``exclude`` names nodes (of the pre-processed graph,
     see :func:`prepared_path`) kept in fp32."""
     from onnxruntime.quantization import (
-        CalibrationMethod,
         QuantFormat,
         quantize_dynamic,
         quantize_static,
@@ -114,12 +136,15 @@ def quantize(src: Path, dst: Path, q: Quantize, calibration: Sequence[Batch],
                              extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
         else:
             rewritten = 0
-            quantize_static(str(pre), str(dst), _Reader(calibration),
+            # ORT's histogram calibrators (entropy, percentile) stack every batch into one
+            # array, so batches of different sizes fail there: feed them one row at a time.
+            feed = calibration if q.calibration_method == "minmax" else _rows(calibration)
+            quantize_static(str(pre), str(dst), _Reader(feed),
                             quant_format=QuantFormat.QDQ, op_types_to_quantize=list(q.op_types),
                             per_channel=q.per_channel,
                             activation_type=_qtype(q.activation_type),
                             weight_type=_qtype(q.weight_type),
-                            calibrate_method=CalibrationMethod.MinMax,
+                            calibrate_method=_calibrator(q.calibration_method),
                             nodes_to_exclude=list(exclude),
                             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
     ops = op_counts(onnx.load(str(dst)))

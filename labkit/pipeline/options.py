@@ -11,12 +11,17 @@ from pathlib import Path
 from typing import Any
 
 from labkit.bundle.tolerance import TOP1, Tolerance
+from labkit.errors import LabkitError
 
 # The stage list and progress events belong to the torch-free request vocabulary; re-exported
 # here because the pipeline is what runs the stages.
 from labkit.request import STAGES, ProgressEvent
 
-__all__ = ["STAGES", "BenchOptions", "Budget", "HandoffOptions", "ProgressEvent", "Quantize"]
+__all__ = ["CALIBRATION_METHODS", "STAGES", "BenchOptions", "Budget", "HandoffOptions",
+           "ProgressEvent", "Quantize"]
+
+#: static quantization's calibrators (ONNX Runtime's CalibrationMethod of the same name)
+CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 
 
 @dataclass(frozen=True)
@@ -29,12 +34,18 @@ class Quantize:
     weight_type: str = "int8"
     per_channel: bool = False
     op_types: tuple[str, ...] = ()
-    calibration_method: str = "minmax"
+    calibration_method: str = "minmax"   # one of CALIBRATION_METHODS; static mode only
+
+    def __post_init__(self) -> None:
+        if self.calibration_method not in CALIBRATION_METHODS:
+            raise LabkitError(f"Quantize {self.name!r}: calibration_method "
+                              f"{self.calibration_method!r} is not one of "
+                              f"{', '.join(CALIBRATION_METHODS)}")
 
     @classmethod
     def dynamic_int8(cls) -> Quantize:
         # MatMul/RNN models. Convolutions are left in fp32: dynamically quantized convs
-        # measured 2–3× slower than PyTorch eager (FIELD-NOTES).
+        # measured 2–3× slower than PyTorch eager (docs/performance.md).
         return cls(name="int8-dynamic", mode="dynamic", activation_type="uint8",
                    weight_type="int8", op_types=("MatMul", "Gemm", "LSTM", "GRU", "Attention"))
 

@@ -11,6 +11,30 @@ def _fmt(x: float | None, spec: str = ".3g") -> str:
     return "–" if x is None else format(x, spec)
 
 
+def _cost_and_engines(m: Manifest, bench: dict[str, Any]) -> list[str]:
+    """Per-core throughput and cost of each variant; other engines timed beside them."""
+    rows = [(f"`{v.name}`", v.benchmark or {}) for v in m.variants]
+    rows += [(f"`{label}`", b) for label, b in (bench.get("engines") or {}).items()]
+    lines = ["", "### Throughput per core and cost", "",
+             "| variant / engine | throughput /s | per core /s | cost per million | speed-up "
+             "(batch 1) | speed-up (throughput) |", "|---|---|---|---|---|---|"]
+    for name, b in rows:
+        c, sp = b.get("cost") or {}, b.get("speedup") or {}
+        lines.append(f"| {name} | {_fmt(b.get('throughput_per_s'), '.0f')} | "
+                     f"{_fmt(c.get('per_core_per_s'), '.0f')} | "
+                     f"{_fmt(c.get('cost_per_million'), '.4g')} | "
+                     f"{_fmt(sp.get('p50'), '.2f')}× | {_fmt(sp.get('throughput'), '.2f')}× |")
+    price = next((b["cost"]["price_per_core_hour"] for _, b in rows if b.get("cost")), None)
+    lines.append("")
+    lines.append(f"Cost at {price} per core-hour." if price is not None else
+                 "Set `$LABKIT_PRICE_PER_CORE_HOUR` to see the cost per million inferences.")
+    if bench.get("engines"):
+        lines.append("Other engines were timed here, not shipped: the bundle holds ONNX graphs "
+                     "only, and `handoff tune` decides on the deployment host, within the "
+                     "bundle's golden checks, whether one of them runs it.")
+    return lines
+
+
 def render(m: Manifest, parity: dict[str, Any], bench: dict[str, Any] | None) -> str:
     ch = m.change
     exporter = m.provenance.exporter
@@ -64,6 +88,7 @@ def render(m: Manifest, parity: dict[str, Any], bench: dict[str, Any] | None) ->
                   f"Method: {bench.get('method', '')}.",
                   f"CPU: {cpu.get('model')} ({', '.join(cpu.get('flags', []))}), "
                   f"{env.get('threads')} threads."]
+        lines += _cost_and_engines(m, bench)
     src = m.provenance.source
     if src:
         lines += ["", "## Provenance", "",

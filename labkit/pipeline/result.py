@@ -61,25 +61,14 @@ class HandoffResult:
                 "signed_by": self.signed_by}
 
     def summary(self) -> str:
-        lines = [f"{self.name} {self.version} ({self.change}: {self.change_reason})",
-                 f"  bundle: {self.path}"]
-        for v in self.variants:
-            sp = v.speedup
-            speed = (f"{sp['p50']:.2f}x batch-1 p50, {sp['throughput']:.2f}x throughput vs "
-                     "PyTorch eager") if sp else "not benchmarked"
-            mark = " (default)" if v.name == self.default_variant else ""
-            max_rel = (v.parity or {}).get("max_rel", float("nan"))
-            lines.append(f"  {v.name:<13} parity max rel {max_rel:.2e}, {speed}{mark}")
-        for r in self.rejected:
-            lines.append(f"  {r['name']:<13} left out: {r['reason']}")
-        return "\n".join(lines)
+        from labkit.notebook.render import render_result_text
+
+        return render_result_text(self.to_dict())
 
     def __str__(self) -> str:
         return self.summary()
 
     def _repr_html_(self) -> str:
-        try:
-            from labkit.notebook.render import render_result_html
-        except ImportError:
-            return f"<pre>{self.summary()}</pre>"
-        return str(render_result_html(self.to_dict()))
+        from labkit.notebook.render import render_result_html
+
+        return render_result_html(self.to_dict())

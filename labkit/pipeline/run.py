@@ -34,7 +34,7 @@ from labkit.bundle._json import dumps_canonical
 from labkit.bundle.tolerance import metric_for_task
 from labkit.errors import LabkitError, ParityError
 from labkit.pipeline import graph, report
-from labkit.pipeline.benchmark import benchmark
+from labkit.pipeline.benchmark import benchmark, other_engines
 from labkit.pipeline.export import export
 from labkit.pipeline.freeze import InputSet, Reference, describe, freeze, golden_set
 from labkit.pipeline.optimize import choose_candidates, optimize_fp32, quantize
@@ -162,7 +162,8 @@ def run(spec: ModelSpec, *, store: str | Path | None = None,
                 bench = benchmark(
                     spec, paths, ref.sets[0].inputs,
                     options.bench, tmp, on_round=lambda i, n: rep.emit(
-                        "benchmark", "info", f"round {i}/{n}", i / n))
+                        "benchmark", "info", f"round {i}/{n}", i / n),
+                    extra=other_engines(variants))
                 variants = [replace(v, benchmark=bench["variants"][v.name]) for v in variants]
             else:
                 rep.emit("benchmark", "info", "skipped (benchmark=False)")
@@ -247,6 +248,14 @@ def _optimize(ref: Reference, exported: Path, tmp: Path, options: HandoffOptions
     fp32_bytes = fp32_path.read_bytes()
     predictor = session_predictor(fp32_bytes, outputs)
     fp32_parity = check_parity(ref, predictor, tol, variant="fp32")
+    if not fp32_parity.passed and fp32_info.get("fusion"):
+        # The fusions are judged like any graph: failing parity, the unfused one is used.
+        rep.emit("optimize", "info", "fused graph failed parity; using the unfused graph")
+        fp32_info = {**optimize_fp32(exported, fp32_path, fuse=False),
+                     "fusion_rejected": "; ".join(fp32_parity.failures)[:500]}
+        fp32_bytes = fp32_path.read_bytes()
+        predictor = session_predictor(fp32_bytes, outputs)
+        fp32_parity = check_parity(ref, predictor, tol, variant="fp32")
     if not fp32_parity.passed:
         raise ParityError("the optimized fp32 graph does not match PyTorch:\n  "
                           + "\n  ".join(fp32_parity.failures), fp32_parity)

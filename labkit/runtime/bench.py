@@ -35,22 +35,48 @@ class Runner(Protocol):
 
 
 class WorkerRunner:
-    """An ONNX model timed in a fresh ``labkit.runtime._bench_worker`` process."""
+    """An ONNX model timed in a fresh ``labkit.runtime._bench_worker`` process.
+
+    ``engine``/``precision``/``streams`` make it a tuning candidate; ``warm_s`` holds the
+    worker's warm-up call times (seconds per call, by feed), which the tuner plans with.
+    """
 
     def __init__(self, name: str, model: Path, inputs: Mapping[str, Path], *,
-                 threads: int, warmup: int) -> None:
+                 threads: int | None, warmup: int, engine: str = "onnxruntime",
+                 precision: str = "fp32", streams: int = 1) -> None:
         self.name = name
-        env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+        env = dict(os.environ)
+        if threads:
+            env["OMP_NUM_THREADS"] = str(threads)
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "labkit.runtime._bench_worker"], stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-        self._send({"model": str(model), "inputs": {k: str(v) for k, v in inputs.items()},
-                    "threads": threads, "warmup": warmup})
+        # Setup is sent now and its answer read on first use, so that several workers
+        # load their models at the same time.
+        self._write({"model": str(model), "inputs": {k: str(v) for k, v in inputs.items()},
+                     "threads": threads, "warmup": warmup, "engine": engine,
+                     "precision": precision, "streams": streams})
+        self._warm: dict[str, float] | None = None
 
-    def _send(self, msg: dict[str, Any]) -> dict[str, Any]:
-        assert self._proc.stdin and self._proc.stdout
+    @property
+    def warm_s(self) -> dict[str, float]:
+        if self._warm is None:
+            ready = self._read()
+            self._warm = {k: float(v) for k, v in (ready.get("warm_s") or {}).items()}
+        return self._warm
+
+    def _write(self, msg: dict[str, Any]) -> None:
+        assert self._proc.stdin
         self._proc.stdin.write(json.dumps(msg) + "\n")
         self._proc.stdin.flush()
+
+    def _send(self, msg: dict[str, Any]) -> dict[str, Any]:
+        self.warm_s  # noqa: B018 - the setup's answer comes first
+        self._write(msg)
+        return self._read()
+
+    def _read(self) -> dict[str, Any]:
+        assert self._proc.stdout
         line = self._proc.stdout.readline()
         if not line:
             err = self._proc.stderr.read() if self._proc.stderr else ""
@@ -120,12 +146,19 @@ class BenchResult:
 
 def interleave(runners: Sequence[Runner], *, rounds: int, latency_iters: int,
                throughput_iters: int, batch: int, threads: int,
-               on_round: Callable[[int, int], None] | None = None) -> BenchResult:
-    """Run every runner once per round, in turn; collect latency and throughput."""
+               on_round: Callable[[int, int], None] | None = None,
+               deadline: float | None = None) -> BenchResult:
+    """Run every runner once per round, in turn; collect latency and throughput.
+
+    With a ``deadline`` (``time.monotonic()``), no round starts that would, at the pace of
+    the last one, end past it (at least two rounds always run, so that there is a ratio to
+    take a median of).
+    """
     res = BenchResult(batch=batch, threads=threads, rounds=rounds)
     for r in runners:
         res.latency[r.name], res.round_p50[r.name], res.round_throughput[r.name] = [], [], []
     for i in range(rounds):
+        started = time.monotonic()
         order = runners if i % 2 == 0 else list(reversed(runners))
         for r in order:
             # Let the previous runner's thread pools stop spinning, then wake this one's
@@ -136,8 +169,12 @@ def interleave(runners: Sequence[Runner], *, rounds: int, latency_iters: int,
             res.latency[r.name] += lat
             res.round_p50[r.name].append(statistics.median(lat))
             res.round_throughput[r.name].append(batch * len(thr) / sum(thr))
+        res.rounds = i + 1
         if on_round is not None:
             on_round(i + 1, rounds)
+        now = time.monotonic()
+        if deadline is not None and i >= 1 and now + (now - started) > deadline:
+            break
     return res
 
 

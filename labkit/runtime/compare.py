@@ -14,9 +14,11 @@ from typing import Any
 
 import numpy as np
 
-from labkit.bundle.tolerance import COSINE, TOP1, metric_for_task
+from labkit.bundle.manifest import Manifest
+from labkit.bundle.parts import Variant
+from labkit.bundle.tolerance import COSINE, TOP1, Tolerance, metric_for_task
 
-__all__ = ["OutputStats", "accumulate", "metric_for_task"]
+__all__ = ["OutputStats", "accumulate", "metric_for_task", "tolerance_for"]
 
 
 @dataclass
@@ -89,3 +91,23 @@ def accumulate(pairs: Iterable[tuple[Mapping[str, np.ndarray], Mapping[str, np.n
         for n in names:
             stats[n].add(np.asarray(ref[n]), np.asarray(got[n]))
     return stats
+
+
+def tolerance_for(manifest: Manifest, variant: Variant, exact: bool) -> Tolerance:
+    """The tolerance a way of running ``variant`` is judged by on the golden set.
+
+    Exact arithmetic (the graph run as stored) keeps the variant's own tolerance. Reduced
+    precision (e.g. an engine computing in bfloat16) is judged like a quantized variant: by
+    the accuracy budget the bundle was made with (``provenance.options.budget``, the
+    pipeline's ``Budget``), with the variant's task metric. A bundle without a recorded
+    budget offers no reduced precision.
+    """
+    if exact:
+        return variant.tolerance
+    budget = (manifest.provenance.options or {}).get("budget")
+    if not isinstance(budget, Mapping):
+        raise ValueError("the bundle records no accuracy budget (provenance.options.budget), "
+                         "so reduced precision cannot be judged; re-export it with this labkit")
+    metric = variant.tolerance.metric or metric_for_task(manifest.task)
+    key = "min_top1_agreement" if metric == TOP1 else "min_cosine"
+    return Tolerance(float(budget["max_rel"]), metric, float(budget[key]))

@@ -40,3 +40,27 @@ def library_versions(*names: str) -> dict[str, str]:
         except metadata.PackageNotFoundError:
             continue
     return out
+
+
+def physical_cores() -> int:
+    """Cores this process may run on, counting each physical core once (no SMT siblings)."""
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        usable = os.cpu_count() or 1
+    siblings = cores = 0
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                key = key.strip()
+                if key == "siblings":
+                    siblings = int(value)
+                elif key == "cpu cores":
+                    cores = int(value)
+                if siblings and cores:
+                    break
+    except (OSError, ValueError):
+        pass
+    per_core = siblings // cores if siblings and cores and siblings >= cores else 1
+    return max(1, usable // max(per_core, 1))

@@ -1,8 +1,15 @@
-"""A loaded bundle: verified first, then one ONNX Runtime session for the chosen variant."""
+"""A loaded bundle: verified first, then one engine session for the chosen candidate.
+
+Which candidate: what the caller names, else this host's tuning profile (``handoff tune``),
+else the default variant on ONNX Runtime with a thread count fitted to the model's cost.
+"""
 
 from __future__ import annotations
 
+import logging
+import math
 import os
+import queue
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,12 +21,21 @@ from labkit.bundle.integrity import VerifiedBundle, verify
 from labkit.bundle.manifest import Manifest
 from labkit.bundle.parts import Variant
 from labkit.bundle.tolerance import Tolerance
-from labkit.runtime.compare import accumulate
-from labkit.runtime.session import make_session
+from labkit.runtime import engines
+from labkit.runtime.compare import accumulate, tolerance_for
+from labkit.runtime.engines import Candidate, make_session
+from labkit.runtime.machine import physical_cores
 from labkit.runtime.signature import TensorSpec, bind, engine_error, is_shape_error
 
 if TYPE_CHECKING:
     from labkit.runtime.signing import TrustedKey
+
+log = logging.getLogger("labkit.runtime")
+
+# Below this much work per sample and thread, waking another thread costs more than it saves
+# at batch 1: small models lost 1.5-3x with all 16 cores of a server (docs/performance.md).
+FLOPS_PER_THREAD = 20e6
+MS_PER_THREAD = 0.5  # the same, in thread-milliseconds of batch-1 time measured at handoff
 
 
 @dataclass
@@ -43,16 +59,31 @@ class SelfTestReport:
 class Model:
     """Use :func:`load` to make one."""
 
-    def __init__(self, bundle: VerifiedBundle, variant: str | None, threads: int | None):
+    def __init__(self, bundle: VerifiedBundle, variant: str | None, threads: int | None, *,
+                 candidate: Candidate | None = None, tuning: dict[str, Any] | None = None):
         self._bundle = bundle
         self.manifest: Manifest = bundle.manifest
-        entry = self.manifest.variant(variant)
+        entry = self.manifest.variant(candidate.variant if candidate else variant)
         self.variant: str = entry.name
         self.variant_info: Variant = entry
+        self.candidate = candidate or Candidate(self.variant, threads=threads)
+        # Where the candidate came from: {"profile": path | None, "note": str | None}.
+        self.tuning: dict[str, Any] = tuning or {"profile": None, "note": None}
         self.inputs: list[TensorSpec] = list(self.manifest.signature.inputs)
         self.outputs: list[TensorSpec] = list(self.manifest.signature.outputs)
-        self._session = make_session(bundle.read(entry.file), threads=threads)
+        self._bytes = bundle.read(entry.file)
+        # One session per stream the tuning chose; concurrent predict() calls (a server's
+        # worker threads) each take a free one, so that many run in parallel.
+        self._sessions: queue.SimpleQueue[engines.Session] = queue.SimpleQueue()
+        for _ in range(max(1, self.candidate.streams)):
+            self._sessions.put(make_session(self._bytes, candidate=self.candidate))
         self._output_names = [t.name for t in self.outputs]
+
+    @property
+    def streams(self) -> int:
+        """Parallel sessions the tuning chose: ``predict`` runs up to this many at once."""
+        return self.candidate.streams
+
 
     @property
     def name(self) -> str:
@@ -74,12 +105,15 @@ class Model:
     def predict(self, *args: Any, **kwargs: Any) -> dict[str, np.ndarray]:
         """Run the model: positional arrays in signature order, or ``{name: array}``."""
         feed = bind(self.inputs, args, kwargs)
+        session = self._sessions.get()
         try:
-            results = self._session.run(self._output_names, feed)
-        except Exception as exc:  # ONNX Runtime's error types live in its native module
+            results = session.run(self._output_names, feed)
+        except Exception as exc:  # the engines' error types live in their native modules
             if is_shape_error(exc):
                 raise engine_error(self.inputs, feed, exc) from None
             raise
+        finally:
+            self._sessions.put(session)
         return dict(zip(self._output_names, results))
 
     def golden_inputs(self) -> dict[str, np.ndarray]:
@@ -93,28 +127,78 @@ class Model:
         expected = self._bundle.read_npz(golden.expected)
         got = self.predict({s.name: inputs[s.name] for s in self.inputs})
         stats = accumulate([(expected, got)], self._output_names)
-        tol = self.variant_info.tolerance
-        fails = tol.judge(stats, self.variant)
+        tol: Tolerance = tolerance_for(self.manifest, self.variant_info, self.candidate.exact)
+        label = (self.variant if self.candidate.engine == engines.DEFAULT_ENGINE
+                 and self.candidate.exact else self.candidate.label)
+        fails = tol.judge(stats, label)
         return SelfTestReport(self.name, self.version, self.variant, not fails, fails,
                               {n: s.to_dict() for n, s in stats.items()}, tol)
 
     def __repr__(self) -> str:
         ins = ", ".join(str(s) for s in self.inputs)
         outs = ", ".join(str(s) for s in self.outputs)
-        return f"<labkit Model {self.name} {self.version} [{self.variant}] ({ins}) -> ({outs})>"
+        return (f"<labkit Model {self.name} {self.version} [{self.candidate.label}] ({ins}) -> "
+                f"({outs})>")
+
+
+def _number(x: Any) -> float:
+    return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) else 0.0
+
+
+def default_threads(manifest: Manifest, variant: str | None = None) -> int | None:
+    """Threads for an untuned model: enough for its cost per sample, never all by habit.
+
+    The cost is the larger of two estimates recorded at handoff: FLOPs per sample (at
+    least 2 × parameters: PyTorch's FLOP counter misses fused kernels such as the
+    TransformerEncoderLayer fast path) and the variant's batch-1 time there × its cores.
+    """
+    model = manifest.provenance.model or {}
+    flops = max(_number(model.get("flops_per_sample")), 2 * _number(model.get("parameters")))
+    bench = manifest.variant(variant).benchmark or {}
+    work_ms = _number(bench.get("p50_ms")) * _number(manifest.provenance.cpu.get("cores"))
+    if flops <= 0 and work_ms <= 0:
+        return None  # unknown cost: ONNX Runtime's own default
+    wanted = max(math.ceil(flops / FLOPS_PER_THREAD), math.ceil(work_ms / MS_PER_THREAD))
+    return max(1, min(physical_cores(), wanted))
 
 
 def load(path: str | os.PathLike[str], *, variant: str | None = None,
-         threads: int | None = None,
+         threads: int | None = None, profile: str | os.PathLike[str] | None = "auto",
+         engine: str | None = None, precision: str | None = None,
          trusted_keys: Sequence[str | os.PathLike[str] | TrustedKey] | None = None) -> Model:
     """Verify the bundle at ``path`` (every rule, before any session exists), then load it.
+
+    ``profile="auto"`` uses this host's tuning profile when one matches the bundle, CPU and
+    engine versions (a stale one is ignored with a note in ``model.tuning``), ``None`` uses
+    none, a path uses that file. ``variant``, ``threads``, ``engine`` and ``precision`` given
+    here win over the profile.
 
     With ``trusted_keys`` (PEM public key paths), only a bundle signed by one of them over
     exactly its files is loaded ([signature-trust]); this needs ``labkit[sign]``.
     """
-    bundle = verify(path)
+    from labkit.runtime.profile import resolve
+
+    vb = verify(path)
     if trusted_keys is not None:
         from labkit.runtime.signing import as_trusted_keys, check_signature
 
-        check_signature(bundle, as_trusted_keys(trusted_keys))
-    return Model(bundle, variant, threads)
+        check_signature(vb, as_trusted_keys(trusted_keys))
+    prof, note = resolve(vb.root, vb.manifest, profile)
+    if prof is not None and variant not in (None, prof.candidate.variant):
+        note = (f"tuning profile {prof.path} ignored: it chose variant "
+                f"{prof.candidate.variant!r}, variant={variant!r} was asked for")
+        prof = None
+    if prof is not None and engine is None and precision is None:
+        chosen = prof.candidate
+        cand = chosen.with_threads(threads or chosen.threads, chosen.streams)
+    else:
+        name = (variant or prof.candidate.variant) if prof else variant
+        entry = vb.manifest.variant(name)
+        cand = Candidate(entry.name, engine or engines.DEFAULT_ENGINE,
+                         precision or engines.EXACT,
+                         threads if threads else default_threads(vb.manifest, entry.name))
+        prof = None
+    if note:
+        log.info(note)
+    return Model(vb, None, None, candidate=cand,
+                 tuning={"profile": str(prof.path) if prof else None, "note": note})

@@ -76,7 +76,8 @@ class ServerState:
                             max_batch_size=c.max_batch_size,
                             max_delay_s=c.max_batch_delay_ms / 1000,
                             max_queue=c.max_queue, queue_timeout_s=c.queue_timeout_ms / 1000,
-                            retry_after=c.retry_after_s, concurrency=c.workers)
+                            retry_after=c.retry_after_s,
+                            concurrency=max(c.workers, self.repo.get(name, version).model.streams))
             self.batchers[(name, version)] = found
         return found
 
@@ -227,7 +228,8 @@ def create_app(source: str | os.PathLike[str], config: ServeConfig | None = None
             metrics.refused.labels(name, version, reason).inc()
 
     repo = ModelRepository(source, threads=config.threads, self_test=config.self_test,
-                           on_event=on_event, trusted_keys=config.trusted_keys)
+                           on_event=on_event, tuning=config.tuning,
+                           tune_budget_s=config.tune_budget_s, trusted_keys=config.trusted_keys)
     state = ServerState(config, repo, metrics)
 
     def count_served() -> None:
@@ -243,7 +245,10 @@ def create_app(source: str | os.PathLike[str], config: ServeConfig | None = None
             log.error("%s", message)
             raise RuntimeError(message)
         count_served()
-        state.executor = ThreadPoolExecutor(config.workers, thread_name_prefix="labkit-ort")
+        # A tuned model runs its chosen number of parallel sessions (streams).
+        streams = max(repo.get(n, v).model.streams for n, v in repo.served())
+        state.executor = ThreadPoolExecutor(max(config.workers, streams),
+                                            thread_name_prefix="labkit-ort")
         if not repo.single and config.reload_interval_s > 0:
             state.reloader = Reloader(repo, config.reload_interval_s,
                                       after=lambda: _after_reload(state, count_served),

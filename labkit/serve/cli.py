@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from labkit.errors import LabkitError, MissingDependencyError
-from labkit.serve.config import ServeConfig
+from labkit.runtime.tune import DEFAULT_BUDGET_S as DEFAULT_TUNE_BUDGET_S
+from labkit.serve.config import MiB, ServeConfig
 
 __all__ = ["add_export_triton_parser", "add_serve_parser", "config_from_args"]
 
@@ -36,21 +37,23 @@ def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help=f"require 'Authorization: Bearer TOKEN' (prefer ${TOKEN_ENV} or "
                    "--token-file: arguments are visible in ps)")
     p.add_argument("--token-file", type=Path, default=None)
-    p.add_argument("--max-batch-size", type=int, default=32, help="1 disables batching")
-    p.add_argument("--max-batch-delay-ms", type=float, default=1.0)
-    p.add_argument("--max-queue", type=int, default=128, help="per model version")
-    p.add_argument("--max-inflight", type=int, default=256)
-    p.add_argument("--queue-timeout-ms", type=float, default=2000.0)
-    p.add_argument("--max-body-mb", type=float, default=64.0)
-    p.add_argument("--workers", type=int, default=1, help="ONNX Runtime calls at once")
-    p.add_argument("--threads", type=int, default=None, help="intra-op threads per session")
-    p.add_argument("--reload-interval", type=float, default=2.0,
+    d = ServeConfig()  # the defaults' one home
+    p.add_argument("--max-batch-size", type=int, default=d.max_batch_size,
+                   help="1 disables batching")
+    p.add_argument("--max-batch-delay-ms", type=float, default=d.max_batch_delay_ms)
+    p.add_argument("--max-queue", type=int, default=d.max_queue, help="per model version")
+    p.add_argument("--max-inflight", type=int, default=d.max_inflight)
+    p.add_argument("--queue-timeout-ms", type=float, default=d.queue_timeout_ms)
+    p.add_argument("--max-body-mb", type=float, default=d.max_body_bytes / MiB)
+    p.add_argument("--workers", type=int, default=d.workers, help="ONNX Runtime calls at once")
+    p.add_argument("--threads", type=int, default=d.threads,
+                   help="intra-op threads per session")
+    p.add_argument("--reload-interval", type=float, default=d.reload_interval_s,
                    help="seconds between store scans; 0 disables hot reload")
-    p.add_argument("--drain-delay", type=float, default=0.0,
+    p.add_argument("--drain-delay", type=float, default=d.drain_delay_s,
                    help="after SIGTERM, seconds to stay up answering not-ready")
-    p.add_argument("--graceful-timeout", type=float, default=30.0)
+    p.add_argument("--graceful-timeout", type=float, default=d.graceful_timeout_s)
     hostile = p.add_argument_group("limits for clients you do not control")
-    d = ServeConfig()  # the defaults have one home: the config
     hostile.add_argument("--max-connections", type=int, default=d.max_connections,
                          help="open connections at once (lowered to fit ulimit -n); at the cap "
                          "the oldest idle connection is closed")
@@ -72,6 +75,12 @@ def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--trusted-key", metavar="PUB.pem", action="append", default=None,
                    help="serve only bundles signed by one of these public keys (repeatable); "
                    "the others are refused and logged with the reason")
+    p.add_argument("--no-tuning", action="store_true",
+                   help="ignore host profiles written by 'handoff tune'")
+    p.add_argument("--tune", action="store_true",
+                   help="tune each version that has no profile for this host before serving it")
+    p.add_argument("--tune-budget-s", type=float, default=DEFAULT_TUNE_BUDGET_S, metavar="S",
+                   help=f"time budget per version for --tune (default {DEFAULT_TUNE_BUDGET_S:g})")
     p.add_argument("--log-level", default="info",
                    choices=["critical", "error", "warning", "info", "debug"])
     ray = p.add_argument_group("Ray Serve (pip install 'labkit[ray]')")
@@ -121,6 +130,7 @@ def config_from_args(args: argparse.Namespace) -> ServeConfig:
         max_header_bytes=int(args.max_header_kb * 1024),
         keepalive_timeout_s=args.keepalive_timeout, body_timeout_s=args.body_timeout,
         max_body_budget_bytes=int(args.max_body_budget_mb * (1 << 20)),
+        tuning=not args.no_tuning, tune_budget_s=args.tune_budget_s if args.tune else None,
         trusted_keys=tuple(args.trusted_key) if args.trusted_key else None)
 
 

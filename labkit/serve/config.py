@@ -45,6 +45,8 @@ class ServeConfig:
     keepalive_timeout_s: float = 5.0  # idle keep-alive connections are closed after this
     body_timeout_s: float = 60.0  # from the end of the headers to the end of the body
     max_body_budget_bytes: int = 256 * MiB  # request bodies held at once (>= max_body_bytes)
+    tuning: bool = True  # use this host's `handoff tune` profile when one matches
+    tune_budget_s: float | None = None  # tune untuned versions before serving them
     trusted_keys: tuple[str, ...] | None = None  # PEM public keys; None: signatures not required
 
     def __post_init__(self) -> None:

@@ -24,7 +24,7 @@ import numpy as np
 from labkit.bundle import MANIFEST_NAME, Store
 from labkit.bundle.semver import Version
 from labkit.errors import LabkitError, StoreError
-from labkit.runtime import Model, load
+from labkit.runtime import Model, load, verify
 from labkit.serve.codec import oip_datatype
 from labkit.serve.errors import NotFound
 
@@ -172,7 +172,9 @@ def rule_of(exc: BaseException) -> str:
 class ModelRepository:
     def __init__(self, source: str | os.PathLike[str], *, threads: int | None = None,
                  self_test: bool = True, on_event: LoadEvent | None = None,
+                 tuning: bool = True, tune_budget_s: float | None = None,
                  trusted_keys: Sequence[str] | None = None) -> None:
+        self._tuning, self._tune_budget_s = tuning, tune_budget_s
         self.source = Path(source)
         self._trusted = None
         if trusted_keys is not None:  # read once: a bad key file stops startup
@@ -212,7 +214,18 @@ class ModelRepository:
 
     # loading (worker thread)
     def _load(self, path: Path) -> ServedModel:
-        model = load(path, threads=self._threads, trusted_keys=self._trusted)
+        if self._tuning and self._tune_budget_s:
+            from labkit.runtime.tune import ensure_tuned
+
+            if self._trusted is not None:  # tuning runs sessions: the signature comes first
+                from labkit.runtime.signing import check_signature
+
+                check_signature(verify(path), self._trusted)
+            ensure_tuned(path, budget_s=self._tune_budget_s, on_note=log.info)
+        model = load(path, threads=self._threads, profile="auto" if self._tuning else None,
+                     trusted_keys=self._trusted)
+        if model.tuning["note"]:
+            log.warning("%s %s: %s", model.name, model.version, model.tuning["note"])
         if self._self_test:
             report = model.self_test()
             if not report.ok:
@@ -281,8 +294,10 @@ class ModelRepository:
             table = dict(self._table)  # copy-on-write: lookups never see a half-built table
             table[name] = {**table.get(name, {}), version: served}
             self._table = table
-            log.info("serving %s %s (variant %s, batching %s)", name, version,
-                     served.model.variant, "on" if served.batch_dim else "off")
+            log.info("serving %s %s (%s%s, batching %s)", name, version,
+                     served.model.candidate.label,
+                     ", tuned" if served.model.tuning["profile"] else "",
+                     "on" if served.batch_dim else "off")
             events.append((name, version, True, "loaded"))
         for name, versions in list(self._table.items()):
             gone = [v for v in versions if (name, v) not in candidates]

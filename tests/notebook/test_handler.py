@@ -204,21 +204,28 @@ def test_malformed_and_wrong_version_get_a_clear_error_reply(data: Any, text: st
 
 
 def test_list_bundles_reads_manifests(tmp_path: Path) -> None:
+    from bundle_factory import small_manifest
+
+    from labkit.bundle import write_bundle
+
     root = tmp_path / "store"
     for version, speed in (("1.0.0", 2.0), ("1.1.0", 3.0)):
-        d = root / "digits" / version
-        d.mkdir(parents=True)
-        (d / "manifest.json").write_text(json.dumps({
-            "name": "digits", "version": version, "default_variant": "fp32",
-            "variants": [{"name": "fp32", "parity": {"passed": True},
-                          "benchmark": {"speedup": {"p50": speed}}}]}))
+        m, files = small_manifest("digits", speedup=speed)
+        write_bundle(root, "digits", version, files, m)
     (root / "broken" / "1.0.0").mkdir(parents=True)
+    # a manifest that only looks like one is refused by the strict reader, not summarized
+    (root / "fake" / "1.0.0").mkdir(parents=True)
+    (root / "fake" / "1.0.0" / "manifest.json").write_text(json.dumps({
+        "name": "fake", "version": "1.0.0", "default_variant": "fp32"}))
     handler, sent = make(tmp=tmp_path)
     handler.handle(req("list_bundles", {"store": str(root)}), sent.append)
     bundles = {b["name"]: b for b in sent[0]["payload"]["bundles"]}
     assert bundles["digits"]["versions"] == ["1.0.0", "1.1.0"]
     assert bundles["digits"]["speedup"] == 3.0 and bundles["digits"]["parity_ok"] is True
+    assert bundles["digits"]["variants"] == ["fp32"]
     assert bundles["broken"]["problem"]
+    assert "schema_version" in bundles["fake"]["problem"]
+    assert bundles["fake"]["parity_ok"] is None
 
 
 @pytest.mark.parametrize(("change", "version", "previous", "reason", "text"), [

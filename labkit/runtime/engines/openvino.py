@@ -1,0 +1,99 @@
+"""OpenVINO: an optional engine (``pip install 'labkit[openvino]'``), imported when used.
+
+It reads the verified ONNX bytes from memory (``Core.read_model(model=bytes, weights=empty
+tensor)``), never a path. Offered precisions: ``fp32`` on the fp32 variant and on static
+(QDQ) int8 variants, where OpenVINO runs the quantized ops in int8; ``bf16`` on the fp32
+variant where the CPU reports bfloat16 support. Dynamically quantized graphs are not offered:
+OpenVINO ran them slower than fp32 (docs/performance.md). Graphs holding ops OpenVINO does not know
+(e.g. ONNX Runtime's ``com.microsoft`` fusions) fail to compile; the tuner skips them.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+from importlib import metadata
+from typing import Any
+
+import numpy as np
+
+from labkit.bundle.graph_check import check_no_external_data
+from labkit.bundle.parts import Variant
+from labkit.errors import MissingDependencyError
+from labkit.runtime.engines import EXACT, Session
+
+BF16 = "bf16"
+_HINTS = {EXACT: "f32", BF16: "bf16"}
+_BF16_FLAGS = {"avx512_bf16", "amx_bf16"}
+
+
+def _ov() -> Any:
+    try:
+        import openvino
+    except ImportError:
+        raise MissingDependencyError("openvino", "openvino") from None
+    return openvino
+
+
+def cpu_has_bf16(cpu: Mapping[str, Any]) -> bool:
+    """From the flags labkit records (the same ones a profile is keyed on)."""
+    return bool(_BF16_FLAGS & set(cpu.get("flags", ())))
+
+
+class OpenVINOSession:
+    """One compiled model and one infer request; a lock keeps the request single-user."""
+
+    def __init__(self, model_bytes: bytes, precision: str, threads: int | None) -> None:
+        # The same [external-data] refusal as every ONNX Runtime session, before OpenVINO
+        # parses anything: its ONNX reader would otherwise resolve external tensor
+        # locations on its own. The weights argument is an empty tensor for the same reason.
+        check_no_external_data(model_bytes, "model")
+        ov = _ov()
+        core = ov.Core()
+        model = core.read_model(model=model_bytes,
+                                weights=ov.Tensor(np.empty(0, dtype=np.uint8)))
+        config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": _HINTS[precision],
+                                  # One synchronous request per session: LATENCY mode with a
+                                  # single stream; parallelism comes from several sessions.
+                                  "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1}
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = int(threads)
+        self._compiled = core.compile_model(model, "CPU", config)
+        self._request = self._compiled.create_infer_request()
+        self._outputs = {o.get_any_name(): o for o in self._compiled.outputs}
+        self._lock = threading.Lock()
+
+    def run(self, output_names: Sequence[str] | None,
+            feed: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        names = list(output_names) if output_names else list(self._outputs)
+        with self._lock:
+            res = self._request.infer(dict(feed))
+            return [np.array(res[self._outputs[n]], copy=True) for n in names]
+
+
+class OpenVINOEngine:
+    name = "openvino"
+
+    def available(self) -> bool:
+        return self.version() is not None
+
+    def version(self) -> str | None:
+        try:
+            return metadata.version("openvino")
+        except metadata.PackageNotFoundError:
+            return None
+
+    def precisions(self, variant: Variant, cpu: Mapping[str, Any]) -> tuple[str, ...]:
+        if variant.precision == "fp32":
+            return (EXACT, BF16) if cpu_has_bf16(cpu) else (EXACT,)
+        quant = variant.quantization or {}
+        if (quant.get("options") or {}).get("mode") == "static":
+            return (EXACT,)
+        return ()
+
+    def session(self, model_bytes: bytes, *, precision: str = EXACT,
+                threads: int | None = None) -> Session:
+        if precision not in _HINTS:
+            raise ValueError(f"OpenVINO precision {precision!r} is not one of "
+                             f"{sorted(_HINTS)}")
+        return OpenVINOSession(model_bytes, precision, threads)

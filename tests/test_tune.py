@@ -1,0 +1,177 @@
+"""handoff tune → host profile → load(): written, used, ignored when stale, gate enforced."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import labkit.runtime as rt
+from labkit.bundle import Store
+from labkit.runtime import engines, profile
+from labkit.runtime.engines import EXACT, Candidate, Session
+from labkit.runtime.tune import tune
+
+
+@pytest.fixture(scope="module")
+def tuned(tiny_store: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    """A private store copy, tuned once by the real CLI with a small budget."""
+    store = tmp_path_factory.mktemp("tuned")
+    shutil.copytree(tiny_store / "tiny", store / "tiny")
+    bundle = store / "tiny" / "1.0.0"
+    proc = subprocess.run([sys.executable, "-m", "handoff", "tune", str(bundle), "--json",
+                           "--budget-s", "8", "--objective", "throughput",
+                           "--price-per-core-hour", "0.04"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    return bundle, json.loads(proc.stdout)
+
+
+def test_tune_json_writes_a_profile_beside_the_store(tuned: tuple[Path, dict]) -> None:
+    bundle, doc = tuned
+    path = Path(doc["path"])
+    assert path == bundle.parent.parent / ".tuning" / "tiny" / "1.0.0" / (
+        profile.host_key() + ".json")
+    assert json.loads(path.read_text()) == {k: v for k, v in doc.items() if k != "path"}
+    m = rt.verify(bundle).manifest  # the profile beside the store never breaks the bundle
+    assert doc["bundle"]["manifest_digest"] == m.digest
+    assert doc["engines"] == engines.versions() and doc["objective"] == "throughput"
+    chosen = doc["chosen"]
+    passed = {g["label"] for g in doc["golden_checks"] if g["check"] == "pass"}
+    assert Candidate.from_dict(chosen["candidate"]).with_threads(None).label in passed
+    # The winner is the best measured ratio against the untuned default, which was timed too.
+    ratios = [r["vs_default"]["throughput"] for r in [chosen, *doc["runners_up"]]]
+    assert chosen["vs_default"]["throughput"] == max(ratios)
+    assert doc["default"]["label"] in {r["label"] for r in [chosen, *doc["runners_up"]]}
+    s, c = chosen["stats"], chosen["cost"]
+    assert s["p99_ms"] >= s["p50_ms"] > 0 and s["throughput_per_s"] > 0
+    cores = (chosen["candidate"]["threads"] or 1) * chosen["candidate"]["streams"]
+    assert c["per_core_per_s"] == pytest.approx(s["throughput_per_s"] / cores)
+    assert c["cost_per_million"] == pytest.approx(0.04 * cores * 1e6 / s["throughput_per_s"]
+                                                  / 3600)
+    assert Store(bundle.parent.parent).names() == ["tiny"]  # .tuning is not a bundle
+
+
+def test_load_uses_the_matching_profile(tuned: tuple[Path, dict]) -> None:
+    bundle, doc = tuned
+    m = rt.load(bundle)
+    assert m.tuning == {"profile": doc["path"], "note": None}
+    assert m.candidate == Candidate.from_dict(doc["chosen"]["candidate"])
+    assert m.streams == doc["chosen"]["candidate"]["streams"]
+    assert m.self_test().ok
+    untuned = rt.load(bundle, profile=None)
+    assert untuned.tuning["profile"] is None
+    assert untuned.variant == untuned.manifest.default_variant
+    x = rt.verify(bundle).read_npz("golden/inputs.npz")["input_0"]
+    np.testing.assert_allclose(m.predict(x)["output"], untuned.predict(x)["output"],
+                               rtol=0.05, atol=0.05)
+    # An explicit argument beats the profile.
+    assert rt.load(bundle, threads=1).candidate.threads == 1
+
+
+@pytest.mark.parametrize(("field", "value", "why"), [
+    ("bundle", {"manifest_digest": "0" * 64}, "another bundle"),
+    ("host", {"key": "feedfacefeedface", "model": "Other CPU"}, "another CPU"),
+    ("engines", {"onnxruntime": "0.0.1"}, "engine versions changed"),
+])
+def test_a_stale_profile_is_ignored_with_a_note(tuned: tuple[Path, dict], tmp_path: Path,
+                                                field: str, value: Any, why: str) -> None:
+    bundle, doc = tuned
+    stale = json.loads(Path(doc["path"]).read_text())
+    stale[field] = {**stale[field], **value} if field != "engines" else value
+    path = profile.write(tmp_path / "stale.json", stale)
+    m = rt.load(bundle, profile=path)
+    assert m.tuning["profile"] is None
+    assert why in m.tuning["note"] and "ignored" in m.tuning["note"]
+    assert "\n" not in m.tuning["note"]
+    assert m.candidate.variant == m.manifest.default_variant and m.candidate.streams == 1
+
+
+class _NoisyEngine:
+    """A real ONNX Runtime session whose outputs are then perturbed: fast-looking, wrong."""
+
+    name = "noisy"
+
+    def available(self) -> bool:
+        return True
+
+    def version(self) -> str | None:
+        return "1.0"
+
+    def precisions(self, variant: Mapping[str, Any], cpu: Mapping[str, Any]) -> tuple[str, ...]:
+        return (EXACT, "bf16")
+
+    def session(self, model_bytes: bytes, *, precision: str = EXACT,
+                threads: int | None = None) -> Session:
+        inner = engines.get("onnxruntime").session(model_bytes, threads=threads)
+
+        class Perturbed:
+            def run(self, names: Sequence[str] | None,
+                    feed: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+                outs = inner.run(names, feed)
+                rng = np.random.default_rng(0)
+                return [o + rng.normal(0, 3 * float(np.abs(o).max()), o.shape).astype(o.dtype)
+                        for o in outs]
+
+        return Perturbed()
+
+
+def test_a_candidate_failing_the_golden_check_is_never_chosen(bundle: Path) -> None:
+    engines.register(_NoisyEngine())
+    try:
+        doc = tune(bundle, budget_s=6, engine_names=["onnxruntime", "noisy"], write=False)
+    finally:
+        engines.unregister("noisy")
+    noisy = [g for g in doc["golden_checks"] if g["candidate"]["engine"] == "noisy"]
+    assert len(noisy) == 4 and all(g["check"] == "fail" for g in noisy)
+    assert all("max |Δ|" in g["reason"] or "top1_agreement" in g["reason"] for g in noisy)
+    timed = [doc["chosen"], *doc["runners_up"]]
+    assert all(r["candidate"]["engine"] == "onnxruntime" for r in timed)
+    assert "path" not in doc
+
+
+def test_tune_refuses_a_bad_objective(bundle: Path) -> None:
+    from labkit.errors import LabkitError
+
+    with pytest.raises(LabkitError, match="objective 'fast' is not one of latency, throughput"):
+        tune(bundle, objective="fast")
+
+
+def test_inspect_and_list_show_the_profile_in_use(tuned: tuple[Path, dict]) -> None:
+    from handoff.cli import main
+
+    bundle, doc = tuned
+    label = doc["chosen"]["label"]
+    for argv in (["inspect", str(bundle)], ["list", str(bundle.parent.parent)]):
+        proc = subprocess.run([sys.executable, "-m", "handoff", *argv], capture_output=True,
+                              text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        assert f"tuning: {label}" in proc.stdout and doc["path"] in proc.stdout
+    assert main(["list", str(bundle.parent.parent), "--json"]) == 0
+
+
+def test_streams_run_in_parallel_sessions(tuned: tuple[Path, dict], tmp_path: Path) -> None:
+    import threading
+
+    bundle, doc = tuned
+    two = json.loads(Path(doc["path"]).read_text())
+    two["chosen"]["candidate"] = {**two["chosen"]["candidate"], "streams": 2, "threads": 1}
+    m = rt.load(bundle, profile=profile.write(tmp_path / "two.json", two))
+    assert m.streams == 2 and m.tuning["note"] is None
+    x = rt.verify(bundle).read_npz("golden/inputs.npz")["input_0"]
+    want = m.predict(x)["output"]
+    got: list[np.ndarray] = []
+    threads = [threading.Thread(target=lambda: got.append(m.predict(x)["output"]))
+               for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(got) == 6 and all(np.array_equal(g, want) for g in got)
