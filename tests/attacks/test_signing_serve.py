@@ -79,3 +79,32 @@ def test_serve_refuses_a_bad_trusted_key_at_startup(tmp_path_factory: pytest.Tem
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
         f"handoff serve: trusted key {tmp_path / 'missing.pub'}: no such file"]
+
+
+def test_tuning_never_runs_an_unsigned_version(tmp_path_factory: pytest.TempPathFactory,
+                                               tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """``serve --tune --trusted-key``: tuning runs sessions, so the signature is checked
+    first; an unsigned version is refused without being tuned."""
+    import labkit.runtime.tune as tune_mod
+    from labkit.serve.repository import ModelRepository
+
+    built = built_store(tmp_path_factory)
+    keys = make_keys(tmp_path / "keys", "alice")
+    store = tmp_path / "store"
+    sign_bundle(copy_bundle(built, "1.0.0", store), keys.private)
+    copy_bundle(built, "1.1.0", store)
+    tuned: list[Path] = []
+    real = tune_mod.ensure_tuned
+
+    def counting(path: Path, **kw: object) -> object:
+        tuned.append(Path(path))
+        return real(path, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(tune_mod, "ensure_tuned", counting)
+    repo = ModelRepository(store, tuning=True, tune_budget_s=2.0,
+                           trusted_keys=[str(keys.public)])
+    repo.refresh()
+    assert repo.served() == [("mlp", "1.0.0")]
+    assert "[signature-trust]" in repo.refused()[("mlp", "1.1.0")]
+    assert [p.name for p in tuned] == ["1.0.0"]
