@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import traceback
 from collections.abc import Sequence
@@ -19,6 +20,8 @@ EPILOG = """examples:
   handoff export examples/digits.py:build            # train, hand off, write a bundle
   handoff export analysis.ipynb --store /srv/bundles  # models registered in a notebook
   handoff verify bundles/digits-mlp/1.0.0             # integrity + golden self-test
+  handoff sign bundles/digits-mlp/1.0.0 --key signing.pem
+  handoff verify bundles/digits-mlp/1.0.0 --trusted-key signing.pub
   handoff tune bundles/digits-mlp/1.0.0               # fastest way to run it on this host
   handoff diff bundles/digits-mlp/1.0.0 bundles/digits-mlp/1.1.0
   handoff serve bundles --port 8000                  # Open Inference Protocol v2
@@ -69,14 +72,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-cosine", type=float, metavar="F",
                    help="accuracy budget of other quantized models: cosine similarity "
                    "(default 0.99)")
+    p.add_argument("--sign-key", metavar="KEY.pem", default=None,
+                   help="sign the new bundle with this EC private key (default: "
+                   "$LABKIT_SIGN_KEY when set)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=commands.cmd_export)
 
     p = sub.add_parser("verify", help="check a bundle's integrity and re-run its golden "
                        "vectors on this machine")
     p.add_argument("bundle", metavar="BUNDLE")
+    p.add_argument("--trusted-key", metavar="PUB.pem", action="append", default=None,
+                   help="refuse the bundle unless one of these public keys signed it "
+                   "(repeatable)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=commands.cmd_verify)
+
+    p = sub.add_parser("sign", help="sign a bundle (OpenSSF model signing, offline); writes "
+                       "BUNDLE/signature.sig, changes nothing else")
+    p.add_argument("bundle", metavar="BUNDLE")
+    p.add_argument("--key", metavar="KEY.pem", default=None,
+                   help="EC private key in PEM (default: $LABKIT_SIGN_KEY)")
+    p.set_defaults(func=commands.cmd_sign)
 
     p = sub.add_parser("inspect", help="show a bundle's signature, variants and provenance")
     p.add_argument("bundle", metavar="BUNDLE")
@@ -117,7 +133,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = args.debug or bool(os.environ.get("LABKIT_DEBUG"))
     args.func = guard_terminal(args)  # manifest text is printed with control chars escaped
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows up here, not at interpreter exit
+        return code
+    except BrokenPipeError:
+        # The reader went away (`handoff inspect --json | head`): stop quietly, as CLIs do,
+        # and point stdout at /dev/null so the interpreter's final flush cannot complain.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
     except KeyboardInterrupt:
         print("handoff: interrupted; nothing was written", file=sys.stderr)
         return 130

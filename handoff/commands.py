@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -12,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from handoff.export_options import request_options
 from handoff.progress import StagePrinter
+from labkit.bundle.manifest import SIGNATURE_NAME
+from labkit.errors import LabkitError
 from labkit.request import HandoffRequest, resolve_store
 
 if TYPE_CHECKING:
@@ -24,6 +27,8 @@ def _print_json(obj: Any) -> None:
 
 def cmd_export(args: argparse.Namespace) -> int:
     printer = StagePrinter()
+    if args.sign_key:
+        _sign_with(args.sign_key)
     # Resolved here, against the shell's folder: a notebook's kernel runs in the notebook's.
     request = HandoffRequest(store=str(resolve_store(args.store, Path.cwd())),
                              all_models=True, options=request_options(args))
@@ -37,6 +42,17 @@ def cmd_export(args: argparse.Namespace) -> int:
         for r in results:
             _print_result(r)
     return 0
+
+
+def _sign_with(key: str) -> None:
+    """``--sign-key`` travels as ``$LABKIT_SIGN_KEY``, the one channel every handoff reads
+    (this process, the notebook's kernel and the notebook's own ``labkit.handoff`` cells)."""
+    from labkit.runtime.signing import SIGN_KEY_ENV
+
+    if not Path(key).is_file():
+        raise LabkitError(f"--sign-key {key}: no such file")
+    # Resolved here: a notebook's kernel runs in the notebook's folder.
+    os.environ[SIGN_KEY_ENV] = str(Path(key).resolve())
 
 
 def _export(source: str, request: HandoffRequest,
@@ -59,21 +75,33 @@ def _print_result(r: dict[str, Any]) -> None:
     from labkit.notebook.render import render_result_text
 
     print(render_result_text(r))
+    if r.get("signed_by"):
+        print(f"  signed with key sha256:{r['signed_by'][:16]}… ({SIGNATURE_NAME})")
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
     from labkit.runtime import Model, verify
 
+    keys = _trusted_keys(args.trusted_key)
     vb = verify(args.bundle)  # once; each variant's bytes are re-hashed as they are read
+    signer = None
+    if keys is not None:  # before any session exists, like load(trusted_keys=...)
+        from labkit.runtime.signing import check_signature
+
+        signer = check_signature(vb, keys)
     m = vb.manifest
     reports = [Model(vb, v.name, None).self_test() for v in m.variants]
     ok = all(r.ok for r in reports)
     if args.json:
         _print_json({"ok": ok, "name": m.name, "version": m.version, "files": len(m.files),
+                     "signed_by": signer.fingerprint if signer else None,
                      "self_test": [r.to_dict() for r in reports]})
     else:
         print(f"{m.name} {m.version}: integrity OK ({len(m.files)} files, sha256 "
               "checked, no links, nothing unlisted)")
+        if signer is not None:
+            print(f"  signature OK: signed by trusted key sha256:{signer.fingerprint[:16]}… "
+                  f"({signer.path}), over exactly these files")
         for r in reports:
             status = "OK" if r.ok else "FAILED"
             worst = max((o["max_rel"] for o in r.outputs.values()), default=0.0)
@@ -88,8 +116,32 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0
 
 
+def _trusted_keys(paths: list[str] | None) -> Any:
+    """``--trusted-key`` given → the loaded keys (even to refuse everything); else None."""
+    if not paths:
+        return None
+    from labkit.runtime.signing import load_trusted_keys
+
+    return load_trusted_keys(paths)
+
+
+def cmd_sign(args: argparse.Namespace) -> int:
+    from labkit.runtime.signing import SIGN_KEY_ENV, sign_bundle
+
+    key = args.key or os.environ.get(SIGN_KEY_ENV)
+    if not key:
+        raise LabkitError(f"no signing key: pass --key KEY.pem or set ${SIGN_KEY_ENV}")
+    replaced = (Path(args.bundle) / SIGNATURE_NAME).exists()
+    fingerprint = sign_bundle(args.bundle, key)
+    print(f"{Path(args.bundle) / SIGNATURE_NAME}: signed with key sha256:{fingerprint[:16]}…"
+          + (" (replaced the previous signature)" if replaced else ""))
+    print(f"  check it: handoff verify {args.bundle} --trusted-key PUBLIC_KEY.pem")
+    return 0
+
+
 def cmd_inspect(args: argparse.Namespace) -> int:
     from labkit.bundle import read_manifest
+    from labkit.runtime.signing import signature_info
 
     m = read_manifest(Path(args.bundle))
     if args.json:
@@ -101,10 +153,10 @@ def cmd_inspect(args: argparse.Namespace) -> int:
           + f": {ch.reason}")
     for side, tensors in (("input", m.signature.inputs), ("output", m.signature.outputs)):
         for t in tensors:
-            print(f"  {side:<6} {t.name}: {t.dtype}{list(t.shape)}")
+            print(f"  {side:<6} {t}")
     for v in m.variants:
         sp = v.speedup
-        speed = f", {sp['p50']:.2f}x vs eager" if sp else ""
+        speed = f", {sp['p50']:.2f}x batch-1 latency vs eager" if sp else ""
         mark = "  <- default" if v.name == m.default_variant else ""
         parity = v.parity or {}
         print(f"  variant {v.name:<13} {v.precision:<5} parity "
@@ -115,6 +167,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     if src:
         print(f"  source: {src.path} (sha256 {src.sha256[:16]}…)")
     print(f"  files: {len(m.files)}, {sum(f.size for f in m.files)} bytes")
+    sig = signature_info(args.bundle)
+    print(f"  signature: {sig.describe() if sig else 'none (unsigned)'}")
     print(f"  tuning: {_tuning(Path(args.bundle), m)}")
     return 0
 
@@ -130,12 +184,18 @@ def _tuning(root: Path, m: Manifest) -> str:
 def cmd_diff(args: argparse.Namespace) -> int:
     from labkit.bundle import read_manifest
     from labkit.bundle.diff import diff
+    from labkit.runtime.drift import output_drift
 
     d = diff(read_manifest(Path(args.a)), read_manifest(Path(args.b)))
+    d["outputs"] = output_drift(args.a, args.b)
     if args.json:
         _print_json(d)
         return 0
-    print(f"{d['from']} → {d['to']}: {d['change']} — {d['verdict']}")
+    if d["downgrade"]:
+        print(f"{d['from']} → {d['to']}: downgrade to an older version — it undoes a "
+              f"{d['change']} update ({d['verdict']})")
+    else:
+        print(f"{d['from']} → {d['to']}: {d['change']} — {d['verdict']}")
     print(f"  {d['reason']}")
     for c in d["signature_changes"]:
         print(f"  signature: {c}")
@@ -144,6 +204,15 @@ def cmd_diff(args: argparse.Namespace) -> int:
     print(f"  changed: {', '.join(flags) or 'nothing'}")
     if d["default_variant"][0] != d["default_variant"][1]:
         print(f"  default variant: {d['default_variant'][0]} → {d['default_variant'][1]}")
+    out = d["outputs"]
+    if not out["compared"]:
+        print(f"  outputs: not compared: {out['reason']}")
+    else:
+        va, vb = out["variants"]
+        print(f"  outputs on {out['inputs']} (default variants {va} → {vb}):")
+        for name, o in out["outputs"].items():
+            print(f"    {name}: max abs difference {o['max_abs']:.3g}, max rel difference "
+                  f"{o['max_rel']:.3g}")
     return 0
 
 
@@ -155,15 +224,25 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(rep)
         return 0
-    env = rep["environment"]
-    print(f"{env['cpu']['model']}, {env['threads']} threads; interleaved, medians")
-    print(f"  {'variant':<14}{'p50 ms':>9}{'p90 ms':>9}{'p99 ms':>9}{'rows/s':>12}  vs "
-          f"{rep['baseline']}")
-    for name, s in rep["variants"].items():
-        sp = s[f"speedup_vs_{rep['baseline']}"]
-        print(f"  {name:<14}{s['p50_ms']:>9.3f}{s['p90_ms']:>9.3f}{s['p99_ms']:>9.3f}"
-              f"{s['throughput_per_s']:>12.0f}  {sp['p50']:.2f}x / {sp['throughput']:.2f}x")
+    for line in bench_lines(rep):
+        print(line)
     return 0
+
+
+def bench_lines(rep: dict[str, Any]) -> list[str]:
+    """The bench table: batch-1 latency and throughput, each speed-up labelled."""
+    env, base = rep["environment"], rep["baseline"]
+    batch = next(iter(rep["variants"].values()))["throughput_batch"]
+    lines = [f"{env['cpu']['model']}, {env['threads']} threads; interleaved rounds, medians",
+             f"  {'':<14}{'batch-1 latency (ms)':^27}{'throughput':>12}  speed-up vs {base}",
+             f"  {'variant':<14}{'p50':>9}{'p90':>9}{'p99':>9}{f'rows/s @{batch}':>12}"
+             f"  {'batch-1':>8}{'throughput':>12}"]
+    for name, s in rep["variants"].items():
+        sp = s[f"speedup_vs_{base}"]
+        lines.append(f"  {name:<14}{s['p50_ms']:>9.3f}{s['p90_ms']:>9.3f}{s['p99_ms']:>9.3f}"
+                     f"{s['throughput_per_s']:>12.0f}  {sp['p50']:>7.2f}x"
+                     f"{sp['throughput']:>11.2f}x")
+    return lines
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -171,6 +250,10 @@ def cmd_list(args: argparse.Namespace) -> int:
     from labkit.bundle.listing import list_bundles
 
     store = Store(args.store or default_store())
+    if not store.root.is_dir():
+        print(f"handoff: error: no store at {store.root}: the directory does not exist"
+              + ("" if args.store else " (pass STORE or set $LABKIT_STORE)"), file=sys.stderr)
+        return 2
     rows: list[dict[str, Any]] = []
     for e in list_bundles(store):
         if e.manifest is None:
@@ -187,12 +270,14 @@ def cmd_list(args: argparse.Namespace) -> int:
     if not rows:
         print(f"no bundles in {store.root}")
         return 0
+    print(f"{'NAME':<24}{'VERSION':<10}{'DEFAULT':<14}{'SPEED-UP':>8}  {'PARITY':<11}CHANGE")
     for r in rows:
         if "error" in r:
             print(f"{r['name']:<24}{r['version']:<10}UNREADABLE: {r['error']}")
             continue
         sp = f"{r['speedup_p50']:.2f}x" if r["speedup_p50"] else "-"
-        print(f"{r['name']:<24}{r['version']:<10}{r['default_variant']:<14}{sp:>8}  parity "
-              f"{'pass' if r['parity'] else 'FAIL'}  ({r['change']})")
+        print(f"{r['name']:<24}{r['version']:<10}{r['default_variant']:<14}{sp:>8}  "
+              f"{'pass' if r['parity'] else 'FAIL':<11}{r['change']}")
         print(f"{'':<34}tuning: {r['tuning']}")
+    print("SPEED-UP: the default variant's batch-1 latency speed-up over PyTorch eager")
     return 0

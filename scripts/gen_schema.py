@@ -174,11 +174,15 @@ class SchemaBuilder:
             "parity": {"type": "object"},
             "benchmark": {"anyOf": [{"type": "object"}, {"type": "null"}]},
             "exporter": _ref(Exporter),
+            # fingerprint (sha256 of the PEM public key) of the key that signed the bundle;
+            # optional, so results recorded before signing existed still validate
+            "signed_by": {"anyOf": [text, {"type": "null"}]},
         }
         self.defs["HandoffResult"] = {
             "type": "object", "description": "What a handoff returns "
             "(HandoffResult.to_dict()): the version written or found identical, and why.",
-            "properties": props, "required": list(props), "additionalProperties": False}
+            "properties": props, "required": [k for k in props if k != "signed_by"],
+            "additionalProperties": False}
 
 
 def constants() -> dict[str, Any]:

@@ -6,8 +6,9 @@ from typing import Any
 
 from labkit.bundle.changes import WORDING
 from labkit.bundle.manifest import Manifest
+from labkit.bundle.semver import Version
 from labkit.bundle.store import explain
-from labkit.bundle.tensors import Signature, TensorSpec
+from labkit.bundle.tensors import Signature, TensorSpec, tensor_text
 
 
 def _tensors(sig: Signature, side: str) -> dict[str, TensorSpec]:
@@ -15,7 +16,7 @@ def _tensors(sig: Signature, side: str) -> dict[str, TensorSpec]:
 
 
 def _typed(t: TensorSpec) -> str:
-    return f"{t.dtype}{list(t.shape)}"
+    return tensor_text(t.dtype, t.shape)
 
 
 def _signature_changes(a: Signature, b: Signature) -> list[str]:
@@ -33,7 +34,11 @@ def _signature_changes(a: Signature, b: Signature) -> list[str]:
 
 
 def diff(a: Manifest, b: Manifest) -> dict[str, Any]:
-    """Compare manifests ``a`` (older) and ``b`` (newer)."""
+    """Compare manifests ``a`` (older) and ``b`` (newer).
+
+    When ``b`` is an older version of the same model, ``downgrade`` is true: ``change`` then
+    still says what the update from ``b`` to ``a`` was, and the reading is reversed.
+    """
     fa, fb = a.fingerprint, b.fingerprint
     kind, reason = explain(fa, fb)
     meta = [k for k in ("task", "labels") if getattr(a, k) != getattr(b, k)]
@@ -46,6 +51,7 @@ def diff(a: Manifest, b: Manifest) -> dict[str, Any]:
         "reason": reason,
         "verdict": WORDING[kind].verdict,
         "same_name": a.name == b.name,
+        "downgrade": a.name == b.name and Version.parse(b.version) < Version.parse(a.version),
         "architecture_changed": fa.architecture != fb.architecture,
         "signature_changed": fa.signature != fb.signature,
         "weights_changed": fa.weights != fb.weights,

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from labkit.bundle.content import ContentChecks
-from labkit.bundle.manifest import MANIFEST_NAME, MAX_MANIFEST_BYTES, Manifest
+from labkit.bundle.manifest import MANIFEST_NAME, MAX_MANIFEST_BYTES, SIGNATURE_NAME, Manifest
 from labkit.bundle.paths import check_path
 from labkit.errors import FormatError, IntegrityError
 
@@ -75,12 +75,18 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def _no_bundle(root: Path) -> FormatError:
+    return FormatError(f"no bundle at {root}: the directory does not exist", rule="listing")
+
+
 def read_manifest(root: Path) -> Manifest:
     """Read and validate manifest.json only ([manifest-size], [json], [schema])."""
     mpath = root / MANIFEST_NAME
     try:
         st = _check_entry(mpath, MANIFEST_NAME)
     except FileNotFoundError:
+        if not os.path.lexists(root):
+            raise _no_bundle(root) from None
         raise FormatError(f"{root} has no {MANIFEST_NAME}; is this a labkit bundle?",
                           rule="listing") from None
     if not stat.S_ISREG(st.st_mode):
@@ -134,14 +140,14 @@ def verify(path: str | os.PathLike[str]) -> VerifiedBundle:
     try:
         rst = os.lstat(root)
     except FileNotFoundError:
-        raise FormatError(f"no bundle at {root}: the directory does not exist",
-                          rule="listing") from None
+        raise _no_bundle(root) from None
     if stat.S_ISLNK(rst.st_mode) or not stat.S_ISDIR(rst.st_mode):
         raise IntegrityError(f"{root} must be a real directory (not a link or a file)",
                              rule="link")
     manifest = read_manifest(root)
     on_disk = _walk(root)
     on_disk.pop(MANIFEST_NAME, None)
+    on_disk.pop(SIGNATURE_NAME, None)  # signs over the listing, so cannot be in it
     listed = {f.path: (f.sha256, f.size) for f in manifest.files}
     unlisted = sorted(set(on_disk) - set(listed))
     if unlisted:

@@ -23,6 +23,7 @@ from labkit.errors import FormatError
 
 SCHEMA_VERSION = 1
 MANIFEST_NAME = "manifest.json"
+SIGNATURE_NAME = "signature.sig"  # the one other unlisted file: [signature-file]
 MAX_MANIFEST_BYTES = 1 << 20
 DIGEST_FIELD = "manifest_sha256"
 #: [schema] bundle and variant names; the registry and the store check names with it too.

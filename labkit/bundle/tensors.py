@@ -14,6 +14,11 @@ DTYPES = frozenset({
 })
 
 
+def tensor_text(dtype: str, shape: Any) -> str:
+    """How a tensor's type reads everywhere: ``float32[batch, 64]`` (no quotes)."""
+    return f"{dtype}[{', '.join(str(d) for d in shape)}]"
+
+
 @dataclass(frozen=True)
 class TensorSpec:
     name: str
@@ -42,8 +47,7 @@ class TensorSpec:
         return {"name": self.name, "dtype": self.dtype, "shape": list(self.shape)}
 
     def __str__(self) -> str:
-        dims = ", ".join(str(d) for d in self.shape)
-        return f"{self.name}: {self.dtype}[{dims}]"
+        return f"{self.name}: {tensor_text(self.dtype, self.shape)}"
 
     def __repr__(self) -> str:
         return f"TensorSpec({self})"

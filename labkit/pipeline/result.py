@@ -18,6 +18,7 @@ class HandoffResult:
     rejected: list[dict[str, Any]] = field(default_factory=list)  # {"name", "reason"}
     parity: dict[str, Any] = field(default_factory=dict)          # reports/parity.json
     benchmark: dict[str, Any] | None = None                       # reports/benchmark.json
+    signed_by: str | None = None     # fingerprint of the signing key, when signed
 
     @property
     def name(self) -> str:
@@ -56,7 +57,8 @@ class HandoffResult:
                 "variants": [{**v.to_dict(), "speedup": v.speedup} for v in self.variants],
                 "rejected": self.rejected, "parity": self.parity,
                 "benchmark": self.benchmark,
-                "exporter": self.manifest.provenance.exporter.to_dict()}
+                "exporter": self.manifest.provenance.exporter.to_dict(),
+                "signed_by": self.signed_by}
 
     def summary(self) -> str:
         from labkit.notebook.render import render_result_text

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import os
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import replace
@@ -44,6 +45,7 @@ from labkit.pipeline.sensitivity import rescue
 from labkit.registry import ModelSpec
 from labkit.runtime.compare import accumulate
 from labkit.runtime.machine import cpu_info, library_versions
+from labkit.runtime.signing import SIGN_KEY_ENV, sign_bundle
 
 Progress = Callable[[ProgressEvent], None]
 
@@ -107,9 +109,15 @@ def _source_entry(source: Path | None) -> tuple[Source | None, dict[str, bytes]]
 
 def run(spec: ModelSpec, *, store: str | Path | None = None,
         options: HandoffOptions | None = None, progress: Progress | None = None,
-        source: str | Path | None = None) -> HandoffResult:
-    """Hand ``spec`` off: freeze → export → parity → optimize → benchmark → bundle."""
+        source: str | Path | None = None,
+        sign_key: str | os.PathLike[str] | None = None) -> HandoffResult:
+    """Hand ``spec`` off: freeze → export → parity → optimize → benchmark → bundle.
+
+    ``sign_key`` (a PEM EC private key; default ``$LABKIT_SIGN_KEY``, ``""`` for none) signs
+    the new bundle with OpenSSF model signing once it is written (``labkit[sign]``).
+    """
     options = options or HandoffOptions()
+    key = _sign_key(sign_key)
     name = options.name or spec.name
     st = Store(store)
     rep = _Reporter(progress)
@@ -195,8 +203,22 @@ def run(spec: ModelSpec, *, store: str | Path | None = None,
             files["report.md"] = report.render(manifest, parity_doc, bench).encode()
             path = write_bundle(st.root, name, plan.version, files, manifest)
             rep.emit("bundle", "info", f"wrote {path}")
+            signed_by = None
+            if key:
+                signed_by = sign_bundle(path, key)
+                rep.emit("bundle", "info", f"signed with key sha256:{signed_by[:16]}…")
     return HandoffResult(st.manifest(name, plan.version), path, plan, rejected=rejected,
-                         parity=parity_doc, benchmark=bench)
+                         parity=parity_doc, benchmark=bench, signed_by=signed_by)
+
+
+def _sign_key(sign_key: str | os.PathLike[str] | None) -> str | None:
+    """The key to sign with, checked before the (long) handoff starts, not after it."""
+    key = os.fspath(sign_key) if sign_key is not None else os.environ.get(SIGN_KEY_ENV, "")
+    if key and not Path(key).is_file():
+        origin = "sign_key" if sign_key is not None else f"${SIGN_KEY_ENV}"
+        raise LabkitError(f"{origin} {key}: no such file; give the path of a PEM EC private "
+                          "key, or unset it to hand off without signing")
+    return key or None
 
 
 def _choose_default(variants: list[Variant]) -> str:

@@ -16,6 +16,7 @@ run through the pipeline a second time.
 
 from __future__ import annotations
 
+import os
 import time
 import traceback
 import weakref
@@ -97,14 +98,17 @@ def _already_handed_off(spec: Any, store: Path) -> Any:
 def handoff(spec: Any, *, store: str | Path | None = None,
             options: HandoffOptions | None = None,
             progress: Callable[[ProgressEvent], None] | None = None,
-            source: str | Path | None = None) -> Any:
+            source: str | Path | None = None,
+            sign_key: str | os.PathLike[str] | None = None) -> Any:
     """Hand ``spec`` off: freeze → export → parity → optimize → benchmark → bundle.
 
-    Same as :func:`labkit.pipeline.run`; returns its :class:`HandoffResult`.
+    Same as :func:`labkit.pipeline.run` (``sign_key``: default ``$LABKIT_SIGN_KEY``, ``""``
+    for none); returns its :class:`HandoffResult`.
     """
     from labkit.pipeline.run import run
 
-    result = run(spec, store=store, options=options, progress=progress, source=source)
+    result = run(spec, store=store, options=options, progress=progress, source=source,
+                 sign_key=sign_key)
     _remember(spec, resolve_store(None if store is None else str(store), Path.cwd()), result)
     return result
 

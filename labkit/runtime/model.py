@@ -10,9 +10,10 @@ import logging
 import math
 import os
 import queue
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -25,6 +26,9 @@ from labkit.runtime.compare import accumulate, tolerance_for
 from labkit.runtime.engines import Candidate, make_session
 from labkit.runtime.machine import physical_cores
 from labkit.runtime.signature import TensorSpec, bind, engine_error, is_shape_error
+
+if TYPE_CHECKING:
+    from labkit.runtime.signing import TrustedKey
 
 log = logging.getLogger("labkit.runtime")
 
@@ -160,17 +164,25 @@ def default_threads(manifest: Manifest, variant: str | None = None) -> int | Non
 
 def load(path: str | os.PathLike[str], *, variant: str | None = None,
          threads: int | None = None, profile: str | os.PathLike[str] | None = "auto",
-         engine: str | None = None, precision: str | None = None) -> Model:
+         engine: str | None = None, precision: str | None = None,
+         trusted_keys: Sequence[str | os.PathLike[str] | TrustedKey] | None = None) -> Model:
     """Verify the bundle at ``path`` (every rule, before any session exists), then load it.
 
     ``profile="auto"`` uses this host's tuning profile when one matches the bundle, CPU and
     engine versions (a stale one is ignored with a note in ``model.tuning``), ``None`` uses
     none, a path uses that file. ``variant``, ``threads``, ``engine`` and ``precision`` given
     here win over the profile.
+
+    With ``trusted_keys`` (PEM public key paths), only a bundle signed by one of them over
+    exactly its files is loaded ([signature-trust]); this needs ``labkit[sign]``.
     """
     from labkit.runtime.profile import resolve
 
     vb = verify(path)
+    if trusted_keys is not None:
+        from labkit.runtime.signing import as_trusted_keys, check_signature
+
+        check_signature(vb, as_trusted_keys(trusted_keys))
     prof, note = resolve(vb.root, vb.manifest, profile)
     if prof is not None and variant not in (None, prof.candidate.variant):
         note = (f"tuning profile {prof.path} ignored: it chose variant "

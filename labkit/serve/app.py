@@ -229,7 +229,7 @@ def create_app(source: str | os.PathLike[str], config: ServeConfig | None = None
 
     repo = ModelRepository(source, threads=config.threads, self_test=config.self_test,
                            on_event=on_event, tuning=config.tuning,
-                           tune_budget_s=config.tune_budget_s)
+                           tune_budget_s=config.tune_budget_s, trusted_keys=config.trusted_keys)
     state = ServerState(config, repo, metrics)
 
     def count_served() -> None:

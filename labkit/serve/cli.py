@@ -72,6 +72,9 @@ def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
                          help="uvicorn HTTP parser (the limits hold for both)")
     p.add_argument("--no-self-test", action="store_true",
                    help="skip re-running golden vectors before serving a version")
+    p.add_argument("--trusted-key", metavar="PUB.pem", action="append", default=None,
+                   help="serve only bundles signed by one of these public keys (repeatable); "
+                   "the others are refused and logged with the reason")
     p.add_argument("--no-tuning", action="store_true",
                    help="ignore host profiles written by 'handoff tune'")
     p.add_argument("--tune", action="store_true",
@@ -127,7 +130,8 @@ def config_from_args(args: argparse.Namespace) -> ServeConfig:
         max_header_bytes=int(args.max_header_kb * 1024),
         keepalive_timeout_s=args.keepalive_timeout, body_timeout_s=args.body_timeout,
         max_body_budget_bytes=int(args.max_body_budget_mb * (1 << 20)),
-        tuning=not args.no_tuning, tune_budget_s=args.tune_budget_s if args.tune else None)
+        tuning=not args.no_tuning, tune_budget_s=args.tune_budget_s if args.tune else None,
+        trusted_keys=tuple(args.trusted_key) if args.trusted_key else None)
 
 
 def run_serve(args: argparse.Namespace) -> int:
@@ -135,6 +139,10 @@ def run_serve(args: argparse.Namespace) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         config = config_from_args(args)
+        if config.trusted_keys is not None:  # a bad key file is a startup error
+            from labkit.runtime.signing import load_trusted_keys
+
+            load_trusted_keys(config.trusted_keys)
         if not Path(args.source).is_dir():
             raise LabkitError(f"{args.source} is not a directory (a bundle store or a bundle)")
         if args.ray:

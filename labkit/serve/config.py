@@ -47,6 +47,7 @@ class ServeConfig:
     max_body_budget_bytes: int = 256 * MiB  # request bodies held at once (>= max_body_bytes)
     tuning: bool = True  # use this host's `handoff tune` profile when one matches
     tune_budget_s: float | None = None  # tune untuned versions before serving them
+    trusted_keys: tuple[str, ...] | None = None  # PEM public keys; None: signatures not required
 
     def __post_init__(self) -> None:
         for name in ("max_body_bytes", "max_json_depth", "max_batch_size", "max_queue",

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,7 @@ import numpy as np
 from labkit.bundle import MANIFEST_NAME, Store
 from labkit.bundle.semver import Version
 from labkit.errors import LabkitError, StoreError
-from labkit.runtime import Model, load
+from labkit.runtime import Model, load, verify
 from labkit.serve.codec import oip_datatype
 from labkit.serve.errors import NotFound
 
@@ -172,9 +172,17 @@ def rule_of(exc: BaseException) -> str:
 class ModelRepository:
     def __init__(self, source: str | os.PathLike[str], *, threads: int | None = None,
                  self_test: bool = True, on_event: LoadEvent | None = None,
-                 tuning: bool = True, tune_budget_s: float | None = None) -> None:
+                 tuning: bool = True, tune_budget_s: float | None = None,
+                 trusted_keys: Sequence[str] | None = None) -> None:
         self._tuning, self._tune_budget_s = tuning, tune_budget_s
         self.source = Path(source)
+        self._trusted = None
+        if trusted_keys is not None:  # read once: a bad key file stops startup
+            from labkit.runtime.signing import load_trusted_keys
+
+            self._trusted = load_trusted_keys(trusted_keys)
+            log.info("serving only bundles signed by: %s",
+                     ", ".join(f"sha256:{k.fingerprint[:16]}… ({k.path})" for k in self._trusted))
         self.single = (self.source / MANIFEST_NAME).is_file()
         self._threads = threads
         self._self_test = self_test
@@ -209,8 +217,13 @@ class ModelRepository:
         if self._tuning and self._tune_budget_s:
             from labkit.runtime.tune import ensure_tuned
 
+            if self._trusted is not None:  # tuning runs sessions: the signature comes first
+                from labkit.runtime.signing import check_signature
+
+                check_signature(verify(path), self._trusted)
             ensure_tuned(path, budget_s=self._tune_budget_s, on_note=log.info)
-        model = load(path, threads=self._threads, profile="auto" if self._tuning else None)
+        model = load(path, threads=self._threads, profile="auto" if self._tuning else None,
+                     trusted_keys=self._trusted)
         if model.tuning["note"]:
             log.warning("%s %s: %s", model.name, model.version, model.tuning["note"])
         if self._self_test:

@@ -116,6 +116,7 @@ export interface IHandoffResult {
   parity: Record<string, unknown>;
   benchmark: Record<string, unknown> | null;
   exporter: IExporter;
+  signed_by?: string | null;
 }
 
 /** Who answers: the kernel's protocol and labkit versions, default store and folder. */
