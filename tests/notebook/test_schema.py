@@ -133,6 +133,13 @@ def test_real_handoffs_match_the_schema(tmp_path: Path) -> None:
     # the fields the extension's tables read are really written
     assert variant["parity"]["passed"] is True and variant["benchmark"]["p50_ms"] > 0
     assert variant["speedup"]["p50"] > 0
+    # the kernel's speed chart for that result: one bar per variant and series, its speed-ups
+    figure = payloads["figure-first"]
+    validate("HandoffReply", {**{k: payloads["event-first"][k] for k in
+                                 ("result", "store", "headline")}, "figure": figure})
+    variants = payloads["event-first"]["result"]["variants"]
+    assert [t["y"] for t in figure["data"]] == [
+        [v["speedup"][key] for v in variants] for key in ("p50", "throughput")]
     # a broken manifest is refused by the schema too
     broken = {**payloads["manifest"], "change": {"kind": "sideways", "from": None,
                                                  "reason": ""}}

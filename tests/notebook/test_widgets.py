@@ -102,6 +102,26 @@ def test_render_tolerates_missing_fields() -> None:
     assert "nothing changed" in html
 
 
+def test_a_real_handoff_result_displays_its_speed_figure(tmp_path: Path) -> None:
+    import labkit
+    from labkit.notebook.charts import PLOTLY_MIME
+    from labkit.pipeline import BenchOptions, HandoffOptions, run
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))
+    spec = labkit.register(model, torch.randn(4, 8), name="tiny", task="classification")
+    result = run(spec, store=tmp_path / "store",
+                 options=HandoffOptions(bench=BenchOptions.quick()))
+    bundle = result._repr_mimebundle_()
+    p50, tput = bundle[PLOTLY_MIME]["data"]
+    names = [v.name for v in result.variants]
+    assert p50["x"] == [f"{n} (default)" if n == result.default_variant else n for n in names]
+    assert p50["y"] == [v.speedup["p50"] for v in result.variants]
+    assert tput["y"] == [v.speedup["throughput"] for v in result.variants]
+    assert bundle["text/html"] == result._repr_html_() and "<svg" not in bundle["text/html"]
+    assert bundle["text/plain"] == result.summary()
+
+
 def test_summary_counts_layers_flops_and_measures_latency() -> None:
     model = torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.ReLU(),
                                 torch.nn.Linear(32, 10))
