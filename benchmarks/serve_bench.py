@@ -43,8 +43,10 @@ REPO = Path(__file__).resolve().parents[1]
 
 # ----------------------------------------------------------------------------- load client
 def http_post(path: str, body: bytes, content_type: str = "application/json") -> bytes:
-    head = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {content_type}\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n")
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {content_type}\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    )
     return head.encode() + body
 
 
@@ -88,8 +90,15 @@ async def _read_reply(reader: asyncio.StreamReader) -> tuple[int, dict[str, str]
     return status, headers, body
 
 
-async def _connection(host: str, port: int, payloads: list[bytes], start: int, count: int,
-                      stop_at: float, result: LoadResult) -> None:
+async def _connection(
+    host: str,
+    port: int,
+    payloads: list[bytes],
+    start: int,
+    count: int,
+    stop_at: float,
+    result: LoadResult,
+) -> None:
     reader, writer = await asyncio.open_connection(host, port)
     try:
         for k in range(count):
@@ -111,17 +120,29 @@ async def _connection(host: str, port: int, payloads: list[bytes], start: int, c
         writer.close()
 
 
-def closed_loop(host: str, port: int, payloads: list[bytes], *, concurrency: int,
-                per_connection: int, duration: float) -> LoadResult:
+def closed_loop(
+    host: str,
+    port: int,
+    payloads: list[bytes],
+    *,
+    concurrency: int,
+    per_connection: int,
+    duration: float,
+) -> LoadResult:
     """``concurrency`` connections, each sending up to ``per_connection`` requests back to back
     (payload ``i`` for connection ``c`` and step ``k`` is ``(c * per_connection + k) % n``)."""
     result = LoadResult()
 
     async def main() -> None:
         stop_at = time.perf_counter() + duration
-        await asyncio.gather(*(
-            _connection(host, port, payloads, c * per_connection, per_connection, stop_at,
-                        result) for c in range(concurrency)))
+        await asyncio.gather(
+            *(
+                _connection(
+                    host, port, payloads, c * per_connection, per_connection, stop_at, result
+                )
+                for c in range(concurrency)
+            )
+        )
 
     t0 = time.perf_counter()
     asyncio.run(main())
@@ -129,8 +150,15 @@ def closed_loop(host: str, port: int, payloads: list[bytes], *, concurrency: int
     return result
 
 
-def open_loop(host: str, port: int, payloads: list[bytes], *, rate: float, count: int,
-              max_connections: int = 512) -> LoadResult:
+def open_loop(
+    host: str,
+    port: int,
+    payloads: list[bytes],
+    *,
+    rate: float,
+    count: int,
+    max_connections: int = 512,
+) -> LoadResult:
     """Send ``count`` requests at ``rate`` per second whatever the replies (open loop), each on
     an idle keep-alive connection or a new one. Latency counts from the scheduled send time,
     so a client-side delay is not hidden (no coordinated omission)."""
@@ -153,8 +181,16 @@ def open_loop(host: str, port: int, payloads: list[bytes], *, rate: float, count
                     result.errors.append(f"{type(exc).__name__}: {exc}")
                     writer.close()
                     return
-                result.replies.append(Reply(status, headers, body, time.perf_counter() - sent,
-                                            i % len(payloads), lag=sent - due))
+                result.replies.append(
+                    Reply(
+                        status,
+                        headers,
+                        body,
+                        time.perf_counter() - sent,
+                        i % len(payloads),
+                        lag=sent - due,
+                    )
+                )
                 if headers.get("connection", "").lower() == "close":
                     writer.close()
                 else:
@@ -195,10 +231,20 @@ def naive_server(model_path: str, port: int) -> None:
             x = np.asarray(tensor["data"], dtype=np.float32).reshape(tensor["shape"])
             with lock:
                 outputs = session.run(None, {in_name: x})
-            body = json.dumps({"model_name": "naive", "outputs": [
-                {"name": o.name, "datatype": "FP32", "shape": list(v.shape),
-                 "data": v.ravel().tolist()}
-                for o, v in zip(session.get_outputs(), outputs)]}).encode()
+            body = json.dumps(
+                {
+                    "model_name": "naive",
+                    "outputs": [
+                        {
+                            "name": o.name,
+                            "datatype": "FP32",
+                            "shape": list(v.shape),
+                            "data": v.ravel().tolist(),
+                        }
+                        for o, v in zip(session.get_outputs(), outputs)
+                    ],
+                }
+            ).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
@@ -265,30 +311,47 @@ def _start(cmd: list[str], port: int, ready_path: str) -> subprocess.Popen[bytes
     return proc
 
 
-def measure(servers: list[tuple[str, int, str]], bodies: list[bytes],
-            args: argparse.Namespace) -> list[dict[str, Any]]:
+def measure(
+    servers: list[tuple[str, int, str]], bodies: list[bytes], args: argparse.Namespace
+) -> list[dict[str, Any]]:
     """Interleaved rounds (A B C A B C ...), medians over rounds: the machine is noisy."""
     payloads = {name: [http_post(path, b) for b in bodies] for name, _, path in servers}
     for name, port, _ in servers:  # warm-up
-        closed_loop("127.0.0.1", port, payloads[name], concurrency=args.concurrency,
-                    per_connection=10**9, duration=args.warmup)
+        closed_loop(
+            "127.0.0.1",
+            port,
+            payloads[name],
+            concurrency=args.concurrency,
+            per_connection=10**9,
+            duration=args.warmup,
+        )
     per_round: dict[str, list[LoadResult]] = {name: [] for name, _, _ in servers}
     for _ in range(args.rounds):
         for name, port, _ in servers:
-            per_round[name].append(closed_loop(
-                "127.0.0.1", port, payloads[name], concurrency=args.concurrency,
-                per_connection=10**9, duration=args.duration / args.rounds))
+            per_round[name].append(
+                closed_loop(
+                    "127.0.0.1",
+                    port,
+                    payloads[name],
+                    concurrency=args.concurrency,
+                    per_connection=10**9,
+                    duration=args.duration / args.rounds,
+                )
+            )
     rows = []
     for name, results in per_round.items():
-        rows.append({
-            "server": name,
-            "throughput_rps": round(statistics.median(r.throughput() for r in results), 1),
-            "rounds_rps": [round(r.throughput(), 1) for r in results],
-            "p50_ms": round(statistics.median(r.percentile(50) for r in results) * 1e3, 2),
-            "p99_ms": round(statistics.median(r.percentile(99) for r in results) * 1e3, 2),
-            "requests": sum(len(r.replies) for r in results),
-            "non_200": sum(len(r.replies) - len(r.ok()) for r in results),
-            "errors": sum(len(r.errors) for r in results)})
+        rows.append(
+            {
+                "server": name,
+                "throughput_rps": round(statistics.median(r.throughput() for r in results), 1),
+                "rounds_rps": [round(r.throughput(), 1) for r in results],
+                "p50_ms": round(statistics.median(r.percentile(50) for r in results) * 1e3, 2),
+                "p99_ms": round(statistics.median(r.percentile(99) for r in results) * 1e3, 2),
+                "requests": sum(len(r.replies) for r in results),
+                "non_200": sum(len(r.replies) - len(r.ok()) for r in results),
+                "errors": sum(len(r.errors) for r in results),
+            }
+        )
     return rows
 
 
@@ -309,18 +372,32 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     with tempfile.TemporaryDirectory(prefix="serve-bench-") as tmp:
-        bundle = args.bundle or build_bundle(Path(tmp), tuple(int(s) for s in
-                                                              args.sizes.split(",")))
+        bundle = args.bundle or build_bundle(
+            Path(tmp), tuple(int(s) for s in args.sizes.split(","))
+        )
         from labkit.bundle import read_manifest
 
         manifest = read_manifest(bundle)
         spec = manifest.signature.inputs[0]
         width = int(spec.shape[1])
         rng = np.random.default_rng(0)
-        bodies = [json.dumps({"inputs": [{
-            "name": spec.name, "shape": [args.rows, width], "datatype": "FP32",
-            "data": rng.standard_normal(args.rows * width).astype(np.float32).tolist()}]}).encode()
-            for _ in range(64)]
+        bodies = [
+            json.dumps(
+                {
+                    "inputs": [
+                        {
+                            "name": spec.name,
+                            "shape": [args.rows, width],
+                            "datatype": "FP32",
+                            "data": rng.standard_normal(args.rows * width)
+                            .astype(np.float32)
+                            .tolist(),
+                        }
+                    ]
+                }
+            ).encode()
+            for _ in range(64)
+        ]
         model_file = bundle / manifest.variant().file
         name, version = manifest.name, manifest.version
         infer_path = f"/v2/models/{name}/versions/{version}/infer"
@@ -328,14 +405,38 @@ def main(argv: list[str] | None = None) -> int:
         try:
             for label, batch in (("labkit batched (max batch 32)", 32), ("labkit unbatched", 1)):
                 port = _free_port()
-                procs.append(_start([
-                    sys.executable, "-m", "labkit.serve", "serve", str(bundle), "--port",
-                    str(port), "--max-batch-size", str(batch), "--max-inflight", "4096",
-                    "--max-queue", "4096", "--log-level", "warning"], port, "/v2/health/ready"))
+                procs.append(
+                    _start(
+                        [
+                            sys.executable,
+                            "-m",
+                            "labkit.serve",
+                            "serve",
+                            str(bundle),
+                            "--port",
+                            str(port),
+                            "--max-batch-size",
+                            str(batch),
+                            "--max-inflight",
+                            "4096",
+                            "--max-queue",
+                            "4096",
+                            "--log-level",
+                            "warning",
+                        ],
+                        port,
+                        "/v2/health/ready",
+                    )
+                )
                 servers.append((label, port, infer_path))
             port = _free_port()
-            procs.append(_start([sys.executable, __file__, "--naive-server", str(model_file),
-                                 str(port)], port, "/"))
+            procs.append(
+                _start(
+                    [sys.executable, __file__, "--naive-server", str(model_file), str(port)],
+                    port,
+                    "/",
+                )
+            )
             servers.append(("naive ORT (http.server, 1 at a time)", port, "/infer"))
             rows = measure(servers, bodies, args)
         finally:
@@ -344,13 +445,17 @@ def main(argv: list[str] | None = None) -> int:
                 proc.wait(30)
 
     base = rows[-1]["throughput_rps"] or float("nan")
-    print(f"\nmodel {name} {version}, {args.rows} row(s)/request, concurrency "
-          f"{args.concurrency}, {args.duration:.0f}s per server in {args.rounds} interleaved "
-          f"rounds (medians), {os.cpu_count()} CPUs\n")
+    print(
+        f"\nmodel {name} {version}, {args.rows} row(s)/request, concurrency "
+        f"{args.concurrency}, {args.duration:.0f}s per server in {args.rounds} interleaved "
+        f"rounds (medians), {os.cpu_count()} CPUs\n"
+    )
     print(f"{'server':40} {'req/s':>9} {'x naive':>8} {'p50 ms':>8} {'p99 ms':>8} {'non-200':>8}")
     for r in rows:
-        print(f"{r['server']:40} {r['throughput_rps']:9.1f} {r['throughput_rps'] / base:8.2f} "
-              f"{r['p50_ms']:8.2f} {r['p99_ms']:8.2f} {r['non_200'] + r['errors']:8d}")
+        print(
+            f"{r['server']:40} {r['throughput_rps']:9.1f} {r['throughput_rps'] / base:8.2f} "
+            f"{r['p50_ms']:8.2f} {r['p99_ms']:8.2f} {r['non_200'] + r['errors']:8d}"
+        )
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
     return 0

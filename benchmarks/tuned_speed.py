@@ -39,8 +39,14 @@ from labkit.runtime.engines import Candidate  # noqa: E402
 from labkit.runtime.machine import cpu_info, physical_cores  # noqa: E402
 from labkit.runtime.tune import tune  # noqa: E402
 
-MODELS = {"mlp": zoo.build_mlp, "cnn": zoo.build_cnn, "transformer": zoo.build_transformer,
-          "lstm": zoo.build_lstm, "bert": zoo.build_bert, "resnet18": zoo.build_resnet18}
+MODELS = {
+    "mlp": zoo.build_mlp,
+    "cnn": zoo.build_cnn,
+    "transformer": zoo.build_transformer,
+    "lstm": zoo.build_lstm,
+    "bert": zoo.build_bert,
+    "resnet18": zoo.build_resnet18,
+}
 BATCH = 64
 EAGER_1T = "pytorch-eager-1t"
 
@@ -67,10 +73,16 @@ def best_eager(r: Any, name: str, metric: str) -> float:
     import statistics
 
     if metric == "p50":
-        return statistics.median(min(a, b) / c for a, b, c in zip(
-            r.round_p50[EAGER], r.round_p50[EAGER_1T], r.round_p50[name]))
-    return statistics.median(c / max(a, b) for a, b, c in zip(
-        r.round_throughput[EAGER], r.round_throughput[EAGER_1T], r.round_throughput[name]))
+        return statistics.median(
+            min(a, b) / c
+            for a, b, c in zip(r.round_p50[EAGER], r.round_p50[EAGER_1T], r.round_p50[name])
+        )
+    return statistics.median(
+        c / max(a, b)
+        for a, b, c in zip(
+            r.round_throughput[EAGER], r.round_throughput[EAGER_1T], r.round_throughput[name]
+        )
+    )
 
 
 def measure(key: str, store: str, rounds: int, budget_s: float) -> dict[str, Any]:
@@ -83,8 +95,10 @@ def measure(key: str, store: str, rounds: int, budget_s: float) -> dict[str, Any
     for objective in ("latency", "throughput"):
         t1 = time.perf_counter()
         doc = tune(bundle, objective=objective, budget_s=budget_s, write=False)
-        tuned[objective] = (Candidate.from_dict(doc["chosen"]["candidate"]),
-                            round(time.perf_counter() - t1, 1))
+        tuned[objective] = (
+            Candidate.from_dict(doc["chosen"]["candidate"]),
+            round(time.perf_counter() - t1, 1),
+        )
     vb = verify(bundle)
     m = vb.manifest
     cores = physical_cores()
@@ -99,33 +113,58 @@ def measure(key: str, store: str, rounds: int, budget_s: float) -> dict[str, Any
         try:
             runners.append(EagerAt(EAGER, cores, spec, feeds, warmup=2))
             runners.append(EagerAt(EAGER_1T, 1, spec, feeds, warmup=2))
-            named = {"untuned": untuned, "tuned-latency": tuned["latency"][0],
-                     "tuned-throughput": tuned["throughput"][0]}
+            named = {
+                "untuned": untuned,
+                "tuned-latency": tuned["latency"][0],
+                "tuned-throughput": tuned["throughput"][0],
+            }
             for name, c in named.items():
                 model = Path(tmp) / f"{name}.onnx"
                 model.write_bytes(vb.read(m.variant(c.variant).file))
-                runners.append(WorkerRunner(name, model, paths, threads=c.threads, warmup=2,
-                                            engine=c.engine, precision=c.precision,
-                                            streams=c.streams))
-            r = interleave(runners, rounds=rounds, latency_iters=20, throughput_iters=2,
-                           batch=BATCH, threads=cores)
+                runners.append(
+                    WorkerRunner(
+                        name,
+                        model,
+                        paths,
+                        threads=c.threads,
+                        warmup=2,
+                        engine=c.engine,
+                        precision=c.precision,
+                        streams=c.streams,
+                    )
+                )
+            r = interleave(
+                runners,
+                rounds=rounds,
+                latency_iters=20,
+                throughput_iters=2,
+                batch=BATCH,
+                threads=cores,
+            )
         finally:
             torch.set_num_threads(saved)
             for x in runners:
                 x.close()
     sp = {n: r.speedup(n, EAGER) for n in ("untuned", "tuned-latency", "tuned-throughput")}
-    best = {n: {"p50": best_eager(r, n, "p50"), "throughput": best_eager(r, n, "throughput")}
-            for n in ("untuned", "tuned-latency", "tuned-throughput")}
+    best = {
+        n: {"p50": best_eager(r, n, "p50"), "throughput": best_eager(r, n, "throughput")}
+        for n in ("untuned", "tuned-latency", "tuned-throughput")
+    }
     return {
-        "model": key, "default_variant": m.default_variant,
+        "model": key,
+        "default_variant": m.default_variant,
         "rejected": [x["name"] for x in res.rejected],
-        "untuned": untuned.label, "tuned_latency": tuned["latency"][0].label,
+        "untuned": untuned.label,
+        "tuned_latency": tuned["latency"][0].label,
         "tuned_throughput": tuned["throughput"][0].label,
-        "tune_s": {k: v[1] for k, v in tuned.items()}, "handoff_s": round(t_handoff, 1),
-        "eager_p50_ms": r.stats(EAGER)["p50_ms"], "eager_rows_s": r.stats(EAGER)[
-            "throughput_per_s"],
-        "untuned_p50": sp["untuned"]["p50"], "untuned_thr": sp["untuned"]["throughput"],
-        "tuned_p50": sp["tuned-latency"]["p50"], "tuned_thr": sp["tuned-throughput"]["throughput"],
+        "tune_s": {k: v[1] for k, v in tuned.items()},
+        "handoff_s": round(t_handoff, 1),
+        "eager_p50_ms": r.stats(EAGER)["p50_ms"],
+        "eager_rows_s": r.stats(EAGER)["throughput_per_s"],
+        "untuned_p50": sp["untuned"]["p50"],
+        "untuned_thr": sp["untuned"]["throughput"],
+        "tuned_p50": sp["tuned-latency"]["p50"],
+        "tuned_thr": sp["tuned-throughput"]["throughput"],
         # Tuned vs untuned, from the same rounds (ratio of the ratios' medians is not the
         # median of ratios; this is the per-round one).
         "tuned_vs_untuned_p50": r.speedup("tuned-latency", "untuned")["p50"],
@@ -155,39 +194,55 @@ def main() -> int:
             rows.append(measure(key, store, args.rounds, args.budget_s))
             print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
     cpu = cpu_info()
-    print(f"CPU: {cpu['model']} ({', '.join(cpu['flags'])}), {physical_cores()} cores; "
-          f"{args.rounds} interleaved rounds; batch 1 latency and batch {BATCH} throughput, "
-          "x = speed-up over PyTorch eager\n")
-    print("| model | eager p50 ms | eager rows/s | untuned | x p50 | x thr | tuned for latency | "
-          "x p50 | tuned for throughput | x thr | tune s (lat/thr) |")
+    print(
+        f"CPU: {cpu['model']} ({', '.join(cpu['flags'])}), {physical_cores()} cores; "
+        f"{args.rounds} interleaved rounds; batch 1 latency and batch {BATCH} throughput, "
+        "x = speed-up over PyTorch eager\n"
+    )
+    print(
+        "| model | eager p50 ms | eager rows/s | untuned | x p50 | x thr | tuned for latency | "
+        "x p50 | tuned for throughput | x thr | tune s (lat/thr) |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['model']} | {r['eager_p50_ms']:.3f} | {r['eager_rows_s']:.0f} | "
-              f"`{r['untuned']}` | {r['untuned_p50']:.2f}× | {r['untuned_thr']:.2f}× | "
-              f"`{r['tuned_latency']}` | {r['tuned_p50']:.2f}× | `{r['tuned_throughput']}` | "
-              f"{r['tuned_thr']:.2f}× | {r['tune_s']['latency']:.0f}/"
-              f"{r['tune_s']['throughput']:.0f} |")
-    out = {"rows": rows,
-           "geomean_untuned_p50": geomean([r["untuned_p50"] for r in rows]),
-           "geomean_untuned_thr": geomean([r["untuned_thr"] for r in rows]),
-           "geomean_tuned_p50": geomean([r["tuned_p50"] for r in rows]),
-           "geomean_tuned_thr": geomean([r["tuned_thr"] for r in rows])}
+        print(
+            f"| {r['model']} | {r['eager_p50_ms']:.3f} | {r['eager_rows_s']:.0f} | "
+            f"`{r['untuned']}` | {r['untuned_p50']:.2f}× | {r['untuned_thr']:.2f}× | "
+            f"`{r['tuned_latency']}` | {r['tuned_p50']:.2f}× | `{r['tuned_throughput']}` | "
+            f"{r['tuned_thr']:.2f}× | {r['tune_s']['latency']:.0f}/"
+            f"{r['tune_s']['throughput']:.0f} |"
+        )
+    out = {
+        "rows": rows,
+        "geomean_untuned_p50": geomean([r["untuned_p50"] for r in rows]),
+        "geomean_untuned_thr": geomean([r["untuned_thr"] for r in rows]),
+        "geomean_tuned_p50": geomean([r["tuned_p50"] for r in rows]),
+        "geomean_tuned_thr": geomean([r["tuned_thr"] for r in rows]),
+    }
     print("\nAgainst the faster of eager at all cores / eager at 1 thread, per round:\n")
-    print("| model | eager 1t p50 ms | eager 1t rows/s | untuned x p50 | x thr | tuned x p50 | "
-          "x thr |")
+    print(
+        "| model | eager 1t p50 ms | eager 1t rows/s | untuned x p50 | x thr | tuned x p50 | "
+        "x thr |"
+    )
     print("|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['model']} | {r['eager_1t_p50_ms']:.3f} | {r['eager_1t_rows_s']:.0f} | "
-              f"{r['best_untuned_p50']:.2f}× | {r['best_untuned_thr']:.2f}× | "
-              f"{r['best_tuned_p50']:.2f}× | {r['best_tuned_thr']:.2f}× |")
+        print(
+            f"| {r['model']} | {r['eager_1t_p50_ms']:.3f} | {r['eager_1t_rows_s']:.0f} | "
+            f"{r['best_untuned_p50']:.2f}× | {r['best_untuned_thr']:.2f}× | "
+            f"{r['best_tuned_p50']:.2f}× | {r['best_tuned_thr']:.2f}× |"
+        )
     for k in ("untuned_p50", "untuned_thr", "tuned_p50", "tuned_thr"):
         out[f"geomean_best_{k}"] = geomean([r[f"best_{k}"] for r in rows])
-    print(f"\nGeometric mean vs the faster eager: untuned {out['geomean_best_untuned_p50']:.2f}× / "
-          f"{out['geomean_best_untuned_thr']:.2f}×; tuned {out['geomean_best_tuned_p50']:.2f}× / "
-          f"{out['geomean_best_tuned_thr']:.2f}×")
-    print(f"\nGeometric mean over {len(rows)} models: untuned {out['geomean_untuned_p50']:.2f}× "
-          f"batch-1 / {out['geomean_untuned_thr']:.2f}× throughput; tuned "
-          f"{out['geomean_tuned_p50']:.2f}× / {out['geomean_tuned_thr']:.2f}×")
+    print(
+        f"\nGeometric mean vs the faster eager: untuned {out['geomean_best_untuned_p50']:.2f}× / "
+        f"{out['geomean_best_untuned_thr']:.2f}×; tuned {out['geomean_best_tuned_p50']:.2f}× / "
+        f"{out['geomean_best_tuned_thr']:.2f}×"
+    )
+    print(
+        f"\nGeometric mean over {len(rows)} models: untuned {out['geomean_untuned_p50']:.2f}× "
+        f"batch-1 / {out['geomean_untuned_thr']:.2f}× throughput; tuned "
+        f"{out['geomean_tuned_p50']:.2f}× / {out['geomean_tuned_thr']:.2f}×"
+    )
     worst = min(min(r["tuned_vs_untuned_p50"], r["tuned_vs_untuned_thr"]) for r in rows)
     print(f"Tuned vs untuned, worst per-model ratio (same rounds): {worst:.2f}×")
     if args.json:

@@ -22,8 +22,10 @@ class DigitsMLP(torch.nn.Module):
     def __init__(self, hidden: int = 256) -> None:
         super().__init__()
         self.net = torch.nn.Sequential(
-            torch.nn.Linear(64, hidden), torch.nn.ReLU(),
-            torch.nn.Linear(hidden, hidden), torch.nn.ReLU(),
+            torch.nn.Linear(64, hidden),
+            torch.nn.ReLU(),
+            torch.nn.Linear(hidden, hidden),
+            torch.nn.ReLU(),
             torch.nn.Linear(hidden, 10),
         )
 
@@ -35,9 +37,14 @@ def load_data(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, 
     digits = load_digits()
     x = (digits.data / 16.0).astype(np.float32)
     x_train, x_test, y_train, y_test = train_test_split(
-        x, digits.target, test_size=0.25, random_state=0, stratify=digits.target)
-    return (torch.from_numpy(x_train), torch.from_numpy(y_train),
-            torch.from_numpy(x_test), torch.from_numpy(y_test))
+        x, digits.target, test_size=0.25, random_state=0, stratify=digits.target
+    )
+    return (
+        torch.from_numpy(x_train),
+        torch.from_numpy(y_train),
+        torch.from_numpy(x_test),
+        torch.from_numpy(y_test),
+    )
 
 
 def train(seed: int = 0, epochs: int = 30, hidden: int = 256) -> tuple[DigitsMLP, float]:
@@ -48,7 +55,7 @@ def train(seed: int = 0, epochs: int = 30, hidden: int = 256) -> tuple[DigitsMLP
     for _ in range(epochs):
         perm = torch.randperm(len(x_train))
         for i in range(0, len(x_train), 64):
-            idx = perm[i:i + 64]
+            idx = perm[i : i + 64]
             opt.zero_grad()
             loss = torch.nn.functional.cross_entropy(model(x_train[idx]), y_train[idx])
             loss.backward()
@@ -65,7 +72,10 @@ def build() -> labkit.ModelSpec:
     print(f"trained DigitsMLP (seed {seed}): held-out accuracy {accuracy:.3f}")
     _, _, x_test, _ = load_data()
     return labkit.register(
-        model, x_test[:8], name="digits-mlp", task="classification",
+        model,
+        x_test[:8],
+        name="digits-mlp",
+        task="classification",
         labels=[str(d) for d in range(10)],
-        parity_inputs=[x_test[i:i + 64] for i in range(0, len(x_test), 64)],
+        parity_inputs=[x_test[i : i + 64] for i in range(0, len(x_test), 64)],
     )

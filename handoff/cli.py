@@ -28,8 +28,9 @@ EPILOG = """examples:
 """
 
 
-def _add_optional(sub: argparse._SubParsersAction, module: str, adder: str, name: str,
-                  extra: str) -> None:
+def _add_optional(
+    sub: argparse._SubParsersAction, module: str, adder: str, name: str, extra: str
+) -> None:
     """Serve commands live in labkit.serve; without its extra they say what to install."""
     try:
         import importlib
@@ -40,58 +41,97 @@ def _add_optional(sub: argparse._SubParsersAction, module: str, adder: str, name
         p.add_argument("rest", nargs=argparse.REMAINDER)
 
         def missing(_args: argparse.Namespace) -> int:
-            raise LabkitError(f"'handoff {name}' needs the {extra} extra: "
-                              f"pip install 'labkit[{extra}]'")
+            raise LabkitError(
+                f"'handoff {name}' needs the {extra} extra: pip install 'labkit[{extra}]'"
+            )
 
         p.set_defaults(func=missing)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="handoff", description=__doc__.splitlines()[0] if __doc__ else None,
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+        prog="handoff",
+        description=__doc__.splitlines()[0] if __doc__ else None,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("export", help="hand a model off: freeze, export, check, optimize, "
-                       "benchmark, write a versioned bundle")
-    p.add_argument("source", metavar="SOURCE",
-                   help="path/to/file.py:function (returns labkit.register(...)) or a .ipynb")
-    p.add_argument("--store", default=None,
-                   help="bundle store (default: $LABKIT_STORE, else ./bundles)")
+    p = sub.add_parser(
+        "export",
+        help="hand a model off: freeze, export, check, optimize, "
+        "benchmark, write a versioned bundle",
+    )
+    p.add_argument(
+        "source",
+        metavar="SOURCE",
+        help="path/to/file.py:function (returns labkit.register(...)) or a .ipynb",
+    )
+    p.add_argument(
+        "--store", default=None, help="bundle store (default: $LABKIT_STORE, else ./bundles)"
+    )
     p.add_argument("--name", help="bundle name (overrides the registered name)")
     p.add_argument("--no-quantize", action="store_true", help="ship the fp32 variant only")
-    p.add_argument("--no-benchmark", action="store_true",
-                   help="skip the speed measurement (the default variant is then fp32)")
+    p.add_argument(
+        "--no-benchmark",
+        action="store_true",
+        help="skip the speed measurement (the default variant is then fp32)",
+    )
     p.add_argument("--quick", action="store_true", help="a short benchmark (fewer rounds)")
-    p.add_argument("--calibration", metavar="FILE.npz",
-                   help="real inputs (one array per model input) to calibrate INT8 with")
-    p.add_argument("--min-top1", type=float, metavar="F",
-                   help="accuracy budget of quantized classifiers: top-1 agreement with "
-                   "PyTorch on real data (default 0.99)")
-    p.add_argument("--min-cosine", type=float, metavar="F",
-                   help="accuracy budget of other quantized models: cosine similarity "
-                   "(default 0.99)")
-    p.add_argument("--sign-key", metavar="KEY.pem", default=None,
-                   help="sign the new bundle with this EC private key (default: "
-                   "$LABKIT_SIGN_KEY when set)")
+    p.add_argument(
+        "--calibration",
+        metavar="FILE.npz",
+        help="real inputs (one array per model input) to calibrate INT8 with",
+    )
+    p.add_argument(
+        "--min-top1",
+        type=float,
+        metavar="F",
+        help="accuracy budget of quantized classifiers: top-1 agreement with "
+        "PyTorch on real data (default 0.99)",
+    )
+    p.add_argument(
+        "--min-cosine",
+        type=float,
+        metavar="F",
+        help="accuracy budget of other quantized models: cosine similarity (default 0.99)",
+    )
+    p.add_argument(
+        "--sign-key",
+        metavar="KEY.pem",
+        default=None,
+        help="sign the new bundle with this EC private key (default: $LABKIT_SIGN_KEY when set)",
+    )
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=commands.cmd_export)
 
-    p = sub.add_parser("verify", help="check a bundle's integrity and re-run its golden "
-                       "vectors on this machine")
+    p = sub.add_parser(
+        "verify", help="check a bundle's integrity and re-run its golden vectors on this machine"
+    )
     p.add_argument("bundle", metavar="BUNDLE")
-    p.add_argument("--trusted-key", metavar="PUB.pem", action="append", default=None,
-                   help="refuse the bundle unless one of these public keys signed it "
-                   "(repeatable)")
+    p.add_argument(
+        "--trusted-key",
+        metavar="PUB.pem",
+        action="append",
+        default=None,
+        help="refuse the bundle unless one of these public keys signed it (repeatable)",
+    )
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=commands.cmd_verify)
 
-    p = sub.add_parser("sign", help="sign a bundle (OpenSSF model signing, offline); writes "
-                       "BUNDLE/signature.sig, changes nothing else")
+    p = sub.add_parser(
+        "sign",
+        help="sign a bundle (OpenSSF model signing, offline); writes "
+        "BUNDLE/signature.sig, changes nothing else",
+    )
     p.add_argument("bundle", metavar="BUNDLE")
-    p.add_argument("--key", metavar="KEY.pem", default=None,
-                   help="EC private key in PEM (default: $LABKIT_SIGN_KEY)")
+    p.add_argument(
+        "--key",
+        metavar="KEY.pem",
+        default=None,
+        help="EC private key in PEM (default: $LABKIT_SIGN_KEY)",
+    )
     p.set_defaults(func=commands.cmd_sign)
 
     p = sub.add_parser("inspect", help="show a bundle's signature, variants and provenance")
@@ -153,6 +193,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # the user's script can raise anything; still one line  # noqa: BLE001
         if debug:
             traceback.print_exc()
-        print(f"handoff: error: {type(exc).__name__}: {exc} (run with --debug for the "
-              "traceback)", file=sys.stderr)
+        print(
+            f"handoff: error: {type(exc).__name__}: {exc} (run with --debug for the traceback)",
+            file=sys.stderr,
+        )
         return 1

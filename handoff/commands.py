@@ -30,8 +30,11 @@ def cmd_export(args: argparse.Namespace) -> int:
     if args.sign_key:
         _sign_with(args.sign_key)
     # Resolved here, against the shell's folder: a notebook's kernel runs in the notebook's.
-    request = HandoffRequest(store=str(resolve_store(args.store, Path.cwd())),
-                             all_models=True, options=request_options(args))
+    request = HandoffRequest(
+        store=str(resolve_store(args.store, Path.cwd())),
+        all_models=True,
+        options=request_options(args),
+    )
     # With --json, stdout carries only the result: the user's prints go to stderr.
     quiet = contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext()
     with quiet:
@@ -55,19 +58,20 @@ def _sign_with(key: str) -> None:
     os.environ[SIGN_KEY_ENV] = str(Path(key).resolve())
 
 
-def _export(source: str, request: HandoffRequest,
-            printer: StagePrinter) -> list[dict[str, Any]]:
+def _export(source: str, request: HandoffRequest, printer: StagePrinter) -> list[dict[str, Any]]:
     if source.endswith(".ipynb"):
         from handoff.sources import run_notebook
 
-        return run_notebook(Path(source), replace(request, source=str(Path(source).resolve())),
-                            on_event=printer)
+        return run_notebook(
+            Path(source), replace(request, source=str(Path(source).resolve())), on_event=printer
+        )
     from handoff.sources import spec_from_script
     from labkit.pipeline.runner import run_request
 
     spec, path = spec_from_script(source)
-    results = run_request(replace(request, source=str(path.resolve())), printer,
-                          specs={spec.name: spec})
+    results = run_request(
+        replace(request, source=str(path.resolve())), printer, specs={spec.name: spec}
+    )
     return [r.to_dict() for r in results]
 
 
@@ -93,25 +97,37 @@ def cmd_verify(args: argparse.Namespace) -> int:
     reports = [Model(vb, v.name, None).self_test() for v in m.variants]
     ok = all(r.ok for r in reports)
     if args.json:
-        _print_json({"ok": ok, "name": m.name, "version": m.version, "files": len(m.files),
-                     "signed_by": signer.fingerprint if signer else None,
-                     "self_test": [r.to_dict() for r in reports]})
+        _print_json(
+            {
+                "ok": ok,
+                "name": m.name,
+                "version": m.version,
+                "files": len(m.files),
+                "signed_by": signer.fingerprint if signer else None,
+                "self_test": [r.to_dict() for r in reports],
+            }
+        )
     else:
-        print(f"{m.name} {m.version}: integrity OK ({len(m.files)} files, sha256 "
-              "checked, no links, nothing unlisted)")
+        print(
+            f"{m.name} {m.version}: integrity OK ({len(m.files)} files, sha256 "
+            "checked, no links, nothing unlisted)"
+        )
         if signer is not None:
-            print(f"  signature OK: signed by trusted key sha256:{signer.fingerprint[:16]}… "
-                  f"({signer.path}), over exactly these files")
+            print(
+                f"  signature OK: signed by trusted key sha256:{signer.fingerprint[:16]}… "
+                f"({signer.path}), over exactly these files"
+            )
         for r in reports:
             status = "OK" if r.ok else "FAILED"
             worst = max((o["max_rel"] for o in r.outputs.values()), default=0.0)
-            print(f"  self-test {r.variant:<13} {status} (max rel err {worst:.2e}, "
-                  f"tolerance {r.tolerance.rel if r.tolerance else float('nan'):.2e})")
+            print(
+                f"  self-test {r.variant:<13} {status} (max rel err {worst:.2e}, "
+                f"tolerance {r.tolerance.rel if r.tolerance else float('nan'):.2e})"
+            )
             for f in r.failures:
                 print(f"    {f}")
     if not ok:
-        print("handoff: error: golden vectors do not reproduce on this machine",
-              file=sys.stderr)
+        print("handoff: error: golden vectors do not reproduce on this machine", file=sys.stderr)
         return 1
     return 0
 
@@ -133,8 +149,10 @@ def cmd_sign(args: argparse.Namespace) -> int:
         raise LabkitError(f"no signing key: pass --key KEY.pem or set ${SIGN_KEY_ENV}")
     replaced = (Path(args.bundle) / SIGNATURE_NAME).exists()
     fingerprint = sign_bundle(args.bundle, key)
-    print(f"{Path(args.bundle) / SIGNATURE_NAME}: signed with key sha256:{fingerprint[:16]}…"
-          + (" (replaced the previous signature)" if replaced else ""))
+    print(
+        f"{Path(args.bundle) / SIGNATURE_NAME}: signed with key sha256:{fingerprint[:16]}…"
+        + (" (replaced the previous signature)" if replaced else "")
+    )
     print(f"  check it: handoff verify {args.bundle} --trusted-key PUBLIC_KEY.pem")
     return 0
 
@@ -149,8 +167,9 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         return 0
     print(f"{m.name} {m.version}  (created {m.created}, task {m.task or '-'})")
     ch = m.change
-    print(f"  change: {ch.kind}" + (f" from {ch.previous}" if ch.previous else "")
-          + f": {ch.reason}")
+    print(
+        f"  change: {ch.kind}" + (f" from {ch.previous}" if ch.previous else "") + f": {ch.reason}"
+    )
     for side, tensors in (("input", m.signature.inputs), ("output", m.signature.outputs)):
         for t in tensors:
             print(f"  {side:<6} {t}")
@@ -159,9 +178,11 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         speed = f", {sp['p50']:.2f}x batch-1 latency vs eager" if sp else ""
         mark = "  <- default" if v.name == m.default_variant else ""
         parity = v.parity or {}
-        print(f"  variant {v.name:<13} {v.precision:<5} parity "
-              f"{'pass' if parity.get('passed') else 'FAIL'} (max rel "
-              f"{parity.get('max_rel', float('nan')):.2e}){speed}{mark}")
+        print(
+            f"  variant {v.name:<13} {v.precision:<5} parity "
+            f"{'pass' if parity.get('passed') else 'FAIL'} (max rel "
+            f"{parity.get('max_rel', float('nan')):.2e}){speed}{mark}"
+        )
     exporter, src = m.provenance.exporter, m.provenance.source
     print(f"  exporter: {exporter.describe()}")
     if src:
@@ -192,15 +213,20 @@ def cmd_diff(args: argparse.Namespace) -> int:
         _print_json(d)
         return 0
     if d["downgrade"]:
-        print(f"{d['from']} → {d['to']}: downgrade to an older version — it undoes a "
-              f"{d['change']} update ({d['verdict']})")
+        print(
+            f"{d['from']} → {d['to']}: downgrade to an older version — it undoes a "
+            f"{d['change']} update ({d['verdict']})"
+        )
     else:
         print(f"{d['from']} → {d['to']}: {d['change']} — {d['verdict']}")
     print(f"  {d['reason']}")
     for c in d["signature_changes"]:
         print(f"  signature: {c}")
-    flags = [k.replace("_changed", "") for k in ("architecture_changed", "weights_changed",
-                                                 "metadata_changed") if d[k]]
+    flags = [
+        k.replace("_changed", "")
+        for k in ("architecture_changed", "weights_changed", "metadata_changed")
+        if d[k]
+    ]
     print(f"  changed: {', '.join(flags) or 'nothing'}")
     if d["default_variant"][0] != d["default_variant"][1]:
         print(f"  default variant: {d['default_variant'][0]} → {d['default_variant'][1]}")
@@ -211,16 +237,19 @@ def cmd_diff(args: argparse.Namespace) -> int:
         va, vb = out["variants"]
         print(f"  outputs on {out['inputs']} (default variants {va} → {vb}):")
         for name, o in out["outputs"].items():
-            print(f"    {name}: max abs difference {o['max_abs']:.3g}, max rel difference "
-                  f"{o['max_rel']:.3g}")
+            print(
+                f"    {name}: max abs difference {o['max_abs']:.3g}, max rel difference "
+                f"{o['max_rel']:.3g}"
+            )
     return 0
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from labkit.runtime.bench import bench_bundle
 
-    rep = bench_bundle(Path(args.bundle), rounds=args.rounds, batch=args.batch,
-                       threads=args.threads)
+    rep = bench_bundle(
+        Path(args.bundle), rounds=args.rounds, batch=args.batch, threads=args.threads
+    )
     if args.json:
         _print_json(rep)
         return 0
@@ -233,15 +262,19 @@ def bench_lines(rep: dict[str, Any]) -> list[str]:
     """The bench table: batch-1 latency and throughput, each speed-up labelled."""
     env, base = rep["environment"], rep["baseline"]
     batch = next(iter(rep["variants"].values()))["throughput_batch"]
-    lines = [f"{env['cpu']['model']}, {env['threads']} threads; interleaved rounds, medians",
-             f"  {'':<14}{'batch-1 latency (ms)':^27}{'throughput':>12}  speed-up vs {base}",
-             f"  {'variant':<14}{'p50':>9}{'p90':>9}{'p99':>9}{f'rows/s @{batch}':>12}"
-             f"  {'batch-1':>8}{'throughput':>12}"]
+    lines = [
+        f"{env['cpu']['model']}, {env['threads']} threads; interleaved rounds, medians",
+        f"  {'':<14}{'batch-1 latency (ms)':^27}{'throughput':>12}  speed-up vs {base}",
+        f"  {'variant':<14}{'p50':>9}{'p90':>9}{'p99':>9}{f'rows/s @{batch}':>12}"
+        f"  {'batch-1':>8}{'throughput':>12}",
+    ]
     for name, s in rep["variants"].items():
         sp = s[f"speedup_vs_{base}"]
-        lines.append(f"  {name:<14}{s['p50_ms']:>9.3f}{s['p90_ms']:>9.3f}{s['p99_ms']:>9.3f}"
-                     f"{s['throughput_per_s']:>12.0f}  {sp['p50']:>7.2f}x"
-                     f"{sp['throughput']:>11.2f}x")
+        lines.append(
+            f"  {name:<14}{s['p50_ms']:>9.3f}{s['p90_ms']:>9.3f}{s['p99_ms']:>9.3f}"
+            f"{s['throughput_per_s']:>12.0f}  {sp['p50']:>7.2f}x"
+            f"{sp['throughput']:>11.2f}x"
+        )
     return lines
 
 
@@ -251,19 +284,28 @@ def cmd_list(args: argparse.Namespace) -> int:
 
     store = Store(args.store or default_store())
     if not store.root.is_dir():
-        print(f"handoff: error: no store at {store.root}: the directory does not exist"
-              + ("" if args.store else " (pass STORE or set $LABKIT_STORE)"), file=sys.stderr)
+        print(
+            f"handoff: error: no store at {store.root}: the directory does not exist"
+            + ("" if args.store else " (pass STORE or set $LABKIT_STORE)"),
+            file=sys.stderr,
+        )
         return 2
     rows: list[dict[str, Any]] = []
     for e in list_bundles(store):
         if e.manifest is None:
             rows.append({"name": e.name, "version": e.version, "error": e.problem})
             continue
-        rows.append({"name": e.name, "version": e.version,
-                     "default_variant": e.manifest.default_variant,
-                     "speedup_p50": e.speedup_p50, "parity": e.parity_ok,
-                     "change": e.manifest.change.kind,
-                     "tuning": _tuning(store.path(e.name, e.version), e.manifest)})
+        rows.append(
+            {
+                "name": e.name,
+                "version": e.version,
+                "default_variant": e.manifest.default_variant,
+                "speedup_p50": e.speedup_p50,
+                "parity": e.parity_ok,
+                "change": e.manifest.change.kind,
+                "tuning": _tuning(store.path(e.name, e.version), e.manifest),
+            }
+        )
     if args.json:
         _print_json(rows)
         return 0
@@ -276,8 +318,10 @@ def cmd_list(args: argparse.Namespace) -> int:
             print(f"{r['name']:<24}{r['version']:<10}UNREADABLE: {r['error']}")
             continue
         sp = f"{r['speedup_p50']:.2f}x" if r["speedup_p50"] else "-"
-        print(f"{r['name']:<24}{r['version']:<10}{r['default_variant']:<14}{sp:>8}  "
-              f"{'pass' if r['parity'] else 'FAIL':<11}{r['change']}")
+        print(
+            f"{r['name']:<24}{r['version']:<10}{r['default_variant']:<14}{sp:>8}  "
+            f"{'pass' if r['parity'] else 'FAIL':<11}{r['change']}"
+        )
         print(f"{'':<34}tuning: {r['tuning']}")
     print("SPEED-UP: the default variant's batch-1 latency speed-up over PyTorch eager")
     return 0

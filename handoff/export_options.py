@@ -17,8 +17,11 @@ def request_options(args: argparse.Namespace) -> RequestOptions:
     if args.calibration and not Path(args.calibration).is_file():
         raise LabkitError(f"--calibration {args.calibration}: no such file")
     return RequestOptions(
-        quantize=not args.no_quantize, benchmark=not args.no_benchmark, quick=args.quick,
+        quantize=not args.no_quantize,
+        benchmark=not args.no_benchmark,
+        quick=args.quick,
         name=args.name,
         calibration=str(Path(args.calibration).resolve()) if args.calibration else None,
         min_top1=check_fraction("--min-top1", args.min_top1),
-        min_cosine=check_fraction("--min-cosine", args.min_cosine))
+        min_cosine=check_fraction("--min-cosine", args.min_cosine),
+    )

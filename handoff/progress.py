@@ -29,17 +29,27 @@ class StagePrinter:
             print(f"{tag} …", file=self._out, flush=True)
         elif ev.status == "done":
             # The time measured where the stage ran, when the event carries it.
-            took = ev.elapsed_s if ev.elapsed_s is not None else (
-                time.perf_counter() - self._t0.get(ev.stage, time.perf_counter()))
+            took = (
+                ev.elapsed_s
+                if ev.elapsed_s is not None
+                else (time.perf_counter() - self._t0.get(ev.stage, time.perf_counter()))
+            )
             extra = f" ({ev.message})" if ev.message else ""
             print(f"{tag} done in {took:.1f}s{extra}", file=self._out, flush=True)
         elif ev.status == "skip":
-            print(f"{tag} skipped ({ev.message})" if ev.message else f"{tag} skipped",
-                  file=self._out, flush=True)
+            print(
+                f"{tag} skipped ({ev.message})" if ev.message else f"{tag} skipped",
+                file=self._out,
+                flush=True,
+            )
         elif ev.status == "fail":
             print(f"{tag} FAILED", file=self._out, flush=True)
         elif ev.fraction is None:
             print(f"{' ' * len(tag)}   {ev.message}", file=self._out, flush=True)
         elif self._out.isatty():  # step counters overwrite each other on a terminal
-            print(f"\r{tag} {ev.message}", end="" if ev.fraction < 1 else "\n",
-                  file=self._out, flush=True)
+            print(
+                f"\r{tag} {ev.message}",
+                end="" if ev.fraction < 1 else "\n",
+                file=self._out,
+                flush=True,
+            )

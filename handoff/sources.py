@@ -29,7 +29,8 @@ def parse_script_target(source: str) -> tuple[Path, str]:
     if not sep or not path_text.endswith(".py") or not func.isidentifier():
         raise RegistrationError(
             f"SOURCE {source!r} must be 'path/to/file.py:function' (a function returning "
-            "labkit.register(...)) or 'notebook.ipynb'")
+            "labkit.register(...)) or 'notebook.ipynb'"
+        )
     path = Path(path_text)
     if not path.is_file():
         raise RegistrationError(f"script {path} does not exist")
@@ -50,12 +51,16 @@ def spec_from_script(source: str) -> tuple[Any, Path]:
     fn = namespace.get(func)
     if not callable(fn):
         found = sorted(k for k, v in namespace.items() if callable(v) and not k.startswith("_"))
-        raise RegistrationError(f"{path} has no function {func!r}; it defines: "
-                                f"{', '.join(found[:12]) or 'no functions'}")
+        raise RegistrationError(
+            f"{path} has no function {func!r}; it defines: "
+            f"{', '.join(found[:12]) or 'no functions'}"
+        )
     spec = fn()
     if not isinstance(spec, ModelSpec):
-        raise RegistrationError(f"{path}:{func}() returned {type(spec).__name__}; it must "
-                                "return the ModelSpec from labkit.register(...)")
+        raise RegistrationError(
+            f"{path}:{func}() returned {type(spec).__name__}; it must "
+            "return the ModelSpec from labkit.register(...)"
+        )
     return spec, path
 
 
@@ -80,11 +85,15 @@ class _EventTap:
         self._partial = lines.pop()
         for line in lines:
             if line.startswith(_MARK):
-                self._on_event(HandoffEvent.from_dict(json.loads(line[len(_MARK):])))
+                self._on_event(HandoffEvent.from_dict(json.loads(line[len(_MARK) :])))
 
 
-def run_notebook(notebook: Path, request: HandoffRequest,
-                 on_event: Callable[[HandoffEvent], None], timeout: int = 1800) -> list[Any]:
+def run_notebook(
+    notebook: Path,
+    request: HandoffRequest,
+    on_event: Callable[[HandoffEvent], None],
+    timeout: int = 1800,
+) -> list[Any]:
     """Execute ``notebook`` headless, then hand off what it registered with ``request``.
 
     The kernel gets ``$LABKIT_STORE`` set to the request's store, so the notebook's own
@@ -121,24 +130,34 @@ def run_notebook(notebook: Path, request: HandoffRequest,
     class Client(NotebookClient):  # type: ignore[misc]
         def process_message(self, msg: dict[str, Any], cell: Any, cell_index: int) -> Any:
             content = msg.get("content", {})
-            if (cell_index == cells - 1 and msg.get("msg_type") == "stream"
-                    and content.get("name") == "stdout"):
+            if (
+                cell_index == cells - 1
+                and msg.get("msg_type") == "stream"
+                and content.get("name") == "stdout"
+            ):
                 tap.feed(content.get("text", ""))
             return super().process_message(msg, cell, cell_index)
 
-    client = Client(nb, timeout=timeout, kernel_name="python3",
-                    resources={"metadata": {"path": str(notebook.resolve().parent)}})
+    client = Client(
+        nb,
+        timeout=timeout,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(notebook.resolve().parent)}},
+    )
     client.on_cell_execute = lambda cell, cell_index: on_event(  # type: ignore[assignment]
-        HandoffEvent.of_progress(ProgressEvent("notebook", "info",
-                                               f"running cell {cell_index + 1}/{cells}")))
+        HandoffEvent.of_progress(
+            ProgressEvent("notebook", "info", f"running cell {cell_index + 1}/{cells}")
+        )
+    )
     env = dict(os.environ)
     if request.store:
         env["LABKIT_STORE"] = request.store
     try:
         client.execute(env=env)
     except CellExecutionError as exc:
-        raise RegistrationError(f"notebook {notebook} failed while running: "
-                                f"{_last_line(str(exc))}") from None
+        raise RegistrationError(
+            f"notebook {notebook} failed while running: {_last_line(str(exc))}"
+        ) from None
     tap.feed("\n")
     if errors and errors[0].error is not None:
         err = errors[0].error

@@ -12,20 +12,46 @@ def add_tune_parser(sub: argparse._SubParsersAction) -> None:
     from labkit.runtime.cost import PRICE_ENV
     from labkit.runtime.tune import DEFAULT_BUDGET_S, OBJECTIVES
 
-    p = sub.add_parser("tune", help="try engines, precisions, threads and streams on this host "
-                       "within the bundle's own golden checks; write a host profile that "
-                       "load() and serve use")
+    p = sub.add_parser(
+        "tune",
+        help="try engines, precisions, threads and streams on this host "
+        "within the bundle's own golden checks; write a host profile that "
+        "load() and serve use",
+    )
     p.add_argument("bundle", metavar="BUNDLE")
-    p.add_argument("--objective", choices=OBJECTIVES, default="latency",
-                   help="what to optimise: batch-1 latency (default) or batch throughput")
-    p.add_argument("--budget-s", type=float, default=DEFAULT_BUDGET_S, metavar="S",
-                   help=f"time budget in seconds (default {DEFAULT_BUDGET_S:g})")
-    p.add_argument("--batch", type=int, default=64,
-                   help="throughput batch size (smaller for big models, to fit the budget)")
-    p.add_argument("--engine", action="append", dest="engines", metavar="NAME",
-                   help="only this engine (repeatable): onnxruntime, openvino")
-    p.add_argument("--price-per-core-hour", type=float, default=None, metavar="PRICE",
-                   help=f"show the cost per million inferences (default ${PRICE_ENV})")
+    p.add_argument(
+        "--objective",
+        choices=OBJECTIVES,
+        default="latency",
+        help="what to optimise: batch-1 latency (default) or batch throughput",
+    )
+    p.add_argument(
+        "--budget-s",
+        type=float,
+        default=DEFAULT_BUDGET_S,
+        metavar="S",
+        help=f"time budget in seconds (default {DEFAULT_BUDGET_S:g})",
+    )
+    p.add_argument(
+        "--batch",
+        type=int,
+        default=64,
+        help="throughput batch size (smaller for big models, to fit the budget)",
+    )
+    p.add_argument(
+        "--engine",
+        action="append",
+        dest="engines",
+        metavar="NAME",
+        help="only this engine (repeatable): onnxruntime, openvino",
+    )
+    p.add_argument(
+        "--price-per-core-hour",
+        type=float,
+        default=None,
+        metavar="PRICE",
+        help=f"show the cost per million inferences (default ${PRICE_ENV})",
+    )
     p.add_argument("--dry-run", action="store_true", help="measure, but write no profile")
     p.add_argument("--json", action="store_true", help="print the profile as JSON")
     p.set_defaults(func=cmd_tune)
@@ -38,19 +64,27 @@ def _money(x: float | None) -> str:
 def print_profile(doc: dict[str, Any]) -> None:
     h = doc["host"]
     ch = doc["chosen"]
-    print(f"{doc['bundle']['name']} {doc['bundle']['version']} on {h['model']} "
-          f"({h['physical_cores']} cores; {', '.join(h['flags'])}); objective "
-          f"{doc['objective']}, {doc['elapsed_s']:.1f} s")
-    print(f"  chosen: {ch['label']}  ({ch['vs_default']['p50']:.2f}x batch-1 latency, "
-          f"{ch['vs_default']['throughput']:.2f}x throughput vs the untuned default "
-          f"{doc['default']['label']})")
-    print(f"  {'candidate':<40}{'p50 ms':>9}{'p99 ms':>9}{'rows/s':>12}{'/core/s':>12}"
-          f"{'$/1M':>10}  vs default")
+    print(
+        f"{doc['bundle']['name']} {doc['bundle']['version']} on {h['model']} "
+        f"({h['physical_cores']} cores; {', '.join(h['flags'])}); objective "
+        f"{doc['objective']}, {doc['elapsed_s']:.1f} s"
+    )
+    print(
+        f"  chosen: {ch['label']}  ({ch['vs_default']['p50']:.2f}x batch-1 latency, "
+        f"{ch['vs_default']['throughput']:.2f}x throughput vs the untuned default "
+        f"{doc['default']['label']})"
+    )
+    print(
+        f"  {'candidate':<40}{'p50 ms':>9}{'p99 ms':>9}{'rows/s':>12}{'/core/s':>12}"
+        f"{'$/1M':>10}  vs default"
+    )
     for r in [ch, *doc["runners_up"]]:
         s, c, v = r["stats"], r["cost"], r["vs_default"]
-        print(f"  {r['label']:<40}{s['p50_ms']:>9.3f}{s['p99_ms']:>9.3f}"
-              f"{s['throughput_per_s']:>12.0f}{c['per_core_per_s']:>12.0f}"
-              f"{_money(c['cost_per_million']):>10}  {v['p50']:.2f}x / {v['throughput']:.2f}x")
+        print(
+            f"  {r['label']:<40}{s['p50_ms']:>9.3f}{s['p99_ms']:>9.3f}"
+            f"{s['throughput_per_s']:>12.0f}{c['per_core_per_s']:>12.0f}"
+            f"{_money(c['cost_per_million']):>10}  {v['p50']:.2f}x / {v['throughput']:.2f}x"
+        )
     for g in doc["golden_checks"]:
         if g["check"] != "pass":
             print(f"  left out {g['label']}: golden check {g['check']}: {g.get('reason')}")
@@ -65,9 +99,16 @@ def cmd_tune(args: argparse.Namespace) -> int:
     def say(msg: str) -> None:
         print(f"tune: {msg}", file=sys.stderr, flush=True)
 
-    doc = tune(args.bundle, objective=args.objective, budget_s=args.budget_s, batch=args.batch,
-               engine_names=args.engines, price_per_core_hour=args.price_per_core_hour,
-               write=not args.dry_run, progress=None if args.json else say)
+    doc = tune(
+        args.bundle,
+        objective=args.objective,
+        budget_s=args.budget_s,
+        batch=args.batch,
+        engine_names=args.engines,
+        price_per_core_hour=args.price_per_core_hour,
+        write=not args.dry_run,
+        progress=None if args.json else say,
+    )
     if args.json:
         print(json.dumps(doc, indent=2, default=str))
     else:

@@ -33,38 +33,49 @@ def normalize(dynamic_axes: Any, inputs: Shapes, outputs: Shapes) -> Axes:
     if not isinstance(dynamic_axes, Mapping):
         raise RegistrationError(
             f"dynamic_axes must map an input or output name to {{axis: 'dim_name'}}, e.g. "
-            f"{{{names[0]!r}: {{1: 'sequence'}}}}; got {type(dynamic_axes).__name__}")
+            f"{{{names[0]!r}: {{1: 'sequence'}}}}; got {type(dynamic_axes).__name__}"
+        )
     out: Axes = {}
     for key, axes in dynamic_axes.items():
         if key not in inputs and key not in outputs:
-            raise RegistrationError(f"dynamic_axes names {key!r}, but the inputs are "
-                                    f"{list(inputs)} and the outputs {list(outputs)}")
+            raise RegistrationError(
+                f"dynamic_axes names {key!r}, but the inputs are "
+                f"{list(inputs)} and the outputs {list(outputs)}"
+            )
         shape = inputs[key] if key in inputs else outputs[key]
         rank = len(shape)
         if not isinstance(axes, Mapping) or not all(
-                isinstance(a, int) and not isinstance(a, bool) and isinstance(d, str) and d
-                for a, d in axes.items()):
-            raise RegistrationError(f"dynamic_axes[{key!r}] must map axis numbers to dimension "
-                                    f"names, e.g. {{1: 'sequence'}}; got {axes!r}")
+            isinstance(a, int) and not isinstance(a, bool) and isinstance(d, str) and d
+            for a, d in axes.items()
+        ):
+            raise RegistrationError(
+                f"dynamic_axes[{key!r}] must map axis numbers to dimension "
+                f"names, e.g. {{1: 'sequence'}}; got {axes!r}"
+            )
         fixed: dict[int, str] = {}
         for axis, dim in axes.items():
             if rank == 0:
-                raise RegistrationError(f"dynamic_axes[{key!r}] declares axis {axis}, but "
-                                        f"{key!r} is a scalar (shape []): it has no axes")
+                raise RegistrationError(
+                    f"dynamic_axes[{key!r}] declares axis {axis}, but "
+                    f"{key!r} is a scalar (shape []): it has no axes"
+                )
             if not -rank <= axis < rank:
                 raise RegistrationError(
                     f"dynamic_axes[{key!r}] declares axis {axis}, but {key!r} has rank {rank} "
                     f"(shape {_shape_text(shape)}): use an axis in 0..{rank - 1} (or "
-                    f"{-rank}..-1 counting from the end)")
+                    f"{-rank}..-1 counting from the end)"
+                )
             a = axis % rank
             if a != 0 and dim == BATCH:
                 raise RegistrationError(
                     f"dynamic_axes[{key!r}] names axis {a} {BATCH!r}, the name of axis 0 of "
-                    f"every input and output: give it its own name, e.g. {{{a}: 'sequence'}}")
+                    f"every input and output: give it its own name, e.g. {{{a}: 'sequence'}}"
+                )
             if fixed.get(a, dim) != dim:
                 raise RegistrationError(
                     f"dynamic_axes[{key!r}] names axis {a} twice ({fixed[a]!r} and {dim!r}, "
-                    f"negative axes count from the end): keep one")
+                    f"negative axes count from the end): keep one"
+                )
             fixed[a] = dim
         out[key] = fixed
     _one_name_one_size(out, inputs)
@@ -83,7 +94,8 @@ def _one_name_one_size(axes: Axes, inputs: Shapes) -> None:
                 raise RegistrationError(
                     f"dynamic_axes names {dim!r} on {first[0]!r} axis {first[1]} (size "
                     f"{first[2]}) and on {key!r} axis {axis} (size {size}); one name means one "
-                    "size: give the example inputs equal sizes there, or use two names")
+                    "size: give the example inputs equal sizes there, or use two names"
+                )
 
 
 def input_dims(axes: Axes, inputs: Shapes) -> dict[str, tuple[int, list[tuple[str, int]]]]:
@@ -105,8 +117,7 @@ def other_size(size: int) -> int:
     return size - 1 if size > 2 else size + 1
 
 
-def check_batch(inputs: Shapes, outputs: Shapes,
-                run_resized: Callable[[str, int], Shapes]) -> None:
+def check_batch(inputs: Shapes, outputs: Shapes, run_resized: Callable[[str, int], Shapes]) -> None:
     """Every output has one row per input row: axis 0 follows the batch.
 
     A bundle's golden files and the server's batching both rely on it; an output that does
@@ -120,19 +131,25 @@ def check_batch(inputs: Shapes, outputs: Shapes,
     shapes = run_resized(BATCH, new)
     for out, shape in outputs.items():
         got = shapes.get(out)
-        if len(shape) and got is not None and len(got) and \
-                (int(shape[0]), int(got[0])) == (size, new):
+        if (
+            len(shape)
+            and got is not None
+            and len(got)
+            and (int(shape[0]), int(got[0])) == (size, new)
+        ):
             continue
         keep = [o for o in outputs if o != out]
         after = list(got) if got is not None else "missing"
         raise RegistrationError(
             f"output {out!r} has no batch axis: shape {list(shape)} with a batch of {size}, "
             f"{after} with {new}; labkit hands off outputs with one row per input row. Leave "
-            f"it out with outputs={keep or ['...']}, or return it per row")
+            f"it out with outputs={keep or ['...']}, or return it per row"
+        )
 
 
-def propagate(axes: Axes, inputs: Shapes, outputs: Shapes,
-              run_resized: Callable[[str, int], Shapes]) -> tuple[Axes, list[str]]:
+def propagate(
+    axes: Axes, inputs: Shapes, outputs: Shapes, run_resized: Callable[[str, int], Shapes]
+) -> tuple[Axes, list[str]]:
     """Declare output axes that follow an input dimension; refuse contradictions.
 
     ``run_resized(dim, new_size)`` runs the model with ``dim`` changed and returns the output
@@ -147,20 +164,25 @@ def propagate(axes: Axes, inputs: Shapes, outputs: Shapes,
         try:
             shapes = run_resized(dim, new)
         except Exception as raised:  # the user's forward can raise anything  # noqa: BLE001
-            exc = raised.__cause__ if isinstance(raised, RegistrationError) and \
-                raised.__cause__ is not None else raised
+            exc = (
+                raised.__cause__
+                if isinstance(raised, RegistrationError) and raised.__cause__ is not None
+                else raised
+            )
             raise RegistrationError(
                 f"dynamic_axes declares {first_input!r} axis {first_axis} as {dim!r}, but the "
                 f"model fails when it is {new} instead of {size}: {type(exc).__name__}: "
                 f"{str(exc).splitlines()[0] if str(exc) else ''}. Remove {dim!r} from "
-                "dynamic_axes if the model needs exactly that size") from raised
+                "dynamic_axes if the model needs exactly that size"
+            ) from raised
         for out, shape in outputs.items():
             got = shapes.get(out)
             if got is None or len(got) != len(shape):
                 raise RegistrationError(
                     f"output {out!r} changes form when {dim!r} is {new} instead of {size} "
                     f"(shape {_shape_text(shape)} → {got}); the graph needs a fixed output "
-                    f"structure: remove {dim!r} from dynamic_axes")
+                    f"structure: remove {dim!r} from dynamic_axes"
+                )
             declared = axes.get(out, {})
             for axis in range(1, len(shape)):
                 before, after = int(shape[axis]), int(got[axis])
@@ -172,20 +194,25 @@ def propagate(axes: Axes, inputs: Shapes, outputs: Shapes,
                             f"output {out!r} axis {axis} follows {dim!r} ({size} → {new} when "
                             f"{first_input!r} axis {first_axis} changes), but dynamic_axes"
                             f"[{out!r}] does not declare it: add {axis}: {dim!r} to "
-                            f"dynamic_axes[{out!r}]")
+                            f"dynamic_axes[{out!r}]"
+                        )
                     axes.setdefault(out, {})[axis] = dim
-                    notes.append(f"output {out!r} axis {axis} follows {first_input!r} axis "
-                                 f"{first_axis}: declared dynamic as {dim!r}")
+                    notes.append(
+                        f"output {out!r} axis {axis} follows {first_input!r} axis "
+                        f"{first_axis}: declared dynamic as {dim!r}"
+                    )
                 elif before != after and name is None:
                     raise RegistrationError(
                         f"output {out!r} axis {axis} changes with {dim!r} ({before} → {after} "
                         f"when {dim!r} goes {size} → {new}), but is not declared dynamic: add "
-                        f"{out!r}: {{{axis}: '<name>'}} to dynamic_axes")
+                        f"{out!r}: {{{axis}: '<name>'}} to dynamic_axes"
+                    )
                 elif name == dim and not follows:
                     raise RegistrationError(
                         f"dynamic_axes declares output {out!r} axis {axis} as {dim!r}, but it "
                         f"is {before} → {after} when {dim!r} goes {size} → {new}: remove it"
-                        + _which_follows(shape, got, size, new))
+                        + _which_follows(shape, got, size, new)
+                    )
     return axes, notes
 
 

@@ -58,7 +58,7 @@ class CallPlan:
 
     def arguments(self, tensors: Sequence[Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
         args = tuple(tensors[: self.positional])
-        kwargs = dict(zip(self.names[self.positional:], tensors[self.positional:]))
+        kwargs = dict(zip(self.names[self.positional :], tensors[self.positional :]))
         return args, {**kwargs, **self.constants}
 
     def call(self, model: Any, tensors: Sequence[Any]) -> Any:
@@ -70,8 +70,10 @@ class CallPlan:
 
     def describe(self, tensors: Sequence[Any]) -> str:
         """``input_0: float32[2, 8], attention_mask: int64[2, 8]`` for messages."""
-        return ", ".join(f"{n}: {str(t.dtype).replace('torch.', '')}{list(t.shape)}"
-                         for n, t in zip(self.names, tensors))
+        return ", ".join(
+            f"{n}: {str(t.dtype).replace('torch.', '')}{list(t.shape)}"
+            for n, t in zip(self.names, tensors)
+        )
 
 
 def forward_parameters(model: Any) -> tuple[list[inspect.Parameter], bool]:
@@ -81,13 +83,20 @@ def forward_parameters(model: Any) -> tuple[list[inspect.Parameter], bool]:
     except (TypeError, ValueError):
         return [], True
     var_kw = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
-    named = [p for p in params if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD,
-                                             inspect.Parameter.KEYWORD_ONLY)]
+    named = [
+        p
+        for p in params
+        if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    ]
     return named, var_kw
 
 
-def bind_inputs(model: Any, example_inputs: Any, kwargs: Mapping[str, Any] | None,
-                argument: str = "example_inputs") -> tuple[CallPlan, tuple[Any, ...]]:
+def bind_inputs(
+    model: Any,
+    example_inputs: Any,
+    kwargs: Mapping[str, Any] | None,
+    argument: str = "example_inputs",
+) -> tuple[CallPlan, tuple[Any, ...]]:
     """Positional tensors, a dict of tensors and keyword tensors → a plan and flat tensors.
 
     Positional tensors are named ``input_N``; dict keys and keywords keep their names, which
@@ -107,43 +116,54 @@ def bind_inputs(model: Any, example_inputs: Any, kwargs: Mapping[str, Any] | Non
         raise RegistrationError(
             f"{argument} must be a tensor, a tuple of tensors (the forward's positional "
             f"arguments) or a dict of tensors by parameter name, got "
-            f"{type(example_inputs).__name__}")
+            f"{type(example_inputs).__name__}"
+        )
     for key in kwargs or {}:
         if key in keyword:
-            raise RegistrationError(f"input {key!r} is given both in {argument} and in "
-                                    "kwargs; pass it once")
+            raise RegistrationError(
+                f"input {key!r} is given both in {argument} and in kwargs; pass it once"
+            )
     keyword.update(kwargs or {})
     for i, t in enumerate(positional):
         if not _is_tensor(t):
             raise RegistrationError(
                 f"{argument}[{i}] is a {type(t).__name__}, not a torch.Tensor; convert it "
-                "with torch.as_tensor(...), or pass non-tensor options by name in kwargs=")
+                "with torch.as_tensor(...), or pass non-tensor options by name in kwargs="
+            )
     named, var_kw = forward_parameters(model)
     known = {p.name for p in named}
     tensors = {k: v for k, v in keyword.items() if _is_tensor(v)}
     constants = {k: v for k, v in keyword.items() if not _is_tensor(v)}
     for key in keyword:
         if not isinstance(key, str) or not key.isidentifier():
-            raise RegistrationError(f"input name {key!r} is not a valid parameter name; "
-                                    "dict keys must be forward's parameter names")
+            raise RegistrationError(
+                f"input name {key!r} is not a valid parameter name; "
+                "dict keys must be forward's parameter names"
+            )
         if key not in known and not var_kw:
             raise RegistrationError(
                 f"{argument} passes {key!r}, but {type(model).__name__}.forward has no such "
                 f"parameter (it takes {', '.join(sorted(known)) or 'only positional ones'}); "
-                "use forward's parameter names as keys, or a tuple for positional arguments")
+                "use forward's parameter names as keys, or a tuple for positional arguments"
+            )
         if key.startswith("input_") and key[6:].isdigit() and int(key[6:]) < len(positional):
-            raise RegistrationError(f"keyword input {key!r} clashes with the name of "
-                                    f"positional input number {key[6:]}; rename it")
+            raise RegistrationError(
+                f"keyword input {key!r} clashes with the name of "
+                f"positional input number {key[6:]}; rename it"
+            )
     for key, value in constants.items():
         if isinstance(value, list | tuple | Mapping) and any(
-                _is_tensor(v) for v in (value.values() if isinstance(value, Mapping)
-                                        else value)):
+            _is_tensor(v) for v in (value.values() if isinstance(value, Mapping) else value)
+        ):
             raise RegistrationError(
                 f"input {key!r} is a {type(value).__name__} of tensors; labkit hands off "
-                f"tensor inputs one by one: pass each tensor as its own keyword")
+                f"tensor inputs one by one: pass each tensor as its own keyword"
+            )
     if not positional and not tensors:
-        raise RegistrationError(f"{argument} has no tensors: pass the forward's inputs, shaped "
-                                "like one real batch (a tensor, a tuple or a dict of tensors)")
+        raise RegistrationError(
+            f"{argument} has no tensors: pass the forward's inputs, shaped "
+            "like one real batch (a tensor, a tuple or a dict of tensors)"
+        )
     names = tuple(f"input_{i}" for i in range(len(positional))) + tuple(tensors)
     plan = CallPlan(names, len(positional), constants)
     return plan, (*positional, *tensors.values())
@@ -155,8 +175,9 @@ def flat_batch(plan: CallPlan, value: Any, argument: str) -> tuple[Any, ...]:
         missing = [n for n in plan.names if n not in value]
         extra = sorted(set(value) - set(plan.names))
         if missing or extra:
-            raise RegistrationError(f"{argument} has keys {sorted(value)}; the model's inputs "
-                                    f"are {list(plan.names)}")
+            raise RegistrationError(
+                f"{argument} has keys {sorted(value)}; the model's inputs are {list(plan.names)}"
+            )
         items = tuple(value[n] for n in plan.names)
     else:
         items = (value,) if _is_tensor(value) else value
@@ -164,12 +185,15 @@ def flat_batch(plan: CallPlan, value: Any, argument: str) -> tuple[Any, ...]:
             got = len(items) if isinstance(items, tuple | list) else type(value).__name__
             raise RegistrationError(
                 f"{argument} has {got} tensors; the model takes {len(plan.names)} "
-                f"({', '.join(plan.names)}): pass a tuple in that order or a dict by name")
+                f"({', '.join(plan.names)}): pass a tuple in that order or a dict by name"
+            )
         items = tuple(items)
     for n, t in zip(plan.names, items):
         if not _is_tensor(t):
-            raise RegistrationError(f"{argument}[{n!r}] is a {type(t).__name__}, not a "
-                                    "torch.Tensor; convert it with torch.as_tensor(...)")
+            raise RegistrationError(
+                f"{argument}[{n!r}] is a {type(t).__name__}, not a "
+                "torch.Tensor; convert it with torch.as_tensor(...)"
+            )
     return items
 
 
@@ -178,12 +202,12 @@ class Flat:
     """A flattened return value: named tensors, caches found, and what could not be named."""
 
     tensors: dict[str, Any] = field(default_factory=dict)
-    caches: dict[str, str] = field(default_factory=dict)        # path → type name
-    unsupported: dict[str, str] = field(default_factory=dict)   # path → type name
+    caches: dict[str, str] = field(default_factory=dict)  # path → type name
+    unsupported: dict[str, str] = field(default_factory=dict)  # path → type name
 
 
 def _items(obj: Any) -> list[tuple[str, Any]] | None:
-    if isinstance(obj, Mapping):   # dict, OrderedDict, Hugging Face ModelOutput
+    if isinstance(obj, Mapping):  # dict, OrderedDict, Hugging Face ModelOutput
         return [(str(k), v) for k, v in obj.items()]
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         return [(f.name, getattr(obj, f.name)) for f in dataclasses.fields(obj)]
@@ -228,19 +252,24 @@ def flatten_outputs(out: Any) -> Flat:
     return flat
 
 
-def select_outputs(available: Sequence[str], wanted: Sequence[str] | None,
-                   returned: str) -> tuple[str, ...]:
+def select_outputs(
+    available: Sequence[str], wanted: Sequence[str] | None, returned: str
+) -> tuple[str, ...]:
     """``outputs=[...]`` → the names kept; a prefix keeps its children (``hidden_states``)."""
     if wanted is None:
         return tuple(available)
     if isinstance(wanted, str) or not all(isinstance(w, str) for w in wanted) or not wanted:
-        raise RegistrationError(f"outputs={wanted!r} must be a non-empty list of output names, "
-                                f"e.g. outputs={[available[0]] if available else ['logits']}")
+        raise RegistrationError(
+            f"outputs={wanted!r} must be a non-empty list of output names, "
+            f"e.g. outputs={[available[0]] if available else ['logits']}"
+        )
     kept: list[str] = []
     for w in wanted:
         match = [a for a in available if a == w or a.startswith(w + ".")]
         if not match:
-            raise RegistrationError(f"outputs names {w!r}, but forward returned {returned} "
-                                    f"with outputs {list(available)}; choose from those")
+            raise RegistrationError(
+                f"outputs names {w!r}, but forward returned {returned} "
+                f"with outputs {list(available)}; choose from those"
+            )
         kept += [m for m in match if m not in kept]
     return tuple(kept)

@@ -51,28 +51,34 @@ class ModelSpec:
     input_names: tuple[str, ...] = ()
     output_names: tuple[str, ...] = ()
     source: Path | None = None
-    call: CallPlan | None = None      # how flat inputs become forward's arguments
-    notes: tuple[str, ...] = ()       # what registration decided on the user's behalf
+    call: CallPlan | None = None  # how flat inputs become forward's arguments
+    notes: tuple[str, ...] = ()  # what registration decided on the user's behalf
 
     def plan(self) -> CallPlan:
         return self.call or CallPlan(self.input_names, len(self.input_names))
 
-    def outputs_of(self, model: torch.nn.Module, tensors: Sequence[Any]
-                   ) -> tuple[torch.Tensor, ...]:
+    def outputs_of(
+        self, model: torch.nn.Module, tensors: Sequence[Any]
+    ) -> tuple[torch.Tensor, ...]:
         """Run ``model`` on flat input tensors; its outputs, flat, in ``output_names`` order."""
         flat = flatten_outputs(self.plan().call(model, tensors)).tensors
         missing = [n for n in self.output_names if n not in flat]
         if missing:
             raise RegistrationError(
                 f"forward did not return {missing} on these inputs (it returned "
-                f"{list(flat)}); its outputs must not depend on the input values")
+                f"{list(flat)}); its outputs must not depend on the input values"
+            )
         return tuple(flat[n] for n in self.output_names)
 
     def __repr__(self) -> str:
-        inputs = ", ".join(f"{n}: {str(t.dtype).replace('torch.', '')}{list(t.shape)}"
-                           for n, t in zip(self.input_names, self.example_inputs))
-        return (f"ModelSpec(name={self.name!r}, model={type(self.model).__name__}, "
-                f"inputs=[{inputs}], task={self.task!r})")
+        inputs = ", ".join(
+            f"{n}: {str(t.dtype).replace('torch.', '')}{list(t.shape)}"
+            for n, t in zip(self.input_names, self.example_inputs)
+        )
+        return (
+            f"ModelSpec(name={self.name!r}, model={type(self.model).__name__}, "
+            f"inputs=[{inputs}], task={self.task!r})"
+        )
 
     def describe(self) -> dict[str, Any]:
         """A JSON-safe summary: name, task, model class, inputs, parameter count."""
@@ -80,8 +86,10 @@ class ModelSpec:
             "name": self.name,
             "task": self.task,
             "model": type(self.model).__name__,
-            "inputs": [{"name": n, "shape": list(t.shape), "dtype": str(t.dtype)}
-                       for n, t in zip(self.input_names, self.example_inputs)],
+            "inputs": [
+                {"name": n, "shape": list(t.shape), "dtype": str(t.dtype)}
+                for n, t in zip(self.input_names, self.example_inputs)
+            ],
             "parameters": sum(p.numel() for p in self.model.parameters()),
         }
 
@@ -98,7 +106,8 @@ def _check_name(name: Any) -> str:
     if not isinstance(name, str) or not NAME_RE.fullmatch(name):
         raise RegistrationError(
             f"name={name!r} is not a safe bundle name: use 1–64 lowercase letters, digits, "
-            "'.', '_' or '-', starting with a letter or digit (e.g. name='digits-mlp')")
+            "'.', '_' or '-', starting with a letter or digit (e.g. name='digits-mlp')"
+        )
     return name
 
 
@@ -128,13 +137,15 @@ def _run(model: Any, plan: CallPlan, tensors: tuple[Any, ...], what: str) -> Any
             f"{type(model).__name__}.forward raised on {what} ({plan.describe(tensors)}): "
             f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
             f"{_where(exc)}. If the inputs are wrong, pass inputs shaped like one real batch; "
-            "otherwise fix the model code at that line") from exc
+            "otherwise fix the model code at that line"
+        ) from exc
     finally:
         model.train(was_training)
 
 
-def _flatten(model: Any, plan: CallPlan, tensors: tuple[Any, ...],
-             outputs: Sequence[str] | None) -> tuple[CallPlan, Flat, str, list[str]]:
+def _flatten(
+    model: Any, plan: CallPlan, tensors: tuple[Any, ...], outputs: Sequence[str] | None
+) -> tuple[CallPlan, Flat, str, list[str]]:
     """Run forward once and name its outputs; turn caches off where forward allows it."""
     notes: list[str] = []
     out = _run(model, plan, tensors, "example_inputs")
@@ -147,32 +158,45 @@ def _flatten(model: Any, plan: CallPlan, tensors: tuple[Any, ...],
             plan = plan.with_constant("use_cache", False)
             out = _run(model, plan, tensors, "example_inputs with use_cache=False")
             flat = flatten_outputs(out)
-            notes.append(f"forward returned a cache, {cache_text}: caches are state, not "
-                         "outputs, so labkit calls it with use_cache=False")
+            notes.append(
+                f"forward returned a cache, {cache_text}: caches are state, not "
+                "outputs, so labkit calls it with use_cache=False"
+            )
         if flat.caches and outputs is None:
             raise RegistrationError(
                 f"forward returned a cache, {cache_text}: caches are state, not outputs. "
                 "Pass use_cache=False in kwargs= if forward takes it, or outputs=[...] to "
-                f"choose from {list(flat.tensors)}")
+                f"choose from {list(flat.tensors)}"
+            )
     if flat.unsupported and outputs is None:
         path, kind = next(iter(flat.unsupported.items()))
         raise RegistrationError(
             f"forward returned {returned} whose {path!r} is of type {kind}, not a tensor: labkit "
             "hands off tensors (alone or in tuples, lists, dicts, dataclasses, ModelOutput). "
-            f"Return tensors only, or pass outputs=[...] to choose from {list(flat.tensors)}")
+            f"Return tensors only, or pass outputs=[...] to choose from {list(flat.tensors)}"
+        )
     if not flat.tensors:
-        raise RegistrationError(f"forward returned {returned} with no tensors in it; return "
-                                "the model's outputs as tensors")
+        raise RegistrationError(
+            f"forward returned {returned} with no tensors in it; return "
+            "the model's outputs as tensors"
+        )
     return plan, flat, returned, notes
 
 
-def register(model: Any, example_inputs: Any = None, *, name: str,
-             kwargs: Mapping[str, Any] | None = None, task: str | None = None,
-             labels: Sequence[str] | None = None,
-             dynamic_axes: Mapping[str, Mapping[int, str]] | None = None,
-             outputs: Sequence[str] | None = None,
-             parity_inputs: Sequence[Any] | None = None,
-             tolerance: float | None = None, **unknown: Any) -> ModelSpec:
+def register(
+    model: Any,
+    example_inputs: Any = None,
+    *,
+    name: str,
+    kwargs: Mapping[str, Any] | None = None,
+    task: str | None = None,
+    labels: Sequence[str] | None = None,
+    dynamic_axes: Mapping[str, Mapping[int, str]] | None = None,
+    outputs: Sequence[str] | None = None,
+    parity_inputs: Sequence[Any] | None = None,
+    tolerance: float | None = None,
+    **unknown: Any,
+) -> ModelSpec:
     """Register ``model`` for handoff and return its :class:`ModelSpec`.
 
     ``example_inputs`` is one real-looking batch, passed the way forward takes it: a tensor,
@@ -191,14 +215,16 @@ def register(model: Any, example_inputs: Any = None, *, name: str,
         key = next(iter(unknown))
         raise RegistrationError(
             f"register() has no option {key!r}. Pass the model's inputs as a dict, "
-            f"register(model, {{{key!r}: ...}}, name=...), or as kwargs={{{key!r}: ...}}")
+            f"register(model, {{{key!r}: ...}}, name=...), or as kwargs={{{key!r}: ...}}"
+        )
     torch = _torch()
     if not isinstance(model, torch.nn.Module):
         raise RegistrationError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     name = _check_name(name)
     if kwargs is not None and not isinstance(kwargs, Mapping):
-        raise RegistrationError(f"kwargs must be a dict of keyword arguments, got "
-                                f"{type(kwargs).__name__}")
+        raise RegistrationError(
+            f"kwargs must be a dict of keyword arguments, got {type(kwargs).__name__}"
+        )
     plan, inputs = bind_inputs(model, example_inputs, kwargs)
     if task is not None and task not in TASKS:
         raise RegistrationError(f"task={task!r} is not one of {TASKS}")
@@ -208,13 +234,16 @@ def register(model: Any, example_inputs: Any = None, *, name: str,
             raise RegistrationError("labels must be a list of strings")
     if tolerance is not None and not (isinstance(tolerance, int | float) and 0 < tolerance < 1):
         raise RegistrationError(f"tolerance={tolerance!r} must be a number in (0, 1), e.g. 1e-4")
-    parity = tuple(flat_batch(plan, p, f"parity_inputs[{i}]")
-                   for i, p in enumerate(parity_inputs or ()))
+    parity = tuple(
+        flat_batch(plan, p, f"parity_inputs[{i}]") for i, p in enumerate(parity_inputs or ())
+    )
     plan, flat, returned, notes = _flatten(model, plan, inputs, outputs)
     output_names = select_outputs(list(flat.tensors), outputs, returned)
     if outputs is None and returned not in ("Tensor", "tuple", "list"):
-        notes.append(f"forward returned {returned}: labkit hands off its tensors as "
-                     f"outputs {', '.join(output_names)}; pass outputs=[...] to choose")
+        notes.append(
+            f"forward returned {returned}: labkit hands off its tensors as "
+            f"outputs {', '.join(output_names)}; pass outputs=[...] to choose"
+        )
     in_shapes = {n: tuple(t.shape) for n, t in zip(plan.names, inputs)}
     out_shapes = {n: tuple(flat.tensors[n].shape) for n in output_names}
     axes = normalize(dynamic_axes, in_shapes, out_shapes)
@@ -226,17 +255,31 @@ def register(model: Any, example_inputs: Any = None, *, name: str,
 
     check_batch(in_shapes, out_shapes, run_resized)
     axes, axis_notes = propagate(axes, in_shapes, out_shapes, run_resized)
-    spec = ModelSpec(model=model, example_inputs=inputs, name=name, task=task, labels=labels,
-                     dynamic_axes=axes, parity_inputs=parity,
-                     tolerance=float(tolerance) if tolerance is not None else None,
-                     input_names=plan.names, output_names=output_names, call=plan,
-                     notes=(*notes, *axis_notes))
+    spec = ModelSpec(
+        model=model,
+        example_inputs=inputs,
+        name=name,
+        task=task,
+        labels=labels,
+        dynamic_axes=axes,
+        parity_inputs=parity,
+        tolerance=float(tolerance) if tolerance is not None else None,
+        input_names=plan.names,
+        output_names=output_names,
+        call=plan,
+        notes=(*notes, *axis_notes),
+    )
     _REGISTRY[name] = spec
     return spec
 
 
-def resize(tensors: Sequence[Any], names: Sequence[str], axes: Mapping[str, Mapping[int, str]],
-           dim: str, size: int) -> tuple[Any, ...]:
+def resize(
+    tensors: Sequence[Any],
+    names: Sequence[str],
+    axes: Mapping[str, Mapping[int, str]],
+    dim: str,
+    size: int,
+) -> tuple[Any, ...]:
     """The tensors with every axis named ``dim`` (axis 0: ``batch``) cut or grown to ``size``.
 
     Cutting and repeating real values keeps token ids valid ids and masks masks.

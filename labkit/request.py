@@ -45,8 +45,9 @@ def _check_keys(what: str, data: object, known: set[str]) -> dict[str, Any]:
         raise HandoffRequestError(f"{what} must be a JSON object, got {type(data).__name__}")
     unknown = sorted(set(data) - known)
     if unknown:
-        raise HandoffRequestError(f"{what} has unknown field(s) {', '.join(unknown)}; "
-                                  f"known: {', '.join(sorted(known))}")
+        raise HandoffRequestError(
+            f"{what} has unknown field(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+        )
     return data
 
 
@@ -68,10 +69,13 @@ def check_fraction(what: str, value: object) -> float | None:
     """A budget fraction in [0, 1] (or None); ``what`` names it as the user wrote it."""
     if value is None:
         return None
-    if (isinstance(value, bool) or not isinstance(value, (int, float))
-            or not math.isfinite(value) or not 0.0 <= value <= 1.0):
-        raise HandoffRequestError(f"{what} {value!r} must be between 0 and 1, "
-                                  f"e.g. {what} 0.99")
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or not 0.0 <= value <= 1.0
+    ):
+        raise HandoffRequestError(f"{what} {value!r} must be between 0 and 1, e.g. {what} 0.99")
     return float(value)
 
 
@@ -79,7 +83,7 @@ def check_fraction(what: str, value: object) -> float | None:
 class ProgressEvent:
     """One step of a stage; ``elapsed_s`` (on done/fail) is measured where the stage ran."""
 
-    stage: str                 # one of STAGES, or "notebook" while a notebook runs
+    stage: str  # one of STAGES, or "notebook" while a notebook runs
     status: str = field(metadata={"enum": STAGE_STATUSES})
     message: str = ""
     fraction: float | None = None
@@ -93,15 +97,20 @@ class ProgressEvent:
         d = _check_keys("progress event", data, {f.name for f in fields(cls)})
         status = d.get("status")
         if status not in STAGE_STATUSES:
-            raise HandoffRequestError(f"progress status {status!r} is not one of "
-                                      f"{', '.join(STAGE_STATUSES)}")
+            raise HandoffRequestError(
+                f"progress status {status!r} is not one of {', '.join(STAGE_STATUSES)}"
+            )
         num = {k: d.get(k) for k in ("fraction", "elapsed_s")}
         for k, v in num.items():
             if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
                 raise HandoffRequestError(f"progress {k} must be a number, got {v!r}")
-        return cls(str(d.get("stage", "")), status, str(d.get("message") or ""),
-                   None if num["fraction"] is None else float(num["fraction"]),
-                   None if num["elapsed_s"] is None else float(num["elapsed_s"]))
+        return cls(
+            str(d.get("stage", "")),
+            status,
+            str(d.get("message") or ""),
+            None if num["fraction"] is None else float(num["fraction"]),
+            None if num["elapsed_s"] is None else float(num["elapsed_s"]),
+        )
 
 
 @dataclass(frozen=True)
@@ -111,11 +120,11 @@ class RequestOptions:
 
     quantize: bool = True
     benchmark: bool = True
-    quick: bool = False                 # a short benchmark
-    name: str | None = None             # bundle name, overrides the registered name
-    calibration: str | None = None      # .npz with one array per input
-    min_top1: float | None = None       # accuracy budget of quantized classifiers
-    min_cosine: float | None = None     # accuracy budget of other quantized models
+    quick: bool = False  # a short benchmark
+    name: str | None = None  # bundle name, overrides the registered name
+    calibration: str | None = None  # .npz with one array per input
+    min_top1: float | None = None  # accuracy budget of quantized classifiers
+    min_cosine: float | None = None  # accuracy budget of other quantized models
 
     def __post_init__(self) -> None:
         check_fraction("min_top1", self.min_top1)
@@ -127,13 +136,15 @@ class RequestOptions:
     @classmethod
     def from_dict(cls, data: object) -> RequestOptions:
         d = _check_keys("options", data, {f.name for f in fields(cls)})
-        return cls(quantize=_bool("options.quantize", d.get("quantize", True)),
-                   benchmark=_bool("options.benchmark", d.get("benchmark", True)),
-                   quick=_bool("options.quick", d.get("quick", False)),
-                   name=_opt_str("options.name", d.get("name")),
-                   calibration=_opt_str("options.calibration", d.get("calibration")),
-                   min_top1=check_fraction("options.min_top1", d.get("min_top1")),
-                   min_cosine=check_fraction("options.min_cosine", d.get("min_cosine")))
+        return cls(
+            quantize=_bool("options.quantize", d.get("quantize", True)),
+            benchmark=_bool("options.benchmark", d.get("benchmark", True)),
+            quick=_bool("options.quick", d.get("quick", False)),
+            name=_opt_str("options.name", d.get("name")),
+            calibration=_opt_str("options.calibration", d.get("calibration")),
+            min_top1=check_fraction("options.min_top1", d.get("min_top1")),
+            min_cosine=check_fraction("options.min_cosine", d.get("min_cosine")),
+        )
 
 
 @dataclass(frozen=True)
@@ -147,7 +158,7 @@ class HandoffRequest:
 
     model: str | None = None
     store: str | None = None
-    source: str | None = None           # the notebook or script, copied into the bundle
+    source: str | None = None  # the notebook or script, copied into the bundle
     all_models: bool = False
     options: RequestOptions = field(default_factory=RequestOptions)
 
@@ -157,11 +168,13 @@ class HandoffRequest:
     @classmethod
     def from_dict(cls, data: object) -> HandoffRequest:
         d = _check_keys("handoff request", data, {f.name for f in fields(cls)})
-        return cls(model=_opt_str("model", d.get("model")),
-                   store=_opt_str("store", d.get("store")),
-                   source=_opt_str("source", d.get("source")),
-                   all_models=_bool("all_models", d.get("all_models", False)),
-                   options=RequestOptions.from_dict(d.get("options") or {}))
+        return cls(
+            model=_opt_str("model", d.get("model")),
+            store=_opt_str("store", d.get("store")),
+            source=_opt_str("source", d.get("source")),
+            all_models=_bool("all_models", d.get("all_models", False)),
+            options=RequestOptions.from_dict(d.get("options") or {}),
+        )
 
 
 @dataclass(frozen=True)
@@ -210,8 +223,12 @@ class HandoffEvent:
             return {"kind": self.kind, "progress": self.progress.to_dict()}
         if self.error is not None:
             return {"kind": self.kind, "error": self.error.to_dict()}
-        return {"kind": self.kind, "result": self.result, "store": self.store,
-                "headline": self.headline}
+        return {
+            "kind": self.kind,
+            "result": self.result,
+            "store": self.store,
+            "headline": self.headline,
+        }
 
     @classmethod
     def from_dict(cls, data: object) -> HandoffEvent:
@@ -220,14 +237,19 @@ class HandoffEvent:
         if kind == "progress":
             return cls.of_progress(ProgressEvent.from_dict(d.get("progress")))
         if kind == "result" and isinstance(d.get("result"), dict):
-            return cls.of_result(d["result"], str(d.get("store") or ""),
-                                 str(d.get("headline") or ""))
+            return cls.of_result(
+                d["result"], str(d.get("store") or ""), str(d.get("headline") or "")
+            )
         err = d.get("error")
         if kind == "error" and isinstance(err, dict) and isinstance(err.get("message"), str):
-            return cls.of_error(str(err.get("type") or "Error"), err["message"],
-                                _opt_str("error.stage", err.get("stage")))
-        raise HandoffRequestError(f"handoff event of kind {kind!r} is malformed: needs "
-                                  "progress, result or error")
+            return cls.of_error(
+                str(err.get("type") or "Error"),
+                err["message"],
+                _opt_str("error.stage", err.get("stage")),
+            )
+        raise HandoffRequestError(
+            f"handoff event of kind {kind!r} is malformed: needs progress, result or error"
+        )
 
 
 def resolve_store(given: str | None, cwd: Path) -> Path:

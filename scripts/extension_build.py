@@ -18,12 +18,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-NOTE = ("labkit: Node.js not found, so the JupyterLab extension (the Handoff button) is not "
-        "built; everything else works. Install Node.js 20.19+ and reinstall to include it")
+NOTE = (
+    "labkit: Node.js not found, so the JupyterLab extension (the Handoff button) is not "
+    "built; everything else works. Install Node.js 20.19+ and reinstall to include it"
+)
 
 
-def build(target_name: str, version: str, ensured_targets: Sequence[str] = (),
-          **kwargs: Any) -> None:
+def build(
+    target_name: str, version: str, ensured_targets: Sequence[str] = (), **kwargs: Any
+) -> None:
     if shutil.which("node") is None:
         if os.environ.get("LABKIT_REQUIRE_EXTENSION") == "1":
             raise RuntimeError(NOTE.replace("everything else works. ", ""))

@@ -46,14 +46,25 @@ from labkit.request import (  # noqa: E402
 )
 
 ROOTS: tuple[type, ...] = (
-    Manifest, HandoffRequest, RequestOptions, ProgressEvent, ErrorInfo, HandoffEvent,
-    protocol.HelloReply, protocol.ModelsReply, protocol.BundlesReply, protocol.HandoffReply)
+    Manifest,
+    HandoffRequest,
+    RequestOptions,
+    ProgressEvent,
+    ErrorInfo,
+    HandoffEvent,
+    protocol.HelloReply,
+    protocol.ModelsReply,
+    protocol.BundlesReply,
+    protocol.HandoffReply,
+)
 # What the type hints do not say, each imported from its home rather than copied: JSON keys
 # that differ from the attribute, closed sets of values checked by the readers, and dict
 # fields that carry a HandoffResult. A wrong entry fails the tests that validate real
 # payloads (a written manifest, a handoff's result) against the schema.
-JSON_NAMES: dict[tuple[str, str], str] = {("FileEntry", "size"): "bytes",
-                                          ("Change", "previous"): "from"}
+JSON_NAMES: dict[tuple[str, str], str] = {
+    ("FileEntry", "size"): "bytes",
+    ("Change", "previous"): "from",
+}
 ENUMS: dict[tuple[str, str], list[Any]] = {
     ("Change", "kind"): list(CHANGE_KINDS),
     ("TensorSpec", "dtype"): sorted(DTYPES),
@@ -97,11 +108,13 @@ class SchemaBuilder:
         if origin in (typing.Union, types.UnionType):
             options = [self.of_type(a) for a in args]
             return options[0] if len(options) == 1 else {"anyOf": options}
-        if origin in (list, tuple) or (isinstance(origin, type)
-                                       and issubclass(origin, Sequence)):
+        if origin in (list, tuple) or (isinstance(origin, type) and issubclass(origin, Sequence)):
             return {"type": "array", "items": self.of_type(args[0]) if args else {}}
-        if tp in (dict, Mapping) or origin in (dict, Mapping) or (
-                isinstance(origin, type) and issubclass(origin, Mapping)):
+        if (
+            tp in (dict, Mapping)
+            or origin in (dict, Mapping)
+            or (isinstance(origin, type) and issubclass(origin, Mapping))
+        ):
             value = self.of_type(args[1]) if len(args) == 2 else {}
             return {"type": "object", **({"additionalProperties": value} if value else {})}
         if dataclasses.is_dataclass(tp) and isinstance(tp, type):
@@ -130,18 +143,27 @@ class SchemaBuilder:
                 schema = {"enum": ENUMS[(name, f.name)]}
             elif (name, f.name) in RESULT_FIELDS:
                 self.define_result()
-                schema = ({"anyOf": [_ref_name("HandoffResult"), {"type": "null"}]}
-                          if f.default is None else _ref_name("HandoffResult"))
+                schema = (
+                    {"anyOf": [_ref_name("HandoffResult"), {"type": "null"}]}
+                    if f.default is None
+                    else _ref_name("HandoffResult")
+                )
             props[key] = schema
             if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
                 required.append(key)
         # dataclasses without a docstring get a generated "Name(field: type, …)" one
-        doc = "" if (cls.__doc__ or "").startswith(f"{name}(") else (
-            (cls.__doc__ or "").strip().split("\n\n")[0])
-        self.defs[name] = {"type": "object", "description": " ".join(doc.split()),
-                           "properties": props, "required": required,
-                           "additionalProperties": merged}
-
+        doc = (
+            ""
+            if (cls.__doc__ or "").startswith(f"{name}(")
+            else ((cls.__doc__ or "").strip().split("\n\n")[0])
+        )
+        self.defs[name] = {
+            "type": "object",
+            "description": " ".join(doc.split()),
+            "properties": props,
+            "required": required,
+            "additionalProperties": merged,
+        }
 
     def define_result(self) -> None:
         """``HandoffResult.to_dict()``: the manifest's facts, how the store placed them and
@@ -152,25 +174,41 @@ class SchemaBuilder:
         manifest = self.defs["Manifest"]["properties"]
         variant = dict(self.defs[Variant.__name__])
         number = {"type": "number"}
-        speedup = {"type": "object", "properties": {"p50": number, "throughput": number},
-                   "required": ["p50", "throughput"], "additionalProperties": False}
+        speedup = {
+            "type": "object",
+            "properties": {"p50": number, "throughput": number},
+            "required": ["p50", "throughput"],
+            "additionalProperties": False,
+        }
         self.defs["ResultVariant"] = {
-            **variant, "description": "A variant as a handoff result lists it: the "
+            **variant,
+            "description": "A variant as a handoff result lists it: the "
             "manifest's variant and its speed-up against PyTorch eager (null: not timed).",
-            "properties": {**variant["properties"],
-                           "speedup": {"anyOf": [speedup, {"type": "null"}]}},
-            "required": [*variant["required"], "speedup"]}
+            "properties": {
+                **variant["properties"],
+                "speedup": {"anyOf": [speedup, {"type": "null"}]},
+            },
+            "required": [*variant["required"], "speedup"],
+        }
         self.define(Exporter)
         text = {"type": "string"}
         props = {
-            "name": manifest["name"], "version": manifest["version"], "path": text,
-            "change": {"enum": [*CHANGE_KINDS, NO_CHANGE]}, "change_reason": text,
+            "name": manifest["name"],
+            "version": manifest["version"],
+            "path": text,
+            "change": {"enum": [*CHANGE_KINDS, NO_CHANGE]},
+            "change_reason": text,
             "previous": {"anyOf": [text, {"type": "null"}]},
             "default_variant": manifest["default_variant"],
             "variants": {"type": "array", "items": _ref_name("ResultVariant")},
-            "rejected": {"type": "array", "items": {
-                "type": "object", "properties": {"name": text, "reason": text},
-                "required": ["name", "reason"]}},
+            "rejected": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {"name": text, "reason": text},
+                    "required": ["name", "reason"],
+                },
+            },
             "parity": {"type": "object"},
             "benchmark": {"anyOf": [{"type": "object"}, {"type": "null"}]},
             "exporter": _ref(Exporter),
@@ -179,10 +217,13 @@ class SchemaBuilder:
             "signed_by": {"anyOf": [text, {"type": "null"}]},
         }
         self.defs["HandoffResult"] = {
-            "type": "object", "description": "What a handoff returns "
+            "type": "object",
+            "description": "What a handoff returns "
             "(HandoffResult.to_dict()): the version written or found identical, and why.",
-            "properties": props, "required": [k for k in props if k != "signed_by"],
-            "additionalProperties": False}
+            "properties": props,
+            "required": [k for k in props if k != "signed_by"],
+            "additionalProperties": False,
+        }
 
 
 def constants() -> dict[str, Any]:
@@ -200,14 +241,17 @@ def build_schema() -> dict[str, Any]:
     builder = SchemaBuilder()
     for cls in ROOTS:
         builder.define(cls)
-    return {"$schema": "https://json-schema.org/draft/2020-12/schema",
-            "$id": "https://labkit.invalid/schema/labkit.schema.json",
-            "title": "labkit contract (generated by scripts/gen_schema.py; do not edit)",
-            "x-constants": constants(),
-            "$defs": dict(sorted(builder.defs.items()))}
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": "https://labkit.invalid/schema/labkit.schema.json",
+        "title": "labkit contract (generated by scripts/gen_schema.py; do not edit)",
+        "x-constants": constants(),
+        "$defs": dict(sorted(builder.defs.items())),
+    }
 
 
 # --- TypeScript -----------------------------------------------------------------------------
+
 
 def _ts_type(schema: dict[str, Any]) -> str:
     if "$ref" in schema:
@@ -222,14 +266,20 @@ def _ts_type(schema: dict[str, Any]) -> str:
         return f"({inner})[]" if "|" in inner else f"{inner}[]"
     if kind == "object" and "properties" in schema:
         req = schema.get("required", [])
-        inner = "; ".join(f"{k}{'' if k in req else '?'}: {_ts_type(v)}"
-                          for k, v in schema["properties"].items())
+        inner = "; ".join(
+            f"{k}{'' if k in req else '?'}: {_ts_type(v)}" for k, v in schema["properties"].items()
+        )
         return f"{{ {inner} }}"
     if kind == "object":
         value = schema.get("additionalProperties")
         return f"Record<string, {_ts_type(value) if isinstance(value, dict) else 'unknown'}>"
-    return {"string": "string", "integer": "number", "number": "number",
-            "boolean": "boolean", "null": "null"}.get(kind or "", "unknown")
+    return {
+        "string": "string",
+        "integer": "number",
+        "number": "number",
+        "boolean": "boolean",
+        "null": "null",
+    }.get(kind or "", "unknown")
 
 
 def _ts_const(name: str, value: Any) -> str:
@@ -243,28 +293,36 @@ def _ts_const(name: str, value: Any) -> str:
 
 
 def build_ts(schema: dict[str, Any]) -> str:
-    lines = ["// Generated by scripts/gen_schema.py from labkit's Python types: do not edit.",
-             "// Regenerate with `python scripts/gen_schema.py`; a test checks it is current.",
-             "/* eslint-disable */", ""]
+    lines = [
+        "// Generated by scripts/gen_schema.py from labkit's Python types: do not edit.",
+        "// Regenerate with `python scripts/gen_schema.py`; a test checks it is current.",
+        "/* eslint-disable */",
+        "",
+    ]
     for name, value in schema["x-constants"].items():
         if name == "BUNDLE_NAME_PATTERN":
             lines.append(f"export const BUNDLE_NAME_RE = new RegExp({json.dumps(value)});")
         else:
             lines.append(_ts_const(name, value))
-    lines += ["", "export type Stage = (typeof STAGES)[number];",
-              "export type StageStatus = (typeof STAGE_STATUSES)[number];",
-              "export type RequestType = (typeof REQUEST_TYPES)[number];"]
+    lines += [
+        "",
+        "export type Stage = (typeof STAGES)[number];",
+        "export type StageStatus = (typeof STAGE_STATUSES)[number];",
+        "export type RequestType = (typeof REQUEST_TYPES)[number];",
+    ]
     for name, d in schema["$defs"].items():
-        lines += ["", f"/** {d['description']} */" if d.get("description") else "",
-                  f"export interface I{name} {{"]
+        lines += [
+            "",
+            f"/** {d['description']} */" if d.get("description") else "",
+            f"export interface I{name} {{",
+        ]
         for key, prop in d["properties"].items():
             opt = "" if key in d["required"] else "?"
             lines.append(f"  {key}{opt}: {_ts_type(prop)};")
         if d.get("additionalProperties"):
             lines.append("  [key: string]: unknown;")
         lines.append("}")
-    return "\n".join(line for i, line in enumerate(lines)
-                     if line or (i and lines[i - 1])) + "\n"
+    return "\n".join(line for i, line in enumerate(lines) if line or (i and lines[i - 1])) + "\n"
 
 
 FIXTURES = ROOT / "extension" / "src" / "__tests__" / "fixtures"
@@ -282,21 +340,20 @@ def real_payloads(tmp: Path) -> dict[str, Any]:
 
     def train(seed: int) -> Any:
         torch.manual_seed(seed)
-        return torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.ReLU(),
-                                   torch.nn.Linear(32, 5))
+        return torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.ReLU(), torch.nn.Linear(32, 5))
 
     x = torch.randn(40, 16, generator=torch.Generator().manual_seed(1))
     request = HandoffRequest(store=str(tmp / "store"), options=RequestOptions(quick=True))
     out: dict[str, Any] = {}
     for label, seed in (("first", 0), ("minor", 1), ("none", 1)):
-        spec = labkit.register(train(seed), x[:4], name="tiny", task="classification",
-                               parity_inputs=[x])
+        spec = labkit.register(
+            train(seed), x[:4], name="tiny", task="classification", parity_inputs=[x]
+        )
         events: list[HandoffEvent] = []
         run_request(request, events.append, specs={"tiny": spec}, cwd=tmp)
         out[f"event-{label}"] = events[-1].to_dict()
         out[f"progress-{label}"] = [e.to_dict() for e in events[:-1]]
-    out["manifest"] = json.loads((tmp / "store" / "tiny" / "1.0.0" / "manifest.json")
-                                 .read_text())
+    out["manifest"] = json.loads((tmp / "store" / "tiny" / "1.0.0" / "manifest.json").read_text())
     out["figure-first"] = speed_json(out["event-first"]["result"])
     return json.loads(json.dumps(out).replace(str(tmp), "/home/user/labkit"))
 
@@ -332,9 +389,11 @@ def _shown(path: Path) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="fail if the files are stale")
-    parser.add_argument("--fixtures", action="store_true",
-                        help="also write real payloads for the extension's tests (runs three "
-                        "tiny handoffs)")
+    parser.add_argument(
+        "--fixtures",
+        action="store_true",
+        help="also write real payloads for the extension's tests (runs three tiny handoffs)",
+    )
     args = parser.parse_args(argv)
     if args.fixtures:
         write_fixtures()

@@ -9,8 +9,9 @@ if ! command -v curl >/dev/null; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq curl >/dev/null
 fi
 status=0
-echo "== lint (ruff) and types (mypy)"
+echo "== lint and format (ruff) and types (mypy)"
 .venv/bin/ruff check . || status=$?
+.venv/bin/ruff format --check . || status=$?
 .venv/bin/mypy || status=$?
 echo "== pytest"
 .venv/bin/python -m pytest -q "$@" || status=$?

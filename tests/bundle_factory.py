@@ -40,26 +40,43 @@ def _npz(**arrays: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def small_manifest(name: str, *, speedup: float | None = None
-                   ) -> tuple[Manifest, dict[str, bytes]]:
+def small_manifest(name: str, *, speedup: float | None = None) -> tuple[Manifest, dict[str, bytes]]:
     """A draft manifest and the files it describes, for ``write_bundle``."""
     model = _identity_model()
     golden = np.arange(6, dtype=np.float32).reshape(3, 2)
-    files = {"models/fp32.onnx": model, "golden/inputs.npz": _npz(x=golden),
-             "golden/expected.npz": _npz(y=golden)}
-    bench = ({"p50_ms": 0.1, "speedup": {"p50": speedup, "throughput": speedup}}
-             if speedup is not None else None)
-    variant = Variant("fp32", "models/fp32.onnx", hashlib.sha256(model).hexdigest(), "fp32",
-                      Tolerance(1e-4, "cosine", 0.9999),
-                      parity={"passed": True, "max_rel": 0.0}, benchmark=bench)
+    files = {
+        "models/fp32.onnx": model,
+        "golden/inputs.npz": _npz(x=golden),
+        "golden/expected.npz": _npz(y=golden),
+    }
+    bench = (
+        {"p50_ms": 0.1, "speedup": {"p50": speedup, "throughput": speedup}}
+        if speedup is not None
+        else None
+    )
+    variant = Variant(
+        "fp32",
+        "models/fp32.onnx",
+        hashlib.sha256(model).hexdigest(),
+        "fp32",
+        Tolerance(1e-4, "cosine", 0.9999),
+        parity={"passed": True, "max_rel": 0.0},
+        benchmark=bench,
+    )
     m = Manifest(
-        name=name, version="0.0.0", created="2026-01-01T00:00:00+00:00", task=None,
+        name=name,
+        version="0.0.0",
+        created="2026-01-01T00:00:00+00:00",
+        task=None,
         labels=None,
-        signature=Signature((TensorSpec("x", "float32", ("batch", 2)),),
-                            (TensorSpec("y", "float32", ("batch", 2)),)),
-        variants=(variant,), default_variant="fp32",
+        signature=Signature(
+            (TensorSpec("x", "float32", ("batch", 2)),), (TensorSpec("y", "float32", ("batch", 2)),)
+        ),
+        variants=(variant,),
+        default_variant="fp32",
         fingerprint=Fingerprint("sha256:a", "sha256:w", "sha256:s", "sha256:m"),
         golden=Golden("golden/inputs.npz", "golden/expected.npz", 3),
         change=Change("first", None, "first handoff of this model"),
-        provenance=Provenance(None, Exporter("dynamo", 18, None), {"python": "3.11"}, {}))
+        provenance=Provenance(None, Exporter("dynamo", 18, None), {"python": "3.11"}, {}),
+    )
     return m, files

@@ -19,11 +19,9 @@ def tiny_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from labkit.pipeline import BenchOptions, HandoffOptions, run
 
     torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.ReLU(),
-                                torch.nn.Linear(32, 5))
+    model = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.ReLU(), torch.nn.Linear(32, 5))
     x = torch.randn(40, 16)
-    spec = labkit.register(model, x[:4], name="tiny", task="classification",
-                           parity_inputs=[x])
+    spec = labkit.register(model, x[:4], name="tiny", task="classification", parity_inputs=[x])
     store = tmp_path_factory.mktemp("store")
     run(spec, store=store, options=HandoffOptions(bench=BenchOptions.quick()))
     return store

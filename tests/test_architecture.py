@@ -9,8 +9,24 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-STDLIB_OK = {"__future__", "collections", "dataclasses", "datetime", "errno", "hashlib", "io",
-             "json", "os", "re", "shutil", "stat", "tempfile", "typing", "pathlib", "zipfile"}
+STDLIB_OK = {
+    "__future__",
+    "collections",
+    "dataclasses",
+    "datetime",
+    "errno",
+    "hashlib",
+    "io",
+    "json",
+    "os",
+    "re",
+    "shutil",
+    "stat",
+    "tempfile",
+    "typing",
+    "pathlib",
+    "zipfile",
+}
 
 
 def imports_of(path: Path) -> set[str]:
@@ -43,8 +59,10 @@ def test_runtime_imports_no_torch_no_onnx_no_pipeline() -> None:
     for py in (ROOT / "labkit/runtime").glob("*.py"):
         mods = imports_of(py)
         assert not top(mods) & {"torch", "onnx", "onnxscript"}, py
-        assert not any(m.startswith(("labkit.pipeline", "labkit.registry", "labkit.serve",
-                                     "labkit.notebook")) for m in mods), py
+        assert not any(
+            m.startswith(("labkit.pipeline", "labkit.registry", "labkit.serve", "labkit.notebook"))
+            for m in mods
+        ), py
 
 
 def test_torch_only_in_freeze_export_benchmark() -> None:
@@ -70,8 +88,17 @@ def test_modules_stay_small() -> None:
             assert len(py.read_text().splitlines()) < 500, f"{py} should be split"
 
 
-@pytest.mark.parametrize("module", ["labkit", "labkit.runtime", "labkit.bundle",
-                                    "labkit.pipeline", "labkit.errors", "labkit.registry"])
+@pytest.mark.parametrize(
+    "module",
+    [
+        "labkit",
+        "labkit.runtime",
+        "labkit.bundle",
+        "labkit.pipeline",
+        "labkit.errors",
+        "labkit.registry",
+    ],
+)
 def test_public_surface_is_explicit(module: str) -> None:
     mod = importlib.import_module(module)
     assert mod.__all__, module
@@ -83,8 +110,10 @@ def test_import_labkit_is_light() -> None:
     import subprocess
     import sys
 
-    code = ("import sys, labkit; bad = {'torch', 'onnxruntime', 'onnx'} & set(sys.modules); "
-            "print(sorted(bad)); raise SystemExit(1 if bad else 0)")
+    code = (
+        "import sys, labkit; bad = {'torch', 'onnxruntime', 'onnx'} & set(sys.modules); "
+        "print(sorted(bad)); raise SystemExit(1 if bad else 0)"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
@@ -95,11 +124,12 @@ def test_request_vocabulary_is_standard_library_only() -> None:
     import subprocess
     import sys
 
-    code = ("import sys, labkit.request, handoff.progress, labkit.notebook.protocol; "
-            "bad = {'torch', 'onnx', 'onnxruntime', 'numpy', 'labkit.pipeline'} & "
-            "set(sys.modules); print(sorted(bad)); raise SystemExit(1 if bad else 0)")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          cwd=ROOT)
+    code = (
+        "import sys, labkit.request, handoff.progress, labkit.notebook.protocol; "
+        "bad = {'torch', 'onnx', 'onnxruntime', 'numpy', 'labkit.pipeline'} & "
+        "set(sys.modules); print(sorted(bad)); raise SystemExit(1 if bad else 0)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     from labkit.pipeline import STAGES
     from labkit.request import STAGES as home

@@ -15,9 +15,14 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def handoff(*argv: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "handoff", *argv], capture_output=True,
-                          text=True, timeout=600, cwd=cwd,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    return subprocess.run(
+        [sys.executable, "-m", "handoff", *argv],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=cwd,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
 
 
 def _one_error_line(proc: subprocess.CompletedProcess[str]) -> str:
@@ -31,7 +36,8 @@ def _one_error_line(proc: subprocess.CompletedProcess[str]) -> str:
 @pytest.fixture()
 def scripts(tmp_path: Path) -> Path:
     (tmp_path / "helper_mod.py").write_text("WIDTH = 4\n")
-    (tmp_path / "models.py").write_text(textwrap.dedent("""
+    (tmp_path / "models.py").write_text(
+        textwrap.dedent("""
         import torch, labkit
         from helper_mod import WIDTH          # the script's folder is on sys.path
 
@@ -62,39 +68,49 @@ def scripts(tmp_path: Path) -> Path:
 
         if __name__ == "__main__":
             raise SystemExit("scripts are not run as __main__ by handoff export")
-    """))
+    """)
+    )
     return tmp_path
 
 
 def test_script_target_with_sibling_import_works(scripts: Path) -> None:
-    proc = handoff("export", f"{scripts}/models.py:good", "--store", str(scripts / "s"),
-                   "--no-benchmark", "--json")
+    proc = handoff(
+        "export",
+        f"{scripts}/models.py:good",
+        "--store",
+        str(scripts / "s"),
+        "--no-benchmark",
+        "--json",
+    )
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     assert out["name"] == "good" and out["version"] == "1.0.0"
     manifest = json.loads((Path(out["path"]) / "manifest.json").read_text())
     src = manifest["provenance"]["source"]
     assert src["copy"] == "source/models.py"
-    assert (Path(out["path"]) / "source" / "models.py").read_text() == \
-        (scripts / "models.py").read_text()
+    assert (Path(out["path"]) / "source" / "models.py").read_text() == (
+        scripts / "models.py"
+    ).read_text()
 
 
-@pytest.mark.parametrize("target, expected", [
-    ("models.py:nope", "has no function 'nope'"),
-    ("models.py:not_a_spec", "returned Linear"),
-    ("models.py:broken", "RuntimeError: the data file is missing"),
-    ("missing.py:good", "does not exist"),
-    ("models.py", "must be 'path/to/file.py:function'"),
-    ("missing.ipynb", "does not exist"),
-])
+@pytest.mark.parametrize(
+    "target, expected",
+    [
+        ("models.py:nope", "has no function 'nope'"),
+        ("models.py:not_a_spec", "returned Linear"),
+        ("models.py:broken", "RuntimeError: the data file is missing"),
+        ("missing.py:good", "does not exist"),
+        ("models.py", "must be 'path/to/file.py:function'"),
+        ("missing.ipynb", "does not exist"),
+    ],
+)
 def test_bad_sources_give_one_line(scripts: Path, target: str, expected: str) -> None:
     proc = handoff("export", f"{scripts}/{target}", "--store", str(scripts / "s"))
     assert expected in _one_error_line(proc)
 
 
 def test_export_failure_names_the_operator_and_writes_nothing(scripts: Path) -> None:
-    proc = handoff("export", f"{scripts}/models.py:unexportable", "--store",
-                   str(scripts / "s"))
+    proc = handoff("export", f"{scripts}/models.py:unexportable", "--store", str(scripts / "s"))
     line = _one_error_line(proc)
     assert "could not export 'mystery'" in line
     assert "labkit_test" in proc.stderr and "mystery" in proc.stderr
@@ -117,25 +133,51 @@ def test_bad_calibration_file(scripts: Path) -> None:
     import numpy as np
 
     np.savez(bad, wrong=np.zeros((4, 4), np.float32), other=np.zeros((4, 4), np.float32))
-    proc = handoff("export", f"{scripts}/models.py:good", "--store", str(scripts / "s"),
-                   "--calibration", str(bad), "--no-benchmark")
+    proc = handoff(
+        "export",
+        f"{scripts}/models.py:good",
+        "--store",
+        str(scripts / "s"),
+        "--calibration",
+        str(bad),
+        "--no-benchmark",
+    )
     line = _one_error_line(proc)
     assert "has arrays ['other', 'wrong']" in line and "input_0" in line
     assert not (scripts / "s" / "good").exists()
     np.savez(bad, input_0=np.zeros((4, 3), np.float32))
-    line = _one_error_line(handoff("export", f"{scripts}/models.py:good", "--calibration",
-                                   str(bad), "--store", str(scripts / "s")))
+    line = _one_error_line(
+        handoff(
+            "export",
+            f"{scripts}/models.py:good",
+            "--calibration",
+            str(bad),
+            "--store",
+            str(scripts / "s"),
+        )
+    )
     assert "float32[4, 3]" in line and "float32[N, 4]" in line
-    missing = handoff("export", f"{scripts}/models.py:good", "--calibration",
-                      str(scripts / "nope.npz"))
+    missing = handoff(
+        "export", f"{scripts}/models.py:good", "--calibration", str(scripts / "nope.npz")
+    )
     assert "no such file" in _one_error_line(missing)
 
 
 def test_budget_flags_are_checked_and_recorded(scripts: Path) -> None:
     bad = handoff("export", f"{scripts}/models.py:good", "--min-top1", "1.5")
     assert "--min-top1 1.5 must be between 0 and 1" in _one_error_line(bad)
-    proc = handoff("export", f"{scripts}/models.py:good", "--store", str(scripts / "s"),
-                   "--no-benchmark", "--min-top1", "0.95", "--min-cosine", "0.9", "--json")
+    proc = handoff(
+        "export",
+        f"{scripts}/models.py:good",
+        "--store",
+        str(scripts / "s"),
+        "--no-benchmark",
+        "--min-top1",
+        "0.95",
+        "--min-cosine",
+        "0.9",
+        "--json",
+    )
     assert proc.returncode == 0, proc.stderr
     manifest = json.loads((Path(json.loads(proc.stdout)["path"]) / "manifest.json").read_text())
     budget = manifest["provenance"]["options"]["budget"]

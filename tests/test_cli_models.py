@@ -20,22 +20,32 @@ ZOO = ROOT / "examples" / "zoo.py"
 
 
 def handoff(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "handoff", *argv], capture_output=True,
-                          text=True, timeout=600, cwd=ROOT, env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "handoff", *argv],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def export(store: Path, target: str, *extra: str, **env: str) -> dict:
-    proc = handoff("export", f"{ZOO}:{target}", "--store", str(store), "--json", *extra,
-                   env=env)
+    proc = handoff("export", f"{ZOO}:{target}", "--store", str(store), "--json", *extra, env=env)
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("target, quantized", [
-    ("build_mlp", "int8-dynamic"), ("build_cnn", "int8-static"),
-    ("build_transformer", "int8-dynamic"), ("build_lstm", "int8-dynamic"),
-])
+@pytest.mark.parametrize(
+    "target, quantized",
+    [
+        ("build_mlp", "int8-dynamic"),
+        ("build_cnn", "int8-static"),
+        ("build_transformer", "int8-dynamic"),
+        ("build_lstm", "int8-dynamic"),
+    ],
+)
 def test_export_verify_and_versions(tmp_path: Path, target: str, quantized: str) -> None:
     first = export(tmp_path, target, "--quick")
     assert (first["version"], first["change"]) == ("1.0.0", "first")

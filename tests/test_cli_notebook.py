@@ -24,24 +24,31 @@ def _notebook(path: Path, *sources: str) -> Path:
 def handoff(*argv: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != "LABKIT_STORE"}
     env["PYTHONPATH"] = str(ROOT)
-    return subprocess.run([sys.executable, "-m", "handoff", *argv], capture_output=True,
-                          text=True, timeout=600, cwd=cwd, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "handoff", *argv],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=cwd,
+        env=env,
+    )
 
 
 def test_notebook_models_are_handed_off_and_notebook_untouched(tmp_path: Path) -> None:
-    nb = _notebook(tmp_path / "analysis.ipynb",
-                   "import torch, labkit\ntorch.manual_seed(0)",
-                   "model = torch.nn.Sequential(torch.nn.Linear(6, 12), torch.nn.Tanh(), "
-                   "torch.nn.Linear(12, 3))",
-                   "spec = labkit.register(model, torch.randn(4, 6), name='nb-model', "
-                   "task='classification')")
+    nb = _notebook(
+        tmp_path / "analysis.ipynb",
+        "import torch, labkit\ntorch.manual_seed(0)",
+        "model = torch.nn.Sequential(torch.nn.Linear(6, 12), torch.nn.Tanh(), "
+        "torch.nn.Linear(12, 3))",
+        "spec = labkit.register(model, torch.randn(4, 6), name='nb-model', task='classification')",
+    )
     before = nb.read_bytes()
-    proc = handoff("export", str(nb), "--store", str(tmp_path / "store"), "--json",
-                   "--no-benchmark")
+    proc = handoff(
+        "export", str(nb), "--store", str(tmp_path / "store"), "--json", "--no-benchmark"
+    )
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
-    assert (result["name"], result["version"], result["change"]) == ("nb-model", "1.0.0",
-                                                                     "first")
+    assert (result["name"], result["version"], result["change"]) == ("nb-model", "1.0.0", "first")
     assert "[1/6] freeze" in proc.stderr and "running cell" in proc.stderr
     bundle = Path(result["path"])
     manifest = json.loads((bundle / "manifest.json").read_text())
@@ -78,8 +85,11 @@ def test_unreadable_notebook(tmp_path: Path, content: bytes) -> None:
 def test_default_store_is_relative_to_the_shell_not_the_notebook(tmp_path: Path) -> None:
     folder = tmp_path / "notebooks"
     folder.mkdir()
-    nb = _notebook(folder / "n.ipynb", "import torch, labkit",
-                   "labkit.register(torch.nn.Linear(3, 2), torch.randn(2, 3), name='here')")
+    nb = _notebook(
+        folder / "n.ipynb",
+        "import torch, labkit",
+        "labkit.register(torch.nn.Linear(3, 2), torch.randn(2, 3), name='here')",
+    )
     shell = tmp_path / "shell"
     shell.mkdir()
     proc = handoff("export", str(nb), "--no-benchmark", "--no-quantize", "--json", cwd=shell)
@@ -91,15 +101,19 @@ def test_default_store_is_relative_to_the_shell_not_the_notebook(tmp_path: Path)
 def test_store_reaches_the_notebooks_own_cells_and_nothing_runs_twice(tmp_path: Path) -> None:
     folder = tmp_path / "notebooks"
     folder.mkdir()
-    nb = _notebook(folder / "own.ipynb", "import torch, labkit\ntorch.manual_seed(0)",
-                   "spec = labkit.register(torch.nn.Linear(5, 3), torch.randn(2, 5), "
-                   "name='own', task='classification')",
-                   "from labkit.pipeline import HandoffOptions\n"
-                   "result = labkit.handoff(spec, options=HandoffOptions(quantize=False, "
-                   "benchmark=False))\nprint('cell wrote', result.path)")
+    nb = _notebook(
+        folder / "own.ipynb",
+        "import torch, labkit\ntorch.manual_seed(0)",
+        "spec = labkit.register(torch.nn.Linear(5, 3), torch.randn(2, 5), "
+        "name='own', task='classification')",
+        "from labkit.pipeline import HandoffOptions\n"
+        "result = labkit.handoff(spec, options=HandoffOptions(quantize=False, "
+        "benchmark=False))\nprint('cell wrote', result.path)",
+    )
     store = tmp_path / "elsewhere"
-    proc = handoff("export", str(nb), "--store", str(store), "--json", "--no-benchmark",
-                   cwd=tmp_path)
+    proc = handoff(
+        "export", str(nb), "--store", str(store), "--json", "--no-benchmark", cwd=tmp_path
+    )
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
     # the notebook's own cell wrote 1.0.0 into --store; the export reports it, not a
@@ -113,19 +127,27 @@ def test_store_reaches_the_notebooks_own_cells_and_nothing_runs_twice(tmp_path: 
 
 
 def test_stage_times_are_measured_in_the_kernel(tmp_path: Path) -> None:
-    nb = _notebook(tmp_path / "t.ipynb", "import torch, labkit\ntorch.manual_seed(0)",
-                   "labkit.register(torch.nn.Sequential(torch.nn.Linear(6, 8), "
-                   "torch.nn.ReLU(), torch.nn.Linear(8, 2)), torch.randn(2, 6), name='timed')")
-    proc = handoff("export", str(nb), "--store", str(tmp_path / "s"), "--no-benchmark",
-                   "--no-quantize")
+    nb = _notebook(
+        tmp_path / "t.ipynb",
+        "import torch, labkit\ntorch.manual_seed(0)",
+        "labkit.register(torch.nn.Sequential(torch.nn.Linear(6, 8), "
+        "torch.nn.ReLU(), torch.nn.Linear(8, 2)), torch.randn(2, 6), name='timed')",
+    )
+    proc = handoff(
+        "export", str(nb), "--store", str(tmp_path / "s"), "--no-benchmark", "--no-quantize"
+    )
     assert proc.returncode == 0, proc.stderr
-    times = {line.split()[1]: float(line.split("done in ")[1].split("s")[0])
-             for line in proc.stderr.splitlines() if "done in" in line}
+    times = {
+        line.split()[1]: float(line.split("done in ")[1].split("s")[0])
+        for line in proc.stderr.splitlines()
+        if "done in" in line
+    }
     assert list(times) == ["freeze", "export", "parity", "optimize", "benchmark", "bundle"]
     assert times["export"] > 0.0, proc.stderr  # streamed live and timed where it ran
 
-    again = handoff("export", str(nb), "--store", str(tmp_path / "s"), "--no-benchmark",
-                    "--no-quantize")
+    again = handoff(
+        "export", str(nb), "--store", str(tmp_path / "s"), "--no-benchmark", "--no-quantize"
+    )
     assert again.returncode == 0, again.stderr
     assert "nothing changed since 1.0.0" in again.stdout
     for stage in ("optimize", "benchmark", "bundle"):

@@ -17,9 +17,14 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def handoff(*argv: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "handoff", *argv], capture_output=True,
-                          text=True, timeout=300, cwd=ROOT,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    return subprocess.run(
+        [sys.executable, "-m", "handoff", *argv],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
 
 
 @pytest.fixture(scope="module")
@@ -33,14 +38,23 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     opts = HandoffOptions(quantize=False, benchmark=False)
     for seed in (0, 1):
         torch.manual_seed(seed)
-        mlp = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(),
-                                  torch.nn.Linear(16, 3)).eval()
-        run(labkit.register(mlp, (torch.randn(2, 8),), name="mlp"), store=root, options=opts,
-            sign_key="")
+        mlp = torch.nn.Sequential(
+            torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3)
+        ).eval()
+        run(
+            labkit.register(mlp, (torch.randn(2, 8),), name="mlp"),
+            store=root,
+            options=opts,
+            sign_key="",
+        )
     torch.manual_seed(2)
     narrow = torch.nn.Sequential(torch.nn.Linear(4, 3)).eval()
-    run(labkit.register(narrow, (torch.randn(2, 4),), name="narrow"), store=root,
-        options=opts, sign_key="")
+    run(
+        labkit.register(narrow, (torch.randn(2, 4),), name="narrow"),
+        store=root,
+        options=opts,
+        sign_key="",
+    )
     return root
 
 
@@ -49,8 +63,11 @@ def test_list_has_a_header_row(store: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     lines = [ln for ln in proc.stdout.splitlines() if not ln.startswith(" ")]  # not details
     assert lines[0].split() == ["NAME", "VERSION", "DEFAULT", "SPEED-UP", "PARITY", "CHANGE"]
-    assert [ln.split()[:2] for ln in lines[1:4]] == [["mlp", "1.0.0"], ["mlp", "1.1.0"],
-                                                    ["narrow", "1.0.0"]]
+    assert [ln.split()[:2] for ln in lines[1:4]] == [
+        ["mlp", "1.0.0"],
+        ["mlp", "1.1.0"],
+        ["narrow", "1.0.0"],
+    ]
     assert lines[2].split()[2:] == ["fp32", "-", "pass", "minor"]
     # columns line up under their headers
     assert lines[1].index("fp32") == lines[0].index("DEFAULT")
@@ -59,15 +76,17 @@ def test_list_has_a_header_row(store: Path) -> None:
 def test_list_of_a_missing_store_is_an_error(tmp_path: Path) -> None:
     proc = handoff("list", str(tmp_path / "nonexistent"))
     assert proc.returncode == 2 and proc.stdout == ""
-    assert proc.stderr.strip() == (f"handoff: error: no store at {tmp_path / 'nonexistent'}: "
-                                   "the directory does not exist")
+    assert proc.stderr.strip() == (
+        f"handoff: error: no store at {tmp_path / 'nonexistent'}: the directory does not exist"
+    )
     empty = handoff("list", str(tmp_path))  # an existing, empty store is fine
     assert empty.returncode == 0 and "no bundles" in empty.stdout
 
 
 def test_bench_labels_latency_and_throughput(store: Path) -> None:
-    proc = handoff("bench", str(store / "mlp" / "1.0.0"), "--rounds", "1", "--batch", "4",
-                   "--threads", "1")
+    proc = handoff(
+        "bench", str(store / "mlp" / "1.0.0"), "--rounds", "1", "--batch", "4", "--threads", "1"
+    )
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert "batch-1 latency (ms)" in lines[1] and "speed-up vs fp32" in lines[1]
@@ -91,8 +110,10 @@ def test_inspect_prints_tensor_types_without_quotes(store: Path) -> None:
 def test_inspect_of_a_missing_bundle_says_it_does_not_exist(tmp_path: Path) -> None:
     proc = handoff("inspect", str(tmp_path / "nothere"))
     assert proc.returncode == 1
-    assert proc.stderr.strip() == (f"handoff: error: [listing] no bundle at "
-                                   f"{tmp_path / 'nothere'}: the directory does not exist")
+    assert proc.stderr.strip() == (
+        f"handoff: error: [listing] no bundle at "
+        f"{tmp_path / 'nothere'}: the directory does not exist"
+    )
     not_a_bundle = handoff("inspect", str(tmp_path))  # exists, but holds no manifest
     assert "has no manifest.json" in not_a_bundle.stderr
 
@@ -142,10 +163,15 @@ def test_closed_pipe_is_not_an_error(store: Path) -> None:
     read_end, write_end = os.pipe()
     os.close(read_end)  # the reader is gone before handoff writes a byte (like `| head`)
     try:
-        proc = subprocess.run([sys.executable, "-m", "handoff", "inspect", "--json",
-                               str(store / "mlp" / "1.0.0")], stdout=write_end,
-                              stderr=subprocess.PIPE, text=True, timeout=120, cwd=ROOT,
-                              env={**os.environ, "PYTHONPATH": str(ROOT)})
+        proc = subprocess.run(
+            [sys.executable, "-m", "handoff", "inspect", "--json", str(store / "mlp" / "1.0.0")],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
     finally:
         os.close(write_end)
     assert proc.stderr == ""

@@ -65,8 +65,7 @@ def test_untuned_threads_follow_model_cost(bundle: Path) -> None:
 
     def costing(model: dict | None, timed: bool = False) -> object:
         prov = dataclasses.replace(m.provenance, model=model)
-        return dataclasses.replace(m, provenance=prov,
-                                   **({} if timed else {"variants": unbenched}))
+        return dataclasses.replace(m, provenance=prov, **({} if timed else {"variants": unbenched}))
 
     assert default_threads(costing({"flops_per_sample": 1e6})) == 1  # type: ignore[arg-type]
     big = costing({"flops_per_sample": 1e12})
@@ -112,14 +111,18 @@ def test_handoff_report_times_other_engines_and_shows_cost(bundle: Path) -> None
     for v in verify(bundle).manifest.variants:
         c = (v.benchmark or {})["cost"]
         assert c["per_core_per_s"] == pytest.approx(
-            v.benchmark["throughput_per_s"] / bench["environment"]["threads"])  # type: ignore[index]
+            v.benchmark["throughput_per_s"] / bench["environment"]["threads"]
+        )  # type: ignore[index]
     if "openvino" in engines.versions():
         ov = bench["engines"]["fp32/openvino-fp32"]
         assert ov["engine"] == "openvino" and ov["throughput_per_s"] > 0
         assert ov["speedup"]["p50"] > 0 and "`fp32/openvino-fp32`" in report
     # The bundle itself stays ONNX-only.
-    assert all(f.path.endswith(".onnx") for f in verify(bundle).manifest.files
-               if f.path.startswith("models/"))
+    assert all(
+        f.path.endswith(".onnx")
+        for f in verify(bundle).manifest.files
+        if f.path.startswith("models/")
+    )
 
 
 def test_cost_per_million(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -23,8 +23,9 @@ from labkit.runtime.engines import Candidate  # noqa: E402
 class TinyEncoder(torch.nn.Module):
     def __init__(self) -> None:
         super().__init__()
-        self.layer = torch.nn.TransformerEncoderLayer(32, 4, dim_feedforward=64,
-                                                      batch_first=True, dropout=0.0)
+        self.layer = torch.nn.TransformerEncoderLayer(
+            32, 4, dim_feedforward=64, batch_first=True, dropout=0.0
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layer(x)
@@ -41,8 +42,9 @@ def test_encoder_layer_attention_is_fused_and_matches(tmp_path: Path) -> None:
     x = torch.randn(3, 8, 32)
     # A dynamic sequence axis, as for real text models: with a static one the exporter's
     # attention pattern differs and optimize_for_ort does not match it (measured).
-    spec = labkit.register(model, x[:2], name="tiny-encoder",
-                           dynamic_axes={"input_0": {1: "sequence"}})
+    spec = labkit.register(
+        model, x[:2], name="tiny-encoder", dynamic_axes={"input_0": {1: "sequence"}}
+    )
     exported = tmp_path / "raw.onnx"
     export(spec, exported)
     assert "MultiHeadAttention" not in op_counts(onnx.load(str(exported)))
@@ -67,8 +69,9 @@ def test_encoder_layer_attention_is_fused_and_matches(tmp_path: Path) -> None:
 
 def test_graph_without_attention_is_left_alone(tmp_path: Path) -> None:
     torch.manual_seed(0)
-    mlp = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(),
-                              torch.nn.Linear(16, 2)).eval()
+    mlp = torch.nn.Sequential(
+        torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 2)
+    ).eval()
     spec = labkit.register(mlp, torch.randn(2, 8), name="mlp")
     export(spec, tmp_path / "raw.onnx")
     info = optimize_fp32(tmp_path / "raw.onnx", tmp_path / "out.onnx")

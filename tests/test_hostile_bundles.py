@@ -44,8 +44,9 @@ def no_session(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
     return made
 
 
-def assert_refused(bundle: Path, rule: str, capsys: pytest.CaptureFixture[str],
-                   no_session: list[bytes]) -> None:
+def assert_refused(
+    bundle: Path, rule: str, capsys: pytest.CaptureFixture[str], no_session: list[bytes]
+) -> None:
     with pytest.raises(BundleError) as info:
         load(bundle)
     assert info.value.rule == rule, str(info.value)
@@ -61,16 +62,22 @@ def test_pristine_bundle_passes(bundle: Path, no_session: list[bytes]) -> None:
     vb = verify(bundle)
     assert vb.manifest.name == "tiny"
     assert {f.path for f in vb.manifest.files} >= {
-        "models/fp32.onnx", "golden/inputs.npz", "golden/expected.npz", "report.md",
-        "reports/parity.json", "reports/benchmark.json"}
+        "models/fp32.onnx",
+        "golden/inputs.npz",
+        "golden/expected.npz",
+        "report.md",
+        "reports/parity.json",
+        "reports/benchmark.json",
+    }
 
 
 def _listed(bundle: Path) -> list[str]:
     return [f["path"] for f in json.loads((bundle / "manifest.json").read_text())["files"]]
 
 
-def test_flipped_byte_in_every_file_is_refused(bundle: Path, no_session: list[bytes],
-                                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_flipped_byte_in_every_file_is_refused(
+    bundle: Path, no_session: list[bytes], capsys: pytest.CaptureFixture[str]
+) -> None:
     for rel in [*_listed(bundle), "manifest.json"]:
         path = bundle / rel
         data = bytearray(path.read_bytes())
@@ -134,9 +141,20 @@ def test_hard_link_out_is_refused(bundle, capsys, no_session, tmp_path):
     assert_refused(bundle, "link", capsys, no_session)
 
 
-@pytest.mark.parametrize("bad", ["../escape.onnx", "models/../../escape.onnx", "/etc/passwd",
-                                 "models\\..\\x.onnx", "models//fp32.onnx", "./report.md",
-                                 "C:/x.onnx", "models/%2e%2e/x", "report.md#x"])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "../escape.onnx",
+        "models/../../escape.onnx",
+        "/etc/passwd",
+        "models\\..\\x.onnx",
+        "models//fp32.onnx",
+        "./report.md",
+        "C:/x.onnx",
+        "models/%2e%2e/x",
+        "report.md#x",
+    ],
+)
 def test_bad_paths_are_refused(bundle, capsys, no_session, bad):
     def change(m: dict[str, Any]) -> None:
         m["files"][0]["path"] = bad
@@ -148,8 +166,9 @@ def test_bad_paths_are_refused(bundle, capsys, no_session, bad):
 def test_duplicate_json_keys_are_refused(bundle, capsys, no_session):
     path = bundle / "manifest.json"
     text = path.read_text()
-    path.write_text(text.replace('"default_variant": ', '"default_variant": "fp32",\n  '
-                                 '"default_variant": ', 1))
+    path.write_text(
+        text.replace('"default_variant": ', '"default_variant": "fp32",\n  "default_variant": ', 1)
+    )
     assert_refused(bundle, "json", capsys, no_session)
 
 
@@ -201,8 +220,9 @@ def test_golden_file_not_listed_is_refused(bundle, capsys, no_session):
 
 
 def test_lying_size_is_refused(bundle, capsys, no_session):
-    rewrite_manifest(bundle, lambda m: m["files"][0].__setitem__("bytes",
-                                                                 m["files"][0]["bytes"] + 1))
+    rewrite_manifest(
+        bundle, lambda m: m["files"][0].__setitem__("bytes", m["files"][0]["bytes"] + 1)
+    )
     assert_refused(bundle, "digest", capsys, no_session)
 
 

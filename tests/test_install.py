@@ -27,8 +27,11 @@ from packaging.version import Version
 ROOT = Path(__file__).resolve().parent.parent
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 EXTRAS = PYPROJECT["project"]["optional-dependencies"]
-OFFLINE = re.compile(r"NewConnectionError|Max retries|Could not fetch URL|Temporary failure in "
-                     r"name resolution|Network is unreachable|No matching distribution", re.I)
+OFFLINE = re.compile(
+    r"NewConnectionError|Max retries|Could not fetch URL|Temporary failure in "
+    r"name resolution|Network is unreachable|No matching distribution",
+    re.I,
+)
 
 
 def test_export_takes_a_torch_range_that_holds_the_tested_torch() -> None:
@@ -37,8 +40,10 @@ def test_export_takes_a_torch_range_that_holds_the_tested_torch() -> None:
     assert Version(metadata.version("torch")) in torch_req.specifier
     assert not any(s.operator in ("==", "===") for s in torch_req.specifier)
     for extra in EXTRAS:
-        assert not any(Requirement(r).name == "torch" and Requirement(r).specifier != torch_req
-                       .specifier for r in EXTRAS[extra]), extra
+        assert not any(
+            Requirement(r).name == "torch" and Requirement(r).specifier != torch_req.specifier
+            for r in EXTRAS[extra]
+        ), extra
 
 
 @pytest.mark.parametrize("extra", ["export", "notebook", "serve"])
@@ -47,12 +52,26 @@ def test_installing_an_extra_keeps_the_installed_torch(extra, tmp_path) -> None:
     pytest.importorskip("hatchling")  # the build backend, used without build isolation
     report = tmp_path / "report.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--dry-run", "--no-build-isolation",
-         "--quiet", "--report", str(report), "--disable-pip-version-check",
-         f"{ROOT}[{extra}]"],
-        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--dry-run",
+            "--no-build-isolation",
+            "--quiet",
+            "--report",
+            str(report),
+            "--disable-pip-version-check",
+            f"{ROOT}[{extra}]",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
         # pip builds the wheel to read its metadata: without Node on PATH, no extension build
-        env={**os.environ, "PATH": str(tmp_path)})
+        env={**os.environ, "PATH": str(tmp_path)},
+    )
     if proc.returncode != 0 and OFFLINE.search(proc.stdout + proc.stderr):
         pytest.skip(f"the package index is unreachable: {proc.stderr.strip()[-200:]}")
     assert proc.returncode == 0, proc.stderr
@@ -89,28 +108,53 @@ def test_wheels_and_sdists_carry_the_built_extension() -> None:
     assert hook["build-function"] == "scripts.extension_build.build"
     assert hook["skip-if-exists"] == hook["build-kwargs"]["ensured_targets"]
     assert "ensured-targets" not in hook  # checked after a real build, not on a Node-less one
-    assert "labkit/labextension" in PYPROJECT["tool"]["hatch"]["build"]["targets"]["sdist"][
-        "artifacts"]
+    assert (
+        "labkit/labextension"
+        in PYPROJECT["tool"]["hatch"]["build"]["targets"]["sdist"]["artifacts"]
+    )
 
 
 def test_a_source_checkout_builds_a_wheel_without_node(tmp_path) -> None:
     pytest.importorskip("hatchling")
     pytest.importorskip("hatch_jupyter_builder")
     src = tmp_path / "src"
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT,
-                           capture_output=True, text=True, check=True).stdout.split()
+    files = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     for name in files:
         if (ROOT / name).is_file() and not name.startswith("labkit/labextension/"):
             (src / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / name, src / name)
     bindir = tmp_path / "bin"
     bindir.mkdir()
-    env = {"PATH": str(bindir), "HOME": str(tmp_path), "PIP_NO_INDEX": "1",
-           "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+    env = {
+        "PATH": str(bindir),
+        "HOME": str(tmp_path),
+        "PIP_NO_INDEX": "1",
+        "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+    }
     proc = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-v", "--no-build-isolation", "--no-deps",
-         str(src), "-w", str(tmp_path / "dist")],
-        capture_output=True, text=True, timeout=300, env={**env, "SYSTEMROOT": os.sep})
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-v",
+            "--no-build-isolation",
+            "--no-deps",
+            str(src),
+            "-w",
+            str(tmp_path / "dist"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**env, "SYSTEMROOT": os.sep},
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "labkit: Node.js not found, so the JupyterLab extension" in proc.stdout + proc.stderr
     wheel = next((tmp_path / "dist").glob("labkit-*.whl"))

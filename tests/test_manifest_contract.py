@@ -32,9 +32,9 @@ def _reseal(raw: dict[str, Any]) -> bytes:
 def test_round_trip_is_exact(bundle: Path) -> None:
     data = (bundle / "manifest.json").read_bytes()
     m = Manifest.from_json(data)
-    assert m.to_json() == data                       # the pipeline wrote it with to_json
+    assert m.to_json() == data  # the pipeline wrote it with to_json
     assert Manifest.from_json(m.to_json()) == m
-    assert Manifest.from_json(data.decode()) == m    # str is accepted too
+    assert Manifest.from_json(data.decode()) == m  # str is accepted too
     assert verify(bundle).manifest == m == read_manifest(bundle)
     assert json.loads(data)[DIGEST_FIELD] == m.digest
 
@@ -46,7 +46,7 @@ def test_typed_fields(bundle: Path) -> None:
     assert m.variant("fp32").file == "models/fp32.onnx"
     fp32 = m.variant("fp32")
     assert fp32.tolerance.metric == metric_for_task(m.task)
-    assert fp32.tolerance.min_metric is not None   # the fp32 tolerance keeps its min_metric
+    assert fp32.tolerance.min_metric is not None  # the fp32 tolerance keeps its min_metric
     assert m.provenance.exporter.name in ("dynamo", "torchscript")
     assert m.provenance.exporter.opset >= 17
     assert m.change.kind == "first" and m.change.previous is None
@@ -69,22 +69,36 @@ def test_unknown_fields_survive_a_rewrite(bundle: Path) -> None:
     assert again["provenance"]["host"] == "lab-3"
 
 
-@pytest.mark.parametrize(("change", "field", "rule"), [
-    (lambda r: r["provenance"]["exporter"].pop("opset"), "provenance.exporter.opset", "schema"),
-    (lambda r: r["provenance"].__setitem__("exporter", "dynamo"), "provenance.exporter",
-     "schema"),
-    (lambda r: r["provenance"]["libraries"].__setitem__("torch", 2), "provenance.libraries.torch",
-     "schema"),
-    (lambda r: r.pop("change"), "change", "schema"),
-    (lambda r: r["change"].__setitem__("kind", "huge"), "change.kind", "schema"),
-    (lambda r: r["variants"][0]["tolerance"].__setitem__("metric", "cosine_mean"),
-     "variants[0].tolerance.metric", "schema"),
-    (lambda r: r["variants"][0]["tolerance"].__setitem__("rel", 0), "variants[0].tolerance.rel",
-     "schema"),
-    (lambda r: r["golden"].__setitem__("rows", "3"), "golden.rows", "schema"),
-])
-def test_every_exposed_field_is_checked(bundle: Path, change: Any, field: str,
-                                        rule: str) -> None:
+@pytest.mark.parametrize(
+    ("change", "field", "rule"),
+    [
+        (lambda r: r["provenance"]["exporter"].pop("opset"), "provenance.exporter.opset", "schema"),
+        (
+            lambda r: r["provenance"].__setitem__("exporter", "dynamo"),
+            "provenance.exporter",
+            "schema",
+        ),
+        (
+            lambda r: r["provenance"]["libraries"].__setitem__("torch", 2),
+            "provenance.libraries.torch",
+            "schema",
+        ),
+        (lambda r: r.pop("change"), "change", "schema"),
+        (lambda r: r["change"].__setitem__("kind", "huge"), "change.kind", "schema"),
+        (
+            lambda r: r["variants"][0]["tolerance"].__setitem__("metric", "cosine_mean"),
+            "variants[0].tolerance.metric",
+            "schema",
+        ),
+        (
+            lambda r: r["variants"][0]["tolerance"].__setitem__("rel", 0),
+            "variants[0].tolerance.rel",
+            "schema",
+        ),
+        (lambda r: r["golden"].__setitem__("rows", "3"), "golden.rows", "schema"),
+    ],
+)
+def test_every_exposed_field_is_checked(bundle: Path, change: Any, field: str, rule: str) -> None:
     raw = json.loads((bundle / "manifest.json").read_bytes())
     change(raw)
     with pytest.raises(FormatError) as info:
@@ -95,8 +109,12 @@ def test_every_exposed_field_is_checked(bundle: Path, change: Any, field: str,
 
 def test_source_copy_must_be_listed(bundle: Path) -> None:
     raw = json.loads((bundle / "manifest.json").read_bytes())
-    raw["provenance"]["source"] = {"kind": "script", "path": "/x/m.py", "sha256": "0" * 64,
-                                   "copy": "source/m.py"}
+    raw["provenance"]["source"] = {
+        "kind": "script",
+        "path": "/x/m.py",
+        "sha256": "0" * 64,
+        "copy": "source/m.py",
+    }
     with pytest.raises(FormatError, match="'source/m.py' is not a listed file") as info:
         Manifest.from_json(_reseal(raw))
     assert info.value.rule == "listing"
@@ -132,7 +150,8 @@ def test_judge_rel_and_metric() -> None:
     stats = _stats(ref, flipped)
     assert stats["y"].to_dict()["cosine"] == pytest.approx(0.5)
     assert Tolerance(1.0, "cosine", 0.9).judge(stats, "v") == [
-        "y: cosine = 0.5000 < 0.9000 (variant v)"]
+        "y: cosine = 0.5000 < 0.9000 (variant v)"
+    ]
 
 
 def test_tolerance_refuses_nonsense() -> None:

@@ -13,8 +13,9 @@ import pytest
 from labkit.bundle.changes import WORDING
 
 ROOT = Path(__file__).resolve().parent.parent
-SOURCES = sorted([*ROOT.glob("labkit/**/*.py"), *ROOT.glob("handoff/**/*.py"),
-                  *ROOT.glob("benchmarks/**/*.py")])
+SOURCES = sorted(
+    [*ROOT.glob("labkit/**/*.py"), *ROOT.glob("handoff/**/*.py"), *ROOT.glob("benchmarks/**/*.py")]
+)
 BUNDLE = ROOT / "labkit" / "bundle"
 
 # Raw reads of a manifest: indexing a variable called manifest, or a key that only a
@@ -23,7 +24,8 @@ _MANIFEST_ONLY = r"signature|fingerprint|provenance|golden|files|schema_version|
 RAW_MANIFEST = re.compile(
     r"manifest\s*\[|manifest\.get\(|"
     rf"\[[\"']({_MANIFEST_ONLY})[\"']\]|\.get\([\"']({_MANIFEST_ONLY})[\"']|"
-    r"json\.loads?\(.*manifest|[\"']manifest\.json[\"']")
+    r"json\.loads?\(.*manifest|[\"']manifest\.json[\"']"
+)
 
 
 def _text(path: Path) -> str:
@@ -48,13 +50,21 @@ def _hits(pattern: re.Pattern[str] | str, *, outside: tuple[Path, ...]) -> list[
 
 def test_the_raw_manifest_pattern_catches_what_it_should() -> None:
     # The readers as they were before the typed contract: the pattern must flag them.
-    for bad in ('vb.manifest["variants"]', "m = self.manifest.get('labels')",
-                'prov = m["provenance"]', 'golden = m.get("golden") or {}',
-                'json.loads((root / "manifest.json").read_text())',
-                'sum(f["bytes"] for f in m["files"])'):
+    for bad in (
+        'vb.manifest["variants"]',
+        "m = self.manifest.get('labels')",
+        'prov = m["provenance"]',
+        'golden = m.get("golden") or {}',
+        'json.loads((root / "manifest.json").read_text())',
+        'sum(f["bytes"] for f in m["files"])',
+    ):
         assert RAW_MANIFEST.search(bad), bad
-    for fine in ("m.provenance.exporter.name", 'bench["variants"][v.name]',
-                 "vb.manifest.golden.inputs", 'r["default_variant"]'):
+    for fine in (
+        "m.provenance.exporter.name",
+        'bench["variants"][v.name]',
+        "vb.manifest.golden.inputs",
+        'r["default_variant"]',
+    ):
         assert not RAW_MANIFEST.search(fine), fine
 
 
@@ -122,8 +132,19 @@ def test_serve_cli_reads_its_defaults_from_the_config() -> None:
     add_serve_parser(parser.add_subparsers())
     args = parser.parse_args(["serve", "store"])
     d = ServeConfig()
-    assert (args.max_batch_size, args.max_queue, args.max_inflight, args.workers,
-            args.reload_interval, args.graceful_timeout) == (
-        d.max_batch_size, d.max_queue, d.max_inflight, d.workers, d.reload_interval_s,
-        d.graceful_timeout_s)
+    assert (
+        args.max_batch_size,
+        args.max_queue,
+        args.max_inflight,
+        args.workers,
+        args.reload_interval,
+        args.graceful_timeout,
+    ) == (
+        d.max_batch_size,
+        d.max_queue,
+        d.max_inflight,
+        d.workers,
+        d.reload_interval_s,
+        d.graceful_timeout_s,
+    )
     assert args.max_body_mb * MiB == d.max_body_bytes

@@ -17,26 +17,48 @@ def _mlp() -> torch.nn.Module:
     return torch.nn.Sequential(torch.nn.Linear(4, 3))
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(model="not a model", example_inputs=torch.randn(1, 4), name="a"),
-     "model must be a torch.nn.Module"),
-    (dict(model=_mlp(), example_inputs=[[1.0, 2.0]], name="a"), r"example_inputs\[0\]"),
-    (dict(model=_mlp(), example_inputs="x", name="a"), "example_inputs must be a tensor"),
-    (dict(model=_mlp(), example_inputs=(), name="a"), "example_inputs has no tensors"),
-    (dict(model=_mlp(), example_inputs=torch.randn(1, 7), name="a"),
-     r"Sequential.forward raised on example_inputs \(input_0: float32\[1, 7\]\)"),
-    (dict(model=_mlp(), example_inputs=torch.randn(1, 4), name="../etc"), "not a safe bundle"),
-    (dict(model=_mlp(), example_inputs=torch.randn(1, 4), name="My Model"), "not a safe"),
-    (dict(model=_mlp(), example_inputs=torch.randn(1, 4), name=""), "not a safe bundle"),
-    (dict(model=_mlp(), example_inputs=torch.randn(1, 4), name="a", task="segmentation"),
-     "task="),
-    (dict(model=_mlp(), example_inputs=torch.randn(1, 4), name="a", tolerance=5),
-     "tolerance="),
-    (dict(model=_mlp(), example_inputs=torch.randn(1, 4), name="a",
-          dynamic_axes={"nope": {1: "x"}}), "dynamic_axes names 'nope'"),
-    (dict(model=_mlp(), example_inputs=torch.randn(1, 4), name="a",
-          parity_inputs=[(torch.randn(2, 4), torch.randn(2, 4))]), r"parity_inputs\[0\] has 2"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (
+            dict(model="not a model", example_inputs=torch.randn(1, 4), name="a"),
+            "model must be a torch.nn.Module",
+        ),
+        (dict(model=_mlp(), example_inputs=[[1.0, 2.0]], name="a"), r"example_inputs\[0\]"),
+        (dict(model=_mlp(), example_inputs="x", name="a"), "example_inputs must be a tensor"),
+        (dict(model=_mlp(), example_inputs=(), name="a"), "example_inputs has no tensors"),
+        (
+            dict(model=_mlp(), example_inputs=torch.randn(1, 7), name="a"),
+            r"Sequential.forward raised on example_inputs \(input_0: float32\[1, 7\]\)",
+        ),
+        (dict(model=_mlp(), example_inputs=torch.randn(1, 4), name="../etc"), "not a safe bundle"),
+        (dict(model=_mlp(), example_inputs=torch.randn(1, 4), name="My Model"), "not a safe"),
+        (dict(model=_mlp(), example_inputs=torch.randn(1, 4), name=""), "not a safe bundle"),
+        (
+            dict(model=_mlp(), example_inputs=torch.randn(1, 4), name="a", task="segmentation"),
+            "task=",
+        ),
+        (dict(model=_mlp(), example_inputs=torch.randn(1, 4), name="a", tolerance=5), "tolerance="),
+        (
+            dict(
+                model=_mlp(),
+                example_inputs=torch.randn(1, 4),
+                name="a",
+                dynamic_axes={"nope": {1: "x"}},
+            ),
+            "dynamic_axes names 'nope'",
+        ),
+        (
+            dict(
+                model=_mlp(),
+                example_inputs=torch.randn(1, 4),
+                name="a",
+                parity_inputs=[(torch.randn(2, 4), torch.randn(2, 4))],
+            ),
+            r"parity_inputs\[0\] has 2",
+        ),
+    ],
+)
 def test_bad_registration(kwargs, match) -> None:
     with pytest.raises(RegistrationError, match=match):
         labkit.register(**kwargs)
@@ -61,9 +83,15 @@ def test_register_names_io_and_is_listed() -> None:
     assert spec.output_names == ("output_0", "output_1")
     assert labkit.registered()["two"] is spec
     assert spec.describe() == {
-        "name": "two", "task": None, "model": "Two", "parameters": 0,
-        "inputs": [{"name": "input_0", "shape": [2, 3], "dtype": "torch.float32"},
-                   {"name": "input_1", "shape": [2, 3], "dtype": "torch.float32"}]}
+        "name": "two",
+        "task": None,
+        "model": "Two",
+        "parameters": 0,
+        "inputs": [
+            {"name": "input_0", "shape": [2, 3], "dtype": "torch.float32"},
+            {"name": "input_1", "shape": [2, 3], "dtype": "torch.float32"},
+        ],
+    }
 
 
 def test_nondeterministic_model_fails_the_handoff(tmp_path: Path) -> None:
@@ -90,17 +118,20 @@ def test_predict_positional_dict_and_kwargs_agree(bundle: Path) -> None:
     np.testing.assert_array_equal(a, c)
 
 
-@pytest.mark.parametrize("call, match", [
-    (lambda m, x: m.predict(x.astype(np.float64)), "dtype float64.*x.astype"),
-    (lambda m, x: m.predict(x[:, :8]), "size 8 on axis 1, the model expects 16"),
-    (lambda m, x: m.predict(x[None]), "rank 3"),
-    (lambda m, x: m.predict(x[:0]), "at least 1"),
-    (lambda m, x: m.predict({"wrong": x}), r"unknown input\(s\) \['wrong'\]"),
-    (lambda m, x: m.predict(x, x), "takes 1 input"),
-    (lambda m, x: m.predict(), "takes 1 input"),
-    (lambda m, x: m.predict(x.tolist()), "must be a numpy array"),
-    (lambda m, x: m.predict(x, input_0=x), "not both"),
-])
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda m, x: m.predict(x.astype(np.float64)), "dtype float64.*x.astype"),
+        (lambda m, x: m.predict(x[:, :8]), "size 8 on axis 1, the model expects 16"),
+        (lambda m, x: m.predict(x[None]), "rank 3"),
+        (lambda m, x: m.predict(x[:0]), "at least 1"),
+        (lambda m, x: m.predict({"wrong": x}), r"unknown input\(s\) \['wrong'\]"),
+        (lambda m, x: m.predict(x, x), "takes 1 input"),
+        (lambda m, x: m.predict(), "takes 1 input"),
+        (lambda m, x: m.predict(x.tolist()), "must be a numpy array"),
+        (lambda m, x: m.predict(x, input_0=x), "not both"),
+    ],
+)
 def test_predict_rejects_bad_inputs_clearly(bundle: Path, call, match) -> None:
     m = load(bundle)
     x = np.zeros((2, 16), np.float32)
@@ -125,9 +156,9 @@ def test_self_test_detects_wrong_numbers(bundle: Path, monkeypatch) -> None:
     session = m._sessions.get()  # the one session of an untuned model
     m._sessions.put(session)
     real = session.run
-    monkeypatch.setattr(session, "run", lambda names, feed: [o * 1.01 for o in
-                                                            real(names, feed)],
-                        raising=False)
+    monkeypatch.setattr(
+        session, "run", lambda names, feed: [o * 1.01 for o in real(names, feed)], raising=False
+    )
     report = m.self_test()
     assert not report.ok
     assert "variant fp32" in report.failures[0]

@@ -42,20 +42,24 @@ def outlier_net() -> Net:
 
 
 def test_plain_int8_misses_the_budget_and_sensitivity_rescues_it(tmp_path: Path) -> None:
-    spec = labkit.register(outlier_net(), (torch.randn(1, 32),), name="outlier",
-                           task="classification")
+    spec = labkit.register(
+        outlier_net(), (torch.randn(1, 32),), name="outlier", task="classification"
+    )
     # The premise: quantizing everything is outside the default budget.
     ref = freeze(spec, batch_sizes=(1, 3, 16), seed=0)
     info = export(spec, tmp_path / "e.onnx", opset=18)
     q = Quantize.dynamic_int8()
     quantize(info.path, tmp_path / "plain.onnx", q, [], tmp_path)
     budget = HandoffOptions().budget.tolerance(fp32_tolerance(ref).metric or "top1_agreement")
-    plain = check_parity(ref, session_predictor((tmp_path / "plain.onnx").read_bytes(),
-                                                list(spec.output_names)), budget, variant="q")
+    plain = check_parity(
+        ref,
+        session_predictor((tmp_path / "plain.onnx").read_bytes(), list(spec.output_names)),
+        budget,
+        variant="q",
+    )
     assert not plain.passed and plain.summary()["metric_value"] < 0.9
 
-    result = labkit.handoff(spec, store=tmp_path / "store",
-                            options=HandoffOptions(benchmark=False))
+    result = labkit.handoff(spec, store=tmp_path / "store", options=HandoffOptions(benchmark=False))
     assert [v.name for v in result.variants] == ["fp32", "int8-dynamic"]
     assert result.rejected == []
     bundle = verify(result.path)  # the sha256 is of the rescued file, not the plain one
@@ -81,8 +85,10 @@ def test_plain_int8_misses_the_budget_and_sensitivity_rescues_it(tmp_path: Path)
 def test_blocks_group_by_module_and_coarsen() -> None:
     from onnx import helper
 
-    nodes = [helper.make_node("MatMul", ["a", "b"], [f"o{i}"], name=f"/enc/layer.{i}/q/MatMul")
-             for i in range(30)]
+    nodes = [
+        helper.make_node("MatMul", ["a", "b"], [f"o{i}"], name=f"/enc/layer.{i}/q/MatMul")
+        for i in range(30)
+    ]
     graph = helper.make_graph(nodes, "g", [], [])
     model = helper.make_model(graph)
     paths = module_paths(model)
@@ -98,7 +104,8 @@ def test_blocks_group_by_module_and_coarsen() -> None:
 def test_unknown_nodes_are_their_own_block() -> None:
     from onnx import helper
 
-    model = helper.make_model(helper.make_graph(
-        [helper.make_node("MatMul", ["a", "b"], ["c"], name="mm0")], "g", [], []))
+    model = helper.make_model(
+        helper.make_graph([helper.make_node("MatMul", ["a", "b"], ["c"], name="mm0")], "g", [], [])
+    )
     assert blocks(model, ["MatMul"], {}) == {"mm0": ["mm0"]}
     assert isinstance(model, onnx.ModelProto)

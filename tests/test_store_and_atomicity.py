@@ -25,8 +25,9 @@ FAST = HandoffOptions(quantize=False, benchmark=False)
 
 def _spec(seed: int = 0, hidden: int = 8, task: str = "classification", name: str = "m"):
     torch.manual_seed(seed)
-    model = torch.nn.Sequential(torch.nn.Linear(4, hidden), torch.nn.ReLU(),
-                                torch.nn.Linear(hidden, 3))
+    model = torch.nn.Sequential(
+        torch.nn.Linear(4, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, 3)
+    )
     return labkit.register(model, torch.randn(2, 4), name=name, task=task)
 
 
@@ -72,7 +73,10 @@ def test_versions_first_minor_major_patch_none(tmp_path: Path) -> None:
     assert store.versions("m") == ["1.0.0", "1.1.0", "1.1.1", "2.0.0"]
     assert store.latest("m") == "2.0.0"
     assert store.manifest("m", "1.1.0").change.to_dict() == {
-        "kind": "minor", "from": "1.0.0", "reason": r2.change_reason}
+        "kind": "minor",
+        "from": "1.0.0",
+        "reason": r2.change_reason,
+    }
 
 
 def test_existing_version_is_never_overwritten(tmp_path: Path) -> None:
@@ -118,17 +122,22 @@ def test_ctrl_c_during_handoff_leaves_nothing(tmp_path: Path) -> None:
 def test_sigint_to_cli_leaves_nothing(tmp_path: Path) -> None:
     """A real Ctrl-C (SIGINT) to `handoff export` while it runs: exit 130, no bundle."""
     script = tmp_path / "slow.py"
-    script.write_text(textwrap.dedent("""
+    script.write_text(
+        textwrap.dedent("""
         import time, torch, labkit
         def build():
             torch.manual_seed(0)
             m = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
             return labkit.register(m, torch.randn(2, 4), name="slow")
-    """))
+    """)
+    )
     store = tmp_path / "store"
-    proc = subprocess.Popen([sys.executable, "-m", "handoff", "export", f"{script}:build",
-                             "--store", str(store)], stderr=subprocess.PIPE, text=True,
-                            stdout=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "handoff", "export", f"{script}:build", "--store", str(store)],
+        stderr=subprocess.PIPE,
+        text=True,
+        stdout=subprocess.PIPE,
+    )
     assert proc.stderr is not None
     for line in proc.stderr:  # wait until the benchmark stage runs
         if "benchmark" in line:
@@ -152,8 +161,7 @@ def test_kill_while_renaming_leaves_no_bundle_and_staging_is_cleaned(tmp_path: P
         from labkit.pipeline import run
         run(_spec(0), store={str(store)!r}, options=FAST)
     """)
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=300)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     assert Store(store).names() == []
     leftovers = list((store / ".staging").iterdir())

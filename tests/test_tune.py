@@ -26,10 +26,25 @@ def tuned(tiny_store: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[P
     store = tmp_path_factory.mktemp("tuned")
     shutil.copytree(tiny_store / "tiny", store / "tiny")
     bundle = store / "tiny" / "1.0.0"
-    proc = subprocess.run([sys.executable, "-m", "handoff", "tune", str(bundle), "--json",
-                           "--budget-s", "8", "--objective", "throughput",
-                           "--price-per-core-hour", "0.04"],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "handoff",
+            "tune",
+            str(bundle),
+            "--json",
+            "--budget-s",
+            "8",
+            "--objective",
+            "throughput",
+            "--price-per-core-hour",
+            "0.04",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     return bundle, json.loads(proc.stdout)
 
@@ -38,7 +53,8 @@ def test_tune_json_writes_a_profile_beside_the_store(tuned: tuple[Path, dict]) -
     bundle, doc = tuned
     path = Path(doc["path"])
     assert path == bundle.parent.parent / ".tuning" / "tiny" / "1.0.0" / (
-        profile.host_key() + ".json")
+        profile.host_key() + ".json"
+    )
     assert json.loads(path.read_text()) == {k: v for k, v in doc.items() if k != "path"}
     m = rt.verify(bundle).manifest  # the profile beside the store never breaks the bundle
     assert doc["bundle"]["manifest_digest"] == m.digest
@@ -54,8 +70,7 @@ def test_tune_json_writes_a_profile_beside_the_store(tuned: tuple[Path, dict]) -
     assert s["p99_ms"] >= s["p50_ms"] > 0 and s["throughput_per_s"] > 0
     cores = (chosen["candidate"]["threads"] or 1) * chosen["candidate"]["streams"]
     assert c["per_core_per_s"] == pytest.approx(s["throughput_per_s"] / cores)
-    assert c["cost_per_million"] == pytest.approx(0.04 * cores * 1e6 / s["throughput_per_s"]
-                                                  / 3600)
+    assert c["cost_per_million"] == pytest.approx(0.04 * cores * 1e6 / s["throughput_per_s"] / 3600)
     assert Store(bundle.parent.parent).names() == ["tiny"]  # .tuning is not a bundle
 
 
@@ -70,19 +85,24 @@ def test_load_uses_the_matching_profile(tuned: tuple[Path, dict]) -> None:
     assert untuned.tuning["profile"] is None
     assert untuned.variant == untuned.manifest.default_variant
     x = rt.verify(bundle).read_npz("golden/inputs.npz")["input_0"]
-    np.testing.assert_allclose(m.predict(x)["output"], untuned.predict(x)["output"],
-                               rtol=0.05, atol=0.05)
+    np.testing.assert_allclose(
+        m.predict(x)["output"], untuned.predict(x)["output"], rtol=0.05, atol=0.05
+    )
     # An explicit argument beats the profile.
     assert rt.load(bundle, threads=1).candidate.threads == 1
 
 
-@pytest.mark.parametrize(("field", "value", "why"), [
-    ("bundle", {"manifest_digest": "0" * 64}, "another bundle"),
-    ("host", {"key": "feedfacefeedface", "model": "Other CPU"}, "another CPU"),
-    ("engines", {"onnxruntime": "0.0.1"}, "engine versions changed"),
-])
-def test_a_stale_profile_is_ignored_with_a_note(tuned: tuple[Path, dict], tmp_path: Path,
-                                                field: str, value: Any, why: str) -> None:
+@pytest.mark.parametrize(
+    ("field", "value", "why"),
+    [
+        ("bundle", {"manifest_digest": "0" * 64}, "another bundle"),
+        ("host", {"key": "feedfacefeedface", "model": "Other CPU"}, "another CPU"),
+        ("engines", {"onnxruntime": "0.0.1"}, "engine versions changed"),
+    ],
+)
+def test_a_stale_profile_is_ignored_with_a_note(
+    tuned: tuple[Path, dict], tmp_path: Path, field: str, value: Any, why: str
+) -> None:
     bundle, doc = tuned
     stale = json.loads(Path(doc["path"]).read_text())
     stale[field] = {**stale[field], **value} if field != "engines" else value
@@ -108,17 +128,21 @@ class _NoisyEngine:
     def precisions(self, variant: Mapping[str, Any], cpu: Mapping[str, Any]) -> tuple[str, ...]:
         return (EXACT, "bf16")
 
-    def session(self, model_bytes: bytes, *, precision: str = EXACT,
-                threads: int | None = None) -> Session:
+    def session(
+        self, model_bytes: bytes, *, precision: str = EXACT, threads: int | None = None
+    ) -> Session:
         inner = engines.get("onnxruntime").session(model_bytes, threads=threads)
 
         class Perturbed:
-            def run(self, names: Sequence[str] | None,
-                    feed: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+            def run(
+                self, names: Sequence[str] | None, feed: Mapping[str, np.ndarray]
+            ) -> list[np.ndarray]:
                 outs = inner.run(names, feed)
                 rng = np.random.default_rng(0)
-                return [o + rng.normal(0, 3 * float(np.abs(o).max()), o.shape).astype(o.dtype)
-                        for o in outs]
+                return [
+                    o + rng.normal(0, 3 * float(np.abs(o).max()), o.shape).astype(o.dtype)
+                    for o in outs
+                ]
 
         return Perturbed()
 
@@ -150,8 +174,9 @@ def test_inspect_and_list_show_the_profile_in_use(tuned: tuple[Path, dict]) -> N
     bundle, doc = tuned
     label = doc["chosen"]["label"]
     for argv in (["inspect", str(bundle)], ["list", str(bundle.parent.parent)]):
-        proc = subprocess.run([sys.executable, "-m", "handoff", *argv], capture_output=True,
-                              text=True, timeout=120)
+        proc = subprocess.run(
+            [sys.executable, "-m", "handoff", *argv], capture_output=True, text=True, timeout=120
+        )
         assert proc.returncode == 0, proc.stderr
         assert f"tuning: {label}" in proc.stdout and doc["path"] in proc.stdout
     assert main(["list", str(bundle.parent.parent), "--json"]) == 0
@@ -168,8 +193,9 @@ def test_streams_run_in_parallel_sessions(tuned: tuple[Path, dict], tmp_path: Pa
     x = rt.verify(bundle).read_npz("golden/inputs.npz")["input_0"]
     want = m.predict(x)["output"]
     got: list[np.ndarray] = []
-    threads = [threading.Thread(target=lambda: got.append(m.predict(x)["output"]))
-               for _ in range(6)]
+    threads = [
+        threading.Thread(target=lambda: got.append(m.predict(x)["output"])) for _ in range(6)
+    ]
     for t in threads:
         t.start()
     for t in threads:

@@ -33,8 +33,9 @@ class TooDeep(ValueError):
     """Objects and arrays nested deeper than the limit."""
 
 
-def scan_depth(buf: bytes | bytearray, limit: int, *, probes: Sequence[int] = (),
-               probe_depth: int = 0) -> list[int]:
+def scan_depth(
+    buf: bytes | bytearray, limit: int, *, probes: Sequence[int] = (), probe_depth: int = 0
+) -> list[int]:
     """Raise TooDeep if JSON ``buf`` nests objects/arrays deeper than ``limit``, without
     parsing it.
 
@@ -97,8 +98,12 @@ def _no_constant(name: str) -> Any:
 def parse(text: str | bytes | bytearray, **hooks: Any) -> Any:
     """``json.loads`` that raises DuplicateKey and NonFinite; ``hooks`` (``parse_float``,
     ``parse_int``, ``parse_constant``) add a caller's own number rules."""
-    return json.loads(text, object_pairs_hook=no_duplicates,
-                      parse_constant=hooks.pop("parse_constant", _no_constant), **hooks)
+    return json.loads(
+        text,
+        object_pairs_hook=no_duplicates,
+        parse_constant=hooks.pop("parse_constant", _no_constant),
+        **hooks,
+    )
 
 
 def loads_strict(data: bytes) -> Any:
@@ -110,8 +115,9 @@ def loads_strict(data: bytes) -> Any:
     try:
         scan_depth(data, MAX_DEPTH)
     except TooDeep:
-        raise FormatError(f"manifest JSON nests deeper than {MAX_DEPTH} levels",
-                          rule="json") from None
+        raise FormatError(
+            f"manifest JSON nests deeper than {MAX_DEPTH} levels", rule="json"
+        ) from None
     try:
         return parse(text)
     except DuplicateKey as exc:

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Wording:
-    title: str       # a short heading for a handoff result
-    reason: str      # why the store chose this kind (``change.reason``; the store adds which
-                     # parts changed for a major)
-    verdict: str     # what it means for callers (``handoff diff``)
+    title: str  # a short heading for a handoff result
+    reason: str  # why the store chose this kind (``change.reason``; the store adds which
+    # parts changed for a major)
+    verdict: str  # what it means for callers (``handoff diff``)
 
 
 #: kinds a manifest may record; "none" is a handoff that wrote nothing.
@@ -28,20 +28,29 @@ def major_reason(what: str) -> str:
 
 
 WORDING = {
-    "first": Wording("first version", "first handoff of this model",
-                     "first version: nothing to compare with"),
-    "major": Wording("breaking change (major)", major_reason("architecture or signature"),
-                     "not drop-in compatible: callers must be checked against the new "
-                     "signature"),
-    "minor": Wording("weights-only update (minor): drop-in compatible",
-                     "weights-only update: drop-in compatible",
-                     "weights-only update: drop-in compatible"),
-    "patch": Wording("metadata-only update (patch)",
-                     "metadata-only update (task, labels or tolerances)",
-                     "metadata-only update: drop-in compatible"),
-    "none": Wording("nothing changed: no new version written",
-                    "identical architecture, signature, weights and metadata",
-                    "identical: same architecture, signature, weights and metadata"),
+    "first": Wording(
+        "first version", "first handoff of this model", "first version: nothing to compare with"
+    ),
+    "major": Wording(
+        "breaking change (major)",
+        major_reason("architecture or signature"),
+        "not drop-in compatible: callers must be checked against the new signature",
+    ),
+    "minor": Wording(
+        "weights-only update (minor): drop-in compatible",
+        "weights-only update: drop-in compatible",
+        "weights-only update: drop-in compatible",
+    ),
+    "patch": Wording(
+        "metadata-only update (patch)",
+        "metadata-only update (task, labels or tolerances)",
+        "metadata-only update: drop-in compatible",
+    ),
+    "none": Wording(
+        "nothing changed: no new version written",
+        "identical architecture, signature, weights and metadata",
+        "identical: same architecture, signature, weights and metadata",
+    ),
 }
 
 

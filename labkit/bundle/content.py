@@ -47,5 +47,10 @@ class ContentChecks:
         if rel in self._models:
             check_model(data, rel, self._manifest.signature)
         if rel in self._golden:
-            check_npz(data, rel, golden_specs(self._manifest, rel), self._bound,
-                      rows=self._manifest.golden.rows)
+            check_npz(
+                data,
+                rel,
+                golden_specs(self._manifest, rel),
+                self._bound,
+                rows=self._manifest.golden.rows,
+            )

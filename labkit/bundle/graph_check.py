@@ -35,31 +35,47 @@ _MODEL, _TRAINING, _FUNCTION, _GRAPH, _NODE, _ATTRIBUTE, _TENSOR, _SPARSE = rang
 
 # For each message kind: field number → (kind of the child message, how to describe it).
 _CHILDREN: dict[int, dict[int, tuple[int, str]]] = {
-    _MODEL: {w.ModelField.GRAPH: (_GRAPH, "graph"),
-             w.ModelField.FUNCTIONS: (_FUNCTION, "function"),
-             w.ModelField.TRAINING_INFO: (_TRAINING, "training info")},
-    _TRAINING: {w.TrainingInfoField.INITIALIZATION: (_GRAPH, "initialization graph"),
-                w.TrainingInfoField.ALGORITHM: (_GRAPH, "algorithm graph")},
-    _FUNCTION: {w.FunctionField.NODE: (_NODE, "node"),
-                w.FunctionField.ATTRIBUTE_PROTO: (_ATTRIBUTE, "default attribute")},
-    _GRAPH: {w.GraphField.NODE: (_NODE, "node"),
-             w.GraphField.INITIALIZER: (_TENSOR, "initializer"),
-             w.GraphField.SPARSE_INITIALIZER: (_SPARSE, "sparse initializer")},
+    _MODEL: {
+        w.ModelField.GRAPH: (_GRAPH, "graph"),
+        w.ModelField.FUNCTIONS: (_FUNCTION, "function"),
+        w.ModelField.TRAINING_INFO: (_TRAINING, "training info"),
+    },
+    _TRAINING: {
+        w.TrainingInfoField.INITIALIZATION: (_GRAPH, "initialization graph"),
+        w.TrainingInfoField.ALGORITHM: (_GRAPH, "algorithm graph"),
+    },
+    _FUNCTION: {
+        w.FunctionField.NODE: (_NODE, "node"),
+        w.FunctionField.ATTRIBUTE_PROTO: (_ATTRIBUTE, "default attribute"),
+    },
+    _GRAPH: {
+        w.GraphField.NODE: (_NODE, "node"),
+        w.GraphField.INITIALIZER: (_TENSOR, "initializer"),
+        w.GraphField.SPARSE_INITIALIZER: (_SPARSE, "sparse initializer"),
+    },
     _NODE: {w.NodeField.ATTRIBUTE: (_ATTRIBUTE, "attribute")},
-    _ATTRIBUTE: {w.AttributeField.T: (_TENSOR, "tensor"),
-                 w.AttributeField.TENSORS: (_TENSOR, "tensor"),
-                 w.AttributeField.SPARSE_TENSOR: (_SPARSE, "sparse tensor"),
-                 w.AttributeField.SPARSE_TENSORS: (_SPARSE, "sparse tensor"),
-                 w.AttributeField.G: (_GRAPH, "subgraph"),
-                 w.AttributeField.GRAPHS: (_GRAPH, "subgraph")},
-    _SPARSE: {w.SparseTensorField.VALUES: (_TENSOR, "values"),
-              w.SparseTensorField.INDICES: (_TENSOR, "indices")},
+    _ATTRIBUTE: {
+        w.AttributeField.T: (_TENSOR, "tensor"),
+        w.AttributeField.TENSORS: (_TENSOR, "tensor"),
+        w.AttributeField.SPARSE_TENSOR: (_SPARSE, "sparse tensor"),
+        w.AttributeField.SPARSE_TENSORS: (_SPARSE, "sparse tensor"),
+        w.AttributeField.G: (_GRAPH, "subgraph"),
+        w.AttributeField.GRAPHS: (_GRAPH, "subgraph"),
+    },
+    _SPARSE: {
+        w.SparseTensorField.VALUES: (_TENSOR, "values"),
+        w.SparseTensorField.INDICES: (_TENSOR, "indices"),
+    },
     _TENSOR: {},
 }
 # The field that names a message of each kind, for error messages.
-_NAME_FIELD = {_GRAPH: w.GraphField.NAME, _NODE: w.NodeField.NAME,
-               _FUNCTION: w.FunctionField.NAME, _ATTRIBUTE: w.AttributeField.NAME,
-               _TENSOR: w.TensorField.NAME}
+_NAME_FIELD = {
+    _GRAPH: w.GraphField.NAME,
+    _NODE: w.NodeField.NAME,
+    _FUNCTION: w.FunctionField.NAME,
+    _ATTRIBUTE: w.AttributeField.NAME,
+    _TENSOR: w.TensorField.NAME,
+}
 
 
 @dataclass(frozen=True)
@@ -122,8 +138,7 @@ def check_no_external_data(model: bytes | memoryview, rel: str) -> w.Span:
                     main_graph = span
             elif number == _NAME_FIELD.get(item.kind) and isinstance(value, w.Span):
                 name = value.text(80)
-            elif item.kind == _NODE and number == w.NodeField.OP_TYPE and \
-                    isinstance(value, w.Span):
+            elif item.kind == _NODE and number == w.NodeField.OP_TYPE and isinstance(value, w.Span):
                 op_type = value.text(40)
             elif item.kind == _TENSOR and number == w.TensorField.EXTERNAL_DATA:
                 external = True
@@ -136,7 +151,9 @@ def check_no_external_data(model: bytes | memoryview, rel: str) -> w.Span:
                 f"{rel}: {_describe(item.where, name, '')} keeps its data outside the model"
                 f"{_external_location(item.span, rel)}; ONNX Runtime would read that file "
                 "from the server's disk. Bundles embed every tensor: export without external "
-                "data (onnx.save(..., save_as_external_data=False))", rule="external-data")
+                "data (onnx.save(..., save_as_external_data=False))",
+                rule="external-data",
+            )
         here = _describe(item.where, name, op_type)
         for kind, label, span in reversed(children):
             where = label if item.kind == _MODEL else f"{here} > {label}"

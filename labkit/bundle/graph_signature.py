@@ -24,14 +24,30 @@ from labkit.errors import FormatError
 
 # TensorProto.DataType → NumPy dtype name (only the dtypes a manifest may declare).
 ELEM_TYPES: dict[int, str] = {
-    1: "float32", 2: "uint8", 3: "int8", 4: "uint16", 5: "int16", 6: "int32", 7: "int64",
-    9: "bool", 10: "float16", 11: "float64", 12: "uint32", 13: "uint64",
+    1: "float32",
+    2: "uint8",
+    3: "int8",
+    4: "uint16",
+    5: "int16",
+    6: "int32",
+    7: "int64",
+    9: "bool",
+    10: "float16",
+    11: "float64",
+    12: "uint32",
+    13: "uint64",
 }
 
 
-_OTHER_TYPES = frozenset({w.TypeField.SEQUENCE_TYPE, w.TypeField.MAP_TYPE,
-                          w.TypeField.OPAQUE_TYPE, w.TypeField.SPARSE_TENSOR_TYPE,
-                          w.TypeField.OPTIONAL_TYPE})
+_OTHER_TYPES = frozenset(
+    {
+        w.TypeField.SEQUENCE_TYPE,
+        w.TypeField.MAP_TYPE,
+        w.TypeField.OPAQUE_TYPE,
+        w.TypeField.SPARSE_TENSOR_TYPE,
+        w.TypeField.OPTIONAL_TYPE,
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -67,12 +83,18 @@ def _value_info(span: w.Span, rel: str) -> GraphTensor:
                 raise w.malformed(rel, f"value {name!r} has two types")
             type_span = w.expect_len(n, wire, value, rel)
     tensor = _one(type_span, w.TypeField.TENSOR_TYPE, rel) if type_span else None
-    if tensor is not None and type_span is not None and any(
-            n in _OTHER_TYPES for n, _wt, _v in w.fields(type_span, rel)):
+    if (
+        tensor is not None
+        and type_span is not None
+        and any(n in _OTHER_TYPES for n, _wt, _v in w.fields(type_span, rel))
+    ):
         tensor = None  # a later oneof member replaces tensor_type when protobuf parses it
     if tensor is None:
-        raise FormatError(f"{rel}: graph value {name!r} is not a tensor; labkit bundles take "
-                          "and return plain tensors only", rule="signature")
+        raise FormatError(
+            f"{rel}: graph value {name!r} is not a tensor; labkit bundles take "
+            "and return plain tensors only",
+            rule="signature",
+        )
     elem = 0
     for n, wire, value in w.fields(tensor, rel):
         if n == w.TensorTypeField.ELEM_TYPE and wire == w.VARINT and isinstance(value, int):
@@ -112,32 +134,46 @@ def graph_io(graph: w.Span, rel: str) -> tuple[list[GraphTensor], list[GraphTens
 
 
 def _refuse(rel: str, message: str) -> FormatError:
-    return FormatError(f"{rel}: {message}; the manifest signature must describe the graph "
-                       "(re-export the bundle)", rule="signature")
+    return FormatError(
+        f"{rel}: {message}; the manifest signature must describe the graph (re-export the bundle)",
+        rule="signature",
+    )
 
 
-def _compare_side(side: str, graph: Sequence[GraphTensor], manifest: Sequence[TensorSpec],
-                  rel: str) -> None:
+def _compare_side(
+    side: str, graph: Sequence[GraphTensor], manifest: Sequence[TensorSpec], rel: str
+) -> None:
     by_name = {t.name: t for t in graph}
     listed = [t.name for t in manifest]
     if len(by_name) != len(graph) or set(by_name) != set(listed):
-        raise _refuse(rel, f"the graph's {side} are {sorted(t.name for t in graph)!r}, the "
-                      f"manifest lists {sorted(listed)!r}")
+        raise _refuse(
+            rel,
+            f"the graph's {side} are {sorted(t.name for t in graph)!r}, the "
+            f"manifest lists {sorted(listed)!r}",
+        )
     for spec in manifest:
         g = by_name[spec.name]
         if g.dtype != spec.dtype:
-            raise _refuse(rel, f"{side[:-1]} {g.name!r} is {g.dtype} in the graph, "
-                          f"{spec.dtype} in the manifest")
+            raise _refuse(
+                rel,
+                f"{side[:-1]} {g.name!r} is {g.dtype} in the graph, {spec.dtype} in the manifest",
+            )
         if g.shape is None:
             continue
         want = list(spec.shape)
         if len(g.shape) != len(want):
-            raise _refuse(rel, f"{side[:-1]} {g.name!r} has rank {len(g.shape)} in the graph "
-                          f"{list(g.shape)}, rank {len(want)} in the manifest {want}")
+            raise _refuse(
+                rel,
+                f"{side[:-1]} {g.name!r} has rank {len(g.shape)} in the graph "
+                f"{list(g.shape)}, rank {len(want)} in the manifest {want}",
+            )
         for axis, (gd, md) in enumerate(zip(g.shape, want)):
             if isinstance(gd, int) and gd != md:
-                raise _refuse(rel, f"{side[:-1]} {g.name!r} axis {axis} is fixed at {gd} in "
-                              f"the graph, the manifest says {md!r}")
+                raise _refuse(
+                    rel,
+                    f"{side[:-1]} {g.name!r} axis {axis} is fixed at {gd} in "
+                    f"the graph, the manifest says {md!r}",
+                )
 
 
 def check_signature(graph: w.Span, signature: Signature, rel: str) -> None:

@@ -28,8 +28,9 @@ _CHUNK = 1 << 20
 def _check_entry(full: Path, rel: str) -> os.stat_result:
     st = os.lstat(full)
     if stat.S_ISLNK(st.st_mode):
-        raise IntegrityError(f"{rel!r} is a symbolic link; bundles hold regular files only",
-                             rule="link")
+        raise IntegrityError(
+            f"{rel!r} is a symbolic link; bundles hold regular files only", rule="link"
+        )
     if stat.S_ISDIR(st.st_mode):
         return st
     if not stat.S_ISREG(st.st_mode):
@@ -37,7 +38,8 @@ def _check_entry(full: Path, rel: str) -> os.stat_result:
     if st.st_nlink != 1:
         raise IntegrityError(
             f"{rel!r} has {st.st_nlink} hard links; a hard link may point outside the bundle",
-            rule="link")
+            rule="link",
+        )
     return st
 
 
@@ -56,8 +58,7 @@ def _walk(root: Path) -> dict[str, int]:
                 else:
                     found[rel] = st.st_size
                 if len(found) + len(stack) > MAX_ENTRIES:
-                    raise IntegrityError(f"bundle has more than {MAX_ENTRIES} entries",
-                                         rule="size")
+                    raise IntegrityError(f"bundle has more than {MAX_ENTRIES} entries", rule="size")
     return found
 
 
@@ -87,18 +88,20 @@ def read_manifest(root: Path) -> Manifest:
     except FileNotFoundError:
         if not os.path.lexists(root):
             raise _no_bundle(root) from None
-        raise FormatError(f"{root} has no {MANIFEST_NAME}; is this a labkit bundle?",
-                          rule="listing") from None
+        raise FormatError(
+            f"{root} has no {MANIFEST_NAME}; is this a labkit bundle?", rule="listing"
+        ) from None
     if not stat.S_ISREG(st.st_mode):
         raise IntegrityError(f"{MANIFEST_NAME} is not a regular file", rule="link")
     if st.st_size > MAX_MANIFEST_BYTES:
-        raise FormatError(f"{MANIFEST_NAME} is {st.st_size} bytes, over the cap of "
-                          f"{MAX_MANIFEST_BYTES}", rule="manifest-size")
+        raise FormatError(
+            f"{MANIFEST_NAME} is {st.st_size} bytes, over the cap of {MAX_MANIFEST_BYTES}",
+            rule="manifest-size",
+        )
     with open(mpath, "rb") as f:
         data = f.read(MAX_MANIFEST_BYTES + 1)
     if len(data) > MAX_MANIFEST_BYTES:
-        raise FormatError(f"{MANIFEST_NAME} grew past the cap while reading",
-                          rule="manifest-size")
+        raise FormatError(f"{MANIFEST_NAME} grew past the cap while reading", rule="manifest-size")
     return Manifest.from_json(data)
 
 
@@ -130,8 +133,9 @@ class VerifiedBundle:
 
         if rel not in (self.manifest.golden.inputs, self.manifest.golden.expected):
             raise IntegrityError(f"{rel!r} is not a golden file of this bundle", rule="golden")
-        return read_npz(self.read(rel), rel, golden_specs(self.manifest, rel),
-                        rows=self.manifest.golden.rows)
+        return read_npz(
+            self.read(rel), rel, golden_specs(self.manifest, rel), rows=self.manifest.golden.rows
+        )
 
 
 def verify(path: str | os.PathLike[str]) -> VerifiedBundle:
@@ -142,8 +146,7 @@ def verify(path: str | os.PathLike[str]) -> VerifiedBundle:
     except FileNotFoundError:
         raise _no_bundle(root) from None
     if stat.S_ISLNK(rst.st_mode) or not stat.S_ISDIR(rst.st_mode):
-        raise IntegrityError(f"{root} must be a real directory (not a link or a file)",
-                             rule="link")
+        raise IntegrityError(f"{root} must be a real directory (not a link or a file)", rule="link")
     manifest = read_manifest(root)
     on_disk = _walk(root)
     on_disk.pop(MANIFEST_NAME, None)
@@ -151,24 +154,25 @@ def verify(path: str | os.PathLike[str]) -> VerifiedBundle:
     listed = {f.path: (f.sha256, f.size) for f in manifest.files}
     unlisted = sorted(set(on_disk) - set(listed))
     if unlisted:
-        raise IntegrityError(f"files not listed in the manifest: {', '.join(unlisted[:5])}",
-                             rule="listing")
+        raise IntegrityError(
+            f"files not listed in the manifest: {', '.join(unlisted[:5])}", rule="listing"
+        )
     missing = sorted(set(listed) - set(on_disk))
     if missing:
-        raise IntegrityError(f"listed files are missing: {', '.join(missing[:5])}",
-                             rule="listing")
+        raise IntegrityError(f"listed files are missing: {', '.join(missing[:5])}", rule="listing")
     total = 0
     for rel, (_digest, size) in listed.items():
         if on_disk[rel] != size:
-            raise IntegrityError(f"{rel!r} is {on_disk[rel]} bytes, manifest says {size}",
-                                 rule="digest")
+            raise IntegrityError(
+                f"{rel!r} is {on_disk[rel]} bytes, manifest says {size}", rule="digest"
+            )
         if size > MAX_FILE_BYTES:
-            raise IntegrityError(f"{rel!r} is over the {MAX_FILE_BYTES}-byte file cap",
-                                 rule="size")
+            raise IntegrityError(f"{rel!r} is over the {MAX_FILE_BYTES}-byte file cap", rule="size")
         total += size
     if total > MAX_TOTAL_BYTES:
-        raise IntegrityError(f"bundle holds {total} bytes, over the cap of {MAX_TOTAL_BYTES}",
-                             rule="size")
+        raise IntegrityError(
+            f"bundle holds {total} bytes, over the cap of {MAX_TOTAL_BYTES}", rule="size"
+        )
     content = ContentChecks(manifest)
     for rel in content.order(listed):
         digest, size = listed[rel]
@@ -177,9 +181,11 @@ def verify(path: str | os.PathLike[str]) -> VerifiedBundle:
         data = _read_sized(root / rel, size) if content.wants(rel) else None
         actual = hashlib.sha256(data).hexdigest() if data is not None else sha256_file(root / rel)
         if actual != digest:
-            raise IntegrityError(f"{rel!r} has sha256 {actual[:12]}…, manifest says "
-                                 f"{digest[:12]}…: the file was modified or corrupted",
-                                 rule="digest")
+            raise IntegrityError(
+                f"{rel!r} has sha256 {actual[:12]}…, manifest says "
+                f"{digest[:12]}…: the file was modified or corrupted",
+                rule="digest",
+            )
         if data is not None:
             content.check(rel, data)
     return VerifiedBundle(root=root, manifest=manifest, _digests=listed)

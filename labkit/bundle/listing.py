@@ -20,8 +20,8 @@ class BundleEntry:
     name: str
     version: str
     path: Path
-    manifest: Manifest | None          # None when the bundle could not be read
-    problem: str | None = None         # why, in one line
+    manifest: Manifest | None  # None when the bundle could not be read
+    problem: str | None = None  # why, in one line
 
     @property
     def speedup_p50(self) -> float | None:
@@ -40,8 +40,9 @@ class BundleEntry:
         return all(bool((v.parity or {}).get("passed")) for v in self.manifest.variants)
 
 
-def list_bundles(store: Store | str | os.PathLike[str], *,
-                 latest_only: bool = False) -> list[BundleEntry]:
+def list_bundles(
+    store: Store | str | os.PathLike[str], *, latest_only: bool = False
+) -> list[BundleEntry]:
     """Every version of every bundle (or the latest of each), names and versions ascending."""
     st = store if isinstance(store, Store) else Store(store)
     out = []

@@ -29,9 +29,23 @@ DIGEST_FIELD = "manifest_sha256"
 #: [schema] bundle and variant names; the registry and the store check names with it too.
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 
-_KEYS = ("schema_version", "name", "version", "created", "task", "labels", "signature",
-         "variants", "default_variant", "fingerprint", "golden", "change", "provenance",
-         "files", DIGEST_FIELD)
+_KEYS = (
+    "schema_version",
+    "name",
+    "version",
+    "created",
+    "task",
+    "labels",
+    "signature",
+    "variants",
+    "default_variant",
+    "fingerprint",
+    "golden",
+    "change",
+    "provenance",
+    "files",
+    DIGEST_FIELD,
+)
 
 
 def self_digest(m: Mapping[str, Any]) -> str:
@@ -44,8 +58,11 @@ def check_self_digest(m: Mapping[str, Any]) -> None:
     """[manifest-digest]: any change to the manifest's content is detected."""
     recorded = m.get(DIGEST_FIELD)
     if not isinstance(recorded, str) or recorded != self_digest(m):
-        raise FormatError(f"manifest content does not match its {DIGEST_FIELD}: the manifest "
-                          "was modified or corrupted", rule="manifest-digest")
+        raise FormatError(
+            f"manifest content does not match its {DIGEST_FIELD}: the manifest "
+            "was modified or corrupted",
+            rule="manifest-digest",
+        )
 
 
 @dataclass(frozen=True)
@@ -54,7 +71,7 @@ class Manifest:
 
     name: str
     version: str
-    created: str                            # UTC ISO-8601
+    created: str  # UTC ISO-8601
     task: str | None
     labels: tuple[str, ...] | None
     signature: Signature
@@ -64,9 +81,9 @@ class Manifest:
     golden: Golden
     change: Change
     provenance: Provenance
-    files: tuple[FileEntry, ...] = ()       # filled in by write_bundle
+    files: tuple[FileEntry, ...] = ()  # filled in by write_bundle
     schema_version: int = SCHEMA_VERSION
-    extra: Mapping[str, Any] = field(default_factory=dict)   # unknown top-level fields
+    extra: Mapping[str, Any] = field(default_factory=dict)  # unknown top-level fields
 
     # -- reading ---------------------------------------------------------------------------
     @classmethod
@@ -86,8 +103,11 @@ class Manifest:
         m: Mapping[str, Any] = raw
         sv = require(m, "schema_version", int, "")
         if sv != SCHEMA_VERSION:
-            raise fail("schema_version", f"{sv} is not supported (this reader supports "
-                       f"{SCHEMA_VERSION}); upgrade labkit", rule="schema-version")
+            raise fail(
+                "schema_version",
+                f"{sv} is not supported (this reader supports {SCHEMA_VERSION}); upgrade labkit",
+                rule="schema-version",
+            )
         name = require(m, "name", str, "")
         if not NAME_RE.fullmatch(name):
             raise fail("name", f"{name!r} must match {NAME_RE.pattern}")
@@ -97,20 +117,31 @@ class Manifest:
         if labels is not None and not all(isinstance(x, str) for x in labels):
             raise fail("labels", "must be a list of strings")
         signature = Signature.from_dict(require(m, "signature", dict, ""))
-        files = tuple(FileEntry.from_dict(f, f"files[{i}]")
-                      for i, f in enumerate(require(m, "files", list, "")))
-        variants = tuple(Variant.from_dict(v, f"variants[{i}]")
-                         for i, v in enumerate(require(m, "variants", list, "")))
+        files = tuple(
+            FileEntry.from_dict(f, f"files[{i}]")
+            for i, f in enumerate(require(m, "files", list, ""))
+        )
+        variants = tuple(
+            Variant.from_dict(v, f"variants[{i}]")
+            for i, v in enumerate(require(m, "variants", list, ""))
+        )
         out = cls(
-            name=name, version=version, created=require(m, "created", str, ""),
+            name=name,
+            version=version,
+            created=require(m, "created", str, ""),
             task=require(m, "task", (str, type(None)), ""),
-            labels=None if labels is None else tuple(labels), signature=signature,
-            variants=variants, default_variant=require(m, "default_variant", str, ""),
+            labels=None if labels is None else tuple(labels),
+            signature=signature,
+            variants=variants,
+            default_variant=require(m, "default_variant", str, ""),
             fingerprint=Fingerprint.from_dict(require(m, "fingerprint", dict, "")),
             golden=Golden.from_dict(require(m, "golden", dict, "")),
             change=Change.from_dict(require(m, "change", dict, "")),
             provenance=Provenance.from_dict(require(m, "provenance", dict, "")),
-            files=files, schema_version=sv, extra=extra(m, _KEYS))
+            files=files,
+            schema_version=sv,
+            extra=extra(m, _KEYS),
+        )
         out.check(files=check_files)
         return out
 
@@ -129,40 +160,58 @@ class Manifest:
         for i, v in enumerate(self.variants):
             where = f"variants[{i}]."
             if not NAME_RE.fullmatch(v.name) or v.name in seen:
-                raise fail(f"{where}name", f"{v.name!r} is not a unique variant name",
-                           rule="variants")
+                raise fail(
+                    f"{where}name", f"{v.name!r} is not a unique variant name", rule="variants"
+                )
             seen.add(v.name)
             if not v.file.startswith("models/") or (files and v.file not in listed):
-                raise fail(f"{where}file", f"{v.file!r} must be a listed file under models/",
-                           rule="variants")
+                raise fail(
+                    f"{where}file",
+                    f"{v.file!r} must be a listed file under models/",
+                    rule="variants",
+                )
             if files and v.sha256 != listed[v.file]:
-                raise fail(f"{where}sha256", f"does not match the files[] entry of "
-                           f"{v.file!r}", rule="variants")
+                raise fail(
+                    f"{where}sha256",
+                    f"does not match the files[] entry of {v.file!r}",
+                    rule="variants",
+                )
         if self.default_variant not in seen:
-            raise fail("default_variant", f"{self.default_variant!r} is not one of "
-                       f"{sorted(seen)}", rule="variants")
+            raise fail(
+                "default_variant",
+                f"{self.default_variant!r} is not one of {sorted(seen)}",
+                rule="variants",
+            )
         for key in ("inputs", "expected"):
             gpath = getattr(self.golden, key)
             if files and gpath not in listed:
                 raise fail(f"golden.{key}", f"{gpath!r} is not a listed file", rule="golden")
         src = self.provenance.source
         if files and src is not None and src.copy not in listed:
-            raise fail("provenance.source.copy", f"{src.copy!r} is not a listed file",
-                       rule="listing")
+            raise fail(
+                "provenance.source.copy", f"{src.copy!r} is not a listed file", rule="listing"
+            )
 
     # -- writing ---------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         """The manifest's JSON object without its self-digest."""
         return {
-            **self.extra, "schema_version": self.schema_version, "name": self.name,
-            "version": self.version, "created": self.created, "task": self.task,
+            **self.extra,
+            "schema_version": self.schema_version,
+            "name": self.name,
+            "version": self.version,
+            "created": self.created,
+            "task": self.task,
             "labels": None if self.labels is None else list(self.labels),
             "signature": self.signature.to_dict(),
             "variants": [v.to_dict() for v in self.variants],
             "default_variant": self.default_variant,
-            "fingerprint": self.fingerprint.to_dict(), "golden": self.golden.to_dict(),
-            "change": self.change.to_dict(), "provenance": self.provenance.to_dict(),
-            "files": [f.to_dict() for f in self.files]}
+            "fingerprint": self.fingerprint.to_dict(),
+            "golden": self.golden.to_dict(),
+            "change": self.change.to_dict(),
+            "provenance": self.provenance.to_dict(),
+            "files": [f.to_dict() for f in self.files],
+        }
 
     @property
     def digest(self) -> str:
@@ -182,8 +231,7 @@ class Manifest:
             if v.name == wanted:
                 return v
         names = ", ".join(v.name for v in self.variants)
-        raise FormatError(f"bundle has no variant {wanted!r}; it has: {names}",
-                          rule="variants")
+        raise FormatError(f"bundle has no variant {wanted!r}; it has: {names}", rule="variants")
 
     @property
     def title(self) -> str:

@@ -31,8 +31,9 @@ _CHUNK = 1 << 20
 
 
 def _refuse(rel: str, message: str) -> FormatError:
-    return FormatError(f"{rel}: {message}; golden files hold exactly the signature's arrays",
-                       rule="golden")
+    return FormatError(
+        f"{rel}: {message}; golden files hold exactly the signature's arrays", rule="golden"
+    )
 
 
 def golden_specs(manifest: Manifest, rel: str) -> Sequence[TensorSpec]:
@@ -41,8 +42,9 @@ def golden_specs(manifest: Manifest, rel: str) -> Sequence[TensorSpec]:
     return sig.inputs if rel == manifest.golden.inputs else sig.outputs
 
 
-def _open(data: bytes, rel: str, specs: Sequence[TensorSpec]) -> tuple[zipfile.ZipFile,
-                                                                   dict[str, zipfile.ZipInfo]]:
+def _open(
+    data: bytes, rel: str, specs: Sequence[TensorSpec]
+) -> tuple[zipfile.ZipFile, dict[str, zipfile.ZipInfo]]:
     try:
         zf = zipfile.ZipFile(io.BytesIO(data))
     except (zipfile.BadZipFile, ValueError, OSError) as exc:
@@ -55,37 +57,52 @@ def _open(data: bytes, rel: str, specs: Sequence[TensorSpec]) -> tuple[zipfile.Z
         missing = sorted(set(wanted) - set(names))
         extra = sorted(set(names) - set(wanted))
         dup = ", some twice" if len(set(names)) != len(names) else ""
-        raise _refuse(rel, f"members are {sorted(names)[:8]!r} (missing {missing[:8]!r}, "
-                      f"unexpected {extra[:8]!r}{dup})")
+        raise _refuse(
+            rel,
+            f"members are {sorted(names)[:8]!r} (missing {missing[:8]!r}, "
+            f"unexpected {extra[:8]!r}{dup})",
+        )
     return zf, {i.filename: i for i in infos}
 
 
-def _header(stream: IO[bytes], rel: str,
-            member: str) -> tuple[tuple[int, ...], bool, np.dtype[Any], int]:
+def _header(
+    stream: IO[bytes], rel: str, member: str
+) -> tuple[tuple[int, ...], bool, np.dtype[Any], int]:
     """Read and check the .npy header; return (shape, fortran_order, dtype, header bytes)."""
     try:
         major, minor = np.lib.format.read_magic(stream)
         if (major, minor) == (1, 0):
             shape, fortran, dtype = np.lib.format.read_array_header_1_0(
-                stream, max_header_size=MAX_HEADER_BYTES)
+                stream, max_header_size=MAX_HEADER_BYTES
+            )
         elif (major, minor) == (2, 0):
             shape, fortran, dtype = np.lib.format.read_array_header_2_0(
-                stream, max_header_size=MAX_HEADER_BYTES)
+                stream, max_header_size=MAX_HEADER_BYTES
+            )
         else:
             raise ValueError(f".npy format version {major}.{minor} is not accepted")
     except (ValueError, OSError, EOFError, SyntaxError, zipfile.BadZipFile) as exc:
-        raise _refuse(rel, f"member {member!r} has no valid .npy header "
-                      f"({str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__})"
-                      ) from None
+        raise _refuse(
+            rel,
+            f"member {member!r} has no valid .npy header "
+            f"({str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__})",
+        ) from None
     return tuple(int(d) for d in shape), bool(fortran), dtype, stream.tell()
 
 
-def _check_header(spec: TensorSpec, shape: tuple[int, ...], dtype: np.dtype[Any],
-                  bound: dict[str, int], rows: int | None, rel: str) -> int:
+def _check_header(
+    spec: TensorSpec,
+    shape: tuple[int, ...],
+    dtype: np.dtype[Any],
+    bound: dict[str, int],
+    rows: int | None,
+    rel: str,
+) -> int:
     name = spec.name
     if dtype.hasobject or dtype != np.dtype(spec.dtype):
-        raise _refuse(rel, f"array {name!r} has dtype {dtype.str!r}, the signature says "
-                      f"{spec.dtype}")
+        raise _refuse(
+            rel, f"array {name!r} has dtype {dtype.str!r}, the signature says {spec.dtype}"
+        )
     want = list(spec.shape)
     if len(shape) != len(want):
         raise _refuse(rel, f"array {name!r} has shape {list(shape)}, the signature says {want}")
@@ -96,19 +113,27 @@ def _check_header(spec: TensorSpec, shape: tuple[int, ...], dtype: np.dtype[Any]
             ok = got >= 1 and bound.setdefault(dim, got) == got
         if not ok:
             seen = f", {dim!r} = {bound[dim]}" if isinstance(dim, str) and dim in bound else ""
-            raise _refuse(rel, f"array {name!r} has shape {list(shape)}, the signature says "
-                          f"{want} (axis {axis}{seen})")
+            raise _refuse(
+                rel,
+                f"array {name!r} has shape {list(shape)}, the signature says "
+                f"{want} (axis {axis}{seen})",
+            )
     if rows is not None and (not shape or shape[0] != rows):
-        raise _refuse(rel, f"array {name!r} has shape {list(shape)}, golden.rows says "
-                      f"{rows} rows")
+        raise _refuse(rel, f"array {name!r} has shape {list(shape)}, golden.rows says {rows} rows")
     count = 1
     for d in shape:
         count *= d
     return count * dtype.itemsize
 
 
-def _walk(data: bytes, rel: str, specs: Sequence[TensorSpec], bound: dict[str, int] | None,
-          rows: int | None, read_data: bool) -> dict[str, np.ndarray]:
+def _walk(
+    data: bytes,
+    rel: str,
+    specs: Sequence[TensorSpec],
+    bound: dict[str, int] | None,
+    rows: int | None,
+    read_data: bool,
+) -> dict[str, np.ndarray]:
     bound = {} if bound is None else bound
     out: dict[str, np.ndarray] = {}
     total = 0
@@ -123,23 +148,35 @@ def _walk(data: bytes, rel: str, specs: Sequence[TensorSpec], bound: dict[str, i
                     nbytes = _check_header(spec, shape, dtype, bound, rows, rel)
                     total += nbytes
                     if total > MAX_GOLDEN_BYTES:
-                        raise _refuse(rel, f"arrays declare {total} bytes, over the cap of "
-                                      f"{MAX_GOLDEN_BYTES}")
+                        raise _refuse(
+                            rel, f"arrays declare {total} bytes, over the cap of {MAX_GOLDEN_BYTES}"
+                        )
                     # The zip entry's own size must be the header plus the declared data:
                     # nothing beyond what the manifest allows is ever inflated.
                     if info.file_size != head + nbytes:
-                        raise _refuse(rel, f"member {member!r} unpacks to {info.file_size} "
-                                      f"bytes, its header declares {head + nbytes}")
+                        raise _refuse(
+                            rel,
+                            f"member {member!r} unpacks to {info.file_size} "
+                            f"bytes, its header declares {head + nbytes}",
+                        )
                     if read_data:
-                        out[spec.name] = _read_array(stream, nbytes, shape, fortran, dtype,
-                                                        rel, member)
+                        out[spec.name] = _read_array(
+                            stream, nbytes, shape, fortran, dtype, rel, member
+                        )
             except zipfile.BadZipFile as exc:
                 raise _refuse(rel, f"member {member!r} is corrupt ({exc})") from None
     return out
 
 
-def _read_array(stream: IO[bytes], nbytes: int, shape: tuple[int, ...], fortran: bool,
-                dtype: np.dtype[Any], rel: str, member: str) -> np.ndarray:
+def _read_array(
+    stream: IO[bytes],
+    nbytes: int,
+    shape: tuple[int, ...],
+    fortran: bool,
+    dtype: np.dtype[Any],
+    rel: str,
+    member: str,
+) -> np.ndarray:
     buf = bytearray(nbytes)
     view = memoryview(buf)
     pos = 0
@@ -147,7 +184,7 @@ def _read_array(stream: IO[bytes], nbytes: int, shape: tuple[int, ...], fortran:
         chunk = stream.read(min(_CHUNK, nbytes - pos))
         if not chunk:
             raise _refuse(rel, f"member {member!r} ends after {pos} of {nbytes} data bytes")
-        view[pos:pos + len(chunk)] = chunk
+        view[pos : pos + len(chunk)] = chunk
         pos += len(chunk)
     if stream.read(1):
         raise _refuse(rel, f"member {member!r} holds more data than its header declares")
@@ -155,15 +192,24 @@ def _read_array(stream: IO[bytes], nbytes: int, shape: tuple[int, ...], fortran:
     return flat.reshape(shape[::-1]).T if fortran else flat.reshape(shape)
 
 
-def check_npz(data: bytes, rel: str, specs: Sequence[TensorSpec],
-              bound: dict[str, int] | None = None, rows: int | None = None) -> None:
+def check_npz(
+    data: bytes,
+    rel: str,
+    specs: Sequence[TensorSpec],
+    bound: dict[str, int] | None = None,
+    rows: int | None = None,
+) -> None:
     """Headers only: member names, dtypes, shapes, declared sizes (nothing is inflated
     beyond each header)."""
     _walk(data, rel, specs, bound, rows, read_data=False)
 
 
-def read_npz(data: bytes, rel: str, specs: Sequence[TensorSpec],
-             bound: dict[str, int] | None = None,
-             rows: int | None = None) -> dict[str, np.ndarray]:
+def read_npz(
+    data: bytes,
+    rel: str,
+    specs: Sequence[TensorSpec],
+    bound: dict[str, int] | None = None,
+    rows: int | None = None,
+) -> dict[str, np.ndarray]:
     """Every listed array, each read only up to the size its checked header declares."""
     return _walk(data, rel, specs, bound, rows, read_data=True)

@@ -108,8 +108,9 @@ class DimField:
 
 
 def malformed(where: str, message: str) -> FormatError:
-    return FormatError(f"{where} is not a well-formed ONNX model: {message}; re-export it",
-                       rule="onnx")
+    return FormatError(
+        f"{where} is not a well-formed ONNX model: {message}; re-export it", rule="onnx"
+    )
 
 
 class Span:
@@ -121,11 +122,11 @@ class Span:
         self.buf, self.start, self.end = buf, start, end
 
     def bytes(self) -> bytes:
-        return bytes(self.buf[self.start:self.end])
+        return bytes(self.buf[self.start : self.end])
 
     def text(self, limit: int = 200) -> str:
         """The field as text for messages (decoded leniently, cut to ``limit`` chars)."""
-        raw = bytes(self.buf[self.start:min(self.end, self.start + 4 * limit)])
+        raw = bytes(self.buf[self.start : min(self.end, self.start + 4 * limit)])
         return raw.decode("utf-8", "replace")[:limit]
 
 
@@ -160,8 +161,9 @@ def fields(span: Span, where: str) -> Iterator[tuple[int, int, int | Span]]:
         elif wire == LEN:
             length, pos = _varint(buf, pos, end, where)
             if length > end - pos:
-                raise malformed(where, f"field {number} claims {length} bytes, only "
-                                f"{end - pos} remain")
+                raise malformed(
+                    where, f"field {number} claims {length} bytes, only {end - pos} remain"
+                )
             yield number, wire, Span(buf, pos, pos + length)
             pos += length
         elif wire in (I64, I32):
@@ -171,8 +173,11 @@ def fields(span: Span, where: str) -> Iterator[tuple[int, int, int | Span]]:
             pos += width
             yield number, wire, 0
         else:
-            raise malformed(where, f"field {number} has wire type {wire} (groups and "
-                            "unknown wire types are not accepted)")
+            raise malformed(
+                where,
+                f"field {number} has wire type {wire} (groups and "
+                "unknown wire types are not accepted)",
+            )
 
 
 def expect_len(number: int, wire: int, value: int | Span, where: str) -> Span:

@@ -21,7 +21,7 @@ Doc = Mapping[str, Any]
 class FileEntry:
     path: str
     sha256: str
-    size: int                       # "bytes" in JSON
+    size: int  # "bytes" in JSON
 
     @classmethod
     def from_dict(cls, d: Any, where: str) -> FileEntry:
@@ -37,8 +37,17 @@ class FileEntry:
         return {"path": self.path, "sha256": self.sha256, "bytes": self.size}
 
 
-_VARIANT_KEYS = ("name", "file", "sha256", "precision", "tolerance", "quantization",
-                 "optimization", "parity", "benchmark")
+_VARIANT_KEYS = (
+    "name",
+    "file",
+    "sha256",
+    "precision",
+    "tolerance",
+    "quantization",
+    "optimization",
+    "parity",
+    "benchmark",
+)
 
 
 @dataclass(frozen=True)
@@ -50,10 +59,10 @@ class Variant:
     sha256: str
     precision: str
     tolerance: Tolerance
-    quantization: Doc | None = None     # the Quantize options it was made with
-    optimization: Doc | None = None     # what the fp32 optimizer did
-    parity: Doc | None = None           # ParityReport.summary(): passed, max_rel, metric…
-    benchmark: Doc | None = None        # latency/throughput and "speedup" vs PyTorch
+    quantization: Doc | None = None  # the Quantize options it was made with
+    optimization: Doc | None = None  # what the fp32 optimizer did
+    parity: Doc | None = None  # ParityReport.summary(): passed, max_rel, metric…
+    benchmark: Doc | None = None  # latency/throughput and "speedup" vs PyTorch
     extra: Doc = field(default_factory=dict)
 
     @classmethod
@@ -70,13 +79,22 @@ class Variant:
             optimization=optional(v, "optimization", dict, p),
             parity=optional(v, "parity", dict, p),
             benchmark=optional(v, "benchmark", dict, p),
-            extra=extra(v, _VARIANT_KEYS))
+            extra=extra(v, _VARIANT_KEYS),
+        )
 
     def to_dict(self) -> dict[str, Any]:
-        return {**self.extra, "name": self.name, "file": self.file, "sha256": self.sha256,
-                "precision": self.precision, "tolerance": self.tolerance.to_dict(),
-                "quantization": self.quantization, "optimization": self.optimization,
-                "parity": self.parity, "benchmark": self.benchmark}
+        return {
+            **self.extra,
+            "name": self.name,
+            "file": self.file,
+            "sha256": self.sha256,
+            "precision": self.precision,
+            "tolerance": self.tolerance.to_dict(),
+            "quantization": self.quantization,
+            "optimization": self.optimization,
+            "parity": self.parity,
+            "benchmark": self.benchmark,
+        }
 
     @property
     def speedup(self) -> Doc | None:
@@ -95,8 +113,11 @@ class Golden:
         g = obj(d, where)
         p = f"{where}."
         rows = optional(g, "rows", int, p)
-        return cls(check_path(require(g, "inputs", str, p)),
-                   check_path(require(g, "expected", str, p)), rows)
+        return cls(
+            check_path(require(g, "inputs", str, p)),
+            check_path(require(g, "expected", str, p)),
+            rows,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"inputs": self.inputs, "expected": self.expected}
@@ -122,15 +143,19 @@ class Fingerprint:
         return cls(a, w, s, m)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"architecture": self.architecture, "weights": self.weights,
-                "signature": self.signature, "metadata": self.metadata}
+        return {
+            "architecture": self.architecture,
+            "weights": self.weights,
+            "signature": self.signature,
+            "metadata": self.metadata,
+        }
 
 
 @dataclass(frozen=True)
 class Change:
     """How this version differs from the one before it (``from`` in JSON is ``previous``)."""
 
-    kind: str                       # first | major | minor | patch
+    kind: str  # first | major | minor | patch
     previous: str | None
     reason: str
 
@@ -140,8 +165,11 @@ class Change:
         kind = require(c, "kind", str, f"{where}.")
         if kind not in CHANGE_KINDS:
             raise fail(f"{where}.kind", f"{kind!r} is not one of {list(CHANGE_KINDS)}")
-        return cls(kind, require(c, "from", (str, type(None)), f"{where}."),
-                   require(c, "reason", str, f"{where}."))
+        return cls(
+            kind,
+            require(c, "from", (str, type(None)), f"{where}."),
+            require(c, "reason", str, f"{where}."),
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "from": self.previous, "reason": self.reason}
@@ -152,7 +180,7 @@ FALLBACK_PREFIX = "dynamo exporter failed: "
 
 @dataclass(frozen=True)
 class Exporter:
-    name: str                       # "dynamo" | "torchscript"
+    name: str  # "dynamo" | "torchscript"
     opset: int
     fallback_reason: str | None = None
     torch: str | None = None
@@ -161,9 +189,12 @@ class Exporter:
     def from_dict(cls, d: Any, where: str = "provenance.exporter") -> Exporter:
         e = obj(d, where)
         p = f"{where}."
-        return cls(require(e, "name", str, p), require(e, "opset", int, p),
-                   require(e, "fallback_reason", (str, type(None)), p),
-                   optional(e, "torch", str, p))
+        return cls(
+            require(e, "name", str, p),
+            require(e, "opset", int, p),
+            require(e, "fallback_reason", (str, type(None)), p),
+            optional(e, "torch", str, p),
+        )
 
     def describe(self) -> str:
         """One line for the export stage, ``report.md`` and ``handoff inspect``: a fallback
@@ -175,8 +206,11 @@ class Exporter:
         return text
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"name": self.name, "opset": self.opset,
-                               "fallback_reason": self.fallback_reason}
+        out: dict[str, Any] = {
+            "name": self.name,
+            "opset": self.opset,
+            "fallback_reason": self.fallback_reason,
+        }
         if self.torch is not None:
             out["torch"] = self.torch
         return out
@@ -186,18 +220,21 @@ class Exporter:
 class Source:
     """The script or notebook the model came from, and its copy inside the bundle."""
 
-    kind: str                       # "script" | "notebook"
-    path: str                       # where it was, on the machine that made the bundle
+    kind: str  # "script" | "notebook"
+    path: str  # where it was, on the machine that made the bundle
     sha256: str
-    copy: str                       # a listed file under source/
+    copy: str  # a listed file under source/
 
     @classmethod
     def from_dict(cls, d: Any, where: str = "provenance.source") -> Source:
         s = obj(d, where)
         p = f"{where}."
-        return cls(require(s, "kind", str, p), require(s, "path", str, p),
-                   hex64(require(s, "sha256", str, p), f"{p}sha256"),
-                   check_path(require(s, "copy", str, p)))
+        return cls(
+            require(s, "kind", str, p),
+            require(s, "path", str, p),
+            hex64(require(s, "sha256", str, p), f"{p}sha256"),
+            check_path(require(s, "copy", str, p)),
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "path": self.path, "sha256": self.sha256, "copy": self.copy}
@@ -214,8 +251,8 @@ class Provenance:
     exporter: Exporter
     libraries: Mapping[str, str]
     cpu: Doc
-    options: Doc | None = None      # HandoffOptions.to_dict()
-    model: Doc | None = None        # class, parameters, flops_per_sample
+    options: Doc | None = None  # HandoffOptions.to_dict()
+    model: Doc | None = None  # class, parameters, flops_per_sample
     extra: Doc = field(default_factory=dict)
 
     @classmethod
@@ -229,15 +266,21 @@ class Provenance:
         return cls(
             source=None if src is None else Source.from_dict(src, f"{p}source"),
             exporter=Exporter.from_dict(require(v, "exporter", dict, p), f"{p}exporter"),
-            libraries=libraries, cpu=require(v, "cpu", dict, p),
-            options=optional(v, "options", dict, p), model=optional(v, "model", dict, p),
-            extra=extra(v, _PROVENANCE_KEYS))
+            libraries=libraries,
+            cpu=require(v, "cpu", dict, p),
+            options=optional(v, "options", dict, p),
+            model=optional(v, "model", dict, p),
+            extra=extra(v, _PROVENANCE_KEYS),
+        )
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
-            **self.extra, "source": self.source.to_dict() if self.source else None,
-            "exporter": self.exporter.to_dict(), "libraries": dict(self.libraries),
-            "cpu": dict(self.cpu)}
+            **self.extra,
+            "source": self.source.to_dict() if self.source else None,
+            "exporter": self.exporter.to_dict(),
+            "libraries": dict(self.libraries),
+            "cpu": dict(self.cpu),
+        }
         if self.options is not None:
             out["options"] = self.options
         if self.model is not None:

@@ -20,14 +20,14 @@ def check_path(path: object) -> str:
     if not isinstance(path, str) or not path:
         raise FormatError(f"path must be a non-empty string, got {path!r}", rule="path")
     if len(path) > MAX_LENGTH:
-        raise FormatError(f"path is longer than {MAX_LENGTH} characters: {path[:60]!r}…",
-                          rule="path")
+        raise FormatError(
+            f"path is longer than {MAX_LENGTH} characters: {path[:60]!r}…", rule="path"
+        )
     if path.startswith("/"):
         raise FormatError(f"absolute path {path!r}: paths must be relative", rule="path")
     parts = path.split("/")
     if len(parts) > MAX_COMPONENTS:
-        raise FormatError(f"path {path!r} has more than {MAX_COMPONENTS} components",
-                          rule="path")
+        raise FormatError(f"path {path!r} has more than {MAX_COMPONENTS} components", rule="path")
     for part in parts:
         if part in ("", ".", ".."):
             raise FormatError(f"path {path!r} has an empty, '.' or '..' component", rule="path")

@@ -26,8 +26,8 @@ def default_store() -> Path:
 class Plan:
     """The version a handoff gets; becomes the manifest's ``Change`` unless ``kind`` is none."""
 
-    kind: str               # first | major | minor | patch | none
-    version: str            # the version to write (or the existing one, for "none")
+    kind: str  # first | major | minor | patch | none
+    version: str  # the version to write (or the existing one, for "none")
     previous: str | None
     reason: str
 
@@ -47,9 +47,14 @@ def explain(old: Fingerprint, new: Fingerprint) -> tuple[str, str]:
     kind = classify(old, new)
     reason = WORDING[kind].reason
     if kind == "major":
-        parts = [part for part, changed in (("signature", old.signature != new.signature),
-                                            ("architecture", old.architecture != new.architecture))
-                 if changed]
+        parts = [
+            part
+            for part, changed in (
+                ("signature", old.signature != new.signature),
+                ("architecture", old.architecture != new.architecture),
+            )
+            if changed
+        ]
         reason = major_reason(" and ".join(parts))
     return kind, reason
 
@@ -61,9 +66,14 @@ class Store:
     def names(self) -> list[str]:
         if not self.root.is_dir():
             return []
-        return sorted(p.name for p in self.root.iterdir()
-                      if p.is_dir() and not p.is_symlink() and NAME_RE.fullmatch(p.name)
-                      and self.versions(p.name))
+        return sorted(
+            p.name
+            for p in self.root.iterdir()
+            if p.is_dir()
+            and not p.is_symlink()
+            and NAME_RE.fullmatch(p.name)
+            and self.versions(p.name)
+        )
 
     def versions(self, name: str) -> list[str]:
         folder = self.root / name
@@ -82,8 +92,10 @@ class Store:
             raise StoreError(f"no bundle named {name!r} in {self.root}")
         path = self.root / name / version
         if not path.is_dir():
-            raise StoreError(f"no version {version} of {name!r} in {self.root}; "
-                             f"it has: {', '.join(self.versions(name)) or 'none'}")
+            raise StoreError(
+                f"no version {version} of {name!r} in {self.root}; "
+                f"it has: {', '.join(self.versions(name)) or 'none'}"
+            )
         return path
 
     def manifest(self, name: str, version: str | None = None) -> Manifest:

@@ -8,10 +8,22 @@ from typing import Any
 
 from labkit.bundle._check import fail, obj, require
 
-DTYPES = frozenset({
-    "float16", "float32", "float64", "int8", "int16", "int32", "int64",
-    "uint8", "uint16", "uint32", "uint64", "bool",
-})
+DTYPES = frozenset(
+    {
+        "float16",
+        "float32",
+        "float64",
+        "int8",
+        "int16",
+        "int32",
+        "int64",
+        "uint8",
+        "uint16",
+        "uint32",
+        "uint64",
+        "bool",
+    }
+)
 
 
 def tensor_text(dtype: str, shape: Any) -> str:
@@ -69,13 +81,18 @@ class Signature:
             names = [t.get("name") if isinstance(t, dict) else None for t in tensors]
             if len(set(map(str, names))) != len(names):
                 raise fail(f"{where}.{side}", "tensor names must be unique")
-            sides.append(tuple(TensorSpec.from_dict(t, f"{where}.{side}[{i}]")
-                               for i, t in enumerate(tensors)))
+            sides.append(
+                tuple(
+                    TensorSpec.from_dict(t, f"{where}.{side}[{i}]") for i, t in enumerate(tensors)
+                )
+            )
         return cls(sides[0], sides[1])
 
     def to_dict(self) -> dict[str, Any]:
-        return {"inputs": [t.to_dict() for t in self.inputs],
-                "outputs": [t.to_dict() for t in self.outputs]}
+        return {
+            "inputs": [t.to_dict() for t in self.inputs],
+            "outputs": [t.to_dict() for t in self.outputs],
+        }
 
     @property
     def input_names(self) -> list[str]:

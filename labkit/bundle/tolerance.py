@@ -74,12 +74,16 @@ class Tolerance:
         for s in stats.values():
             shape = list(s.shapes[-1]) if s.shapes else []
             if s.max_rel > rel:
-                out.append(f"{s.name}: max |Δ| = {s.max_abs:.3g} is {s.max_rel:.3g} of the "
-                           f"output's magnitude > rel {rel:.3g} (shape {shape}, "
-                           f"variant {variant})")
+                out.append(
+                    f"{s.name}: max |Δ| = {s.max_abs:.3g} is {s.max_rel:.3g} of the "
+                    f"output's magnitude > rel {rel:.3g} (shape {shape}, "
+                    f"variant {variant})"
+                )
             if self.metric and self.min_metric is not None:
                 value = s.metric(self.metric)
                 if value < float(self.min_metric):
-                    out.append(f"{s.name}: {self.metric} = {value:.4f} < "
-                               f"{float(self.min_metric):.4f} (variant {variant})")
+                    out.append(
+                        f"{s.name}: {self.metric} = {value:.4f} < "
+                        f"{float(self.min_metric):.4f} (variant {variant})"
+                    )
         return out

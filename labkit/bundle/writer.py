@@ -74,23 +74,27 @@ def clean_stale_staging(store_root: Path) -> None:
             shutil.rmtree(entry, ignore_errors=True)
 
 
-def write_bundle(store_root: Path, name: str, version: str, files: dict[str, bytes],
-                 manifest: Manifest) -> Path:
+def write_bundle(
+    store_root: Path, name: str, version: str, files: dict[str, bytes], manifest: Manifest
+) -> Path:
     """Write ``files`` plus ``manifest`` (named, versioned and listing them) into
     ``store_root/name/version``; the manifest's own ``files`` are replaced."""
     store_root = Path(store_root)
     target = store_root / name / version
     if target.exists():
         raise StoreError(f"{target} already exists; bundles are never overwritten")
-    listing = tuple(FileEntry(check_path(rel), hashlib.sha256(data).hexdigest(), len(data))
-                    for rel, data in sorted(files.items()))
+    listing = tuple(
+        FileEntry(check_path(rel), hashlib.sha256(data).hexdigest(), len(data))
+        for rel, data in sorted(files.items())
+    )
     manifest_bytes = replace(manifest, name=name, version=version, files=listing).to_json()
     Manifest.from_json(manifest_bytes)  # refuse a bad manifest before anything is written
 
     (store_root / STAGING).mkdir(parents=True, exist_ok=True)
     clean_stale_staging(store_root)
-    stage = Path(tempfile.mkdtemp(prefix=f"{os.getpid()}-{name}-{version}-",
-                                  dir=store_root / STAGING))
+    stage = Path(
+        tempfile.mkdtemp(prefix=f"{os.getpid()}-{name}-{version}-", dir=store_root / STAGING)
+    )
     try:
         for rel, data in files.items():
             _write_file(stage / rel, data)
@@ -112,8 +116,10 @@ def write_bundle(store_root: Path, name: str, version: str, files: dict[str, byt
             os.rename(stage, target)
         except OSError as exc:
             if exc.errno in (errno.EEXIST, errno.ENOTEMPTY):
-                raise StoreError(f"{target} was written by another handoff at the same "
-                                 "time; run the handoff again to get the next version") from None
+                raise StoreError(
+                    f"{target} was written by another handoff at the same "
+                    "time; run the handoff again to get the next version"
+                ) from None
             raise
         _fsync_dir(target.parent)
     except BaseException:

@@ -18,16 +18,25 @@ __all__ = ["default_store", "list_bundles", "summarize_manifest"]
 
 def summarize_manifest(m: Manifest) -> dict[str, Any]:
     """The fields the side panel shows for one bundle version."""
-    return {"version": m.version, "created": m.created, "default_variant": m.default_variant,
-            "variants": [v.name for v in m.variants]}
+    return {
+        "version": m.version,
+        "created": m.created,
+        "default_variant": m.default_variant,
+        "variants": [v.name for v in m.variants],
+    }
 
 
 def _panel_entry(e: BundleEntry, versions: list[str]) -> dict[str, Any]:
-    entry: dict[str, Any] = {"name": e.name, "versions": versions, "latest": e.version,
-                             "path": str(e.path)}
+    entry: dict[str, Any] = {
+        "name": e.name,
+        "versions": versions,
+        "latest": e.version,
+        "path": str(e.path),
+    }
     if e.manifest is None:
-        entry.update({"default_variant": None, "speedup": None, "parity_ok": None,
-                      "problem": e.problem})
+        entry.update(
+            {"default_variant": None, "speedup": None, "parity_ok": None, "problem": e.problem}
+        )
     else:
         entry.update(summarize_manifest(e.manifest))
         entry.update({"speedup": e.speedup_p50, "parity_ok": e.parity_ok})
@@ -37,5 +46,4 @@ def _panel_entry(e: BundleEntry, versions: list[str]) -> dict[str, Any]:
 def list_bundles(root: Path) -> list[dict[str, Any]]:
     """One entry per bundle name: versions (ascending) and a summary of the latest."""
     store = Store(root)
-    return [_panel_entry(e, store.versions(e.name))
-            for e in _list_entries(store, latest_only=True)]
+    return [_panel_entry(e, store.versions(e.name)) for e in _list_entries(store, latest_only=True)]

@@ -18,8 +18,17 @@ from typing import Any
 
 from labkit.errors import MissingDependencyError
 
-__all__ = ["PANELS", "metric_panel", "pareto_front", "pareto_figure", "speed_bars",
-           "figure_json", "speed_figure", "static_bundle", "training_figure"]
+__all__ = [
+    "PANELS",
+    "metric_panel",
+    "pareto_front",
+    "pareto_figure",
+    "speed_bars",
+    "figure_json",
+    "speed_figure",
+    "static_bundle",
+    "training_figure",
+]
 
 PLOTLY_MIME = "application/vnd.plotly.v1+json"
 PANELS = ("loss", "accuracy", "learning rate", "other")
@@ -54,20 +63,33 @@ def split_of(name: str) -> tuple[str, str]:
     for split in _SPLITS:
         for sep in ("_", "/", "-"):
             if low.startswith(split + sep):
-                return ("val" if split in ("val", "valid", "validation", "eval") else split,
-                        name[len(split) + 1:])
+                return (
+                    "val" if split in ("val", "valid", "validation", "eval") else split,
+                    name[len(split) + 1 :],
+                )
     return "train", name
 
 
-def training_figure(history: Mapping[str, Sequence[float]], elapsed: Sequence[float],
-                    *, title: str, diverged: Mapping[str, int], widget: bool = False) -> Any:
+def training_figure(
+    history: Mapping[str, Sequence[float]],
+    elapsed: Sequence[float],
+    *,
+    title: str,
+    diverged: Mapping[str, int],
+    widget: bool = False,
+) -> Any:
     """One subplot per panel in use; a validation line is dashed beside its train twin."""
     go = _plotly()
     from plotly.subplots import make_subplots
 
     panels = [p for p in PANELS if any(metric_panel(k) == p for k in history)] or ["loss"]
-    fig = make_subplots(rows=len(panels), cols=1, shared_xaxes=True, subplot_titles=panels,
-                        vertical_spacing=0.12 if len(panels) > 1 else 0.0)
+    fig = make_subplots(
+        rows=len(panels),
+        cols=1,
+        shared_xaxes=True,
+        subplot_titles=panels,
+        vertical_spacing=0.12 if len(panels) > 1 else 0.0,
+    )
     if widget:
         fig = go.FigureWidget(fig)
     bases: dict[str, str] = {}
@@ -75,31 +97,70 @@ def training_figure(history: Mapping[str, Sequence[float]], elapsed: Sequence[fl
         split, base = split_of(name)
         color = bases.setdefault(base, _COLORS[len(bases) % len(_COLORS)])
         steps = list(range(1, len(ys) + 1))
-        fig.add_trace(go.Scatter(
-            x=steps, y=[y if math.isfinite(y) else None for y in ys], name=name,
-            mode="lines", line={"color": color, "dash": "dash" if split == "val" else "solid"},
-            connectgaps=True, customdata=list(elapsed[:len(ys)]),
-            hovertemplate=f"{escape(name)}=%{{y:.4g}}<br>step %{{x}}, %{{customdata:.1f}} s"
-                          "<extra></extra>"),
-            row=panels.index(metric_panel(name)) + 1, col=1)
+        fig.add_trace(
+            go.Scatter(
+                x=steps,
+                y=[y if math.isfinite(y) else None for y in ys],
+                name=name,
+                mode="lines",
+                line={"color": color, "dash": "dash" if split == "val" else "solid"},
+                connectgaps=True,
+                customdata=list(elapsed[: len(ys)]),
+                hovertemplate=f"{escape(name)}=%{{y:.4g}}<br>step %{{x}}, %{{customdata:.1f}} s"
+                "<extra></extra>",
+            ),
+            row=panels.index(metric_panel(name)) + 1,
+            col=1,
+        )
     fig.update_xaxes(title_text="step", row=len(panels), col=1)
     warn = "; ".join(f"{k} diverged at step {s}" for k, s in diverged.items())
     secs = elapsed[-1] if elapsed else 0.0
-    head = f"{escape(title)} — step {max((len(v) for v in history.values()), default=0)}, " \
-           f"{secs:.1f} s"
+    head = (
+        f"{escape(title)} — step {max((len(v) for v in history.values()), default=0)}, {secs:.1f} s"
+    )
     fig.update_layout(
-        title={"text": head + (f"<br><span style='color:#d62728'>⚠ {escape(warn)}</span>"
-                               if warn else "")},
-        height=220 + 180 * len(panels), margin={"t": 90 if warn else 70},
-        updatemenus=[{"type": "buttons", "direction": "right", "x": 1.0, "y": 1.0,
-                      "xanchor": "right", "yanchor": "bottom", "showactive": True,
-                      "buttons": [
-                          {"label": "linear", "method": "relayout",
-                           "args": [{f"yaxis{i or ''}.type": "linear"
-                                     for i in range(len(panels) + 1) if i != 1}]},
-                          {"label": "log", "method": "relayout",
-                           "args": [{f"yaxis{i or ''}.type": "log"
-                                     for i in range(len(panels) + 1) if i != 1}]}]}])
+        title={
+            "text": head
+            + (f"<br><span style='color:#d62728'>⚠ {escape(warn)}</span>" if warn else "")
+        },
+        height=220 + 180 * len(panels),
+        margin={"t": 90 if warn else 70},
+        updatemenus=[
+            {
+                "type": "buttons",
+                "direction": "right",
+                "x": 1.0,
+                "y": 1.0,
+                "xanchor": "right",
+                "yanchor": "bottom",
+                "showactive": True,
+                "buttons": [
+                    {
+                        "label": "linear",
+                        "method": "relayout",
+                        "args": [
+                            {
+                                f"yaxis{i or ''}.type": "linear"
+                                for i in range(len(panels) + 1)
+                                if i != 1
+                            }
+                        ],
+                    },
+                    {
+                        "label": "log",
+                        "method": "relayout",
+                        "args": [
+                            {
+                                f"yaxis{i or ''}.type": "log"
+                                for i in range(len(panels) + 1)
+                                if i != 1
+                            }
+                        ],
+                    },
+                ],
+            }
+        ],
+    )
     return fig
 
 
@@ -112,28 +173,53 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
     return sorted(front, key=lambda i: points[i][0])
 
 
-def pareto_figure(labels: Sequence[str], latency_ms: Sequence[float],
-                  accuracy: Sequence[float], *, metric: str, title: str) -> Any:
+def pareto_figure(
+    labels: Sequence[str],
+    latency_ms: Sequence[float],
+    accuracy: Sequence[float],
+    *,
+    metric: str,
+    title: str,
+) -> Any:
     """Accuracy against measured CPU latency, the Pareto front drawn as a step line."""
     go = _plotly()
     pts = list(zip(latency_ms, accuracy))
     front = pareto_front(pts)
     fig = go.Figure()
-    fig.add_trace(go.Scatter(x=list(latency_ms), y=list(accuracy), mode="markers+text",
-                             text=list(labels), textposition="top center", name="trials",
-                             marker={"size": 10, "color": "#1f77b4"}))
-    fig.add_trace(go.Scatter(x=[pts[i][0] for i in front], y=[pts[i][1] for i in front],
-                             mode="lines+markers", line={"shape": "hv", "color": "#d62728"},
-                             marker={"size": 13, "symbol": "star", "color": "#d62728"},
-                             name="Pareto front"))
-    fig.update_layout(title={"text": escape(title)}, height=380,
-                      xaxis={"title": {"text": "CPU latency, batch 1 (ms, ONNX Runtime)"}},
-                      yaxis={"title": {"text": escape(metric)}})
+    fig.add_trace(
+        go.Scatter(
+            x=list(latency_ms),
+            y=list(accuracy),
+            mode="markers+text",
+            text=list(labels),
+            textposition="top center",
+            name="trials",
+            marker={"size": 10, "color": "#1f77b4"},
+        )
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=[pts[i][0] for i in front],
+            y=[pts[i][1] for i in front],
+            mode="lines+markers",
+            line={"shape": "hv", "color": "#d62728"},
+            marker={"size": 13, "symbol": "star", "color": "#d62728"},
+            name="Pareto front",
+        )
+    )
+    fig.update_layout(
+        title={"text": escape(title)},
+        height=380,
+        xaxis={"title": {"text": "CPU latency, batch 1 (ms, ONNX Runtime)"}},
+        yaxis={"title": {"text": escape(metric)}},
+    )
     return fig
 
 
-SPEED_SERIES = (("p50", "batch 1 (p50 latency)", "#1f77b4"),
-                ("throughput", "throughput", "#ff7f0e"))
+SPEED_SERIES = (
+    ("p50", "batch 1 (p50 latency)", "#1f77b4"),
+    ("throughput", "throughput", "#ff7f0e"),
+)
 
 
 def speed_bars(result: Mapping[str, Any]) -> tuple[list[str], dict[str, list[float | None]]]:
@@ -166,20 +252,34 @@ def speed_figure(result: Mapping[str, Any]) -> Any:
     outline = [3 if label.endswith(" (default)") else 0 for label in labels]
     fig = go.Figure()
     for key, name, color in SPEED_SERIES:
-        fig.add_trace(go.Bar(
-            x=labels, y=values[key], name=name, meta=key,
-            text=[f"{v:.2f}×" if v is not None else "" for v in values[key]],
-            textposition="outside",
-            marker={"color": color, "line": {"width": outline, "color": "#000000"}},
-            hovertemplate=f"%{{x}}: %{{y:.2f}}× {name} vs PyTorch eager<extra></extra>"))
-    fig.add_hline(y=1.0, line={"dash": "dash", "color": "#7f7f7f"},
-                  annotation_text="PyTorch eager", annotation_position="top left")
+        fig.add_trace(
+            go.Bar(
+                x=labels,
+                y=values[key],
+                name=name,
+                meta=key,
+                text=[f"{v:.2f}×" if v is not None else "" for v in values[key]],
+                textposition="outside",
+                marker={"color": color, "line": {"width": outline, "color": "#000000"}},
+                hovertemplate=f"%{{x}}: %{{y:.2f}}× {name} vs PyTorch eager<extra></extra>",
+            )
+        )
+    fig.add_hline(
+        y=1.0,
+        line={"dash": "dash", "color": "#7f7f7f"},
+        annotation_text="PyTorch eager",
+        annotation_position="top left",
+    )
     top = max([v for vs in values.values() for v in vs if v is not None] + [1.0])
     fig.update_layout(
-        title={"text": "speed-up vs PyTorch eager (higher is better)"}, barmode="group",
-        height=320, width=560, margin={"t": 50, "b": 40, "l": 50, "r": 20},
+        title={"text": "speed-up vs PyTorch eager (higher is better)"},
+        barmode="group",
+        height=320,
+        width=560,
+        margin={"t": 50, "b": 40, "l": 50, "r": 20},
         yaxis={"title": {"text": "× PyTorch eager"}, "range": [0, top * 1.2]},
-        legend={"orientation": "h", "y": -0.15})
+        legend={"orientation": "h", "y": -0.15},
+    )
     return fig
 
 

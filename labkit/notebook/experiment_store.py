@@ -48,9 +48,11 @@ class ExperimentStore:
 
     def __init__(self, root: str | os.PathLike[str], name: str) -> None:
         if not NAME_RULE.match(name):
-            raise InputError(f"experiment name {name!r} is not usable as a folder name: use "
-                             "letters, digits, '.', '_' or '-' (up to 64, not starting with "
-                             "a symbol)")
+            raise InputError(
+                f"experiment name {name!r} is not usable as a folder name: use "
+                "letters, digits, '.', '_' or '-' (up to 64, not starting with "
+                "a symbol)"
+            )
         self.name = name
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
         self.run_id = f"{stamp}-{secrets.token_hex(2)}"
@@ -59,9 +61,15 @@ class ExperimentStore:
 
     def start(self, info: dict[str, Any]) -> None:
         self.path.mkdir(parents=True, exist_ok=False)
-        self._write("run.json", {"name": self.name, "run": self.run_id,
-                                 "created": datetime.now(timezone.utc).isoformat(
-                                     timespec="seconds"), **info})
+        self._write(
+            "run.json",
+            {
+                "name": self.name,
+                "run": self.run_id,
+                "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                **info,
+            },
+        )
 
     def save_trial(self, record: dict[str, Any]) -> Path:
         path = self._write(f"trial-{record['id']:03d}.json", record)
@@ -77,14 +85,17 @@ class ExperimentStore:
         return target
 
     @staticmethod
-    def load(root: str | os.PathLike[str], name: str, run: str | None = None
-             ) -> list[dict[str, Any]]:
+    def load(
+        root: str | os.PathLike[str], name: str, run: str | None = None
+    ) -> list[dict[str, Any]]:
         """The trials of ``run`` (default: the latest run) of experiment ``name``."""
         folder = Path(root).expanduser() / name
         runs = sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
         if not runs:
-            raise InputError(f"no experiment {name!r} under {folder.parent}: run "
-                             "labkit.experiment(..., name=...) first, or pass store=")
+            raise InputError(
+                f"no experiment {name!r} under {folder.parent}: run "
+                "labkit.experiment(..., name=...) first, or pass store="
+            )
         chosen = run or runs[-1]
         return [json.loads(p.read_text()) for p in sorted((folder / chosen).glob("trial-*.json"))]
 
@@ -103,8 +114,11 @@ def _log_mlflow(mlflow: Any, name: str, record: dict[str, Any]) -> None:
     mlflow.set_experiment(name)
     with mlflow.start_run(run_name=f"trial {record['id']}"):
         mlflow.log_params({k: str(v) for k, v in record["params"].items()})
-        numbers = {k: v for k, v in record["metrics"].items()
-                   if isinstance(v, (int, float)) and math.isfinite(v)}
+        numbers = {
+            k: v
+            for k, v in record["metrics"].items()
+            if isinstance(v, (int, float)) and math.isfinite(v)
+        }
         if record.get("latency_ms") is not None:
             numbers["cpu_latency_ms"] = record["latency_ms"]
         mlflow.log_metrics(numbers)

@@ -40,18 +40,25 @@ class Trial:
     metrics: dict[str, Any] = field(default_factory=dict)
     elapsed_s: float = 0.0
     latency_ms: float | None = None
-    status: str = "ok"                # "ok" | "failed"
+    status: str = "ok"  # "ok" | "failed"
     error: str = ""
-    model: Any = field(default=None, repr=False)   # kept in memory for handoff, never saved
+    model: Any = field(default=None, repr=False)  # kept in memory for handoff, never saved
 
     def record(self) -> dict[str, Any]:
-        return {"id": self.id, "params": self.params, "metrics": self.metrics,
-                "elapsed_s": self.elapsed_s, "latency_ms": self.latency_ms,
-                "status": self.status, "error": self.error}
+        return {
+            "id": self.id,
+            "params": self.params,
+            "metrics": self.metrics,
+            "elapsed_s": self.elapsed_s,
+            "latency_ms": self.latency_ms,
+            "status": self.status,
+            "error": self.error,
+        }
 
 
-def expand_params(params: Mapping[str, Iterable[Any]] | Iterable[Mapping[str, Any]]
-                  ) -> list[dict[str, Any]]:
+def expand_params(
+    params: Mapping[str, Iterable[Any]] | Iterable[Mapping[str, Any]],
+) -> list[dict[str, Any]]:
     """A grid ``{"hidden": [16, 64], "lr": [0.1]}`` (every combination) or a list of dicts."""
     if isinstance(params, Mapping):
         keys = list(params)
@@ -59,8 +66,10 @@ def expand_params(params: Mapping[str, Iterable[Any]] | Iterable[Mapping[str, An
         for k in keys:
             v = params[k]
             if isinstance(v, (str, bytes)) or not isinstance(v, Iterable):
-                raise InputError(f"params[{k!r}] = {v!r} is not a list of values: write "
-                                 f"{{{k!r}: [{v!r}]}} for a single value")
+                raise InputError(
+                    f"params[{k!r}] = {v!r} is not a list of values: write "
+                    f"{{{k!r}: [{v!r}]}} for a single value"
+                )
             values.append(list(v))
         return [dict(zip(keys, combo)) for combo in itertools.product(*values)]
     trials = [dict(p) for p in params]
@@ -76,12 +85,15 @@ def _split_result(out: Any) -> tuple[Any, dict[str, Any], Any]:
     if isinstance(out, Mapping):
         metrics = {k: v for k, v in out.items() if k not in ("model", "example_inputs")}
         return out.get("model"), metrics, out.get("example_inputs")
-    raise InputError(f"train_fn returned {type(out).__name__}; return "
-                     "{'model': model, 'metric': value, ...} or (model, {'metric': value})")
+    raise InputError(
+        f"train_fn returned {type(out).__name__}; return "
+        "{'model': model, 'metric': value, ...} or (model, {'metric': value})"
+    )
 
 
-def _train(train_fn: Callable[..., Any], params: dict[str, Any]) -> tuple[Any, dict[str, Any],
-                                                                        Any, float]:
+def _train(
+    train_fn: Callable[..., Any], params: dict[str, Any]
+) -> tuple[Any, dict[str, Any], Any, float]:
     start = time.monotonic()
     out = train_fn(**params)
     model, metrics, inputs = _split_result(out)
@@ -108,8 +120,15 @@ def _latency(model: Any, example_inputs: Any) -> float | None:
 class Experiment:
     """The trials of one run; see :func:`experiment`."""
 
-    def __init__(self, name: str, planned: list[dict[str, Any]], store: ExperimentStore,
-                 metric: str | None, example_inputs: Any, task: str | None) -> None:
+    def __init__(
+        self,
+        name: str,
+        planned: list[dict[str, Any]],
+        store: ExperimentStore,
+        metric: str | None,
+        example_inputs: Any,
+        task: str | None,
+    ) -> None:
         self.name = name
         self.planned = len(planned)
         self.trials: list[Trial] = []
@@ -126,27 +145,41 @@ class Experiment:
     def _mode(self, metric: str) -> str:
         return "min" if any(w in metric.lower() for w in _LOWER_IS_BETTER) else "max"
 
-    def best(self, metric: str | None = None, *, mode: str | None = None,
-             max_latency_ms: float | None = None) -> Trial:
+    def best(
+        self,
+        metric: str | None = None,
+        *,
+        mode: str | None = None,
+        max_latency_ms: float | None = None,
+    ) -> Trial:
         """The best finished trial by ``metric`` (default: the experiment's), optionally
         among those at most ``max_latency_ms`` on this CPU."""
         metric = metric or self.metric
         if metric is None:
-            raise InputError("no metric to rank by: pass best(metric='val_acc') or "
-                             "experiment(..., metric=...)")
+            raise InputError(
+                "no metric to rank by: pass best(metric='val_acc') or experiment(..., metric=...)"
+            )
         mode = mode or self._mode(metric)
         if mode not in ("max", "min"):
             raise InputError(f"mode={mode!r}: use 'max' or 'min'")
-        ok = [t for t in self.trials if t.status == "ok"
-              and isinstance(t.metrics.get(metric), (int, float))
-              and math.isfinite(t.metrics[metric])
-              and (max_latency_ms is None or (t.latency_ms is not None
-                                              and t.latency_ms <= max_latency_ms))]
+        ok = [
+            t
+            for t in self.trials
+            if t.status == "ok"
+            and isinstance(t.metrics.get(metric), (int, float))
+            and math.isfinite(t.metrics[metric])
+            and (
+                max_latency_ms is None
+                or (t.latency_ms is not None and t.latency_ms <= max_latency_ms)
+            )
+        ]
         if not ok:
             seen = sorted({k for t in self.trials for k in t.metrics})
-            raise InputError(f"no finished trial has a finite {metric!r}"
-                             + (f" within {max_latency_ms} ms" if max_latency_ms else "")
-                             + f" (metrics seen: {', '.join(seen) or 'none'})")
+            raise InputError(
+                f"no finished trial has a finite {metric!r}"
+                + (f" within {max_latency_ms} ms" if max_latency_ms else "")
+                + f" (metrics seen: {', '.join(seen) or 'none'})"
+            )
         sign = 1 if mode == "max" else -1
         return max(ok, key=lambda t: sign * float(t.metrics[metric]))
 
@@ -154,23 +187,38 @@ class Experiment:
         for t in self.trials:
             if t.id == trial_id:
                 return t
-        raise InputError(f"no trial #{trial_id} in {self.name} (trials: "
-                         f"{', '.join(str(t.id) for t in self.trials)})")
+        raise InputError(
+            f"no trial #{trial_id} in {self.name} (trials: "
+            f"{', '.join(str(t.id) for t in self.trials)})"
+        )
 
-    def handoff(self, trial: Trial | int | None = None, *, name: str | None = None,
-                store: str | os.PathLike[str] | None = None, options: Any = None) -> Any:
+    def handoff(
+        self,
+        trial: Trial | int | None = None,
+        *,
+        name: str | None = None,
+        store: str | os.PathLike[str] | None = None,
+        options: Any = None,
+    ) -> Any:
         """Register the chosen trial's model (default: :meth:`best`) and hand it off."""
         import labkit
 
-        chosen = self.best() if trial is None else (
-            trial if isinstance(trial, Trial) else self.trial(int(trial)))
+        chosen = (
+            self.best()
+            if trial is None
+            else (trial if isinstance(trial, Trial) else self.trial(int(trial)))
+        )
         if chosen.model is None:
-            raise InputError(f"trial #{chosen.id} kept no model (train_fn returned none, or "
-                             "the experiment was loaded from disk): return {'model': ...}")
+            raise InputError(
+                f"trial #{chosen.id} kept no model (train_fn returned none, or "
+                "the experiment was loaded from disk): return {'model': ...}"
+            )
         inputs = self.example_inputs
         if inputs is None:
-            raise InputError("no example_inputs to register the model with: pass "
-                             "experiment(..., example_inputs=x)")
+            raise InputError(
+                "no example_inputs to register the model with: pass "
+                "experiment(..., example_inputs=x)"
+            )
         bundle_name = (name or self.name).lower().replace("_", "-")
         spec = labkit.register(chosen.model.eval(), inputs, name=bundle_name, task=self.task)
         result = labkit.handoff(spec, store=store, options=options)
@@ -179,11 +227,14 @@ class Experiment:
 
     # -- showing ----------------------------------------------------------------------------
     def text(self) -> str:
-        lines = [f"experiment {self.name}: {len(self.trials)}/{self.planned} trials"
-                 + (" (interrupted)" if self.interrupted else "")]
+        lines = [
+            f"experiment {self.name}: {len(self.trials)}/{self.planned} trials"
+            + (" (interrupted)" if self.interrupted else "")
+        ]
         for t in self.trials:
-            m = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                         for k, v in t.metrics.items())
+            m = " ".join(
+                f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in t.metrics.items()
+            )
             lat = f"{t.latency_ms:.3f} ms" if t.latency_ms is not None else "n/a"
             lines.append(f"  #{t.id} {t.params} {m} latency {lat} {t.status} {t.error}".rstrip())
         return "\n".join(lines)
@@ -202,8 +253,9 @@ class Experiment:
         return figure(self)
 
     # -- running ----------------------------------------------------------------------------
-    def _finish(self, trial: Trial, out: tuple[Any, dict[str, Any], Any, float] | BaseException
-                ) -> None:
+    def _finish(
+        self, trial: Trial, out: tuple[Any, dict[str, Any], Any, float] | BaseException
+    ) -> None:
         if isinstance(out, BaseException):
             trial.status = "failed"
             trial.error = f"{type(out).__name__}: {str(out).splitlines()[0] if str(out) else ''}"
@@ -212,11 +264,13 @@ class Experiment:
             trial.model = model
             if self.example_inputs is None:
                 self.example_inputs = inputs
-            trial.latency_ms = _latency(model, inputs if inputs is not None
-                                        else self.example_inputs)
+            trial.latency_ms = _latency(
+                model, inputs if inputs is not None else self.example_inputs
+            )
             if self.metric is None:
-                self.metric = next((k for k, v in trial.metrics.items()
-                                    if isinstance(v, (int, float))), None)
+                self.metric = next(
+                    (k for k, v in trial.metrics.items() if isinstance(v, (int, float))), None
+                )
         self.trials.append(trial)
         self._store.save_trial(trial.record())
 
@@ -239,8 +293,11 @@ class _Live:
 
         self.exp = exp
         self.ids = {k: f"labkit-exp-{k}-{uuid.uuid4().hex}" for k in ("table", "plot")}
-        display(table_bundle(exp), raw=True,  # type: ignore[no-untyped-call]
-                display_id=self.ids["table"])
+        display(
+            table_bundle(exp),
+            raw=True,  # type: ignore[no-untyped-call]
+            display_id=self.ids["table"],
+        )
         # The plot is a live FigureWidget while trials run (JupyterLab's plotly renderer
         # draws a static figure once and ignores later updates of the same output), and
         # becomes the static figure when the sweep ends.
@@ -252,8 +309,11 @@ class _Live:
             self.plot = go.FigureWidget(fig)
             display(self.plot, display_id=self.ids["plot"])  # type: ignore[no-untyped-call]
         else:
-            display(figure_bundle(exp), raw=True,  # type: ignore[no-untyped-call]
-                    display_id=self.ids["plot"])
+            display(
+                figure_bundle(exp),
+                raw=True,  # type: ignore[no-untyped-call]
+                display_id=self.ids["plot"],
+            )
         self.buttons = ipywidgets.HBox(layout={"flex_flow": "row wrap"})
         self.buttons.add_class("labkit-experiment-handoff")
         self.output = ipywidgets.Output()
@@ -265,12 +325,18 @@ class _Live:
 
         from labkit.notebook.experiment_view import figure, figure_bundle, table_bundle
 
-        update_display(table_bundle(self.exp), raw=True,  # type: ignore[no-untyped-call]
-                       display_id=self.ids["table"])
+        update_display(
+            table_bundle(self.exp),
+            raw=True,  # type: ignore[no-untyped-call]
+            display_id=self.ids["table"],
+        )
         fig = figure(self.exp)
         if final or fig is None:
-            update_display(figure_bundle(self.exp), raw=True,  # type: ignore[no-untyped-call]
-                           display_id=self.ids["plot"])
+            update_display(
+                figure_bundle(self.exp),
+                raw=True,  # type: ignore[no-untyped-call]
+                display_id=self.ids["plot"],
+            )
         elif self.plot is None:
             import plotly.graph_objects as go
 
@@ -284,9 +350,11 @@ class _Live:
         have = len(self.buttons.children)
         new = []
         for t in self.exp.trials[have:]:
-            b = ipywidgets.Button(description=f"hand off trial #{t.id}",
-                                  tooltip="register this trial's model and hand it off",
-                                  disabled=t.model is None)
+            b = ipywidgets.Button(
+                description=f"hand off trial #{t.id}",
+                tooltip="register this trial's model and hand it off",
+                disabled=t.model is None,
+            )
             b.add_class("labkit-handoff-trial")
             b.on_click(lambda _b, tid=t.id: self._handoff(tid))
             new.append(b)
@@ -302,11 +370,18 @@ class _Live:
                 print(f"hand off of trial #{trial_id} failed: {type(exc).__name__}: {exc}")
 
 
-def experiment(train_fn: Callable[..., Any],
-               params: Mapping[str, Iterable[Any]] | Iterable[Mapping[str, Any]], *,
-               name: str, metric: str | None = None, example_inputs: Any = None,
-               task: str | None = None, store: str | os.PathLike[str] = "experiments",
-               workers: int = 0, widgets: bool | None = None) -> Experiment:
+def experiment(
+    train_fn: Callable[..., Any],
+    params: Mapping[str, Iterable[Any]] | Iterable[Mapping[str, Any]],
+    *,
+    name: str,
+    metric: str | None = None,
+    example_inputs: Any = None,
+    task: str | None = None,
+    store: str | os.PathLike[str] = "experiments",
+    workers: int = 0,
+    widgets: bool | None = None,
+) -> Experiment:
     """Run ``train_fn(**p)`` for every ``p`` in ``params``; see the module doc.
 
     ``metric`` ranks trials (default: the first numeric metric returned); ``example_inputs``
@@ -320,8 +395,14 @@ def experiment(train_fn: Callable[..., Any],
     planned = expand_params(params)
     st = ExperimentStore(store, name)
     exp = Experiment(name, planned, st, metric, example_inputs, task)
-    st.start({"planned": planned, "metric": metric, "workers": workers,
-              "train_fn": getattr(train_fn, "__qualname__", repr(train_fn))})
+    st.start(
+        {
+            "planned": planned,
+            "metric": metric,
+            "workers": workers,
+            "train_fn": getattr(train_fn, "__qualname__", repr(train_fn)),
+        }
+    )
     live = _Live(exp) if (widgets is not False and _in_kernel()) else None
     exp.running = True
     try:
@@ -348,15 +429,21 @@ def experiment(train_fn: Callable[..., Any],
     return exp
 
 
-def _run_parallel(exp: Experiment, train_fn: Callable[..., Any], planned: list[dict[str, Any]],
-                  workers: int, live: _Live | None) -> None:
+def _run_parallel(
+    exp: Experiment,
+    train_fn: Callable[..., Any],
+    planned: list[dict[str, Any]],
+    workers: int,
+    live: _Live | None,
+) -> None:
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     ctx = multiprocessing.get_context("spawn")  # no fork of a kernel holding threads
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-        futures = {pool.submit(_train, train_fn, p): Trial(i, p)
-                   for i, p in enumerate(planned, start=1)}
+        futures = {
+            pool.submit(_train, train_fn, p): Trial(i, p) for i, p in enumerate(planned, start=1)
+        }
         try:
             for fut in as_completed(futures):
                 exc = fut.exception()
@@ -370,7 +457,8 @@ def _run_parallel(exp: Experiment, train_fn: Callable[..., Any], planned: list[d
     exp.trials.sort(key=lambda t: t.id)
 
 
-def load(name: str, *, store: str | os.PathLike[str] = "experiments",
-         run: str | None = None) -> list[dict[str, Any]]:
+def load(
+    name: str, *, store: str | os.PathLike[str] = "experiments", run: str | None = None
+) -> list[dict[str, Any]]:
     """The saved trial records of an experiment's latest run (or ``run``)."""
     return ExperimentStore.load(Path(store), name, run)

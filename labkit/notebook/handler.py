@@ -44,14 +44,20 @@ def _labkit_version() -> str:
 
 def _describe_tensor(t: Any) -> p.TensorInfo:
     shape = getattr(t, "shape", None)
-    return p.TensorInfo([int(d) for d in shape] if shape is not None else None,
-                        str(getattr(t, "dtype", type(t).__name__)).replace("torch.", ""))
+    return p.TensorInfo(
+        [int(d) for d in shape] if shape is not None else None,
+        str(getattr(t, "dtype", type(t).__name__)).replace("torch.", ""),
+    )
 
 
 class HandoffHandler:
-    def __init__(self, *, run: Callable[..., Any] | None = None,
-                 registered: Callable[[], Mapping[str, Any]] | None = None,
-                 cwd: Path | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        run: Callable[..., Any] | None = None,
+        registered: Callable[[], Mapping[str, Any]] | None = None,
+        cwd: Path | None = None,
+    ) -> None:
         self._run = run
         self._registered = registered or _default_registered
         self._cwd = cwd
@@ -82,8 +88,9 @@ class HandoffHandler:
         return resolve_store(p.optional_str(payload, "store"), self.cwd)
 
     def _do_hello(self, req: p.Request, send: Send) -> p.HelloReply:
-        return p.HelloReply(p.PROTOCOL_VERSION, _labkit_version(),
-                            str(self._store(req.payload)), str(self.cwd))
+        return p.HelloReply(
+            p.PROTOCOL_VERSION, _labkit_version(), str(self._store(req.payload)), str(self.cwd)
+        )
 
     def _do_list_models(self, req: p.Request, send: Send) -> p.ModelsReply:
         models = []
@@ -92,8 +99,9 @@ class HandoffHandler:
             model = getattr(spec, "model", None)
             params = getattr(model, "parameters", None)
             count = sum(int(t.numel()) for t in params()) if callable(params) else None
-            models.append(p.ModelInfo(name, getattr(spec, "task", None), inputs, count,
-                                      type(model).__name__))
+            models.append(
+                p.ModelInfo(name, getattr(spec, "task", None), inputs, count, type(model).__name__)
+            )
         return p.ModelsReply(models, str(self._store(req.payload)), REGISTER_HINT)
 
     def _do_list_bundles(self, req: p.Request, send: Send) -> p.BundlesReply:
@@ -110,8 +118,14 @@ class HandoffHandler:
             if event.progress is not None:
                 send(p.progress_message(req.id, event.progress))
             elif event.result is not None:
-                answers.append(p.HandoffReply(event.result, event.store or "",
-                                              event.headline or "", _speed_json(event.result)))
+                answers.append(
+                    p.HandoffReply(
+                        event.result,
+                        event.store or "",
+                        event.headline or "",
+                        _speed_json(event.result),
+                    )
+                )
             # an error event arrives again as the HandoffFailed that handle() replies with
 
         # Keep the notebook clean: anything printed during the run is kept out of its cells.

@@ -23,13 +23,13 @@ class LayerRow:
     depth: int
     input_shape: str = ""
     output_shape: str = ""
-    parameters: int = 0        # own and below
+    parameters: int = 0  # own and below
     trainable: int = 0
-    mult_adds: int = 0         # this call and every call below it
+    mult_adds: int = 0  # this call and every call below it
     flops: int = 0
     activation_bytes: int = 0  # output tensors of this module
     calls: int = 0
-    counted: bool = False      # mult-adds from a formula (not only summed from children)
+    counted: bool = False  # mult-adds from a formula (not only summed from children)
 
 
 def _shapes(x: Any) -> str:
@@ -85,10 +85,13 @@ def _fill_uncalled(rows: dict[str, LayerRow], model: Any) -> list[LayerRow]:
             if anc in rows or anc in made or anc not in modules:
                 continue
             params = list(modules[anc].parameters())
-            made[anc] = LayerRow(anc, type(modules[anc]).__name__, i,
-                                 parameters=sum(int(p.numel()) for p in params),
-                                 trainable=sum(int(p.numel()) for p in params
-                                               if p.requires_grad))
+            made[anc] = LayerRow(
+                anc,
+                type(modules[anc]).__name__,
+                i,
+                parameters=sum(int(p.numel()) for p in params),
+                trainable=sum(int(p.numel()) for p in params if p.requires_grad),
+            )
             out.append(made[anc])
         out.append(row)
     for anc, row in sorted(made.items(), key=lambda kv: -kv[1].depth):
@@ -99,8 +102,9 @@ def _fill_uncalled(rows: dict[str, LayerRow], model: Any) -> list[LayerRow]:
     return out
 
 
-def trace_layers(model: Any, args: tuple[Any, ...],
-                 kwargs: dict[str, Any]) -> tuple[list[LayerRow], LayerRow]:
+def trace_layers(
+    model: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[list[LayerRow], LayerRow]:
     """Run ``model(*args, **kwargs)`` once (no grad): a row per submodule, and the model's."""
     import torch
     from torch.overrides import TorchFunctionMode
@@ -114,14 +118,17 @@ def trace_layers(model: Any, args: tuple[Any, ...],
         def hook(mod: Any, a: tuple[Any, ...], kw: dict[str, Any]) -> None:
             if name not in rows:
                 own = list(mod.parameters())
-                rows[name] = LayerRow(name, type(mod).__name__,
-                                      name.count(".") + 1 if name else 0,
-                                      parameters=sum(int(p.numel()) for p in own),
-                                      trainable=sum(int(p.numel()) for p in own
-                                                    if p.requires_grad))
+                rows[name] = LayerRow(
+                    name,
+                    type(mod).__name__,
+                    name.count(".") + 1 if name else 0,
+                    parameters=sum(int(p.numel()) for p in own),
+                    trainable=sum(int(p.numel()) for p in own if p.requires_grad),
+                )
             stack.append(name)
             if counts(mod):
                 inside_counted.append(name)
+
         return hook
 
     def post(name: str) -> Any:
@@ -148,6 +155,7 @@ def trace_layers(model: Any, args: tuple[Any, ...],
             for owner in [*stack, name]:
                 rows[owner].mult_adds += add_macs
                 rows[owner].flops += add_flops
+
         return hook
 
     class Functional(TorchFunctionMode):

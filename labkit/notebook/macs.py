@@ -35,8 +35,12 @@ def _first_tensor(x: Any) -> Any:
 def _is_hf_conv1d(module: Any) -> bool:
     # transformers' Conv1D (GPT-2): a Linear with a transposed weight (nx, nf). Recognised by
     # shape, not by import, so counting works without transformers installed.
-    return (type(module).__name__ == "Conv1D" and hasattr(module, "nf")
-            and getattr(module, "weight", None) is not None and module.weight.dim() == 2)
+    return (
+        type(module).__name__ == "Conv1D"
+        and hasattr(module, "nf")
+        and getattr(module, "weight", None) is not None
+        and module.weight.dim() == 2
+    )
 
 
 def _attention(module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> int:
@@ -87,9 +91,15 @@ def counts(module: Any) -> bool:
     """Whether :func:`mult_adds` has a formula for ``module`` (its insides are not counted)."""
     import torch
 
-    return isinstance(module, (torch.nn.Linear, torch.nn.modules.conv._ConvNd,
-                               torch.nn.MultiheadAttention, torch.nn.RNNBase)) \
-        or _is_hf_conv1d(module)
+    return isinstance(
+        module,
+        (
+            torch.nn.Linear,
+            torch.nn.modules.conv._ConvNd,
+            torch.nn.MultiheadAttention,
+            torch.nn.RNNBase,
+        ),
+    ) or _is_hf_conv1d(module)
 
 
 def functional_mult_adds(func: Any, args: tuple[Any, ...], out: Any) -> int:
@@ -101,8 +111,15 @@ def functional_mult_adds(func: Any, args: tuple[Any, ...], out: Any) -> int:
     y = _first_tensor(out)
     if y is None:
         return 0
-    if func in (torch.matmul, torch.Tensor.matmul, torch.Tensor.__matmul__, torch.bmm,
-                torch.Tensor.bmm, torch.mm, torch.Tensor.mm):
+    if func in (
+        torch.matmul,
+        torch.Tensor.matmul,
+        torch.Tensor.__matmul__,
+        torch.bmm,
+        torch.Tensor.bmm,
+        torch.mm,
+        torch.Tensor.mm,
+    ):
         return int(args[0].shape[-1]) * _numel(y)
     if func in (torch.addmm, torch.Tensor.addmm, torch.baddbmm, torch.Tensor.baddbmm):
         return int(args[1].shape[-1]) * _numel(y)
@@ -125,8 +142,9 @@ def mult_adds(module: Any, args: tuple[Any, ...], kwargs: dict[str, Any], out: A
     if isinstance(module, torch.nn.modules.conv._ConvNd):
         if module.transposed:  # every input element scatters into a kernel-sized window
             x = _first_tensor(args)
-            return (module.out_channels // module.groups) * math.prod(module.kernel_size) \
-                * _numel(x)
+            return (
+                (module.out_channels // module.groups) * math.prod(module.kernel_size) * _numel(x)
+            )
         per_out = (module.in_channels // module.groups) * math.prod(module.kernel_size)
         return per_out * _numel(y)
     if _is_hf_conv1d(module):

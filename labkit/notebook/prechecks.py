@@ -13,28 +13,33 @@ from __future__ import annotations
 import re
 from typing import Any
 
-__all__ = ["OUTLIER_RATIO", "export_failure_warning", "quantization_warnings",
-           "tracer_warnings"]
+__all__ = ["OUTLIER_RATIO", "export_failure_warning", "quantization_warnings", "tracer_warnings"]
 
 # max|w| over the 99th percentile of |w|: above this, int8's 255 levels spent on the outlier
 # leave under ~2 levels for 99% of the weights.
 OUTLIER_RATIO = 50.0
-_UNSUPPORTED = re.compile(r"operator '?([\w:.]+)'? to ONNX opset version (\d+) is not supported",
-                          re.IGNORECASE)
+_UNSUPPORTED = re.compile(
+    r"operator '?([\w:.]+)'? to ONNX opset version (\d+) is not supported", re.IGNORECASE
+)
 
 
 def tracer_warnings(messages: list[str]) -> list[str]:
-    return [f"data-dependent control flow or value use ({m}): the exported graph keeps "
-            "only the path taken for these example inputs" for m in messages]
+    return [
+        f"data-dependent control flow or value use ({m}): the exported graph keeps "
+        "only the path taken for these example inputs"
+        for m in messages
+    ]
 
 
 def export_failure_warning(exc: BaseException) -> str:
     text = str(exc)
     found = _UNSUPPORTED.search(text)
     if found:
-        return (f"operator {found.group(1)} has no ONNX mapping at opset {found.group(2)}: "
-                "the handoff cannot export this model as is (replace the op, or register a "
-                "custom symbolic)")
+        return (
+            f"operator {found.group(1)} has no ONNX mapping at opset {found.group(2)}: "
+            "the handoff cannot export this model as is (replace the op, or register a "
+            "custom symbolic)"
+        )
     first = text.splitlines()[0] if text else ""
     return f"quick ONNX export failed: {type(exc).__name__}: {first}"
 
@@ -51,8 +56,10 @@ def quantization_warnings(model: Any) -> list[str]:
         typical = float(torch.quantile(w[: 1 << 24], 0.99))
         peak = float(w.max())
         if typical > 0 and peak / typical > OUTLIER_RATIO:
-            out.append(f"{name or type(mod).__name__} quantizes badly: max |w| = {peak:.3g} is "
-                       f"{peak / typical:.0f}× its 99th percentile ({typical:.3g}); int8 would "
-                       "round most of its weights to zero (the handoff keeps it fp32 if it "
-                       "misses the budget)")
+            out.append(
+                f"{name or type(mod).__name__} quantizes badly: max |w| = {peak:.3g} is "
+                f"{peak / typical:.0f}× its 99th percentile ({typical:.3g}); int8 would "
+                "round most of its weights to zero (the handoff keeps it fp32 if it "
+                "misses the budget)"
+            )
     return out

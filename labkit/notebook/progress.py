@@ -49,8 +49,14 @@ def _in_kernel() -> bool:
 class TrainingProgress:
     """Collects metrics per step and shows them; use through :func:`progress`."""
 
-    def __init__(self, title: str = "training", *, every: float = 0.25,
-                 stream: TextIO | None = None, widgets: bool | None = None) -> None:
+    def __init__(
+        self,
+        title: str = "training",
+        *,
+        every: float = 0.25,
+        stream: TextIO | None = None,
+        widgets: bool | None = None,
+    ) -> None:
         self.title = title
         self.history: dict[str, list[float]] = {}
         self.elapsed: list[float] = []
@@ -108,8 +114,12 @@ class TrainingProgress:
             self._open_widget()
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         if self._old_sigint is not None:
             signal.signal(signal.SIGINT, self._old_sigint)
             self._old_sigint = None
@@ -136,25 +146,35 @@ class TrainingProgress:
     def figure(self, *, widget: bool = False) -> Any:
         from labkit.notebook.charts import training_figure
 
-        return training_figure(self.history, self.elapsed, title=self.title,
-                               diverged=self.diverged, widget=widget)
+        return training_figure(
+            self.history, self.elapsed, title=self.title, diverged=self.diverged, widget=widget
+        )
 
     def _html(self) -> str:
         rows = []
         for key, series in self.history.items():
             finite = [x for x in series if math.isfinite(x)]
             last = f"{finite[-1]:.4g}" if finite else "—"
-            best = (f"{min(finite):.4g}" if "loss" in key.lower() else f"{max(finite):.4g}") \
-                if finite else "—"
-            flag = (f'<b style="color:#d62728">diverged at step {self.diverged[key]}</b>'
-                    if key in self.diverged else "")
-            rows.append(f"<tr><td>{escape(key)}</td><td>{last}</td><td>{best}</td>"
-                        f"<td>{flag}</td></tr>")
+            best = (
+                (f"{min(finite):.4g}" if "loss" in key.lower() else f"{max(finite):.4g}")
+                if finite
+                else "—"
+            )
+            flag = (
+                f'<b style="color:#d62728">diverged at step {self.diverged[key]}</b>'
+                if key in self.diverged
+                else ""
+            )
+            rows.append(
+                f"<tr><td>{escape(key)}</td><td>{last}</td><td>{best}</td><td>{flag}</td></tr>"
+            )
         secs = self.elapsed[-1] if self.elapsed else 0.0
-        return (f'<div class="labkit-progress"><b>{escape(self.title)}</b>: {self.steps} steps, '
-                f"{secs:.1f} s{' (stopped)' if self.should_stop else ''}"
-                '<table class="labkit-table"><tr><th>metric</th><th>last</th><th>best</th>'
-                f"<th></th></tr>{''.join(rows)}</table></div>")
+        return (
+            f'<div class="labkit-progress"><b>{escape(self.title)}</b>: {self.steps} steps, '
+            f"{secs:.1f} s{' (stopped)' if self.should_stop else ''}"
+            '<table class="labkit-table"><tr><th>metric</th><th>last</th><th>best</th>'
+            f"<th></th></tr>{''.join(rows)}</table></div>"
+        )
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
         from labkit.notebook.charts import static_bundle
@@ -169,8 +189,12 @@ class TrainingProgress:
         from IPython.display import display
 
         self._fig = self.figure(widget=True)
-        stop = ipywidgets.Button(description="Stop", button_style="danger", icon="stop",
-                                 tooltip="end the training loop at its next p.should_stop check")
+        stop = ipywidgets.Button(
+            description="Stop",
+            button_style="danger",
+            icon="stop",
+            tooltip="end the training loop at its next p.should_stop check",
+        )
         stop.add_class("labkit-progress-stop")
         stop.on_click(lambda _b: self._stop.set())
         _peek_clicks(stop, self._stop)
@@ -183,8 +207,11 @@ class TrainingProgress:
         """Update the live figure in place; rebuild it only when a new metric appeared
         (building a subplot figure costs far more than sending new points)."""
         names = [t.name for t in self._fig.data]
-        if names != list(self.history) or self.diverged and "diverged" not in str(
-                self._fig.layout.title.text):
+        if (
+            names != list(self.history)
+            or self.diverged
+            and "diverged" not in str(self._fig.layout.title.text)
+        ):
             new = self.figure()
             with self._fig.batch_update():
                 self._fig.data = ()
@@ -197,9 +224,10 @@ class TrainingProgress:
                 trace.x, trace.y = steps, _series(self.history[trace.name])
                 trace.customdata = self.elapsed
             title = str(self._fig.layout.title.text)
-            flag = title[title.find("<br>"):] if "<br>" in title else ""  # the divergence line
-            self._fig.layout.title.text = (f"{escape(self.title)} — step {self.steps}, "
-                                           f"{self.elapsed[-1]:.1f} s{flag}")
+            flag = title[title.find("<br>") :] if "<br>" in title else ""  # the divergence line
+            self._fig.layout.title.text = (
+                f"{escape(self.title)} — step {self.steps}, {self.elapsed[-1]:.1f} s{flag}"
+            )
 
     def _show(self, final: bool = False) -> None:
         if self._fig is not None:
@@ -208,8 +236,11 @@ class TrainingProgress:
 
                 # The live widget is swapped for the static figure: that is what the
                 # notebook saves, and it renders again without a kernel.
-                update_display(self._repr_mimebundle_(), raw=True,  # type: ignore[no-untyped-call]
-                               display_id=self._display_id)
+                update_display(
+                    self._repr_mimebundle_(),
+                    raw=True,  # type: ignore[no-untyped-call]
+                    display_id=self._display_id,
+                )
                 return
             if self.steps != self._drawn_steps:
                 self._drawn_steps = self.steps
@@ -248,7 +279,8 @@ def _peek_clicks(button: Any, flag: threading.Event) -> None:
     comm._reply_subshell_for = peek
 
 
-def progress(title: str = "training", *, every: float = 0.25,
-             widgets: bool | None = None) -> TrainingProgress:
+def progress(
+    title: str = "training", *, every: float = 0.25, widgets: bool | None = None
+) -> TrainingProgress:
     """A context manager showing live training metrics; see :class:`TrainingProgress`."""
     return TrainingProgress(title, every=every, widgets=widgets)

@@ -72,6 +72,7 @@ class Request:
 # Reply payloads, one type per request: the JSON Schema and the extension's TypeScript
 # interfaces are generated from them (scripts/gen_schema.py).
 
+
 @dataclass(frozen=True)
 class HelloReply:
     """Who answers: the kernel's protocol and labkit versions, default store and folder."""
@@ -116,9 +117,9 @@ class BundleSummary:
     latest: str
     path: str
     default_variant: str | None
-    speedup: float | None              # batch-1 p50 speed-up of the default variant
+    speedup: float | None  # batch-1 p50 speed-up of the default variant
     parity_ok: bool | None
-    problem: str | None = None         # why the latest version could not be read
+    problem: str | None = None  # why the latest version could not be read
     version: str | None = None
     created: str | None = None
     variants: list[str] | None = None
@@ -172,8 +173,9 @@ def parse_request(data: object) -> Request:
         raise ProtocolError(f"id must be a non-empty string of at most {_MAX_ID} characters")
     rtype = data.get("type")
     if rtype not in REQUEST_TYPES:
-        raise ProtocolError(f"unknown request type {rtype!r}; expected one of "
-                            f"{', '.join(REQUEST_TYPES)}")
+        raise ProtocolError(
+            f"unknown request type {rtype!r}; expected one of {', '.join(REQUEST_TYPES)}"
+        )
     payload = data.get("payload", {})
     if not isinstance(payload, dict):
         raise ProtocolError(f"payload must be a JSON object, got {type(payload).__name__}")
@@ -192,15 +194,23 @@ def optional_str(payload: dict[str, Any], key: str) -> str | None:
 def reply(rid: str | None, payload: Any) -> dict[str, Any]:
     """The success reply; ``payload`` is one of the reply types above (or a plain dict)."""
     body = payload if isinstance(payload, dict) else asdict(payload)
-    return {"protocol": PROTOCOL_VERSION, "kind": "reply", "id": rid, "ok": True,
-            "payload": body}
+    return {"protocol": PROTOCOL_VERSION, "kind": "reply", "id": rid, "ok": True, "payload": body}
 
 
-def error_reply(rid: str | None, etype: str, message: str, *,
-                stage: str | None = None) -> dict[str, Any]:
-    return {"protocol": PROTOCOL_VERSION, "kind": "reply", "id": rid, "ok": False,
-            "error": {"type": etype, "message": _ANSI.sub("", message)[:_MAX_TEXT * 4],
-                      "stage": stage}}
+def error_reply(
+    rid: str | None, etype: str, message: str, *, stage: str | None = None
+) -> dict[str, Any]:
+    return {
+        "protocol": PROTOCOL_VERSION,
+        "kind": "reply",
+        "id": rid,
+        "ok": False,
+        "error": {
+            "type": etype,
+            "message": _ANSI.sub("", message)[: _MAX_TEXT * 4],
+            "stage": stage,
+        },
+    }
 
 
 def progress_message(rid: str, event: ProgressEvent) -> dict[str, Any]:

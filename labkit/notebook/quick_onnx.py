@@ -61,8 +61,9 @@ class QuickExport:
             opts.log_severity_level = 3
             # Basic level keeps one kernel per exported node, so every time has an owner.
             opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-            session = ort.InferenceSession(self.model_bytes, opts,
-                                           providers=["CPUExecutionProvider"])
+            session = ort.InferenceSession(
+                self.model_bytes, opts, providers=["CPUExecutionProvider"]
+            )
             for _ in range(runs):
                 session.run(None, self.feed)
             events = json.loads(Path(session.end_profiling()).read_text())
@@ -125,8 +126,10 @@ def _silenced() -> Iterator[None]:
         with open(os.devnull, "w") as null:
             os.dup2(null.fileno(), 1)
             os.dup2(null.fileno(), 2)
-            with contextlib.redirect_stdout(io.StringIO()), \
-                    contextlib.redirect_stderr(io.StringIO()):
+            with (
+                contextlib.redirect_stdout(io.StringIO()),
+                contextlib.redirect_stderr(io.StringIO()),
+            ):
                 yield
     finally:
         os.dup2(saved[0], 1)
@@ -149,8 +152,7 @@ def _bound(model: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
             self.model = model
 
         def forward(self, *tensors: Any) -> Any:
-            return self.model(*tensors[:n_pos], **dict(zip(names, tensors[n_pos:])),
-                              **constants)
+            return self.model(*tensors[:n_pos], **dict(zip(names, tensors[n_pos:])), **constants)
 
     return Bound(), names
 
@@ -169,15 +171,22 @@ def quick_export(model: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Q
         path = Path(tmp) / "model.onnx"
         try:
             with _silenced():
-                torch.onnx.export(wrapper, tensors, str(path), dynamo=False,
-                                  input_names=input_names)
+                torch.onnx.export(
+                    wrapper, tensors, str(path), dynamo=False, input_names=input_names
+                )
         except Exception as first:  # noqa: BLE001 - retried with the handoff's exporter
             # The handoff exports with dynamo first; some models (GPT-2's aten::diff) only
             # go through it. Slower (seconds), so only as the fallback.
             try:
                 with _silenced():
-                    torch.onnx.export(wrapper, tensors, str(path), dynamo=True,
-                                      input_names=input_names, external_data=False)
+                    torch.onnx.export(
+                        wrapper,
+                        tensors,
+                        str(path),
+                        dynamo=True,
+                        input_names=input_names,
+                        external_data=False,
+                    )
             except Exception:  # noqa: BLE001
                 raise first from None
             exporter = f"dynamo (TorchScript failed: {str(first).splitlines()[0][:120]})"
@@ -185,9 +194,14 @@ def quick_export(model: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Q
     # Warnings raised inside installed libraries (torch's rnn.py, transformers' masks) are
     # their own shape checks: only the model's own code is worth a warning.
     libs = (str(Path(torch.__file__).parent.parent), "site-packages", "dist-packages")
-    tracer = sorted({f"{Path(w.filename).name}:{w.lineno}: {str(w.message).split('. ')[0]}"
-                     for w in caught if issubclass(w.category, torch.jit.TracerWarning)
-                     and not any(lib in str(w.filename) for lib in libs)})
+    tracer = sorted(
+        {
+            f"{Path(w.filename).name}:{w.lineno}: {str(w.message).split('. ')[0]}"
+            for w in caught
+            if issubclass(w.category, torch.jit.TracerWarning)
+            and not any(lib in str(w.filename) for lib in libs)
+        }
+    )
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
     session = ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])

@@ -83,10 +83,13 @@ def _parity_table(variants: list[Mapping[str, Any]], default: str | None) -> str
             f"<td>{escape(str(metric_name))} {fmt(metric)}</td>"
             f"<td>{fmt(p50_ms(v))}</td>"
             f"<td>{fmt(speedup(v))}×</td><td>{fmt(speedup(v, 'throughput'))}×</td>"
-            "</tr>")
-    head = ("<tr><th>variant</th><th>precision</th><th>parity</th><th>max rel err</th>"
-            "<th>max abs err</th><th>metric</th><th>p50 ms</th><th>speed-up p50</th>"
-            "<th>speed-up throughput</th></tr>")
+            "</tr>"
+        )
+    head = (
+        "<tr><th>variant</th><th>precision</th><th>parity</th><th>max rel err</th>"
+        "<th>max abs err</th><th>metric</th><th>p50 ms</th><th>speed-up p50</th>"
+        "<th>speed-up throughput</th></tr>"
+    )
     return f'<table class="labkit-table">{head}{"".join(rows)}</table>'
 
 
@@ -101,8 +104,10 @@ def render_result_html(result: Mapping[str, Any]) -> str:
     change = str(result.get("change") or "")
     default = result.get("default_variant")
     rejected = [r for r in result.get("rejected") or [] if isinstance(r, Mapping)]
-    rej = "".join(f"<li><b>{escape(str(r.get('name')))}</b>: {escape(str(r.get('reason')))}</li>"
-                  for r in rejected)
+    rej = "".join(
+        f"<li><b>{escape(str(r.get('name')))}</b>: {escape(str(r.get('reason')))}</li>"
+        for r in rejected
+    )
     return (
         '<div class="labkit-result">'
         f"<h3>{escape(str(result.get('name')))} {escape(str(result.get('version')))}</h3>"
@@ -127,25 +132,33 @@ def render_result_bundle(result: Mapping[str, Any]) -> dict[str, Any]:
         fig = speed_figure(result)
     except MissingDependencyError:  # the table still says it all; a display must not fail
         fig = None
-    return static_bundle(fig, html, text) if fig is not None else \
-        {"text/html": html, "text/plain": text}
+    return (
+        static_bundle(fig, html, text)
+        if fig is not None
+        else {"text/html": html, "text/plain": text}
+    )
 
 
 def render_result_text(result: Mapping[str, Any]) -> str:
     """The handoff result as plain text: what was written, each variant, what was left out."""
     name, version, path = result.get("name"), result.get("version"), result.get("path")
     if result.get("change") == "none":
-        return (f"{name}: nothing changed since {version}; no new version written.\n"
-                f"  bundle: {path}")
-    lines = [f"{name} {version}  ({result.get('change')}: {result.get('change_reason')})",
-             f"  bundle: {path}", f"  report: {path}/report.md"]
+        return f"{name}: nothing changed since {version}; no new version written.\n  bundle: {path}"
+    lines = [
+        f"{name} {version}  ({result.get('change')}: {result.get('change_reason')})",
+        f"  bundle: {path}",
+        f"  report: {path}/report.md",
+    ]
     default = result.get("default_variant")
     for v in result.get("variants") or []:
         if not isinstance(v, Mapping):
             continue
         sp, tp, err = speedup(v), speedup(v, "throughput"), max_rel(v)
-        speed = (f"{sp:.2f}x batch-1 latency, {tp or 0:.2f}x throughput vs PyTorch eager"
-                 if sp is not None else "not benchmarked")
+        speed = (
+            f"{sp:.2f}x batch-1 latency, {tp or 0:.2f}x throughput vs PyTorch eager"
+            if sp is not None
+            else "not benchmarked"
+        )
         mark = "  <- default" if v.get("name") == default else ""
         err_text = f"{err:.2e}" if err is not None else "?"
         lines.append(f"  {v.get('name')!s:<13} parity max rel err {err_text}; {speed}{mark}")

@@ -47,8 +47,11 @@ class ModelSummary:
         """ONNX Runtime CPU time of a module and everything below it, µs per call."""
         if not self.layer_cpu_us:
             return None
-        total = sum(us for m, us in self.layer_cpu_us.items()
-                    if m == row.name or m.startswith(row.name + "."))
+        total = sum(
+            us
+            for m, us in self.layer_cpu_us.items()
+            if m == row.name or m.startswith(row.name + ".")
+        )
         return total or None
 
     def hotspots(self, n: int = 5) -> list[tuple[str, float, float]]:
@@ -58,17 +61,26 @@ class ModelSummary:
         return [(m, us, us / total) for m, us in top]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"model": self.model, "parameters": self.parameters,
-                "trainable": self.trainable, "mult_adds": self.mult_adds, "flops": self.flops,
-                "activation_bytes": self.activation_bytes,
-                "latency_ms": dict(self.latency_ms), "layer_cpu_us": dict(self.layer_cpu_us),
-                "warnings": list(self.warnings), "notes": list(self.notes),
-                "layers": [asdict(r) for r in self.layers]}
+        return {
+            "model": self.model,
+            "parameters": self.parameters,
+            "trainable": self.trainable,
+            "mult_adds": self.mult_adds,
+            "flops": self.flops,
+            "activation_bytes": self.activation_bytes,
+            "latency_ms": dict(self.latency_ms),
+            "layer_cpu_us": dict(self.layer_cpu_us),
+            "warnings": list(self.warnings),
+            "notes": list(self.notes),
+            "layers": [asdict(r) for r in self.layers],
+        }
 
     def _headline(self) -> str:
         frozen = self.parameters - self.trainable
-        return (f"{self.parameters:,} parameters ({frozen:,} frozen), "
-                f"{_si(self.mult_adds)}mult-adds, {_si(self.activation_bytes)}B activations")
+        return (
+            f"{self.parameters:,} parameters ({frozen:,} frozen), "
+            f"{_si(self.mult_adds)}mult-adds, {_si(self.activation_bytes)}B activations"
+        )
 
     def __repr__(self) -> str:
         lines = [f"{self.model}: {self._headline()}"]
@@ -76,8 +88,10 @@ class ModelSummary:
         width = max([len(r.name) + 2 * (r.depth - 1) for r in rows] + [5])
         for r in rows:
             label = "  " * (r.depth - 1) + r.name.rsplit(".", 1)[-1]
-            lines.append(f"  {label:<{width}}  {r.kind:<18} {r.output_shape:<18} "
-                         f"{r.parameters:>10,}  {_si(r.mult_adds):>8}  {_us(self.cpu_us(r))}")
+            lines.append(
+                f"  {label:<{width}}  {r.kind:<18} {r.output_shape:<18} "
+                f"{r.parameters:>10,}  {_si(r.mult_adds):>8}  {_us(self.cpu_us(r))}"
+            )
         for runtime, ms in self.latency_ms.items():
             lines.append(f"  latency {runtime}: " + _ms(ms))
         lines.extend(f"  hot: {m} {us:.0f} µs ({share:.0%})" for m, us, share in self.hotspots())
@@ -93,23 +107,28 @@ class ModelSummary:
             f"<td>{r.parameters:,}</td><td>{r.parameters - r.trainable:,}</td>"
             f"<td>{_si(r.mult_adds)}</td><td>{_si(r.activation_bytes)}B</td>"
             f"<td>{_us(self.cpu_us(r))}</td></tr>"
-            for r in self.shown())
-        lat = "".join(f"<tr><td>{escape(k)}</td><td>{_ms(v)}</td></tr>"
-                      for k, v in self.latency_ms.items())
-        hot = "".join(f"<li>{escape(m)}: {us:.0f} µs ({share:.0%})</li>"
-                      for m, us, share in self.hotspots())
+            for r in self.shown()
+        )
+        lat = "".join(
+            f"<tr><td>{escape(k)}</td><td>{_ms(v)}</td></tr>" for k, v in self.latency_ms.items()
+        )
+        hot = "".join(
+            f"<li>{escape(m)}: {us:.0f} µs ({share:.0%})</li>" for m, us, share in self.hotspots()
+        )
         warn = "".join(f'<li style="color:#b35900">{escape(w)}</li>' for w in self.warnings)
         notes = "".join(f"<li>{escape(n)}</li>" for n in self.notes)
-        return (f'<div class="labkit-summary"><b>{escape(self.model)}</b>: '
-                f"{escape(self._headline())}"
-                f"{'<ul class=labkit-warnings>' + warn + '</ul>' if warn else ''}"
-                '<table class="labkit-table"><tr><th>layer</th><th>type</th><th>input</th>'
-                "<th>output</th><th>parameters</th><th>frozen</th><th>mult-adds</th>"
-                f"<th>activations</th><th>CPU µs (ORT)</th></tr>{rows}</table>"
-                '<table class="labkit-table"><tr><th>CPU latency (this machine, p50)</th>'
-                f"<th></th></tr>{lat}</table>"
-                f"{'<p>where the CPU time goes:</p><ul>' + hot + '</ul>' if hot else ''}"
-                f"{'<ul>' + notes + '</ul>' if notes else ''}</div>")
+        return (
+            f'<div class="labkit-summary"><b>{escape(self.model)}</b>: '
+            f"{escape(self._headline())}"
+            f"{'<ul class=labkit-warnings>' + warn + '</ul>' if warn else ''}"
+            '<table class="labkit-table"><tr><th>layer</th><th>type</th><th>input</th>'
+            "<th>output</th><th>parameters</th><th>frozen</th><th>mult-adds</th>"
+            f"<th>activations</th><th>CPU µs (ORT)</th></tr>{rows}</table>"
+            '<table class="labkit-table"><tr><th>CPU latency (this machine, p50)</th>'
+            f"<th></th></tr>{lat}</table>"
+            f"{'<p>where the CPU time goes:</p><ul>' + hot + '</ul>' if hot else ''}"
+            f"{'<ul>' + notes + '</ul>' if notes else ''}</div>"
+        )
 
 
 def _ms(v: float | None) -> str:
@@ -127,8 +146,9 @@ def _si(n: float) -> str:
     return f"{n:.0f} "
 
 
-def split_inputs(model: Any, example_inputs: Any,
-                 kwargs: dict[str, Any] | None) -> tuple[tuple[Any, ...], dict[str, Any]]:
+def split_inputs(
+    model: Any, example_inputs: Any, kwargs: dict[str, Any] | None
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
     """Positional and keyword inputs; a model with a cache is asked not to return one."""
     if isinstance(example_inputs, dict):
         args: tuple[Any, ...] = ()
@@ -142,19 +162,31 @@ def split_inputs(model: Any, example_inputs: Any,
         params = inspect.signature(model.forward).parameters
     except (TypeError, ValueError):
         params = {}  # type: ignore[assignment]
-    unknown = [k for k in kw if params and k not in params
-               and not any(p.kind is p.VAR_KEYWORD for p in params.values())]
+    unknown = [
+        k
+        for k in kw
+        if params and k not in params and not any(p.kind is p.VAR_KEYWORD for p in params.values())
+    ]
     if unknown:
-        raise InputError(f"{type(model).__name__}.forward() has no parameter "
-                         f"{', '.join(map(repr, unknown))}; it takes {', '.join(params)}: "
-                         "rename the keys of example_inputs")
+        raise InputError(
+            f"{type(model).__name__}.forward() has no parameter "
+            f"{', '.join(map(repr, unknown))}; it takes {', '.join(params)}: "
+            "rename the keys of example_inputs"
+        )
     if "use_cache" in params and "use_cache" not in kw:
         kw["use_cache"] = False  # a returned cache is not a tensor output: nothing to export
     return args, kw
 
 
-def summary(model: Any, example_inputs: Any, *, depth: int | None = 3, latency: bool = True,
-            profile: bool = True, kwargs: dict[str, Any] | None = None) -> ModelSummary:
+def summary(
+    model: Any,
+    example_inputs: Any,
+    *,
+    depth: int | None = 3,
+    latency: bool = True,
+    profile: bool = True,
+    kwargs: dict[str, Any] | None = None,
+) -> ModelSummary:
     """Analyze ``model`` on ``example_inputs``; ``depth=None`` shows every nested module."""
     try:
         import torch
@@ -167,8 +199,11 @@ def summary(model: Any, example_inputs: Any, *, depth: int | None = 3, latency: 
     params = list(model.parameters())
     result.parameters = sum(int(p.numel()) for p in params)
     result.trainable = sum(int(p.numel()) for p in params if p.requires_grad)
-    if kw.get("use_cache") is False and "use_cache" not in (kwargs or {}) and not (
-            isinstance(example_inputs, dict) and "use_cache" in example_inputs):
+    if (
+        kw.get("use_cache") is False
+        and "use_cache" not in (kwargs or {})
+        and not (isinstance(example_inputs, dict) and "use_cache" in example_inputs)
+    ):
         result.notes.append("called with use_cache=False (a cache is not a tensor output)")
     was_training = model.training
     model.eval()
@@ -176,8 +211,9 @@ def summary(model: Any, example_inputs: Any, *, depth: int | None = 3, latency: 
         result.layers, whole = trace_layers(model, args, kw)
         result.mult_adds, result.flops = whole.mult_adds, whole.flops
         parents = {r.name.rsplit(".", 1)[0] for r in result.layers if "." in r.name}
-        result.activation_bytes = sum(r.activation_bytes for r in result.layers
-                                      if r.name not in parents)  # leaves: no double count
+        result.activation_bytes = sum(
+            r.activation_bytes for r in result.layers if r.name not in parents
+        )  # leaves: no double count
         result.warnings.extend(prechecks.quantization_warnings(model))
         if latency:
             # no_grad, not inference_mode: transformers 5.x GPT-2 ran ~100x slower under
@@ -198,8 +234,10 @@ def summary(model: Any, example_inputs: Any, *, depth: int | None = 3, latency: 
         model.train(was_training)
     pt, ox = result.latency_ms.get("pytorch"), result.latency_ms.get("onnxruntime")
     if pt and ox:
-        result.notes.append(f"ONNX Runtime fp32 is {pt / ox:.2f}× PyTorch eager at this batch "
-                            "size (the handoff also tries int8)")
+        result.notes.append(
+            f"ONNX Runtime fp32 is {pt / ox:.2f}× PyTorch eager at this batch "
+            "size (the handoff also tries int8)"
+        )
     if ox:
         result.notes.append(_cost_note(args, ox))
     return result
@@ -214,7 +252,10 @@ def _cost_note(args: tuple[Any, ...], ms: float) -> str:
     shape = tuple(getattr(args[0], "shape", ())) if args else ()
     rows = int(shape[0]) if shape else 1
     c = cost(rows * 1000.0 / ms, os.cpu_count() or 1, price_per_core_hour())
-    money = (f", {c['cost_per_million']:.4g} per million inferences at "
-             f"{c['price_per_core_hour']} per core-hour" if c["cost_per_million"] else
-             " (set $LABKIT_PRICE_PER_CORE_HOUR for the cost per million)")
+    money = (
+        f", {c['cost_per_million']:.4g} per million inferences at "
+        f"{c['price_per_core_hour']} per core-hour"
+        if c["cost_per_million"]
+        else " (set $LABKIT_PRICE_PER_CORE_HOUR for the cost per million)"
+    )
     return f"ONNX Runtime fp32: {c['per_core_per_s']:,.0f} inferences/s per core{money}"

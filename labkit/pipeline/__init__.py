@@ -5,15 +5,23 @@ imported by freeze/export/benchmark only.
 """
 
 from labkit.pipeline.options import (
-                                     STAGES,
-                                     BenchOptions,
-                                     Budget,
-                                     HandoffOptions,
-                                     ProgressEvent,
-                                     Quantize,
+    STAGES,
+    BenchOptions,
+    Budget,
+    HandoffOptions,
+    ProgressEvent,
+    Quantize,
 )
 from labkit.pipeline.result import HandoffResult
 from labkit.pipeline.run import run
 
-__all__ = ["STAGES", "BenchOptions", "Budget", "HandoffOptions", "HandoffResult",
-           "ProgressEvent", "Quantize", "run"]
+__all__ = [
+    "STAGES",
+    "BenchOptions",
+    "Budget",
+    "HandoffOptions",
+    "HandoffResult",
+    "ProgressEvent",
+    "Quantize",
+    "run",
+]

@@ -59,15 +59,24 @@ def other_engines(variants: Sequence[Variant]) -> list[Candidate]:
     whether one may be used is decided by ``handoff tune`` on the deployment host.
     """
     cpu = cpu_info()
-    return [Candidate(v.name, e.name, p) for e in engines.engines()
-            if e.name != engines.DEFAULT_ENGINE for v in variants
-            for p in e.precisions(v, cpu)]
+    return [
+        Candidate(v.name, e.name, p)
+        for e in engines.engines()
+        if e.name != engines.DEFAULT_ENGINE
+        for v in variants
+        for p in e.precisions(v, cpu)
+    ]
 
 
-def benchmark(spec: ModelSpec, variants: Mapping[str, Path], example: Batch,
-              options: BenchOptions, workdir: Path,
-              on_round: Callable[[int, int], None] | None = None,
-              extra: Sequence[Candidate] = ()) -> dict[str, Any]:
+def benchmark(
+    spec: ModelSpec,
+    variants: Mapping[str, Path],
+    example: Batch,
+    options: BenchOptions,
+    workdir: Path,
+    on_round: Callable[[int, int], None] | None = None,
+    extra: Sequence[Candidate] = (),
+) -> dict[str, Any]:
     threads = options.threads or os.cpu_count() or 1
     feeds = bench_feeds(example, options.throughput_batch)
     paths = write_inputs(workdir, feeds)
@@ -77,37 +86,59 @@ def benchmark(spec: ModelSpec, variants: Mapping[str, Path], example: Batch,
     try:
         runners.append(EagerRunner(spec, feeds, options.warmup))
         for name, path in variants.items():
-            runners.append(WorkerRunner(name, path, paths, threads=threads,
-                                        warmup=options.warmup))
+            runners.append(WorkerRunner(name, path, paths, threads=threads, warmup=options.warmup))
         for c in extra:
-            runners.append(WorkerRunner(c.label, variants[c.variant], paths, threads=threads,
-                                        warmup=options.warmup, engine=c.engine,
-                                        precision=c.precision))
-        res = interleave(runners, rounds=options.rounds, latency_iters=options.latency_iters,
-                         throughput_iters=options.throughput_iters,
-                         batch=options.throughput_batch, threads=threads, on_round=on_round)
+            runners.append(
+                WorkerRunner(
+                    c.label,
+                    variants[c.variant],
+                    paths,
+                    threads=threads,
+                    warmup=options.warmup,
+                    engine=c.engine,
+                    precision=c.precision,
+                )
+            )
+        res = interleave(
+            runners,
+            rounds=options.rounds,
+            latency_iters=options.latency_iters,
+            throughput_iters=options.throughput_iters,
+            batch=options.throughput_batch,
+            threads=threads,
+            on_round=on_round,
+        )
     finally:
         torch.set_num_threads(saved_threads)
         for r in runners:
             r.close()
     report: dict[str, Any] = {
         "baseline": EAGER,
-        "method": (f"{options.rounds} interleaved rounds; per round {options.latency_iters} "
-                   f"batch-1 calls and {options.throughput_iters} batch-"
-                   f"{options.throughput_batch} calls per runner; speed-ups are medians of "
-                   "per-round ratios against PyTorch eager"),
+        "method": (
+            f"{options.rounds} interleaved rounds; per round {options.latency_iters} "
+            f"batch-1 calls and {options.throughput_iters} batch-"
+            f"{options.throughput_batch} calls per runner; speed-ups are medians of "
+            "per-round ratios against PyTorch eager"
+        ),
         EAGER: res.stats(EAGER),
         "variants": {},
         "environment": environment(threads),
     }
     price = price_per_core_hour()
     for name in variants:
-        report["variants"][name] = {**res.stats(name), "speedup": res.speedup(name, EAGER),
-                                    "cost": cost(res.stats(name)["throughput_per_s"], threads,
-                                                 price)}
+        report["variants"][name] = {
+            **res.stats(name),
+            "speedup": res.speedup(name, EAGER),
+            "cost": cost(res.stats(name)["throughput_per_s"], threads, price),
+        }
     if extra:
         report["engines"] = {
-            c.label: {**c.to_dict(), **res.stats(c.label), "speedup": res.speedup(c.label, EAGER),
-                      "cost": cost(res.stats(c.label)["throughput_per_s"], threads, price)}
-            for c in extra}
+            c.label: {
+                **c.to_dict(),
+                **res.stats(c.label),
+                "speedup": res.speedup(c.label, EAGER),
+                "cost": cost(res.stats(c.label)["throughput_per_s"], threads, price),
+            }
+            for c in extra
+        }
     return report

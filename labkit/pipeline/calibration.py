@@ -20,23 +20,30 @@ def load_calibration(path: Path, ref: Reference) -> list[dict[str, np.ndarray]]:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
     except (OSError, ValueError) as exc:
-        raise RegistrationError(f"cannot read calibration file {path}: {exc}. It must be a "
-                                f"NumPy .npz with one array per input ({names})") from None
+        raise RegistrationError(
+            f"cannot read calibration file {path}: {exc}. It must be a "
+            f"NumPy .npz with one array per input ({names})"
+        ) from None
     if len(arrays) == 1 and len(names) == 1:
         arrays = {names[0]: next(iter(arrays.values()))}
     missing = [n for n in names if n not in arrays]
     if missing:
-        raise RegistrationError(f"calibration file {path} has arrays {sorted(arrays)}; it "
-                                f"needs one per input: {names} (missing {missing})")
+        raise RegistrationError(
+            f"calibration file {path} has arrays {sorted(arrays)}; it "
+            f"needs one per input: {names} (missing {missing})"
+        )
     rows = {len(arrays[n]) for n in names}
     if len(rows) != 1:
-        raise RegistrationError(f"calibration arrays in {path} have different row counts "
-                                f"{sorted(rows)}; they must match")
+        raise RegistrationError(
+            f"calibration arrays in {path} have different row counts "
+            f"{sorted(rows)}; they must match"
+        )
     for n in names:
         a, e = arrays[n], example[n]
         if a.dtype != e.dtype or a.shape[1:] != e.shape[1:]:
             raise RegistrationError(
                 f"calibration array {n!r} is {a.dtype}{list(a.shape)}; the model takes "
-                f"{e.dtype}[N, {', '.join(map(str, e.shape[1:]))}]")
+                f"{e.dtype}[N, {', '.join(map(str, e.shape[1:]))}]"
+            )
     total = rows.pop()
-    return [{n: arrays[n][i:i + BATCH] for n in names} for i in range(0, total, BATCH)]
+    return [{n: arrays[n][i : i + BATCH] for n in names} for i in range(0, total, BATCH)]

@@ -39,7 +39,7 @@ _OP = re.compile(r"\b(?:aten|prim|onnx)(?:::|\.)[A-Za-z_][\w.]*")
 @dataclass(frozen=True)
 class ExportInfo:
     path: Path
-    exporter: str              # "dynamo" | "torchscript"
+    exporter: str  # "dynamo" | "torchscript"
     opset: int
     fallback_reason: str | None
     torch_version: str
@@ -49,8 +49,12 @@ class ExportInfo:
         return Exporter.from_dict(self.to_dict()).describe()
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.exporter, "opset": self.opset,
-                "fallback_reason": self.fallback_reason, "torch": self.torch_version}
+        return {
+            "name": self.exporter,
+            "opset": self.opset,
+            "fallback_reason": self.fallback_reason,
+            "torch": self.torch_version,
+        }
 
 
 def dynamic_axes(spec: ModelSpec) -> dict[str, dict[int, str]]:
@@ -84,8 +88,7 @@ def dynamic_shapes(spec: ModelSpec) -> tuple[tuple[dict[int, Any] | None, ...]]:
     """
     axes = dynamic_axes(spec)
     dyn = torch.export.Dim.DYNAMIC
-    return (tuple({a: dyn for a in axes[n]} if n in axes else None
-                  for n in spec.input_names),)
+    return (tuple({a: dyn for a in axes[n]} if n in axes else None for n in spec.input_names),)
 
 
 def _root_cause(exc: BaseException) -> BaseException:
@@ -102,8 +105,7 @@ def _summarise(exc: BaseException) -> str:
     root = _root_cause(exc)
     if root is not exc:
         text += f" {type(root).__name__}: {root}"
-    first = next((ln.strip() for ln in str(root).splitlines() if ln.strip()),
-                 type(root).__name__)
+    first = next((ln.strip() for ln in str(root).splitlines() if ln.strip()), type(root).__name__)
     first = f"{type(root).__name__}: {first}"
     ops = sorted(set(_OP.findall(text)))[:5]
     where = f" (operator {', '.join(ops)})" if ops else ""
@@ -112,12 +114,18 @@ def _summarise(exc: BaseException) -> str:
 
 def _export(spec: ModelSpec, out: Path, *, dynamo: bool, opset: int) -> None:
     kwargs: dict[str, Any] = dict(
-        input_names=list(spec.input_names), output_names=list(spec.output_names),
+        input_names=list(spec.input_names),
+        output_names=list(spec.output_names),
         opset_version=opset if dynamo else min(opset, 17),
     )
     if dynamo:
-        kwargs.update(dynamo=True, verbose=False, report=False, optimize=True,
-                      dynamic_shapes=dynamic_shapes(spec))
+        kwargs.update(
+            dynamo=True,
+            verbose=False,
+            report=False,
+            optimize=True,
+            dynamic_shapes=dynamic_shapes(spec),
+        )
     else:
         kwargs.update(dynamo=False, do_constant_folding=True, dynamic_axes=dynamic_axes(spec))
     quiet = io.StringIO()
@@ -127,8 +135,13 @@ def _export(spec: ModelSpec, out: Path, *, dynamo: bool, opset: int) -> None:
     previous = logging.root.manager.disable
     try:
         logging.disable(logging.WARNING)
-        with warnings.catch_warnings(), contextlib.redirect_stdout(quiet), \
-                contextlib.redirect_stderr(quiet), torch.inference_mode(False), torch.no_grad():
+        with (
+            warnings.catch_warnings(),
+            contextlib.redirect_stdout(quiet),
+            contextlib.redirect_stderr(quiet),
+            torch.inference_mode(False),
+            torch.no_grad(),
+        ):
             warnings.simplefilter("ignore")
             torch.onnx.export(_Flat(spec), tuple(spec.example_inputs), str(out), **kwargs)
     finally:
@@ -175,16 +188,26 @@ def export(spec: ModelSpec, out: Path, *, opset: int = 18) -> ExportInfo:
         shapes.declare_outputs(model, spec.dynamic_axes)  # declared, not the implied batch
         onnx.checker.check_model(model, full_check=True)
     except Exception as exc:  # onnx raises ValidationError and others
-        raise ExportError(f"the {exporter} exporter produced an invalid ONNX graph: "
-                          f"{_summarise(exc)}") from exc
-    example = {n: t.detach().cpu().contiguous().numpy()
-               for n, t in zip(spec.input_names, spec.example_inputs)}
-    shapes.check(model, example, declare_hint=(
-        f"declare the axes in register(..., dynamic_axes=...) as the model really has them "
-        f"(now {dict(spec.dynamic_axes) or 'only the batch axis'})"
-        + (f"; exported by the {exporter} exporter after: {fallback_reason}"
-           if fallback_reason else "")))
+        raise ExportError(
+            f"the {exporter} exporter produced an invalid ONNX graph: {_summarise(exc)}"
+        ) from exc
+    example = {
+        n: t.detach().cpu().contiguous().numpy()
+        for n, t in zip(spec.input_names, spec.example_inputs)
+    }
+    shapes.check(
+        model,
+        example,
+        declare_hint=(
+            f"declare the axes in register(..., dynamic_axes=...) as the model really has them "
+            f"(now {dict(spec.dynamic_axes) or 'only the batch axis'})"
+            + (
+                f"; exported by the {exporter} exporter after: {fallback_reason}"
+                if fallback_reason
+                else ""
+            )
+        ),
+    )
     onnx.save_model(model, str(out))
-    opset_used = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")),
-                      opset)
+    opset_used = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), opset)
     return ExportInfo(out, exporter, int(opset_used), fallback_reason, torch.__version__)

@@ -22,8 +22,8 @@ Batch = dict[str, np.ndarray]
 
 @dataclass
 class InputSet:
-    label: str                 # "example", "real[0]", "generated b=3"
-    kind: str                  # example | real | generated
+    label: str  # "example", "real[0]", "generated b=3"
+    kind: str  # example | real | generated
     inputs: Batch
     outputs: Batch = field(default_factory=dict)
 
@@ -117,33 +117,46 @@ def _flops(model: torch.nn.Module, spec: ModelSpec) -> int | None:
     return int(counter.get_total_flops()) // max(batch, 1)
 
 
-def freeze(spec: ModelSpec, *, batch_sizes: tuple[int, ...] = (1, 3, 16),
-           seed: int = 0) -> Reference:
+def freeze(
+    spec: ModelSpec, *, batch_sizes: tuple[int, ...] = (1, 3, 16), seed: int = 0
+) -> Reference:
     model = spec.model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
-    sets = [InputSet("example", "example",
-                     {n: _to_numpy(t) for n, t in zip(spec.input_names, spec.example_inputs)})]
+    sets = [
+        InputSet(
+            "example",
+            "example",
+            {n: _to_numpy(t) for n, t in zip(spec.input_names, spec.example_inputs)},
+        )
+    ]
     for i, batch in enumerate(spec.parity_inputs):
-        sets.append(InputSet(f"real[{i}]", "real",
-                             {n: _to_numpy(t) for n, t in zip(spec.input_names, batch)}))
+        sets.append(
+            InputSet(
+                f"real[{i}]", "real", {n: _to_numpy(t) for n, t in zip(spec.input_names, batch)}
+            )
+        )
     sets += generated_sets(spec, batch_sizes, seed)
     first = run_torch(model, spec, sets[0].inputs)
     again = run_torch(model, spec, sets[0].inputs)
-    drift = max(float(np.max(np.abs(first[n].astype(np.float64) - again[n])))
-                if first[n].size else 0.0 for n in spec.output_names)
+    drift = max(
+        float(np.max(np.abs(first[n].astype(np.float64) - again[n]))) if first[n].size else 0.0
+        for n in spec.output_names
+    )
     if drift > 0:
         raise RegistrationError(
             f"the model is not deterministic in eval mode: two runs on the same input differ "
             f"by up to {drift:.3g}. Remove randomness from forward() (e.g. F.dropout with "
-            "training=True, torch.rand) before handing it off")
+            "training=True, torch.rand) before handing it off"
+        )
     for s in sets:
         try:
             s.outputs = run_torch(model, spec, s.inputs)
         except Exception as exc:  # the user's forward can raise anything
             raise RegistrationError(
                 f"the model fails on parity input {s.label} (shapes "
-                f"{ {k: list(v.shape) for k, v in s.inputs.items()} }): {exc}") from exc
+                f"{ {k: list(v.shape) for k, v in s.inputs.items()} }): {exc}"
+            ) from exc
     params = sum(p.numel() for p in model.parameters())
     return Reference(spec, sets, params, _flops(model, spec), drift)
 
@@ -157,8 +170,11 @@ def golden_set(ref: Reference, max_rows: int = 64, min_real_rows: int = 16) -> I
     """
     base = ref.sets[0]
     pool = ref.real() if sum(s.batch_size for s in ref.real()) >= min_real_rows else ref.sets
-    chosen = [s for s in pool if all(s.inputs[n].shape[1:] == base.inputs[n].shape[1:]
-                                     for n in base.inputs)]
+    chosen = [
+        s
+        for s in pool
+        if all(s.inputs[n].shape[1:] == base.inputs[n].shape[1:] for n in base.inputs)
+    ]
     inputs = {n: np.concatenate([s.inputs[n] for s in chosen])[:max_rows] for n in base.inputs}
     return InputSet("golden", "golden", inputs, run_torch(ref.spec.model, ref.spec, inputs))
 
@@ -167,6 +183,5 @@ def describe(ref: Reference) -> dict[str, Any]:
     return {
         "parameters": ref.parameters,
         "flops_per_sample": ref.flops_per_sample,
-        "input_sets": [{"label": s.label, "kind": s.kind, "batch": s.batch_size}
-                       for s in ref.sets],
+        "input_sets": [{"label": s.label, "kind": s.kind, "batch": s.batch_size} for s in ref.sets],
     }

@@ -16,8 +16,15 @@ from pathlib import Path
 from typing import Any
 
 #: Fusion counters of ``optimize_for_ort`` that change what runs (not mere clean-ups).
-FUSED_OPS = ("MultiHeadAttention", "Attention", "SkipLayerNormalization", "Gelu",
-             "FastGelu", "BiasGelu", "GroupQueryAttention")
+FUSED_OPS = (
+    "MultiHeadAttention",
+    "Attention",
+    "SkipLayerNormalization",
+    "Gelu",
+    "FastGelu",
+    "BiasGelu",
+    "GroupQueryAttention",
+)
 
 
 def fuse_transformer(src: Path, dst: Path) -> dict[str, Any] | None:
@@ -31,8 +38,19 @@ def fuse_transformer(src: Path, dst: Path) -> dict[str, Any] | None:
     model = ir.load(str(src))
     model, counts = optimize_for_ort(model)
     fused = {k: int(v) for k, v in sorted(counts.items()) if v}
-    if not any(k in fused for k in ("sdpa", "mha1", "mha2", "mha_bias", "mha_scale",
-                                    "attention", "gqa", "sdpa_via_mha")):
+    if not any(
+        k in fused
+        for k in (
+            "sdpa",
+            "mha1",
+            "mha2",
+            "mha_bias",
+            "mha_scale",
+            "attention",
+            "gqa",
+            "sdpa_via_mha",
+        )
+    ):
         return None
     ir.save(model, str(dst))
     return {"tool": "onnxscript.rewriter.ort_fusions.optimize_for_ort", "fusions": fused}

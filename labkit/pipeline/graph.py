@@ -16,8 +16,15 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-_WEIGHT_FIELDS = ("raw_data", "float_data", "int32_data", "int64_data", "double_data",
-                  "uint64_data", "string_data")
+_WEIGHT_FIELDS = (
+    "raw_data",
+    "float_data",
+    "int32_data",
+    "int64_data",
+    "double_data",
+    "uint64_data",
+    "string_data",
+)
 # Constant nodes up to this many elements are structure (shapes, axes), above it weights.
 _STRUCTURAL_CONSTANT = 64
 
@@ -39,8 +46,10 @@ def _tensor_spec(value: onnx.ValueInfoProto) -> dict[str, Any]:
 
 def signature(model: onnx.ModelProto) -> dict[str, list[dict[str, Any]]]:
     init = {i.name for i in model.graph.initializer}
-    return {"inputs": [_tensor_spec(v) for v in model.graph.input if v.name not in init],
-            "outputs": [_tensor_spec(v) for v in model.graph.output]}
+    return {
+        "inputs": [_tensor_spec(v) for v in model.graph.input if v.name not in init],
+        "outputs": [_tensor_spec(v) for v in model.graph.output],
+    }
 
 
 def op_counts(model: onnx.ModelProto) -> dict[str, int]:
@@ -60,8 +69,10 @@ def _weight_tensors(model: onnx.ModelProto) -> list[onnx.TensorProto]:
     for node in model.graph.node:
         if node.op_type == "Constant":
             for attr in node.attribute:
-                if attr.type == onnx.AttributeProto.TENSOR and \
-                        int(np.prod(attr.t.dims)) > _STRUCTURAL_CONSTANT:
+                if (
+                    attr.type == onnx.AttributeProto.TENSOR
+                    and int(np.prod(attr.t.dims)) > _STRUCTURAL_CONSTANT
+                ):
                     tensors.append(attr.t)
     return tensors
 
@@ -78,8 +89,12 @@ def architecture_digest(model: onnx.ModelProto) -> str:
             tensor.ClearField(name)
     # The dynamo exporter stamps nodes and values with metadata (stack traces naming the
     # source file, e.g. a notebook cell's temp file): provenance, not architecture.
-    for value in (*skeleton.graph.input, *skeleton.graph.output, *skeleton.graph.value_info,
-                  *skeleton.graph.initializer):
+    for value in (
+        *skeleton.graph.input,
+        *skeleton.graph.output,
+        *skeleton.graph.value_info,
+        *skeleton.graph.initializer,
+    ):
         del value.metadata_props[:]
     for node in skeleton.graph.node:
         node.doc_string = ""

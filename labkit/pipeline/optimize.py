@@ -46,8 +46,11 @@ def optimize_fp32(src: Path, dst: Path, *, fuse: bool = True) -> dict[str, Any]:
     opts.optimized_model_filepath = str(dst)
     opts.log_severity_level = 3
     ort.InferenceSession(str(src), sess_options=opts, providers=["CPUExecutionProvider"])
-    return {"graph_optimization_level": "ORT_ENABLE_EXTENDED", "fusion": fusion,
-            "ops": op_counts(onnx.load(str(dst)))}
+    return {
+        "graph_optimization_level": "ORT_ENABLE_EXTENDED",
+        "fusion": fusion,
+        "ops": op_counts(onnx.load(str(dst))),
+    }
 
 
 def choose_candidates(model: onnx.ModelProto) -> list[Quantize]:
@@ -61,8 +64,11 @@ def choose_candidates(model: onnx.ModelProto) -> list[Quantize]:
 
 
 def _rows(batches: Sequence[Batch]) -> list[Batch]:
-    return [{k: v[i : i + 1] for k, v in b.items()} for b in batches
-            for i in range(len(next(iter(b.values()))))]
+    return [
+        {k: v[i : i + 1] for k, v in b.items()}
+        for b in batches
+        for i in range(len(next(iter(b.values()))))
+    ]
 
 
 class _Reader:
@@ -89,8 +95,11 @@ def _calibrator(name: str) -> Any:
     ``CALIBRATION_METHODS`` when the Quantize was made)."""
     from onnxruntime.quantization import CalibrationMethod
 
-    return {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
-            "percentile": CalibrationMethod.Percentile}[name]
+    return {
+        "minmax": CalibrationMethod.MinMax,
+        "entropy": CalibrationMethod.Entropy,
+        "percentile": CalibrationMethod.Percentile,
+    }[name]
 
 
 @contextlib.contextmanager
@@ -110,8 +119,14 @@ def prepared_path(q: Quantize, workdir: Path) -> Path:
     return workdir / f"{q.name}-pre.onnx"
 
 
-def quantize(src: Path, dst: Path, q: Quantize, calibration: Sequence[Batch],
-             workdir: Path, exclude: Sequence[str] = ()) -> dict[str, Any]:
+def quantize(
+    src: Path,
+    dst: Path,
+    q: Quantize,
+    calibration: Sequence[Batch],
+    workdir: Path,
+    exclude: Sequence[str] = (),
+) -> dict[str, Any]:
     """Quantize ``src`` into ``dst``; ``exclude`` names nodes (of the pre-processed graph,
     see :func:`prepared_path`) kept in fp32."""
     from onnxruntime.quantization import (
@@ -130,28 +145,50 @@ def quantize(src: Path, dst: Path, q: Quantize, calibration: Sequence[Batch],
             model = onnx.load(str(pre))
             rewritten = gemm_to_matmul(model)
             onnx.save_model(model, str(pre))
-            quantize_dynamic(str(pre), str(dst), op_types_to_quantize=list(q.op_types),
-                             per_channel=q.per_channel, weight_type=_qtype(q.weight_type),
-                             nodes_to_exclude=list(exclude),
-                             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+            quantize_dynamic(
+                str(pre),
+                str(dst),
+                op_types_to_quantize=list(q.op_types),
+                per_channel=q.per_channel,
+                weight_type=_qtype(q.weight_type),
+                nodes_to_exclude=list(exclude),
+                extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+            )
         else:
             rewritten = 0
             # ORT's histogram calibrators (entropy, percentile) stack every batch into one
             # array, so batches of different sizes fail there: feed them one row at a time.
             feed = calibration if q.calibration_method == "minmax" else _rows(calibration)
-            quantize_static(str(pre), str(dst), _Reader(feed),
-                            quant_format=QuantFormat.QDQ, op_types_to_quantize=list(q.op_types),
-                            per_channel=q.per_channel,
-                            activation_type=_qtype(q.activation_type),
-                            weight_type=_qtype(q.weight_type),
-                            calibrate_method=_calibrator(q.calibration_method),
-                            nodes_to_exclude=list(exclude),
-                            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+            quantize_static(
+                str(pre),
+                str(dst),
+                _Reader(feed),
+                quant_format=QuantFormat.QDQ,
+                op_types_to_quantize=list(q.op_types),
+                per_channel=q.per_channel,
+                activation_type=_qtype(q.activation_type),
+                weight_type=_qtype(q.weight_type),
+                calibrate_method=_calibrator(q.calibration_method),
+                nodes_to_exclude=list(exclude),
+                extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+            )
     ops = op_counts(onnx.load(str(dst)))
-    quantized_ops = sum(ops.get(k, 0) for k in ("MatMulInteger", "DynamicQuantizeLinear",
-                                                 "DynamicQuantizeLSTM", "QuantizeLinear",
-                                                 "QLinearMatMul", "QLinearConv"))
+    quantized_ops = sum(
+        ops.get(k, 0)
+        for k in (
+            "MatMulInteger",
+            "DynamicQuantizeLinear",
+            "DynamicQuantizeLSTM",
+            "QuantizeLinear",
+            "QLinearMatMul",
+            "QLinearConv",
+        )
+    )
     if not quantized_ops:
         raise ValueError(f"{q.name}: no operator was quantized (ops: {ops})")
-    return {"options": q.to_dict(), "ops": ops, "gemm_rewritten": rewritten,
-            "calibration_batches": len(calibration) if q.mode == "static" else 0}
+    return {
+        "options": q.to_dict(),
+        "ops": ops,
+        "gemm_rewritten": rewritten,
+        "calibration_batches": len(calibration) if q.mode == "static" else 0,
+    }

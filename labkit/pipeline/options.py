@@ -17,8 +17,15 @@ from labkit.errors import LabkitError
 # here because the pipeline is what runs the stages.
 from labkit.request import STAGES, ProgressEvent
 
-__all__ = ["CALIBRATION_METHODS", "STAGES", "BenchOptions", "Budget", "HandoffOptions",
-           "ProgressEvent", "Quantize"]
+__all__ = [
+    "CALIBRATION_METHODS",
+    "STAGES",
+    "BenchOptions",
+    "Budget",
+    "HandoffOptions",
+    "ProgressEvent",
+    "Quantize",
+]
 
 #: static quantization's calibrators (ONNX Runtime's CalibrationMethod of the same name)
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
@@ -29,34 +36,57 @@ class Quantize:
     """One quantized candidate: ``Quantize.dynamic_int8()`` or ``Quantize.static_int8()``."""
 
     name: str
-    mode: str                      # "dynamic" | "static"
+    mode: str  # "dynamic" | "static"
     activation_type: str = "uint8"
     weight_type: str = "int8"
     per_channel: bool = False
     op_types: tuple[str, ...] = ()
-    calibration_method: str = "minmax"   # one of CALIBRATION_METHODS; static mode only
+    calibration_method: str = "minmax"  # one of CALIBRATION_METHODS; static mode only
 
     def __post_init__(self) -> None:
         if self.calibration_method not in CALIBRATION_METHODS:
-            raise LabkitError(f"Quantize {self.name!r}: calibration_method "
-                              f"{self.calibration_method!r} is not one of "
-                              f"{', '.join(CALIBRATION_METHODS)}")
+            raise LabkitError(
+                f"Quantize {self.name!r}: calibration_method "
+                f"{self.calibration_method!r} is not one of "
+                f"{', '.join(CALIBRATION_METHODS)}"
+            )
 
     @classmethod
     def dynamic_int8(cls) -> Quantize:
         # MatMul/RNN models. Convolutions are left in fp32: dynamically quantized convs
         # measured 2–3× slower than PyTorch eager (docs/performance.md).
-        return cls(name="int8-dynamic", mode="dynamic", activation_type="uint8",
-                   weight_type="int8", op_types=("MatMul", "Gemm", "LSTM", "GRU", "Attention"))
+        return cls(
+            name="int8-dynamic",
+            mode="dynamic",
+            activation_type="uint8",
+            weight_type="int8",
+            op_types=("MatMul", "Gemm", "LSTM", "GRU", "Attention"),
+        )
 
     @classmethod
     def static_int8(cls) -> Quantize:
         # Conv nets: QDQ with U8S8 fused every conv of a ResNet-18 into QLinearConv on x86;
         # S8S8 fused under half of them.
-        return cls(name="int8-static", mode="static", activation_type="uint8",
-                   weight_type="int8", per_channel=True,
-                   op_types=("Conv", "MatMul", "Gemm", "Add", "Mul", "Relu", "MaxPool",
-                             "AveragePool", "GlobalAveragePool", "Concat", "Flatten"))
+        return cls(
+            name="int8-static",
+            mode="static",
+            activation_type="uint8",
+            weight_type="int8",
+            per_channel=True,
+            op_types=(
+                "Conv",
+                "MatMul",
+                "Gemm",
+                "Add",
+                "Mul",
+                "Relu",
+                "MaxPool",
+                "AveragePool",
+                "GlobalAveragePool",
+                "Concat",
+                "Flatten",
+            ),
+        )
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -91,27 +121,27 @@ class BenchOptions:
 
     @classmethod
     def quick(cls) -> BenchOptions:
-        return cls(rounds=2, latency_iters=10, throughput_batch=16, throughput_iters=2,
-                   warmup=2)
+        return cls(rounds=2, latency_iters=10, throughput_batch=16, throughput_iters=2, warmup=2)
 
 
 @dataclass(frozen=True)
 class HandoffOptions:
     quantize: bool = True
-    candidates: tuple[Quantize, ...] | None = None   # None: chosen from the graph's ops
+    candidates: tuple[Quantize, ...] | None = None  # None: chosen from the graph's ops
     budget: Budget = field(default_factory=Budget)
-    calibration: Path | None = None                   # .npz with one array per input
+    calibration: Path | None = None  # .npz with one array per input
     benchmark: bool = True
     bench: BenchOptions = field(default_factory=BenchOptions)
     parity_batch_sizes: tuple[int, ...] = (1, 3, 16)
     seed: int = 0
     opset: int = 18
-    name: str | None = None                           # overrides the registered name
+    name: str | None = None  # overrides the registered name
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "quantize": self.quantize,
-            "candidates": None if self.candidates is None
+            "candidates": None
+            if self.candidates is None
             else [c.to_dict() for c in self.candidates],
             "budget": asdict(self.budget),
             "calibration": str(self.calibration) if self.calibration else None,

@@ -33,23 +33,35 @@ class ParityReport:
     failures: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"variant": self.variant, "passed": self.passed,
-                "tolerance": self.tolerance.to_dict(),
-                "judged_on": self.judged_on, "outputs": self.outputs, "sets": self.sets,
-                "failures": list(self.failures)}
+        return {
+            "variant": self.variant,
+            "passed": self.passed,
+            "tolerance": self.tolerance.to_dict(),
+            "judged_on": self.judged_on,
+            "outputs": self.outputs,
+            "sets": self.sets,
+            "failures": list(self.failures),
+        }
 
     def summary(self) -> dict[str, Any]:
         """The compact form stored on each manifest variant."""
-        return {"passed": self.passed, "judged_on": self.judged_on,
-                "max_rel": max((o["max_rel"] for o in self.outputs.values()), default=0.0),
-                "max_abs": max((o["max_abs"] for o in self.outputs.values()), default=0.0),
-                "metric": self.tolerance.metric,
-                "metric_value": min((o[self.tolerance.metric] for o in self.outputs.values()),
-                                    default=1.0) if self.tolerance.metric else None}
+        return {
+            "passed": self.passed,
+            "judged_on": self.judged_on,
+            "max_rel": max((o["max_rel"] for o in self.outputs.values()), default=0.0),
+            "max_abs": max((o["max_abs"] for o in self.outputs.values()), default=0.0),
+            "metric": self.tolerance.metric,
+            "metric_value": min(
+                (o[self.tolerance.metric] for o in self.outputs.values()), default=1.0
+            )
+            if self.tolerance.metric
+            else None,
+        }
 
 
-def session_predictor(model_bytes: bytes, output_names: list[str],
-                      threads: int | None = None) -> Predictor:
+def session_predictor(
+    model_bytes: bytes, output_names: list[str], threads: int | None = None
+) -> Predictor:
     session = make_session(model_bytes, threads=threads)
 
     def predict(batch: Batch) -> Batch:
@@ -66,8 +78,14 @@ def fp32_tolerance(ref: Reference) -> Tolerance:
     return Tolerance(rel, metric, 1.0 if metric == TOP1 else 1.0 - rel)
 
 
-def check_parity(ref: Reference, predictor: Predictor, tolerance: Tolerance, *,
-                 variant: str, real_data_only: bool = False) -> ParityReport:
+def check_parity(
+    ref: Reference,
+    predictor: Predictor,
+    tolerance: Tolerance,
+    *,
+    variant: str,
+    real_data_only: bool = False,
+) -> ParityReport:
     names = list(ref.spec.output_names)
     judged: list[InputSet] = ref.sets
     judged_on = "all inputs"
@@ -82,11 +100,24 @@ def check_parity(ref: Reference, predictor: Predictor, tolerance: Tolerance, *,
             errors.append(f"{s.label}: the {variant} graph failed to run: {exc}")
             continue
         stats = accumulate([(s.outputs, got)], names)
-        per_set.append({"label": s.label, "kind": s.kind, "batch": s.batch_size,
-                        "outputs": {n: st.to_dict() for n, st in stats.items()}})
+        per_set.append(
+            {
+                "label": s.label,
+                "kind": s.kind,
+                "batch": s.batch_size,
+                "outputs": {n: st.to_dict() for n, st in stats.items()},
+            }
+        )
         if s in judged:
             pairs.append((s.outputs, got))
     stats = accumulate(pairs, names)
     fails = errors + tolerance.judge(stats, variant)
-    return ParityReport(variant, not fails, tolerance, judged_on,
-                        {n: st.to_dict() for n, st in stats.items()}, per_set, fails)
+    return ParityReport(
+        variant,
+        not fails,
+        tolerance,
+        judged_on,
+        {n: st.to_dict() for n, st in stats.items()},
+        per_set,
+        fails,
+    )

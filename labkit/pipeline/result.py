@@ -14,11 +14,11 @@ from labkit.bundle import Manifest, Plan, Variant
 class HandoffResult:
     manifest: Manifest
     path: Path
-    plan: Plan                       # kind "none": nothing written, manifest is the old one
+    plan: Plan  # kind "none": nothing written, manifest is the old one
     rejected: list[dict[str, Any]] = field(default_factory=list)  # {"name", "reason"}
-    parity: dict[str, Any] = field(default_factory=dict)          # reports/parity.json
-    benchmark: dict[str, Any] | None = None                       # reports/benchmark.json
-    signed_by: str | None = None     # fingerprint of the signing key, when signed
+    parity: dict[str, Any] = field(default_factory=dict)  # reports/parity.json
+    benchmark: dict[str, Any] | None = None  # reports/benchmark.json
+    signed_by: str | None = None  # fingerprint of the signing key, when signed
 
     @property
     def name(self) -> str:
@@ -51,14 +51,21 @@ class HandoffResult:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON for ``handoff export --json``, the notebook comm and the extension."""
-        return {"name": self.name, "version": self.version, "path": str(self.path),
-                "change": self.change, "change_reason": self.change_reason,
-                "previous": self.previous, "default_variant": self.default_variant,
-                "variants": [{**v.to_dict(), "speedup": v.speedup} for v in self.variants],
-                "rejected": self.rejected, "parity": self.parity,
-                "benchmark": self.benchmark,
-                "exporter": self.manifest.provenance.exporter.to_dict(),
-                "signed_by": self.signed_by}
+        return {
+            "name": self.name,
+            "version": self.version,
+            "path": str(self.path),
+            "change": self.change,
+            "change_reason": self.change_reason,
+            "previous": self.previous,
+            "default_variant": self.default_variant,
+            "variants": [{**v.to_dict(), "speedup": v.speedup} for v in self.variants],
+            "rejected": self.rejected,
+            "parity": self.parity,
+            "benchmark": self.benchmark,
+            "exporter": self.manifest.provenance.exporter.to_dict(),
+            "signed_by": self.signed_by,
+        }
 
     def summary(self) -> str:
         from labkit.notebook.render import render_result_text

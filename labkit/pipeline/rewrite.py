@@ -24,8 +24,12 @@ def gemm_to_matmul(model: onnx.ModelProto) -> int:
     count = 0
     for node in model.graph.node:
         w = inits.get(node.input[1]) if node.op_type == "Gemm" and len(node.input) > 1 else None
-        plain = (w is not None and _attr(node, "alpha", 1.0) == 1.0
-                 and _attr(node, "beta", 1.0) == 1.0 and _attr(node, "transA", 0) == 0)
+        plain = (
+            w is not None
+            and _attr(node, "alpha", 1.0) == 1.0
+            and _attr(node, "beta", 1.0) == 1.0
+            and _attr(node, "transA", 0) == 0
+        )
         if not plain or w is None:
             new_nodes.append(node)
             continue
@@ -37,11 +41,15 @@ def gemm_to_matmul(model: onnx.ModelProto) -> int:
         out = node.output[0]
         has_bias = len(node.input) > 2 and node.input[2]
         mm_out = f"{out}__mm" if has_bias else out
-        new_nodes.append(helper.make_node("MatMul", [node.input[0], wname], [mm_out],
-                                          name=f"{node.name}__matmul"))
+        new_nodes.append(
+            helper.make_node(
+                "MatMul", [node.input[0], wname], [mm_out], name=f"{node.name}__matmul"
+            )
+        )
         if has_bias:
-            new_nodes.append(helper.make_node("Add", [mm_out, node.input[2]], [out],
-                                              name=f"{node.name}__bias"))
+            new_nodes.append(
+                helper.make_node("Add", [mm_out, node.input[2]], [out], name=f"{node.name}__bias")
+            )
         count += 1
     if count:
         del model.graph.node[:]

@@ -54,8 +54,9 @@ class _Reporter:
     def __init__(self, callback: Progress | None) -> None:
         self._cb = callback
 
-    def emit(self, stage: str, status: str, message: str = "",
-             fraction: float | None = None) -> None:
+    def emit(
+        self, stage: str, status: str, message: str = "", fraction: float | None = None
+    ) -> None:
         if self._cb is not None:
             self._cb(ProgressEvent(stage, status, message, fraction))
 
@@ -77,12 +78,16 @@ def _npz(arrays: dict[str, np.ndarray]) -> bytes:
 
 
 def _metadata(spec: ModelSpec) -> dict[str, Any]:
-    return {"task": spec.task, "labels": list(spec.labels) if spec.labels else None,
-            "tolerance": spec.tolerance}
+    return {
+        "task": spec.task,
+        "labels": list(spec.labels) if spec.labels else None,
+        "tolerance": spec.tolerance,
+    }
 
 
-def _self_test_tolerance(base: Tolerance, golden: InputSet, predictor: Any,
-                         names: list[str]) -> Tolerance:
+def _self_test_tolerance(
+    base: Tolerance, golden: InputSet, predictor: Any, names: list[str]
+) -> Tolerance:
     """INT8: what this machine measured on the golden set, with a margin (fp32 keeps the
     parity tolerance itself)."""
     stats = accumulate([(golden.outputs, predictor(golden.inputs))], names)
@@ -91,8 +96,7 @@ def _self_test_tolerance(base: Tolerance, golden: InputSet, predictor: Any,
     if metric is None:
         return Tolerance(max(2 * rel, 1e-3))
     observed = min(s.metric(metric) for s in stats.values())
-    return Tolerance(max(2 * rel, 1e-3), metric,
-                     max(0.0, observed - 2 / max(golden.batch_size, 1)))
+    return Tolerance(max(2 * rel, 1e-3), metric, max(0.0, observed - 2 / max(golden.batch_size, 1)))
 
 
 def _source_entry(source: Path | None) -> tuple[Source | None, dict[str, bytes]]:
@@ -103,14 +107,21 @@ def _source_entry(source: Path | None) -> tuple[Source | None, dict[str, bytes]]
     safe = safe.lstrip("._-") or "source"
     copy = f"source/{safe}"
     kind = "notebook" if safe.endswith(".ipynb") else "script"
-    return (Source(kind, str(Path(source).resolve()), hashlib.sha256(data).hexdigest(), copy),
-            {copy: data})
+    return (
+        Source(kind, str(Path(source).resolve()), hashlib.sha256(data).hexdigest(), copy),
+        {copy: data},
+    )
 
 
-def run(spec: ModelSpec, *, store: str | Path | None = None,
-        options: HandoffOptions | None = None, progress: Progress | None = None,
-        source: str | Path | None = None,
-        sign_key: str | os.PathLike[str] | None = None) -> HandoffResult:
+def run(
+    spec: ModelSpec,
+    *,
+    store: str | Path | None = None,
+    options: HandoffOptions | None = None,
+    progress: Progress | None = None,
+    source: str | Path | None = None,
+    sign_key: str | os.PathLike[str] | None = None,
+) -> HandoffResult:
     """Hand ``spec`` off: freeze → export → parity → optimize → benchmark → bundle.
 
     ``sign_key`` (a PEM EC private key; default ``$LABKIT_SIGN_KEY``, ``""`` for none) signs
@@ -138,32 +149,43 @@ def run(spec: ModelSpec, *, store: str | Path | None = None,
         outputs = list(spec.output_names)
         with rep.stage("parity"):
             tol = fp32_tolerance(ref)
-            raw_parity = check_parity(ref, session_predictor(info.path.read_bytes(), outputs),
-                                      tol, variant="fp32")
+            raw_parity = check_parity(
+                ref, session_predictor(info.path.read_bytes(), outputs), tol, variant="fp32"
+            )
             if not raw_parity.passed:
                 raise ParityError(
                     f"the exported fp32 graph does not match PyTorch (tolerance rel "
-                    f"{tol.rel:g}):\n  " + "\n  ".join(raw_parity.failures), raw_parity)
+                    f"{tol.rel:g}):\n  " + "\n  ".join(raw_parity.failures),
+                    raw_parity,
+                )
             plan = st.plan(name, fingerprint)
             if plan.kind == "none":
-                rep.emit("parity", "info", f"identical to {name} {plan.version}: "
-                         "no new version")
+                rep.emit("parity", "info", f"identical to {name} {plan.version}: no new version")
         if plan.kind == "none":
             for stage in STAGES[3:]:
                 rep.emit(stage, "skip", f"identical to {plan.version}")
-            return HandoffResult(st.manifest(name, plan.version), st.path(name, plan.version),
-                                 plan, parity=raw_parity.to_dict())
+            return HandoffResult(
+                st.manifest(name, plan.version),
+                st.path(name, plan.version),
+                plan,
+                parity=raw_parity.to_dict(),
+            )
         with rep.stage("optimize"):
             variants, paths, rejected, parity_reports = _optimize(
-                ref, info.path, tmp, options, golden, outputs, rep)
+                ref, info.path, tmp, options, golden, outputs, rep
+            )
         bench = None
         with rep.stage("benchmark"):
             if options.benchmark:
                 bench = benchmark(
-                    spec, paths, ref.sets[0].inputs,
-                    options.bench, tmp, on_round=lambda i, n: rep.emit(
-                        "benchmark", "info", f"round {i}/{n}", i / n),
-                    extra=other_engines(variants))
+                    spec,
+                    paths,
+                    ref.sets[0].inputs,
+                    options.bench,
+                    tmp,
+                    on_round=lambda i, n: rep.emit("benchmark", "info", f"round {i}/{n}", i / n),
+                    extra=other_engines(variants),
+                )
                 variants = [replace(v, benchmark=bench["variants"][v.name]) for v in variants]
             else:
                 rep.emit("benchmark", "info", "skipped (benchmark=False)")
@@ -178,26 +200,39 @@ def run(spec: ModelSpec, *, store: str | Path | None = None,
                 files[v.file] = paths[v.name].read_bytes()
             source_entry, source_files = _source_entry(src)
             files.update(source_files)
-            parity_doc = {"fp32_export": raw_parity.to_dict(),
-                          "variants": {k: r.to_dict() for k, r in parity_reports.items()},
-                          "rejected": rejected, "reference": describe(ref)}
+            parity_doc = {
+                "fp32_export": raw_parity.to_dict(),
+                "variants": {k: r.to_dict() for k, r in parity_reports.items()},
+                "rejected": rejected,
+                "reference": describe(ref),
+            }
             manifest = Manifest(
-                name=name, version=plan.version,
+                name=name,
+                version=plan.version,
                 created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                task=spec.task, labels=tuple(spec.labels) if spec.labels else None,
-                signature=signature, variants=tuple(variants), default_variant=default,
+                task=spec.task,
+                labels=tuple(spec.labels) if spec.labels else None,
+                signature=signature,
+                variants=tuple(variants),
+                default_variant=default,
                 fingerprint=fingerprint,
                 golden=Golden("golden/inputs.npz", "golden/expected.npz", golden.batch_size),
                 change=Change(plan.kind, plan.previous, plan.reason),
                 provenance=Provenance(
-                    source=source_entry, exporter=Exporter.from_dict(info.to_dict()),
+                    source=source_entry,
+                    exporter=Exporter.from_dict(info.to_dict()),
                     cpu=cpu_info(),
-                    libraries=library_versions("labkit", "torch", "onnx", "onnxscript",
-                                               "onnxruntime", "numpy"),
+                    libraries=library_versions(
+                        "labkit", "torch", "onnx", "onnxscript", "onnxruntime", "numpy"
+                    ),
                     options=options.to_dict(),
-                    model={"class": type(spec.model).__name__,
-                           "parameters": ref.parameters,
-                           "flops_per_sample": ref.flops_per_sample}))
+                    model={
+                        "class": type(spec.model).__name__,
+                        "parameters": ref.parameters,
+                        "flops_per_sample": ref.flops_per_sample,
+                    },
+                ),
+            )
             files["reports/parity.json"] = dumps_canonical(parity_doc)
             files["reports/benchmark.json"] = dumps_canonical(bench or {"skipped": True})
             files["report.md"] = report.render(manifest, parity_doc, bench).encode()
@@ -207,8 +242,15 @@ def run(spec: ModelSpec, *, store: str | Path | None = None,
             if key:
                 signed_by = sign_bundle(path, key)
                 rep.emit("bundle", "info", f"signed with key sha256:{signed_by[:16]}…")
-    return HandoffResult(st.manifest(name, plan.version), path, plan, rejected=rejected,
-                         parity=parity_doc, benchmark=bench, signed_by=signed_by)
+    return HandoffResult(
+        st.manifest(name, plan.version),
+        path,
+        plan,
+        rejected=rejected,
+        parity=parity_doc,
+        benchmark=bench,
+        signed_by=signed_by,
+    )
 
 
 def _sign_key(sign_key: str | os.PathLike[str] | None) -> str | None:
@@ -216,8 +258,10 @@ def _sign_key(sign_key: str | os.PathLike[str] | None) -> str | None:
     key = os.fspath(sign_key) if sign_key is not None else os.environ.get(SIGN_KEY_ENV, "")
     if key and not Path(key).is_file():
         origin = "sign_key" if sign_key is not None else f"${SIGN_KEY_ENV}"
-        raise LabkitError(f"{origin} {key}: no such file; give the path of a PEM EC private "
-                          "key, or unset it to hand off without signing")
+        raise LabkitError(
+            f"{origin} {key}: no such file; give the path of a PEM EC private "
+            "key, or unset it to hand off without signing"
+        )
     return key or None
 
 
@@ -238,9 +282,15 @@ def _choose_default(variants: list[Variant]) -> str:
     return max(timed, key=score).name
 
 
-def _optimize(ref: Reference, exported: Path, tmp: Path, options: HandoffOptions,
-              golden: InputSet, outputs: list[str], rep: _Reporter
-              ) -> tuple[list[Variant], dict[str, Path], list[dict[str, Any]], dict[str, Any]]:
+def _optimize(
+    ref: Reference,
+    exported: Path,
+    tmp: Path,
+    options: HandoffOptions,
+    golden: InputSet,
+    outputs: list[str],
+    rep: _Reporter,
+) -> tuple[list[Variant], dict[str, Path], list[dict[str, Any]], dict[str, Any]]:
     """The variants that passed (with the temp file of each) and the rejected ones."""
     tol = fp32_tolerance(ref)
     fp32_path = tmp / "fp32.onnx"
@@ -251,16 +301,30 @@ def _optimize(ref: Reference, exported: Path, tmp: Path, options: HandoffOptions
     if not fp32_parity.passed and fp32_info.get("fusion"):
         # The fusions are judged like any graph: failing parity, the unfused one is used.
         rep.emit("optimize", "info", "fused graph failed parity; using the unfused graph")
-        fp32_info = {**optimize_fp32(exported, fp32_path, fuse=False),
-                     "fusion_rejected": "; ".join(fp32_parity.failures)[:500]}
+        fp32_info = {
+            **optimize_fp32(exported, fp32_path, fuse=False),
+            "fusion_rejected": "; ".join(fp32_parity.failures)[:500],
+        }
         fp32_bytes = fp32_path.read_bytes()
         predictor = session_predictor(fp32_bytes, outputs)
         fp32_parity = check_parity(ref, predictor, tol, variant="fp32")
     if not fp32_parity.passed:
-        raise ParityError("the optimized fp32 graph does not match PyTorch:\n  "
-                          + "\n  ".join(fp32_parity.failures), fp32_parity)
-    variants = [Variant("fp32", "models/fp32.onnx", hashlib.sha256(fp32_bytes).hexdigest(),
-                        "fp32", tol, optimization=fp32_info, parity=fp32_parity.summary())]
+        raise ParityError(
+            "the optimized fp32 graph does not match PyTorch:\n  "
+            + "\n  ".join(fp32_parity.failures),
+            fp32_parity,
+        )
+    variants = [
+        Variant(
+            "fp32",
+            "models/fp32.onnx",
+            hashlib.sha256(fp32_bytes).hexdigest(),
+            "fp32",
+            tol,
+            optimization=fp32_info,
+            parity=fp32_parity.summary(),
+        )
+    ]
     paths = {"fp32": fp32_path}
     reports: dict[str, Any] = {"fp32": fp32_parity}
     rejected: list[dict[str, Any]] = []
@@ -282,18 +346,30 @@ def _optimize(ref: Reference, exported: Path, tmp: Path, options: HandoffOptions
         qbytes = out.read_bytes()
         qpred = session_predictor(qbytes, outputs)
         rep_q = check_parity(ref, qpred, budget, variant=q.name, real_data_only=True)
-        if not rep_q.passed and (fix := rescue(exported, out, q, calibration, tmp, ref, outputs,
-                                               budget)):  # sensitive layers kept fp32
+        if not rep_q.passed and (
+            fix := rescue(exported, out, q, calibration, tmp, ref, outputs, budget)
+        ):  # sensitive layers kept fp32
             qinfo, qpred, rep_q, qbytes = fix.info, fix.predictor, fix.report, out.read_bytes()
         reports[q.name] = rep_q
         if not rep_q.passed:
-            rejected.append({"name": q.name, "reason": "outside its accuracy budget: "
-                             + "; ".join(rep_q.failures)})
+            rejected.append(
+                {
+                    "name": q.name,
+                    "reason": "outside its accuracy budget: " + "; ".join(rep_q.failures),
+                }
+            )
             continue
-        variants.append(Variant(q.name, f"models/{q.name}.onnx",
-                                hashlib.sha256(qbytes).hexdigest(), "int8",
-                                _self_test_tolerance(budget, golden, qpred, outputs),
-                                quantization=qinfo, parity=rep_q.summary()))
+        variants.append(
+            Variant(
+                q.name,
+                f"models/{q.name}.onnx",
+                hashlib.sha256(qbytes).hexdigest(),
+                "int8",
+                _self_test_tolerance(budget, golden, qpred, outputs),
+                quantization=qinfo,
+                parity=rep_q.summary(),
+            )
+        )
         paths[q.name] = out
     return variants, paths, rejected, reports
 

@@ -49,15 +49,18 @@ def handoff_options(opts: RequestOptions) -> HandoffOptions:
     """The request's user-facing options as the pipeline's options (the one translation)."""
     default = Budget()
     budget = Budget(
-        min_top1_agreement=default.min_top1_agreement if opts.min_top1 is None
-        else opts.min_top1,
+        min_top1_agreement=default.min_top1_agreement if opts.min_top1 is None else opts.min_top1,
         min_cosine=default.min_cosine if opts.min_cosine is None else opts.min_cosine,
-        max_rel=default.max_rel)
+        max_rel=default.max_rel,
+    )
     return HandoffOptions(
-        quantize=opts.quantize, benchmark=opts.benchmark,
+        quantize=opts.quantize,
+        benchmark=opts.benchmark,
         bench=BenchOptions.quick() if opts.quick else BenchOptions(),
         calibration=Path(opts.calibration) if opts.calibration else None,
-        name=opts.name, budget=budget)
+        name=opts.name,
+        budget=budget,
+    )
 
 
 def headline(result: Any) -> str:
@@ -95,11 +98,15 @@ def _already_handed_off(spec: Any, store: Path) -> Any:
     return note[3] if note[2] == _weights_state(spec) else None
 
 
-def handoff(spec: Any, *, store: str | Path | None = None,
-            options: HandoffOptions | None = None,
-            progress: Callable[[ProgressEvent], None] | None = None,
-            source: str | Path | None = None,
-            sign_key: str | os.PathLike[str] | None = None) -> Any:
+def handoff(
+    spec: Any,
+    *,
+    store: str | Path | None = None,
+    options: HandoffOptions | None = None,
+    progress: Callable[[ProgressEvent], None] | None = None,
+    source: str | Path | None = None,
+    sign_key: str | os.PathLike[str] | None = None,
+) -> Any:
     """Hand ``spec`` off: freeze → export → parity → optimize → benchmark → bundle.
 
     Same as :func:`labkit.pipeline.run` (``sign_key``: default ``$LABKIT_SIGN_KEY``, ``""``
@@ -107,8 +114,9 @@ def handoff(spec: Any, *, store: str | Path | None = None,
     """
     from labkit.pipeline.run import run
 
-    result = run(spec, store=store, options=options, progress=progress, source=source,
-                 sign_key=sign_key)
+    result = run(
+        spec, store=store, options=options, progress=progress, source=source, sign_key=sign_key
+    )
     _remember(spec, resolve_store(None if store is None else str(store), Path.cwd()), result)
     return result
 
@@ -121,21 +129,31 @@ class _Refused(Exception):
 
 def _pick(request: HandoffRequest, specs: Mapping[str, Any]) -> list[Any]:
     if not specs:
-        raise _Refused("NoModelRegistered", "this kernel has registered no model; run "
-                       "a cell with: " + REGISTER_HINT)
+        raise _Refused(
+            "NoModelRegistered",
+            "this kernel has registered no model; run a cell with: " + REGISTER_HINT,
+        )
     if request.model is not None:
         if request.model not in specs:
-            raise _Refused("UnknownModel", f"no model named {request.model!r} is "
-                           f"registered; registered: {', '.join(sorted(specs))}")
+            raise _Refused(
+                "UnknownModel",
+                f"no model named {request.model!r} is "
+                f"registered; registered: {', '.join(sorted(specs))}",
+            )
         return [specs[request.model]]
     if len(specs) == 1:
         return list(specs.values())
     if not request.all_models:
-        raise _Refused("ModelNotChosen", f"several models are registered "
-                       f"({', '.join(sorted(specs))}); choose one")
+        raise _Refused(
+            "ModelNotChosen",
+            f"several models are registered ({', '.join(sorted(specs))}); choose one",
+        )
     if request.options.name:
-        raise _Refused("NameAmbiguous", f"a bundle name was given but {len(specs)} models "
-                       f"are registered ({', '.join(sorted(specs))}); drop the name")
+        raise _Refused(
+            "NameAmbiguous",
+            f"a bundle name was given but {len(specs)} models "
+            f"are registered ({', '.join(sorted(specs))}); drop the name",
+        )
     return list(specs.values())
 
 
@@ -152,17 +170,23 @@ class _Timer:
             self._t0[event.stage] = time.perf_counter()
             self.stage = event.stage
         elif event.status in ("done", "fail") and event.stage in self._t0:
-            event = replace(event, elapsed_s=round(
-                time.perf_counter() - self._t0.pop(event.stage), 3))
+            event = replace(
+                event, elapsed_s=round(time.perf_counter() - self._t0.pop(event.stage), 3)
+            )
         if event.status == "fail":
             self.stage = event.stage
         self._emit(HandoffEvent.of_progress(event))
 
 
-def run_request(request: HandoffRequest, emit: Emit, *,
-                specs: Mapping[str, Any] | None = None, cwd: Path | None = None,
-                run: Callable[..., Any] | None = None,
-                reuse_cell_handoffs: bool = False) -> list[Any]:
+def run_request(
+    request: HandoffRequest,
+    emit: Emit,
+    *,
+    specs: Mapping[str, Any] | None = None,
+    cwd: Path | None = None,
+    run: Callable[..., Any] | None = None,
+    reuse_cell_handoffs: bool = False,
+) -> list[Any]:
     """Run ``request``; every outcome is emitted, and a failure also raises HandoffFailed.
 
     ``specs`` defaults to the models registered in this process; ``run`` (the pipeline) is
@@ -189,12 +213,18 @@ def run_request(request: HandoffRequest, emit: Emit, *,
         for spec in chosen:
             result = _already_handed_off(spec, store) if reuse_cell_handoffs else None
             if result is not None:
-                emit(HandoffEvent.of_progress(ProgressEvent(
-                    "bundle", "info", f"{getattr(spec, 'name', '?')}: already handed off by "
-                    f"the notebook's own cell ({result.version}); not run again")))
+                emit(
+                    HandoffEvent.of_progress(
+                        ProgressEvent(
+                            "bundle",
+                            "info",
+                            f"{getattr(spec, 'name', '?')}: already handed off by "
+                            f"the notebook's own cell ({result.version}); not run again",
+                        )
+                    )
+                )
             else:
-                result = run(spec, store=store, options=options, progress=timer,
-                             source=source)
+                result = run(spec, store=store, options=options, progress=timer, source=source)
             emit(HandoffEvent.of_result(result.to_dict(), str(store), headline(result)))
             results.append(result)
         return results

@@ -31,13 +31,13 @@ __all__ = ["MAX_BLOCKS", "Rescue", "blocks", "rescue"]
 
 # Nodes that carry the weights a quantizer rounds; the rest (Relu, Add…) follow them.
 WEIGHTED_OPS = {"MatMul", "Gemm", "Conv", "ConvTranspose", "LSTM", "GRU", "Attention"}
-MAX_BLOCKS = 24          # each block costs one quantization + one parity run
-MAX_EXCLUDED = 0.5       # of the blocks (rounded up): beyond that it is hardly int8
+MAX_BLOCKS = 24  # each block costs one quantization + one parity run
+MAX_EXCLUDED = 0.5  # of the blocks (rounded up): beyond that it is hardly int8
 
 
 @dataclass
 class Rescue:
-    info: dict[str, Any]          # quantize()'s info + "excluded" and "sensitivity"
+    info: dict[str, Any]  # quantize()'s info + "excluded" and "sensitivity"
     predictor: Predictor
     report: ParityReport
 
@@ -46,7 +46,7 @@ def _unwrapped(paths: dict[str, str], attr: str = "model") -> dict[str, str]:
     """Module paths of the user's model: the export wraps it (``_Flat.model`` in
     :mod:`labkit.pipeline.export`), so every scope starts with the wrapper's attribute."""
     if paths and all(p == attr or p.startswith(attr + ".") for p in paths.values()):
-        return {n: p[len(attr) + 1:] for n, p in paths.items()}
+        return {n: p[len(attr) + 1 :] for n, p in paths.items()}
     return paths
 
 
@@ -54,12 +54,16 @@ def _truncate(module: str, depth: int) -> str:
     return ".".join(module.split(".")[:depth])
 
 
-def blocks(model: onnx.ModelProto, op_types: Sequence[str],
-           modules: dict[str, str]) -> dict[str, list[str]]:
+def blocks(
+    model: onnx.ModelProto, op_types: Sequence[str], modules: dict[str, str]
+) -> dict[str, list[str]]:
     """Weighted quantizable nodes grouped by the module they came from (``modules``: node
     name -> module path of the exported graph), coarsened until at most MAX_BLOCKS."""
-    names = [n.name for n in model.graph.node
-             if n.op_type in WEIGHTED_OPS and n.op_type in op_types and n.name]
+    names = [
+        n.name
+        for n in model.graph.node
+        if n.op_type in WEIGHTED_OPS and n.op_type in op_types and n.name
+    ]
     owner = {n: lookup(modules, n) or n for n in names}  # unknown: the node is its own block
     depth = max((len(m.split(".")) for m in owner.values()), default=1)
     while True:
@@ -71,26 +75,40 @@ def blocks(model: onnx.ModelProto, op_types: Sequence[str],
         depth -= 1
 
 
-def _judge(ref: Reference, path: Path, outputs: list[str], budget: Tolerance,
-           name: str) -> tuple[Predictor, ParityReport]:
+def _judge(
+    ref: Reference, path: Path, outputs: list[str], budget: Tolerance, name: str
+) -> tuple[Predictor, ParityReport]:
     predictor = session_predictor(path.read_bytes(), outputs)
     return predictor, check_parity(ref, predictor, budget, variant=name, real_data_only=True)
 
 
 def _describe(summary: dict[str, Any]) -> str:
-    return (f"max rel err {summary['max_rel']:.3g}, {summary.get('metric')} "
-            f"{summary['metric_value']:.4f}")
+    return (
+        f"max rel err {summary['max_rel']:.3g}, {summary.get('metric')} "
+        f"{summary['metric_value']:.4f}"
+    )
 
 
-def rescue(exported: Path, dst: Path, q: Quantize, calibration: Sequence[Batch], tmp: Path,
-           ref: Reference, outputs: list[str], budget: Tolerance) -> Rescue | None:
+def rescue(
+    exported: Path,
+    dst: Path,
+    q: Quantize,
+    calibration: Sequence[Batch],
+    tmp: Path,
+    ref: Reference,
+    outputs: list[str],
+    budget: Tolerance,
+) -> Rescue | None:
     """Measure per-block sensitivity and retry ``q`` with the worst blocks in fp32 (into
     ``dst``, which :func:`quantize` made from ``exported`` in ``tmp`` just before).
 
     Returns None when no exclusion within the limit brings the candidate inside ``budget``.
     """
-    groups = blocks(onnx.load(str(prepared_path(q, tmp))), q.op_types,
-                    _unwrapped(module_paths(onnx.load(str(exported)))))
+    groups = blocks(
+        onnx.load(str(prepared_path(q, tmp))),
+        q.op_types,
+        _unwrapped(module_paths(onnx.load(str(exported)))),
+    )
     if len(groups) < 2:
         return None  # excluding the only block leaves nothing quantized
     work = tmp / f"{q.name}-sensitivity"
@@ -101,14 +119,26 @@ def rescue(exported: Path, dst: Path, q: Quantize, calibration: Sequence[Batch],
         out = work / f"block{i}.onnx"
         keep = set(nodes)
         try:
-            quantize(exported, out, q, calibration, work,
-                     exclude=[n for n in everything if n not in keep])
+            quantize(
+                exported,
+                out,
+                q,
+                calibration,
+                work,
+                exclude=[n for n in everything if n not in keep],
+            )
         except (LabkitError, ValueError, RuntimeError):
             continue  # this block alone does not quantize: it cannot be the culprit
         _, report = _judge(ref, out, outputs, budget, f"{q.name}[{block}]")
-        table.append({"block": block, "nodes": nodes, "passed": report.passed,
-                      "metric": budget.metric,
-                      **{k: report.summary()[k] for k in ("max_rel", "metric_value")}})
+        table.append(
+            {
+                "block": block,
+                "nodes": nodes,
+                "passed": report.passed,
+                "metric": budget.metric,
+                **{k: report.summary()[k] for k in ("max_rel", "metric_value")},
+            }
+        )
     # Most sensitive first: the lowest task metric, then the largest relative error.
     table.sort(key=lambda r: (r["metric_value"], -r["max_rel"]))
     limit = max(1, math.ceil(len(groups) * MAX_EXCLUDED))
@@ -116,20 +146,26 @@ def rescue(exported: Path, dst: Path, q: Quantize, calibration: Sequence[Batch],
         worst = table[:k]
         out = work / f"exclude{k}.onnx"
         try:
-            info = quantize(exported, out, q, calibration, work,
-                            exclude=[n for r in worst for n in r["nodes"]])
+            info = quantize(
+                exported, out, q, calibration, work, exclude=[n for r in worst for n in r["nodes"]]
+            )
         except (LabkitError, ValueError, RuntimeError):
             return None
         predictor, report = _judge(ref, out, outputs, budget, q.name)
         if report.passed:
             info["excluded"] = [
-                {"block": r["block"], "nodes": r["nodes"],
-                 "reason": f"quantized alone it gave {_describe(r)}; kept in fp32"}
-                for r in worst]
+                {
+                    "block": r["block"],
+                    "nodes": r["nodes"],
+                    "reason": f"quantized alone it gave {_describe(r)}; kept in fp32",
+                }
+                for r in worst
+            ]
             info["sensitivity"] = table
-            info["rescued"] = (f"plain {q.name} missed its budget; kept {k} of "
-                               f"{len(groups)} blocks in fp32: "
-                               + ", ".join(r["block"] for r in worst))
+            info["rescued"] = (
+                f"plain {q.name} missed its budget; kept {k} of "
+                f"{len(groups)} blocks in fp32: " + ", ".join(r["block"] for r in worst)
+            )
             out.replace(dst)
             return Rescue(info, predictor, report)
     return None

@@ -37,8 +37,10 @@ def _resize(a: np.ndarray, axis: int, size: int) -> np.ndarray:
 
 
 def _dims(value: onnx.ValueInfoProto) -> Dims:
-    return [int(d.dim_value) if d.HasField("dim_value") else (d.dim_param or "?")
-            for d in value.type.tensor_type.shape.dim]
+    return [
+        int(d.dim_value) if d.HasField("dim_value") else (d.dim_param or "?")
+        for d in value.type.tensor_type.shape.dim
+    ]
 
 
 def declare_outputs(model: onnx.ModelProto, declared: Mapping[str, Mapping[int, str]]) -> None:
@@ -61,8 +63,9 @@ def declare_outputs(model: onnx.ModelProto, declared: Mapping[str, Mapping[int, 
         del model.graph.value_info[:]
 
 
-def _feeds(model: onnx.ModelProto, example: Mapping[str, np.ndarray]
-           ) -> tuple[dict[str, np.ndarray], dict[str, int], dict[str, int]]:
+def _feeds(
+    model: onnx.ModelProto, example: Mapping[str, np.ndarray]
+) -> tuple[dict[str, np.ndarray], dict[str, int], dict[str, int]]:
     """Inputs with every symbolic dim changed, and each dim's size before and after."""
     before: dict[str, int] = {}
     after: dict[str, int] = {}
@@ -81,32 +84,40 @@ def _feeds(model: onnx.ModelProto, example: Mapping[str, np.ndarray]
     return feed, before, after
 
 
-def _compare(model: onnx.ModelProto, results: Sequence[Any], sizes: Mapping[str, int],
-             label: str) -> str | None:
+def _compare(
+    model: onnx.ModelProto, results: Sequence[Any], sizes: Mapping[str, int], label: str
+) -> str | None:
     free: dict[str, tuple[str, int]] = {}
     for value, got in zip(model.graph.output, results):
         shape = list(np.shape(got))
         dims = _dims(value)
         if len(shape) != len(dims):
-            return (f"output {value.name!r} has rank {len(shape)} ({shape}) {label}, the "
-                    f"signature says rank {len(dims)} {dims}")
+            return (
+                f"output {value.name!r} has rank {len(shape)} ({shape}) {label}, the "
+                f"signature says rank {len(dims)} {dims}"
+            )
         for axis, (want, have) in enumerate(zip(dims, shape)):
             if isinstance(want, int):
                 if want != have:
-                    return (f"output {value.name!r} axis {axis} is {have} {label}, but the "
-                            f"signature fixes it at {want} ({dims})")
+                    return (
+                        f"output {value.name!r} axis {axis} is {have} {label}, but the "
+                        f"signature fixes it at {want} ({dims})"
+                    )
             elif want in sizes:
                 if sizes[want] != have:
-                    return (f"output {value.name!r} axis {axis} is {have} {label}, but the "
-                            f"signature says {want!r}, which is {sizes[want]} there ({dims})")
+                    return (
+                        f"output {value.name!r} axis {axis} is {have} {label}, but the "
+                        f"signature says {want!r}, which is {sizes[want]} there ({dims})"
+                    )
             elif free.setdefault(want, (value.name, have))[1] != have:
-                return (f"output dim {want!r} is {free[want][1]} on {free[want][0]!r} and "
-                        f"{have} on {value.name!r} {label}")
+                return (
+                    f"output dim {want!r} is {free[want][1]} on {free[want][0]!r} and "
+                    f"{have} on {value.name!r} {label}"
+                )
     return None
 
 
-def check(model: onnx.ModelProto, example: Mapping[str, np.ndarray], *,
-          declare_hint: str) -> None:
+def check(model: onnx.ModelProto, example: Mapping[str, np.ndarray], *, declare_hint: str) -> None:
     """Run the graph at the example's sizes and with every dynamic dim changed; compare."""
     session = make_session(model.SerializeToString(), threads=1)
     names = [o.name for o in model.graph.output]
@@ -114,8 +125,9 @@ def check(model: onnx.ModelProto, example: Mapping[str, np.ndarray], *,
     init = {i.name for i in model.graph.initializer}
     feed_a = {v.name: example[v.name] for v in model.graph.input if v.name not in init}
     for feed, sizes in ((feed_a, before), (feed_b, after)):
-        label = "with " + ", ".join(f"{d}={n}" for d, n in sizes.items()) if sizes else \
-            "on the example"
+        label = (
+            "with " + ", ".join(f"{d}={n}" for d, n in sizes.items()) if sizes else "on the example"
+        )
         try:
             results = session.run(names, feed)
         except Exception as exc:  # ONNX Runtime raises its own types  # noqa: BLE001
@@ -124,8 +136,11 @@ def check(model: onnx.ModelProto, example: Mapping[str, np.ndarray], *,
                 f"the exported graph fails {label} (example: "
                 + ", ".join(f"{d}={n}" for d, n in before.items())
                 + f"): {first}. The export fixed a size the signature calls dynamic (e.g. a "
-                f"reshape to a constant): use x.shape in forward, or {declare_hint}") from exc
+                f"reshape to a constant): use x.shape in forward, or {declare_hint}"
+            ) from exc
         problem = _compare(model, results, sizes, label)
         if problem:
-            raise SignatureError(f"the exported signature would be wrong: {problem}. "
-                                 f"{declare_hint[0].upper()}{declare_hint[1:]}")
+            raise SignatureError(
+                f"the exported signature would be wrong: {problem}. "
+                f"{declare_hint[0].upper()}{declare_hint[1:]}"
+            )

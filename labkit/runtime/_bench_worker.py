@@ -54,8 +54,12 @@ def _parallel(sessions: list[Session], feed: Mapping[str, np.ndarray], n: int) -
 
 def main() -> int:
     setup: dict[str, Any] = json.loads(sys.stdin.readline())
-    cand = Candidate(variant="-", engine=setup.get("engine", "onnxruntime"),
-                     precision=setup.get("precision", "fp32"), threads=setup.get("threads"))
+    cand = Candidate(
+        variant="-",
+        engine=setup.get("engine", "onnxruntime"),
+        precision=setup.get("precision", "fp32"),
+        threads=setup.get("threads"),
+    )
     with open(setup["model"], "rb") as f:
         data = f.read()
     sessions = [make_session(data, cand) for _ in range(max(1, int(setup.get("streams", 1))))]

@@ -41,21 +41,43 @@ class WorkerRunner:
     worker's warm-up call times (seconds per call, by feed), which the tuner plans with.
     """
 
-    def __init__(self, name: str, model: Path, inputs: Mapping[str, Path], *,
-                 threads: int | None, warmup: int, engine: str = "onnxruntime",
-                 precision: str = "fp32", streams: int = 1) -> None:
+    def __init__(
+        self,
+        name: str,
+        model: Path,
+        inputs: Mapping[str, Path],
+        *,
+        threads: int | None,
+        warmup: int,
+        engine: str = "onnxruntime",
+        precision: str = "fp32",
+        streams: int = 1,
+    ) -> None:
         self.name = name
         env = dict(os.environ)
         if threads:
             env["OMP_NUM_THREADS"] = str(threads)
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "labkit.runtime._bench_worker"], stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+            [sys.executable, "-m", "labkit.runtime._bench_worker"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
         # Setup is sent now and its answer read on first use, so that several workers
         # load their models at the same time.
-        self._write({"model": str(model), "inputs": {k: str(v) for k, v in inputs.items()},
-                     "threads": threads, "warmup": warmup, "engine": engine,
-                     "precision": precision, "streams": streams})
+        self._write(
+            {
+                "model": str(model),
+                "inputs": {k: str(v) for k, v in inputs.items()},
+                "threads": threads,
+                "warmup": warmup,
+                "engine": engine,
+                "precision": precision,
+                "streams": streams,
+            }
+        )
         self._warm: dict[str, float] | None = None
 
     @property
@@ -99,12 +121,12 @@ class WorkerRunner:
                 self._proc.kill()
 
 
-def bench_feeds(example: Mapping[str, np.ndarray], batch: int
-                ) -> dict[str, dict[str, np.ndarray]]:
+def bench_feeds(example: Mapping[str, np.ndarray], batch: int) -> dict[str, dict[str, np.ndarray]]:
     """Batch-1 inputs for latency and ``batch`` rows (the example, repeated) for throughput."""
     one = {k: v[:1] for k, v in example.items()}
-    many = {k: np.concatenate([v] * (batch // max(len(v), 1) + 1))[:batch]
-            for k, v in example.items()}
+    many = {
+        k: np.concatenate([v] * (batch // max(len(v), 1) + 1))[:batch] for k, v in example.items()
+    }
     return {"latency": one, "throughput": many}
 
 
@@ -126,28 +148,37 @@ class BenchResult:
     batch: int
     threads: int
     rounds: int
-    latency: dict[str, list[float]] = field(default_factory=dict)       # all samples
+    latency: dict[str, list[float]] = field(default_factory=dict)  # all samples
     round_p50: dict[str, list[float]] = field(default_factory=dict)
     round_throughput: dict[str, list[float]] = field(default_factory=dict)
 
     def stats(self, name: str) -> dict[str, float]:
         lat = self.latency[name]
-        return {"p50_ms": _pct(lat, 50) * 1e3, "p90_ms": _pct(lat, 90) * 1e3,
-                "p99_ms": _pct(lat, 99) * 1e3,
-                "throughput_per_s": statistics.median(self.round_throughput[name]),
-                "throughput_batch": self.batch}
+        return {
+            "p50_ms": _pct(lat, 50) * 1e3,
+            "p90_ms": _pct(lat, 90) * 1e3,
+            "p99_ms": _pct(lat, 99) * 1e3,
+            "throughput_per_s": statistics.median(self.round_throughput[name]),
+            "throughput_batch": self.batch,
+        }
 
     def speedup(self, name: str, baseline: str) -> dict[str, float]:
         lat = [b / a for a, b in zip(self.round_p50[name], self.round_p50[baseline])]
-        thr = [a / b for a, b in zip(self.round_throughput[name],
-                                     self.round_throughput[baseline])]
+        thr = [a / b for a, b in zip(self.round_throughput[name], self.round_throughput[baseline])]
         return {"p50": statistics.median(lat), "throughput": statistics.median(thr)}
 
 
-def interleave(runners: Sequence[Runner], *, rounds: int, latency_iters: int,
-               throughput_iters: int, batch: int, threads: int,
-               on_round: Callable[[int, int], None] | None = None,
-               deadline: float | None = None) -> BenchResult:
+def interleave(
+    runners: Sequence[Runner],
+    *,
+    rounds: int,
+    latency_iters: int,
+    throughput_iters: int,
+    batch: int,
+    threads: int,
+    on_round: Callable[[int, int], None] | None = None,
+    deadline: float | None = None,
+) -> BenchResult:
     """Run every runner once per round, in turn; collect latency and throughput.
 
     With a ``deadline`` (``time.monotonic()``), no round starts that would, at the pace of
@@ -181,13 +212,22 @@ def interleave(runners: Sequence[Runner], *, rounds: int, latency_iters: int,
 def environment(threads: int) -> dict[str, Any]:
     from labkit.runtime.machine import library_versions
 
-    return {"threads": threads, "cpu": cpu_info(),
-            "libraries": library_versions("onnxruntime", "numpy", "torch")}
+    return {
+        "threads": threads,
+        "cpu": cpu_info(),
+        "libraries": library_versions("onnxruntime", "numpy", "torch"),
+    }
 
 
-def bench_bundle(path: Path, *, rounds: int = 5, latency_iters: int = 30,
-                 batch: int = 32, throughput_iters: int = 3,
-                 threads: int | None = None) -> dict[str, Any]:
+def bench_bundle(
+    path: Path,
+    *,
+    rounds: int = 5,
+    latency_iters: int = 30,
+    batch: int = 32,
+    throughput_iters: int = 3,
+    threads: int | None = None,
+) -> dict[str, Any]:
     """Time every variant of a verified bundle on this machine (``handoff bench``)."""
     from labkit.bundle.integrity import verify
 
@@ -201,14 +241,24 @@ def bench_bundle(path: Path, *, rounds: int = 5, latency_iters: int = 30,
             for v in vb.manifest.variants:
                 model = Path(tmp) / f"{v.name}.onnx"
                 model.write_bytes(vb.read(v.file))
-                runners.append(WorkerRunner(v.name, model, feeds, threads=threads,
-                                            warmup=3))
-            res = interleave(runners, rounds=rounds, latency_iters=latency_iters,
-                             throughput_iters=throughput_iters, batch=batch, threads=threads)
+                runners.append(WorkerRunner(v.name, model, feeds, threads=threads, warmup=3))
+            res = interleave(
+                runners,
+                rounds=rounds,
+                latency_iters=latency_iters,
+                throughput_iters=throughput_iters,
+                batch=batch,
+                threads=threads,
+            )
         finally:
             for r in runners:
                 r.close()
     base = vb.manifest.variants[0].name
-    return {"variants": {r.name: {**res.stats(r.name), "speedup_vs_" + base:
-                                  res.speedup(r.name, base)} for r in runners},
-            "baseline": base, "environment": environment(threads)}
+    return {
+        "variants": {
+            r.name: {**res.stats(r.name), "speedup_vs_" + base: res.speedup(r.name, base)}
+            for r in runners
+        },
+        "baseline": base,
+        "environment": environment(threads),
+    }

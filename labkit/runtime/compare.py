@@ -36,8 +36,10 @@ class OutputStats:
 
     def add(self, ref: np.ndarray, got: np.ndarray) -> None:
         if ref.shape != got.shape:
-            raise ValueError(f"output {self.name!r}: shape {list(got.shape)} differs from "
-                             f"the reference's {list(ref.shape)}")
+            raise ValueError(
+                f"output {self.name!r}: shape {list(got.shape)} differs from "
+                f"the reference's {list(ref.shape)}"
+            )
         r = ref.astype(np.float64, copy=False)
         g = got.astype(np.float64, copy=False)
         if r.size:
@@ -84,8 +86,9 @@ class OutputStats:
         }
 
 
-def accumulate(pairs: Iterable[tuple[Mapping[str, np.ndarray], Mapping[str, np.ndarray]]],
-               names: list[str]) -> dict[str, OutputStats]:
+def accumulate(
+    pairs: Iterable[tuple[Mapping[str, np.ndarray], Mapping[str, np.ndarray]]], names: list[str]
+) -> dict[str, OutputStats]:
     stats = {n: OutputStats(n) for n in names}
     for ref, got in pairs:
         for n in names:
@@ -106,8 +109,10 @@ def tolerance_for(manifest: Manifest, variant: Variant, exact: bool) -> Toleranc
         return variant.tolerance
     budget = (manifest.provenance.options or {}).get("budget")
     if not isinstance(budget, Mapping):
-        raise ValueError("the bundle records no accuracy budget (provenance.options.budget), "
-                         "so reduced precision cannot be judged; re-export it with this labkit")
+        raise ValueError(
+            "the bundle records no accuracy budget (provenance.options.budget), "
+            "so reduced precision cannot be judged; re-export it with this labkit"
+        )
     metric = variant.tolerance.metric or metric_for_task(manifest.task)
     key = "min_top1_agreement" if metric == TOP1 else "min_cosine"
     return Tolerance(float(budget["max_rel"]), metric, float(budget[key]))

@@ -25,19 +25,23 @@ def price_per_core_hour(explicit: float | None = None) -> float | None:
     try:
         value = float(raw)
     except ValueError:
-        raise LabkitError(f"${PRICE_ENV} is {raw!r}, not a number; set it to the price of one "
-                          "core-hour, e.g. 0.02") from None
+        raise LabkitError(
+            f"${PRICE_ENV} is {raw!r}, not a number; set it to the price of one "
+            "core-hour, e.g. 0.02"
+        ) from None
     if value < 0:
         raise LabkitError(f"${PRICE_ENV} is {raw!r}; a price must be >= 0")
     return value
 
 
-def cost(throughput_per_s: float, cores: int, price: float | None
-         ) -> dict[str, float | None]:
+def cost(throughput_per_s: float, cores: int, price: float | None) -> dict[str, float | None]:
     """Per-core throughput, and what a million inferences cost at that throughput."""
     per_core = throughput_per_s / max(cores, 1)
     per_million = None
     if price is not None and throughput_per_s > 0:
         per_million = price * max(cores, 1) * 1e6 / throughput_per_s / 3600
-    return {"per_core_per_s": per_core, "price_per_core_hour": price,
-            "cost_per_million": per_million}
+    return {
+        "per_core_per_s": per_core,
+        "price_per_core_hour": price,
+        "cost_per_million": per_million,
+    }

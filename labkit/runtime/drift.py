@@ -30,8 +30,9 @@ def output_drift(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> dict[s
     ins_a = {s.name: (s.dtype, len(s.shape)) for s in ma.inputs}
     ins_b = {s.name: (s.dtype, len(s.shape)) for s in mb.inputs}
     if ins_a != ins_b:
-        return _not_compared("the inputs differ (names, dtypes or ranks), so B cannot take "
-                             "A's golden inputs")
+        return _not_compared(
+            "the inputs differ (names, dtypes or ranks), so B cannot take A's golden inputs"
+        )
     outs_b = {s.name: s.dtype for s in mb.outputs}
     common = [s.name for s in ma.outputs if outs_b.get(s.name) == s.dtype]
     if not common:
@@ -43,7 +44,9 @@ def output_drift(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> dict[s
     except (LabkitError, ValueError) as exc:
         return _not_compared(f"B does not accept A's golden inputs: {exc}")
     rows = next(iter(inputs.values())).shape[0] if inputs else 0
-    return {"compared": True, "inputs": f"{rows} golden input rows of A",
-            "variants": [ma.variant, mb.variant],
-            "outputs": {n: {"max_abs": s.max_abs, "max_rel": s.max_rel}
-                        for n, s in stats.items()}}
+    return {
+        "compared": True,
+        "inputs": f"{rows} golden input rows of A",
+        "variants": [ma.variant, mb.variant],
+        "outputs": {n: {"max_abs": s.max_abs, "max_rel": s.max_rel} for n, s in stats.items()},
+    }

@@ -7,8 +7,20 @@ import platform
 import sys
 from typing import Any
 
-_FLAGS = ("avx", "avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni",
-          "avx512_bf16", "amx_int8", "amx_bf16", "asimd", "sve")
+_FLAGS = (
+    "avx",
+    "avx2",
+    "fma",
+    "avx512f",
+    "avx512bw",
+    "avx512_vnni",
+    "avx_vnni",
+    "avx512_bf16",
+    "amx_int8",
+    "amx_bf16",
+    "asimd",
+    "sve",
+)
 
 
 def cpu_info() -> dict[str, Any]:
@@ -26,8 +38,12 @@ def cpu_info() -> dict[str, Any]:
                     break
     except OSError:
         pass
-    return {"model": model, "machine": platform.machine(), "cores": os.cpu_count(),
-            "flags": sorted(f for f in _FLAGS if f in flags)}
+    return {
+        "model": model,
+        "machine": platform.machine(),
+        "cores": os.cpu_count(),
+        "flags": sorted(f for f in _FLAGS if f in flags),
+    }
 
 
 def library_versions(*names: str) -> dict[str, str]:

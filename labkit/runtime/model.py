@@ -51,16 +51,29 @@ class SelfTestReport:
     tolerance: Tolerance | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "version": self.version, "variant": self.variant,
-                "ok": self.ok, "failures": list(self.failures), "outputs": self.outputs,
-                "tolerance": self.tolerance.to_dict() if self.tolerance else None}
+        return {
+            "name": self.name,
+            "version": self.version,
+            "variant": self.variant,
+            "ok": self.ok,
+            "failures": list(self.failures),
+            "outputs": self.outputs,
+            "tolerance": self.tolerance.to_dict() if self.tolerance else None,
+        }
 
 
 class Model:
     """Use :func:`load` to make one."""
 
-    def __init__(self, bundle: VerifiedBundle, variant: str | None, threads: int | None, *,
-                 candidate: Candidate | None = None, tuning: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        bundle: VerifiedBundle,
+        variant: str | None,
+        threads: int | None,
+        *,
+        candidate: Candidate | None = None,
+        tuning: dict[str, Any] | None = None,
+    ):
         self._bundle = bundle
         self.manifest: Manifest = bundle.manifest
         entry = self.manifest.variant(candidate.variant if candidate else variant)
@@ -83,7 +96,6 @@ class Model:
     def streams(self) -> int:
         """Parallel sessions the tuning chose: ``predict`` runs up to this many at once."""
         return self.candidate.streams
-
 
     @property
     def name(self) -> str:
@@ -128,17 +140,29 @@ class Model:
         got = self.predict({s.name: inputs[s.name] for s in self.inputs})
         stats = accumulate([(expected, got)], self._output_names)
         tol: Tolerance = tolerance_for(self.manifest, self.variant_info, self.candidate.exact)
-        label = (self.variant if self.candidate.engine == engines.DEFAULT_ENGINE
-                 and self.candidate.exact else self.candidate.label)
+        label = (
+            self.variant
+            if self.candidate.engine == engines.DEFAULT_ENGINE and self.candidate.exact
+            else self.candidate.label
+        )
         fails = tol.judge(stats, label)
-        return SelfTestReport(self.name, self.version, self.variant, not fails, fails,
-                              {n: s.to_dict() for n, s in stats.items()}, tol)
+        return SelfTestReport(
+            self.name,
+            self.version,
+            self.variant,
+            not fails,
+            fails,
+            {n: s.to_dict() for n, s in stats.items()},
+            tol,
+        )
 
     def __repr__(self) -> str:
         ins = ", ".join(str(s) for s in self.inputs)
         outs = ", ".join(str(s) for s in self.outputs)
-        return (f"<labkit Model {self.name} {self.version} [{self.candidate.label}] ({ins}) -> "
-                f"({outs})>")
+        return (
+            f"<labkit Model {self.name} {self.version} [{self.candidate.label}] ({ins}) -> "
+            f"({outs})>"
+        )
 
 
 def _number(x: Any) -> float:
@@ -162,10 +186,16 @@ def default_threads(manifest: Manifest, variant: str | None = None) -> int | Non
     return max(1, min(physical_cores(), wanted))
 
 
-def load(path: str | os.PathLike[str], *, variant: str | None = None,
-         threads: int | None = None, profile: str | os.PathLike[str] | None = "auto",
-         engine: str | None = None, precision: str | None = None,
-         trusted_keys: Sequence[str | os.PathLike[str] | TrustedKey] | None = None) -> Model:
+def load(
+    path: str | os.PathLike[str],
+    *,
+    variant: str | None = None,
+    threads: int | None = None,
+    profile: str | os.PathLike[str] | None = "auto",
+    engine: str | None = None,
+    precision: str | None = None,
+    trusted_keys: Sequence[str | os.PathLike[str] | TrustedKey] | None = None,
+) -> Model:
     """Verify the bundle at ``path`` (every rule, before any session exists), then load it.
 
     ``profile="auto"`` uses this host's tuning profile when one matches the bundle, CPU and
@@ -185,8 +215,10 @@ def load(path: str | os.PathLike[str], *, variant: str | None = None,
         check_signature(vb, as_trusted_keys(trusted_keys))
     prof, note = resolve(vb.root, vb.manifest, profile)
     if prof is not None and variant not in (None, prof.candidate.variant):
-        note = (f"tuning profile {prof.path} ignored: it chose variant "
-                f"{prof.candidate.variant!r}, variant={variant!r} was asked for")
+        note = (
+            f"tuning profile {prof.path} ignored: it chose variant "
+            f"{prof.candidate.variant!r}, variant={variant!r} was asked for"
+        )
         prof = None
     if prof is not None and engine is None and precision is None:
         chosen = prof.candidate
@@ -194,11 +226,19 @@ def load(path: str | os.PathLike[str], *, variant: str | None = None,
     else:
         name = (variant or prof.candidate.variant) if prof else variant
         entry = vb.manifest.variant(name)
-        cand = Candidate(entry.name, engine or engines.DEFAULT_ENGINE,
-                         precision or engines.EXACT,
-                         threads if threads else default_threads(vb.manifest, entry.name))
+        cand = Candidate(
+            entry.name,
+            engine or engines.DEFAULT_ENGINE,
+            precision or engines.EXACT,
+            threads if threads else default_threads(vb.manifest, entry.name),
+        )
         prof = None
     if note:
         log.info(note)
-    return Model(vb, None, None, candidate=cand,
-                 tuning={"profile": str(prof.path) if prof else None, "note": note})
+    return Model(
+        vb,
+        None,
+        None,
+        candidate=cand,
+        tuning={"profile": str(prof.path) if prof else None, "note": note},
+    )

@@ -33,22 +33,25 @@ MAX_PROFILE_BYTES = 1 << 20
 def host() -> dict[str, Any]:
     """The facts a profile is keyed on: what makes one CPU run a graph unlike another."""
     cpu = cpu_info()
-    return {"model": cpu["model"], "machine": cpu["machine"], "flags": cpu["flags"],
-            "logical_cores": cpu["cores"], "physical_cores": physical_cores()}
+    return {
+        "model": cpu["model"],
+        "machine": cpu["machine"],
+        "flags": cpu["flags"],
+        "logical_cores": cpu["cores"],
+        "physical_cores": physical_cores(),
+    }
 
 
 def host_key(h: Mapping[str, Any] | None = None) -> str:
     h = h or host()
-    keyed = {k: h.get(k) for k in ("model", "machine", "flags", "logical_cores",
-                                   "physical_cores")}
+    keyed = {k: h.get(k) for k in ("model", "machine", "flags", "logical_cores", "physical_cores")}
     return hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def profile_path(bundle_root: Path, manifest: Manifest, key: str | None = None) -> Path:
     """``STORE/.tuning/NAME/VERSION/<host-key>.json`` for a bundle at ``STORE/NAME/VERSION``."""
     store = Path(bundle_root).resolve().parent.parent
-    return (store / TUNING_DIR / manifest.name / manifest.version
-            / f"{key or host_key()}.json")
+    return store / TUNING_DIR / manifest.name / manifest.version / f"{key or host_key()}.json"
 
 
 @dataclass(frozen=True)
@@ -62,8 +65,10 @@ class Profile:
 
     def describe(self) -> str:
         c, s = self.candidate, self.doc["chosen"].get("stats") or {}
-        return (f"{c.label} ({self.doc.get('objective')}; p50 {s.get('p50_ms', 0):.3f} ms, "
-                f"{s.get('throughput_per_s', 0):.0f}/s) from {self.path}")
+        return (
+            f"{c.label} ({self.doc.get('objective')}; p50 {s.get('p50_ms', 0):.3f} ms, "
+            f"{s.get('throughput_per_s', 0):.0f}/s) from {self.path}"
+        )
 
 
 def write(path: Path, doc: Mapping[str, Any]) -> Path:
@@ -87,13 +92,17 @@ def mismatch(doc: Mapping[str, Any], manifest: Manifest) -> str | None:
     """Why a profile does not describe this bundle on this host (None when it does)."""
     bundle = doc.get("bundle") or {}
     if bundle.get("manifest_digest") != manifest.digest:
-        return (f"it was tuned for another bundle (manifest digest "
-                f"{str(bundle.get('manifest_digest'))[:12]}…, this one "
-                f"{manifest.digest[:12]}…)")
+        return (
+            f"it was tuned for another bundle (manifest digest "
+            f"{str(bundle.get('manifest_digest'))[:12]}…, this one "
+            f"{manifest.digest[:12]}…)"
+        )
     here = host()
     if (doc.get("host") or {}).get("key") != host_key(here):
-        return (f"it was tuned on another CPU ({(doc.get('host') or {}).get('model')!r}, "
-                f"this host: {here['model']!r}, {here['physical_cores']} cores)")
+        return (
+            f"it was tuned on another CPU ({(doc.get('host') or {}).get('model')!r}, "
+            f"this host: {here['model']!r}, {here['physical_cores']} cores)"
+        )
     now = engines.versions()
     if doc.get("engines") != now:
         return f"engine versions changed (tuned with {doc.get('engines')}, now {now})"
@@ -114,13 +123,16 @@ def read(path: Path) -> dict[str, Any]:
     except ValueError:
         doc = None
     if not isinstance(doc, dict) or doc.get("profile_version") != PROFILE_VERSION:
-        raise LabkitError(f"{path} is not a labkit tuning profile (version "
-                          f"{PROFILE_VERSION}); run 'handoff tune' again to rewrite it")
+        raise LabkitError(
+            f"{path} is not a labkit tuning profile (version "
+            f"{PROFILE_VERSION}); run 'handoff tune' again to rewrite it"
+        )
     return doc
 
 
-def resolve(root: Path, manifest: Manifest, profile: str | os.PathLike[str] | None
-            ) -> tuple[Profile | None, str | None]:
+def resolve(
+    root: Path, manifest: Manifest, profile: str | os.PathLike[str] | None
+) -> tuple[Profile | None, str | None]:
     """(the profile to use, a one-line note on why none is used) for the bundle at ``root``;
     ``profile="auto"`` looks for this host's profile beside the store, ``None`` uses none, a
     path uses that file."""

@@ -37,8 +37,7 @@ def _ort() -> Any:
     return onnxruntime
 
 
-def make_session(model_bytes: bytes, *, threads: int | None = None,
-                 where: str = "model") -> Any:
+def make_session(model_bytes: bytes, *, threads: int | None = None, where: str = "model") -> Any:
     """A CPU session for ``model_bytes``; ``where`` names the model in refusals."""
     check_no_external_data(model_bytes, where)
     ort = _ort()
@@ -53,5 +52,6 @@ def make_session(model_bytes: bytes, *, threads: int | None = None,
     # only needed (and only exists) until the constructor returns.
     with tempfile.TemporaryDirectory(prefix="labkit-no-external-data-") as empty:
         opts.add_session_config_entry(EXTERNAL_FOLDER_KEY, empty)
-        return ort.InferenceSession(model_bytes, sess_options=opts,
-                                    providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(
+            model_bytes, sess_options=opts, providers=["CPUExecutionProvider"]
+        )

@@ -90,8 +90,9 @@ class SignatureInfo:
 def _pem_fingerprint(public_key: Any) -> str:
     from cryptography.hazmat.primitives import serialization
 
-    pem = public_key.public_bytes(serialization.Encoding.PEM,
-                                  serialization.PublicFormat.SubjectPublicKeyInfo)
+    pem = public_key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     return hashlib.sha256(pem).hexdigest()
 
 
@@ -115,17 +116,20 @@ def load_trusted_keys(paths: Iterable[str | os.PathLike[str]]) -> tuple[TrustedK
         try:
             key = serialization.load_pem_public_key(_read_key(p, "trusted key"))
         except (ValueError, TypeError) as exc:
-            raise LabkitError(f"trusted key {p}: cannot read a PEM public key ({exc}); "
-                              "pass the .pub file written next to the signing key") from None
+            raise LabkitError(
+                f"trusted key {p}: cannot read a PEM public key ({exc}); "
+                "pass the .pub file written next to the signing key"
+            ) from None
         if not isinstance(key, ec.EllipticCurvePublicKey):
-            raise LabkitError(f"trusted key {p}: {type(key).__name__} is not an elliptic-curve "
-                              "key; model signing uses EC keys (P-256, P-384 or P-521)")
+            raise LabkitError(
+                f"trusted key {p}: {type(key).__name__} is not an elliptic-curve "
+                "key; model signing uses EC keys (P-256, P-384 or P-521)"
+            )
         keys.append(TrustedKey(str(p), _pem_fingerprint(key), key))
     return tuple(keys)
 
 
-def as_trusted_keys(items: Iterable[str | os.PathLike[str] | TrustedKey]
-                    ) -> tuple[TrustedKey, ...]:
+def as_trusted_keys(items: Iterable[str | os.PathLike[str] | TrustedKey]) -> tuple[TrustedKey, ...]:
     """Keys already loaded pass through; paths are read (see :func:`load_trusted_keys`)."""
     items = list(items)
     paths = [k for k in items if not isinstance(k, TrustedKey)]
@@ -139,8 +143,10 @@ def _read_signature_bytes(root: Path) -> bytes | None:
     except FileNotFoundError:
         return None
     if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_SIGNATURE_BYTES:
-        raise IntegrityError(f"{SIGNATURE_NAME} must be a regular file of at most "
-                             f"{MAX_SIGNATURE_BYTES} bytes", rule=_RULE)
+        raise IntegrityError(
+            f"{SIGNATURE_NAME} must be a regular file of at most {MAX_SIGNATURE_BYTES} bytes",
+            rule=_RULE,
+        )
     with open(root / SIGNATURE_NAME, "rb") as f:
         return f.read(MAX_SIGNATURE_BYTES + 1)
 
@@ -171,8 +177,9 @@ def _verifier(key: TrustedKey) -> Any:
     return verifier
 
 
-def _signed_digests(sig_path: Path, keys: Sequence[TrustedKey]) -> tuple[TrustedKey, dict[str,
-                                                                                         str]]:
+def _signed_digests(
+    sig_path: Path, keys: Sequence[TrustedKey]
+) -> tuple[TrustedKey, dict[str, str]]:
     """Verify the signature's cryptography with each trusted key; return the signed
     path → sha256 listing and the key that signed it."""
     _ms()
@@ -181,16 +188,22 @@ def _signed_digests(sig_path: Path, keys: Sequence[TrustedKey]) -> tuple[Trusted
     try:
         signature = sign_sigstore_pb.Signature.read(sig_path)
     except Exception as exc:  # noqa: BLE001 - any parse failure is the same refusal
-        raise IntegrityError(f"{SIGNATURE_NAME} is not a readable model-signing signature "
-                             f"({type(exc).__name__}: {str(exc)[:120]})", rule=_RULE) from None
+        raise IntegrityError(
+            f"{SIGNATURE_NAME} is not a readable model-signing signature "
+            f"({type(exc).__name__}: {str(exc)[:120]})",
+            rule=_RULE,
+        ) from None
     material = signature.bundle.verification_material
     public_key = material.public_key if material is not None else None
     hint = (public_key.hint if public_key is not None else None) or None
     candidates = [k for k in keys if hint is None or k.fingerprint == hint]
     if not candidates:
         trusted = ", ".join(_short(k.fingerprint) for k in keys)
-        raise IntegrityError(f"signed by key {_short(hint or '')}, which is not one of the "
-                             f"{len(keys)} trusted key(s) ({trusted})", rule=_RULE)
+        raise IntegrityError(
+            f"signed by key {_short(hint or '')}, which is not one of the "
+            f"{len(keys)} trusted key(s) ({trusted})",
+            rule=_RULE,
+        )
     errors = []
     for key in candidates:
         try:
@@ -204,14 +217,19 @@ def _signed_digests(sig_path: Path, keys: Sequence[TrustedKey]) -> tuple[Trusted
         digests = {}
         for rd in manifest.resource_descriptors():
             if rd.digest.algorithm != "sha256":
-                raise IntegrityError(f"{SIGNATURE_NAME} hashes {rd.identifier!r} with "
-                                     f"{rd.digest.algorithm}; labkit signs with sha256",
-                                     rule=_RULE)
+                raise IntegrityError(
+                    f"{SIGNATURE_NAME} hashes {rd.identifier!r} with "
+                    f"{rd.digest.algorithm}; labkit signs with sha256",
+                    rule=_RULE,
+                )
             digests[str(rd.identifier)] = rd.digest.digest_hex
         return key, digests
-    raise IntegrityError(f"{SIGNATURE_NAME} does not verify with trusted key "
-                         f"{_short(candidates[0].fingerprint)}: the signature or the content "
-                         f"it signs was altered ({errors[0]})", rule=_RULE)
+    raise IntegrityError(
+        f"{SIGNATURE_NAME} does not verify with trusted key "
+        f"{_short(candidates[0].fingerprint)}: the signature or the content "
+        f"it signs was altered ({errors[0]})",
+        rule=_RULE,
+    )
 
 
 def _read_manifest_bytes(root: Path) -> bytes:
@@ -226,32 +244,47 @@ def _bind(vb: VerifiedBundle, digests: dict[str, str]) -> None:
     expected = set(listed) | {MANIFEST_NAME}
     extra, missing = sorted(set(digests) - expected), sorted(expected - set(digests))
     if extra or missing:
-        what = "; ".join(filter(None, [
-            f"signed but not in the bundle: {', '.join(extra[:5])}" if extra else "",
-            f"in the bundle but not signed: {', '.join(missing[:5])}" if missing else ""]))
-        raise IntegrityError(f"the signature covers other files than the bundle holds ({what})",
-                             rule=_RULE)
+        what = "; ".join(
+            filter(
+                None,
+                [
+                    f"signed but not in the bundle: {', '.join(extra[:5])}" if extra else "",
+                    f"in the bundle but not signed: {', '.join(missing[:5])}" if missing else "",
+                ],
+            )
+        )
+        raise IntegrityError(
+            f"the signature covers other files than the bundle holds ({what})", rule=_RULE
+        )
     for rel, digest in sorted(listed.items()):
         if digests[rel] != digest:
-            raise IntegrityError(f"{rel!r} changed after signing (sha256 {digest[:12]}…, "
-                                 f"signed {digests[rel][:12]}…)", rule=_RULE)
+            raise IntegrityError(
+                f"{rel!r} changed after signing (sha256 {digest[:12]}…, "
+                f"signed {digests[rel][:12]}…)",
+                rule=_RULE,
+            )
     data = _read_manifest_bytes(vb.root)
     if hashlib.sha256(data).hexdigest() != digests[MANIFEST_NAME]:
         raise IntegrityError(f"{MANIFEST_NAME} changed after signing", rule=_RULE)
     if Manifest.from_json(data) != vb.manifest:
-        raise IntegrityError(f"{MANIFEST_NAME} changed while the bundle was being loaded",
-                             rule=_RULE)
+        raise IntegrityError(
+            f"{MANIFEST_NAME} changed while the bundle was being loaded", rule=_RULE
+        )
 
 
 def check_signature(vb: VerifiedBundle, keys: Sequence[TrustedKey]) -> TrustedKey:
     """Refuse ``vb`` unless one of ``keys`` signed exactly its files; return that key."""
     if not keys:
-        raise IntegrityError("trusted keys were required but none was given; pass at least "
-                             "one public key", rule=_RULE)
+        raise IntegrityError(
+            "trusted keys were required but none was given; pass at least one public key",
+            rule=_RULE,
+        )
     if _read_signature_bytes(vb.root) is None:
-        raise IntegrityError(f"the bundle is not signed (no {SIGNATURE_NAME}) and only signed "
-                             f"bundles are trusted; sign it: handoff sign {vb.root} --key KEY",
-                             rule=_RULE)
+        raise IntegrityError(
+            f"the bundle is not signed (no {SIGNATURE_NAME}) and only signed "
+            f"bundles are trusted; sign it: handoff sign {vb.root} --key KEY",
+            rule=_RULE,
+        )
     key, digests = _signed_digests(vb.root / SIGNATURE_NAME, keys)
     _bind(vb, digests)
     return key
@@ -265,8 +298,9 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def sign_bundle(path: str | os.PathLike[str], key: str | os.PathLike[str], *,
-                password: str | None = None) -> str:
+def sign_bundle(
+    path: str | os.PathLike[str], key: str | os.PathLike[str], *, password: str | None = None
+) -> str:
     """Sign a verified bundle with a PEM EC private key; return the key's fingerprint.
 
     The signature is written to a temporary file beside the bundle directory, then renamed
@@ -280,21 +314,29 @@ def sign_bundle(path: str | os.PathLike[str], key: str | os.PathLike[str], *,
         from cryptography.hazmat.primitives import serialization
 
         private = serialization.load_pem_private_key(
-            _read_key(key, "signing key"), password.encode() if password else None)
+            _read_key(key, "signing key"), password.encode() if password else None
+        )
         fingerprint = _pem_fingerprint(private.public_key())
     except (ValueError, TypeError) as exc:
         raise LabkitError(f"signing key {key}: cannot read a PEM private key ({exc})") from None
-    hashing = (ms.hashing.Config()
-               .use_file_serialization(hashing_algorithm="sha256", allow_symlinks=False)
-               .set_ignored_paths(paths=[SIGNATURE_NAME], ignore_git_paths=False))
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{root.name}.", suffix=".sig.tmp",
-                                    dir=root.resolve().parent)
+    hashing = (
+        ms.hashing.Config()
+        .use_file_serialization(hashing_algorithm="sha256", allow_symlinks=False)
+        .set_ignored_paths(paths=[SIGNATURE_NAME], ignore_git_paths=False)
+    )
+    fd, tmp_name = tempfile.mkstemp(
+        prefix=f".{root.name}.", suffix=".sig.tmp", dir=root.resolve().parent
+    )
     os.close(fd)
     tmp = Path(tmp_name)
     try:
         try:
-            (ms.signing.Config().use_elliptic_key_signer(private_key=key, password=password)
-             .set_hashing_config(hashing).sign(root, tmp))
+            (
+                ms.signing.Config()
+                .use_elliptic_key_signer(private_key=key, password=password)
+                .set_hashing_config(hashing)
+                .sign(root, tmp)
+            )
         except ValueError as exc:
             raise LabkitError(f"signing key {key}: {exc}") from None
         # What was signed must be the bundle that was verified (no file swapped meanwhile),
@@ -309,4 +351,3 @@ def sign_bundle(path: str | os.PathLike[str], key: str | os.PathLike[str], *,
     finally:
         tmp.unlink(missing_ok=True)
     return fingerprint
-

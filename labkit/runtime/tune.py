@@ -62,8 +62,9 @@ def thread_counts(cores: int) -> list[int]:
     return [*out, cores]
 
 
-def _gate(vb: VerifiedBundle, cands: Sequence[Candidate], until: float
-          ) -> tuple[list[Candidate], list[dict[str, Any]], float]:
+def _gate(
+    vb: VerifiedBundle, cands: Sequence[Candidate], until: float
+) -> tuple[list[Candidate], list[dict[str, Any]], float]:
     """Golden self-test of each candidate on this host; (passed, table rows, s per sample).
 
     Candidates not reached by ``until`` (``time.monotonic()``) are skipped, and say so.
@@ -74,31 +75,56 @@ def _gate(vb: VerifiedBundle, cands: Sequence[Candidate], until: float
     rows_in_golden = int(vb.manifest.golden.rows or 1)
     for c in cands:
         if passed and time.monotonic() > until:
-            rows.append({"candidate": c.to_dict(), "label": c.label, "check": "skipped",
-                         "reason": "not reached within the time budget"})
+            rows.append(
+                {
+                    "candidate": c.to_dict(),
+                    "label": c.label,
+                    "check": "skipped",
+                    "reason": "not reached within the time budget",
+                }
+            )
             continue
         t0 = time.perf_counter()
         try:
             report = Model(vb, None, None, candidate=c).self_test()
         except Exception as exc:  # noqa: BLE001 - any engine failure only rules it out
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            rows.append({"candidate": c.to_dict(), "label": c.label, "check": "error",
-                         "reason": f"{type(exc).__name__}: {first[:300]}"})
+            rows.append(
+                {
+                    "candidate": c.to_dict(),
+                    "label": c.label,
+                    "check": "error",
+                    "reason": f"{type(exc).__name__}: {first[:300]}",
+                }
+            )
             continue
         per_sample = min(per_sample, (time.perf_counter() - t0) / max(rows_in_golden, 1))
         worst = max((o["max_rel"] for o in report.outputs.values()), default=0.0)
-        rows.append({"candidate": c.to_dict(), "label": c.label,
-                     "check": "pass" if report.ok else "fail", "max_rel": worst,
-                     "tolerance": report.tolerance.to_dict() if report.tolerance else None,
-                     **({"reason": "; ".join(report.failures)} if not report.ok else {})})
+        rows.append(
+            {
+                "candidate": c.to_dict(),
+                "label": c.label,
+                "check": "pass" if report.ok else "fail",
+                "max_rel": worst,
+                "tolerance": report.tolerance.to_dict() if report.tolerance else None,
+                **({"reason": "; ".join(report.failures)} if not report.ok else {}),
+            }
+        )
         if report.ok:
             passed.append(c)
     return passed, rows, per_sample
 
 
-def _measure(vb: VerifiedBundle, configs: Sequence[Candidate], baseline: Candidate,
-             feeds: Mapping[str, Any], batch: int, objective: str, deadline: float,
-             tmp: Path) -> dict[str, dict[str, Any]]:
+def _measure(
+    vb: VerifiedBundle,
+    configs: Sequence[Candidate],
+    baseline: Candidate,
+    feeds: Mapping[str, Any],
+    batch: int,
+    objective: str,
+    deadline: float,
+    tmp: Path,
+) -> dict[str, dict[str, Any]]:
     """Time ``configs`` (the baseline among them) interleaved; stats and ratio per label."""
     models: dict[str, Path] = {}
     runners: list[WorkerRunner] = []
@@ -108,9 +134,18 @@ def _measure(vb: VerifiedBundle, configs: Sequence[Candidate], baseline: Candida
             if c.variant not in models:
                 models[c.variant] = tmp / f"{c.variant}.onnx"
                 models[c.variant].write_bytes(vb.read(vb.manifest.variant(c.variant).file))
-            runners.append(WorkerRunner(c.label, models[c.variant], feeds, threads=c.threads,
-                                        warmup=1, engine=c.engine, precision=c.precision,
-                                        streams=c.streams))
+            runners.append(
+                WorkerRunner(
+                    c.label,
+                    models[c.variant],
+                    feeds,
+                    threads=c.threads,
+                    warmup=1,
+                    engine=c.engine,
+                    precision=c.precision,
+                    streams=c.streams,
+                )
+            )
         lat = max(r.warm_s.get("latency", 1e-3) for r in runners)
         thr = max(r.warm_s.get("throughput", 1e-3) for r in runners)
         left = max(deadline - time.monotonic(), 1.0)
@@ -118,27 +153,43 @@ def _measure(vb: VerifiedBundle, configs: Sequence[Candidate], baseline: Candida
         turn = left / (3 * len(runners)) - QUIESCE_S
         lat_iters = int(min(50, max(3, 0.5 * turn / max(lat, 1e-6))))
         thr_iters = int(min(5, max(1, 0.5 * turn / max(thr, 1e-6))))
-        res = interleave(runners, rounds=MAX_ROUNDS, latency_iters=lat_iters,
-                         throughput_iters=thr_iters, batch=batch, threads=0,
-                         deadline=deadline)
+        res = interleave(
+            runners,
+            rounds=MAX_ROUNDS,
+            latency_iters=lat_iters,
+            throughput_iters=thr_iters,
+            batch=batch,
+            threads=0,
+            deadline=deadline,
+        )
     finally:
         for r in runners:
             r.close()
     out = {}
     for c in todo:
         sp = res.speedup(c.label, baseline.label)
-        out[c.label] = {"candidate": c, "stats": res.stats(c.label),
-                        "vs_default": sp, "score": sp["p50" if objective == "latency"
-                                                      else "throughput"],
-                        "rounds": res.rounds}
+        out[c.label] = {
+            "candidate": c,
+            "stats": res.stats(c.label),
+            "vs_default": sp,
+            "score": sp["p50" if objective == "latency" else "throughput"],
+            "rounds": res.rounds,
+        }
     return out
 
 
-def tune(path: str | os.PathLike[str], *, objective: str = "latency",
-         budget_s: float = DEFAULT_BUDGET_S, batch: int = 64,
-         engine_names: Sequence[str] | None = None, price_per_core_hour: float | None = None,
-         write: bool = True, extra_engines: Sequence[str] = (),
-         progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+def tune(
+    path: str | os.PathLike[str],
+    *,
+    objective: str = "latency",
+    budget_s: float = DEFAULT_BUDGET_S,
+    batch: int = 64,
+    engine_names: Sequence[str] | None = None,
+    price_per_core_hour: float | None = None,
+    write: bool = True,
+    extra_engines: Sequence[str] = (),
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
     """Tune the bundle at ``path`` for this host; return (and by default write) its profile."""
     if objective not in OBJECTIVES:
         raise LabkitError(f"objective {objective!r} is not one of {', '.join(OBJECTIVES)}")
@@ -158,8 +209,10 @@ def tune(path: str | os.PathLike[str], *, objective: str = "latency",
     baseline = Candidate(m.default_variant, threads=default_threads(m) or cores)
 
     if not passed:
-        raise LabkitError("no way of running this bundle passed its golden check on this host: "
-                          + "; ".join(f"{r['label']}: {r.get('reason')}" for r in table))
+        raise LabkitError(
+            "no way of running this bundle passed its golden check on this host: "
+            + "; ".join(f"{r['label']}: {r.get('reason')}" for r in table)
+        )
     # Throughput calls sized to about THROUGHPUT_CALL_S each, so big models fit the budget.
     batch = max(1, min(batch, int(THROUGHPUT_CALL_S / max(per_sample, 1e-9))))
     golden = vb.read_npz(m.golden.inputs)
@@ -174,24 +227,33 @@ def tune(path: str | os.PathLike[str], *, objective: str = "latency",
             full = [c.with_threads(cores) for c in passed]
             res = _measure(vb, full, baseline, feeds, batch, objective, screen_end, tmp)
             ranked = sorted(full, key=lambda c: -res[c.label]["score"])
-            survivors = [Candidate(c.variant, c.engine, c.precision)
-                         for c in ranked[:SCREEN_KEEP]]
+            survivors = [Candidate(c.variant, c.engine, c.precision) for c in ranked[:SCREEN_KEEP]]
         configs = [c.with_threads(t) for c in survivors for t in thread_counts(cores)]
         if objective == "throughput":
-            configs += [c.with_threads(t, s) for c in survivors for t in thread_counts(cores)
-                        for s in range(2, cores // t + 1) if t * s <= cores]
+            configs += [
+                c.with_threads(t, s)
+                for c in survivors
+                for t in thread_counts(cores)
+                for s in range(2, cores // t + 1)
+                if t * s <= cores
+            ]
         say(f"timing {len(configs)} configuration(s) interleaved, objective {objective}")
-        measured = _measure(vb, configs, baseline, feeds, batch, objective,
-                            deadline - SAFETY_S, tmp)
+        measured = _measure(
+            vb, configs, baseline, feeds, batch, objective, deadline - SAFETY_S, tmp
+        )
     best = max(measured.values(), key=lambda r: r["score"])
     price = price_per_core_hour_from(price_per_core_hour)
 
     def row(r: dict[str, Any]) -> dict[str, Any]:
         c: Candidate = r["candidate"]
         used = (c.threads or cores) * c.streams
-        return {"candidate": c.to_dict(), "label": c.label, "stats": r["stats"],
-                "vs_default": r["vs_default"],
-                "cost": cost(r["stats"]["throughput_per_s"], min(used, cores), price)}
+        return {
+            "candidate": c.to_dict(),
+            "label": c.label,
+            "stats": r["stats"],
+            "vs_default": r["vs_default"],
+            "cost": cost(r["stats"]["throughput_per_s"], min(used, cores), price),
+        }
 
     ranking = sorted(measured.values(), key=lambda r: -r["score"])
     doc: dict[str, Any] = {
@@ -200,10 +262,13 @@ def tune(path: str | os.PathLike[str], *, objective: str = "latency",
         "bundle": {"name": m.name, "version": m.version, "manifest_digest": m.digest},
         "host": {**here, "key": profile.host_key(here)},
         "engines": engines.versions(),
-        "objective": objective, "budget_s": budget_s,
-        "method": (f"golden check per candidate, then {best['rounds']} interleaved rounds, "
-                   f"each configuration in its own process; batch-1 latency and batch-{batch} "
-                   "throughput; ratios are medians of per-round ratios to the untuned default"),
+        "objective": objective,
+        "budget_s": budget_s,
+        "method": (
+            f"golden check per candidate, then {best['rounds']} interleaved rounds, "
+            f"each configuration in its own process; batch-1 latency and batch-{batch} "
+            "throughput; ratios are medians of per-round ratios to the untuned default"
+        ),
         "throughput_batch": batch,
         "chosen": row(best),
         "default": row(measured[baseline.label]),
@@ -217,9 +282,13 @@ def tune(path: str | os.PathLike[str], *, objective: str = "latency",
     return doc
 
 
-def ensure_tuned(path: str | os.PathLike[str], *, budget_s: float = DEFAULT_BUDGET_S,
-                 objective: str = "throughput",
-                 on_note: Callable[[str], None] | None = None) -> Path | None:
+def ensure_tuned(
+    path: str | os.PathLike[str],
+    *,
+    budget_s: float = DEFAULT_BUDGET_S,
+    objective: str = "throughput",
+    on_note: Callable[[str], None] | None = None,
+) -> Path | None:
     """Tune the bundle unless this host already has a matching profile (``serve --tune``).
 
     Servers favour throughput: their micro-batcher and parallel sessions make use of it.
@@ -230,7 +299,10 @@ def ensure_tuned(path: str | os.PathLike[str], *, budget_s: float = DEFAULT_BUDG
         return found.path
     if note and on_note:
         on_note(note)
-    doc = tune(path, objective=objective, budget_s=budget_s,
-               progress=(lambda msg: on_note(f"{vb.manifest.title}: tune: {msg}"))
-               if on_note else None)
+    doc = tune(
+        path,
+        objective=objective,
+        budget_s=budget_s,
+        progress=(lambda msg: on_note(f"{vb.manifest.title}: tune: {msg}")) if on_note else None,
+    )
     return Path(doc["path"])

@@ -72,12 +72,17 @@ class ServerState:
             if self.executor is None:
                 raise Overloaded("server is starting; retry")
             c = self.config
-            found = Batcher(self.repo.get(name, version), self.executor, self.metrics,
-                            max_batch_size=c.max_batch_size,
-                            max_delay_s=c.max_batch_delay_ms / 1000,
-                            max_queue=c.max_queue, queue_timeout_s=c.queue_timeout_ms / 1000,
-                            retry_after=c.retry_after_s,
-                            concurrency=max(c.workers, self.repo.get(name, version).model.streams))
+            found = Batcher(
+                self.repo.get(name, version),
+                self.executor,
+                self.metrics,
+                max_batch_size=c.max_batch_size,
+                max_delay_s=c.max_batch_delay_ms / 1000,
+                max_queue=c.max_queue,
+                queue_timeout_s=c.queue_timeout_ms / 1000,
+                retry_after=c.retry_after_s,
+                concurrency=max(c.workers, self.repo.get(name, version).model.streams),
+            )
             self.batchers[(name, version)] = found
         return found
 
@@ -94,8 +99,9 @@ def _state(request: Request) -> ServerState:
 
 
 async def server_metadata(request: Request) -> Response:
-    return JSONResponse({"name": "labkit", "version": _server_version(),
-                         "extensions": ["binary_tensor_data"]})
+    return JSONResponse(
+        {"name": "labkit", "version": _server_version(), "extensions": ["binary_tensor_data"]}
+    )
 
 
 async def live(request: Request) -> Response:
@@ -144,14 +150,17 @@ async def infer(request: Request) -> Response:
     served = state.repo.get(p["name"], p.get("version"))
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media not in _MEDIA_TYPES:
-        raise ServeError(f"unsupported Content-Type {media!r}; send application/json, "
-                         "application/octet-stream (binary tensors) or no Content-Type",
-                         status=415)
+        raise ServeError(
+            f"unsupported Content-Type {media!r}; send application/json, "
+            "application/octet-stream (binary tensors) or no Content-Type",
+            status=415,
+        )
     header_len = request.headers.get("inference-header-content-length")
     batcher = state.batcher(served.name, served.version)
     body = await _read_body(request)
     batcher.begin_arrival()  # only now: a slow upload is not company worth waiting for
     try:
+
         def decode() -> tuple[Any, Any, Any]:
             req = parse_request(body, header_len, max_depth=config.max_json_depth)
             feeds = bind_inputs(req, served, max_elements=config.max_body_bytes)
@@ -199,11 +208,19 @@ ROUTES = [
     Route("/v2/health/live", live, methods=["GET"], name="/v2/health/live"),
     Route("/v2/health/ready", ready, methods=["GET"], name="/v2/health/ready"),
     Route("/v2/models/{name}", model_metadata, methods=["GET"], name="model_metadata"),
-    Route("/v2/models/{name}/versions/{version}", model_metadata, methods=["GET"],
-          name="model_metadata"),
+    Route(
+        "/v2/models/{name}/versions/{version}",
+        model_metadata,
+        methods=["GET"],
+        name="model_metadata",
+    ),
     Route("/v2/models/{name}/ready", model_ready, methods=["GET"], name="model_ready"),
-    Route("/v2/models/{name}/versions/{version}/ready", model_ready, methods=["GET"],
-          name="model_ready"),
+    Route(
+        "/v2/models/{name}/versions/{version}/ready",
+        model_ready,
+        methods=["GET"],
+        name="model_ready",
+    ),
     Route("/v2/models/{name}/infer", infer, methods=["POST"], name="infer"),
     Route("/v2/models/{name}/versions/{version}/infer", infer, methods=["POST"], name="infer"),
     Route("/metrics", metrics_endpoint, methods=["GET"], name="/metrics"),
@@ -211,9 +228,13 @@ ROUTES = [
 
 
 def limits_of(config: ServeConfig) -> Limits:
-    return Limits(max_inflight=config.max_inflight, max_body_bytes=config.max_body_bytes,
-                  max_body_budget=config.max_body_budget_bytes,
-                  body_timeout_s=config.body_timeout_s, retry_after_s=config.retry_after_s)
+    return Limits(
+        max_inflight=config.max_inflight,
+        max_body_bytes=config.max_body_bytes,
+        max_body_budget=config.max_body_budget_bytes,
+        body_timeout_s=config.body_timeout_s,
+        retry_after_s=config.retry_after_s,
+    )
 
 
 def create_app(source: str | os.PathLike[str], config: ServeConfig | None = None) -> Starlette:
@@ -227,9 +248,15 @@ def create_app(source: str | os.PathLike[str], config: ServeConfig | None = None
         if not ok:
             metrics.refused.labels(name, version, reason).inc()
 
-    repo = ModelRepository(source, threads=config.threads, self_test=config.self_test,
-                           on_event=on_event, tuning=config.tuning,
-                           tune_budget_s=config.tune_budget_s, trusted_keys=config.trusted_keys)
+    repo = ModelRepository(
+        source,
+        threads=config.threads,
+        self_test=config.self_test,
+        on_event=on_event,
+        tuning=config.tuning,
+        tune_budget_s=config.tune_budget_s,
+        trusted_keys=config.trusted_keys,
+    )
     state = ServerState(config, repo, metrics)
 
     def count_served() -> None:
@@ -247,12 +274,16 @@ def create_app(source: str | os.PathLike[str], config: ServeConfig | None = None
         count_served()
         # A tuned model runs its chosen number of parallel sessions (streams).
         streams = max(repo.get(n, v).model.streams for n, v in repo.served())
-        state.executor = ThreadPoolExecutor(max(config.workers, streams),
-                                            thread_name_prefix="labkit-ort")
+        state.executor = ThreadPoolExecutor(
+            max(config.workers, streams), thread_name_prefix="labkit-ort"
+        )
         if not repo.single and config.reload_interval_s > 0:
-            state.reloader = Reloader(repo, config.reload_interval_s,
-                                      after=lambda: _after_reload(state, count_served),
-                                      on_death=lambda: state.set_ready(False))
+            state.reloader = Reloader(
+                repo,
+                config.reload_interval_s,
+                after=lambda: _after_reload(state, count_served),
+                on_death=lambda: state.set_ready(False),
+            )
         state.set_ready(True)
         try:
             yield
@@ -264,11 +295,19 @@ def create_app(source: str | os.PathLike[str], config: ServeConfig | None = None
                 await batcher.close()
             state.executor.shutdown(wait=True)
 
-    door = Middleware(FrontDoor, token=config.token, limits=limits_of(config), metrics=metrics,
-                      routes=ROUTES)
-    app = Starlette(routes=ROUTES, lifespan=lifespan, middleware=[door],
-                    exception_handlers={ServeError: _serve_error, HTTPException: _http_error,
-                                        Exception: _http_error})
+    door = Middleware(
+        FrontDoor, token=config.token, limits=limits_of(config), metrics=metrics, routes=ROUTES
+    )
+    app = Starlette(
+        routes=ROUTES,
+        lifespan=lifespan,
+        middleware=[door],
+        exception_handlers={
+            ServeError: _serve_error,
+            HTTPException: _http_error,
+            Exception: _http_error,
+        },
+    )
     app.router.redirect_slashes = False  # the front door redirects, without trusting Host
     app.state.labkit = state
     return app

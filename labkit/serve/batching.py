@@ -44,9 +44,19 @@ class _Item:
 
 
 class Batcher:
-    def __init__(self, served: ServedModel, executor: Executor, metrics: Metrics, *,
-                 max_batch_size: int, max_delay_s: float, max_queue: int,
-                 queue_timeout_s: float, retry_after: int = 1, concurrency: int = 1) -> None:
+    def __init__(
+        self,
+        served: ServedModel,
+        executor: Executor,
+        metrics: Metrics,
+        *,
+        max_batch_size: int,
+        max_delay_s: float,
+        max_queue: int,
+        queue_timeout_s: float,
+        retry_after: int = 1,
+        concurrency: int = 1,
+    ) -> None:
         self.served = served
         self._executor = executor
         self._max_batch = max_batch_size if served.batch_dim else 1
@@ -83,8 +93,9 @@ class Batcher:
             raise Overloaded("model is being unloaded; retry", retry_after=self._retry_after)
         if len(self._queue) >= self._max_queue:
             self._rejected.labels("queue_full").inc()
-            raise Overloaded(f"Exceeds maximum queue size ({self._max_queue})",
-                             retry_after=self._retry_after)
+            raise Overloaded(
+                f"Exceeds maximum queue size ({self._max_queue})", retry_after=self._retry_after
+            )
         first = next(iter(feeds.values()))
         rows = int(first.shape[0]) if first.ndim else 1
         key = tuple((n, a.dtype.str, a.shape[1:]) for n, a in sorted(feeds.items()))
@@ -112,9 +123,12 @@ class Batcher:
                 continue  # client went away
             if now - item.enqueued > self._timeout:
                 self._rejected.labels("queue_timeout").inc()
-                item.future.set_exception(Overloaded(
-                    f"waited more than {self._timeout:.3f}s in the queue",
-                    retry_after=self._retry_after))
+                item.future.set_exception(
+                    Overloaded(
+                        f"waited more than {self._timeout:.3f}s in the queue",
+                        retry_after=self._retry_after,
+                    )
+                )
                 continue
             fits = not batch or (item.key == batch[0].key and rows + item.rows <= self._max_batch)
             if fits:
@@ -139,8 +153,11 @@ class Batcher:
             rows = self._take(batch, 0)
             if batch and rows < self._max_batch and self._max_delay > 0:
                 deadline = batch[0].enqueued + self._max_delay
-                while (rows < self._max_batch and self._arriving > 0
-                       and (left := deadline - time.monotonic()) > 0):
+                while (
+                    rows < self._max_batch
+                    and self._arriving > 0
+                    and (left := deadline - time.monotonic()) > 0
+                ):
                     self._wake.clear()
                     try:
                         await asyncio.wait_for(self._wake.wait(), left)

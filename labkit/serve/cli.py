@@ -25,69 +25,134 @@ TOKEN_ENV = "LABKIT_SERVE_TOKEN"  # noqa: S105 - the name of a variable, not a s
 
 def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
-        "serve", help="serve a bundle store over the Open Inference Protocol (v2 REST)",
+        "serve",
+        help="serve a bundle store over the Open Inference Protocol (v2 REST)",
         description="Serve every version in STORE (or one bundle directory) over the Open "
         "Inference Protocol v2 REST API, with micro-batching, Prometheus /metrics, hot reload "
-        "of new versions and a graceful SIGTERM.")
+        "of new versions and a graceful SIGTERM.",
+    )
     p.add_argument("source", metavar="STORE_OR_BUNDLE", help="bundle store root or bundle dir")
-    p.add_argument("--host", default="127.0.0.1",
-                   help="address to bind (default loopback; use 0.0.0.0 deliberately)")
+    p.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to bind (default loopback; use 0.0.0.0 deliberately)",
+    )
     p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--token", default=None,
-                   help=f"require 'Authorization: Bearer TOKEN' (prefer ${TOKEN_ENV} or "
-                   "--token-file: arguments are visible in ps)")
+    p.add_argument(
+        "--token",
+        default=None,
+        help=f"require 'Authorization: Bearer TOKEN' (prefer ${TOKEN_ENV} or "
+        "--token-file: arguments are visible in ps)",
+    )
     p.add_argument("--token-file", type=Path, default=None)
     d = ServeConfig()  # the defaults' one home
-    p.add_argument("--max-batch-size", type=int, default=d.max_batch_size,
-                   help="1 disables batching")
+    p.add_argument(
+        "--max-batch-size", type=int, default=d.max_batch_size, help="1 disables batching"
+    )
     p.add_argument("--max-batch-delay-ms", type=float, default=d.max_batch_delay_ms)
     p.add_argument("--max-queue", type=int, default=d.max_queue, help="per model version")
     p.add_argument("--max-inflight", type=int, default=d.max_inflight)
     p.add_argument("--queue-timeout-ms", type=float, default=d.queue_timeout_ms)
     p.add_argument("--max-body-mb", type=float, default=d.max_body_bytes / MiB)
     p.add_argument("--workers", type=int, default=d.workers, help="ONNX Runtime calls at once")
-    p.add_argument("--threads", type=int, default=d.threads,
-                   help="intra-op threads per session")
-    p.add_argument("--reload-interval", type=float, default=d.reload_interval_s,
-                   help="seconds between store scans; 0 disables hot reload")
-    p.add_argument("--drain-delay", type=float, default=d.drain_delay_s,
-                   help="after SIGTERM, seconds to stay up answering not-ready")
+    p.add_argument("--threads", type=int, default=d.threads, help="intra-op threads per session")
+    p.add_argument(
+        "--reload-interval",
+        type=float,
+        default=d.reload_interval_s,
+        help="seconds between store scans; 0 disables hot reload",
+    )
+    p.add_argument(
+        "--drain-delay",
+        type=float,
+        default=d.drain_delay_s,
+        help="after SIGTERM, seconds to stay up answering not-ready",
+    )
     p.add_argument("--graceful-timeout", type=float, default=d.graceful_timeout_s)
     hostile = p.add_argument_group("limits for clients you do not control")
-    hostile.add_argument("--max-connections", type=int, default=d.max_connections,
-                         help="open connections at once (lowered to fit ulimit -n); at the cap "
-                         "the oldest idle connection is closed")
-    hostile.add_argument("--header-timeout", type=float, default=d.header_timeout_s,
-                         help="seconds a connection has to send its request line and headers")
-    hostile.add_argument("--max-header-kb", type=float, default=d.max_header_bytes / 1024,
-                         help="request line + headers, KiB (431 past it)")
-    hostile.add_argument("--keepalive-timeout", type=float, default=d.keepalive_timeout_s,
-                         help="seconds an idle keep-alive connection stays open")
-    hostile.add_argument("--body-timeout", type=float, default=d.body_timeout_s,
-                         help="seconds from the end of the headers to the end of the body (408)")
-    hostile.add_argument("--max-body-budget-mb", type=float,
-                         default=d.max_body_budget_bytes / (1 << 20),
-                         help="request bodies held at once, MiB (503 + Retry-After past it)")
-    hostile.add_argument("--http", choices=["auto", "h11", "httptools"], default="auto",
-                         help="uvicorn HTTP parser (the limits hold for both)")
-    p.add_argument("--no-self-test", action="store_true",
-                   help="skip re-running golden vectors before serving a version")
-    p.add_argument("--trusted-key", metavar="PUB.pem", action="append", default=None,
-                   help="serve only bundles signed by one of these public keys (repeatable); "
-                   "the others are refused and logged with the reason")
-    p.add_argument("--no-tuning", action="store_true",
-                   help="ignore host profiles written by 'handoff tune'")
-    p.add_argument("--tune", action="store_true",
-                   help="tune each version that has no profile for this host before serving it")
-    p.add_argument("--tune-budget-s", type=float, default=DEFAULT_TUNE_BUDGET_S, metavar="S",
-                   help=f"time budget per version for --tune (default {DEFAULT_TUNE_BUDGET_S:g})")
-    p.add_argument("--log-level", default="info",
-                   choices=["critical", "error", "warning", "info", "debug"])
+    hostile.add_argument(
+        "--max-connections",
+        type=int,
+        default=d.max_connections,
+        help="open connections at once (lowered to fit ulimit -n); at the cap "
+        "the oldest idle connection is closed",
+    )
+    hostile.add_argument(
+        "--header-timeout",
+        type=float,
+        default=d.header_timeout_s,
+        help="seconds a connection has to send its request line and headers",
+    )
+    hostile.add_argument(
+        "--max-header-kb",
+        type=float,
+        default=d.max_header_bytes / 1024,
+        help="request line + headers, KiB (431 past it)",
+    )
+    hostile.add_argument(
+        "--keepalive-timeout",
+        type=float,
+        default=d.keepalive_timeout_s,
+        help="seconds an idle keep-alive connection stays open",
+    )
+    hostile.add_argument(
+        "--body-timeout",
+        type=float,
+        default=d.body_timeout_s,
+        help="seconds from the end of the headers to the end of the body (408)",
+    )
+    hostile.add_argument(
+        "--max-body-budget-mb",
+        type=float,
+        default=d.max_body_budget_bytes / (1 << 20),
+        help="request bodies held at once, MiB (503 + Retry-After past it)",
+    )
+    hostile.add_argument(
+        "--http",
+        choices=["auto", "h11", "httptools"],
+        default="auto",
+        help="uvicorn HTTP parser (the limits hold for both)",
+    )
+    p.add_argument(
+        "--no-self-test",
+        action="store_true",
+        help="skip re-running golden vectors before serving a version",
+    )
+    p.add_argument(
+        "--trusted-key",
+        metavar="PUB.pem",
+        action="append",
+        default=None,
+        help="serve only bundles signed by one of these public keys (repeatable); "
+        "the others are refused and logged with the reason",
+    )
+    p.add_argument(
+        "--no-tuning", action="store_true", help="ignore host profiles written by 'handoff tune'"
+    )
+    p.add_argument(
+        "--tune",
+        action="store_true",
+        help="tune each version that has no profile for this host before serving it",
+    )
+    p.add_argument(
+        "--tune-budget-s",
+        type=float,
+        default=DEFAULT_TUNE_BUDGET_S,
+        metavar="S",
+        help=f"time budget per version for --tune (default {DEFAULT_TUNE_BUDGET_S:g})",
+    )
+    p.add_argument(
+        "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
+    )
     ray = p.add_argument_group("Ray Serve (pip install 'labkit[ray]')")
     ray.add_argument("--ray", action="store_true", help="run as a Ray Serve deployment")
     ray.add_argument("--replicas", type=int, default=1, help="initial/min replicas")
-    ray.add_argument("--max-replicas", type=int, default=None,
-                     help="enable autoscaling from --replicas up to this many")
+    ray.add_argument(
+        "--max-replicas",
+        type=int,
+        default=None,
+        help="enable autoscaling from --replicas up to this many",
+    )
     ray.add_argument("--max-queued-requests", type=int, default=256)
     ray.add_argument("--ray-address", default=None, help="existing cluster (default: local)")
     p.set_defaults(func=run_serve)
@@ -96,9 +161,11 @@ def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def add_export_triton_parser(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
-        "export-triton", help="write a Triton model repository from a bundle",
+        "export-triton",
+        help="write a Triton model repository from a bundle",
         description="Write OUT/NAME/config.pbtxt (onnxruntime backend, CPU instances, "
-        "dynamic batching) and OUT/NAME/1/model.onnx from a verified bundle.")
+        "dynamic batching) and OUT/NAME/1/model.onnx from a verified bundle.",
+    )
     p.add_argument("bundle", metavar="BUNDLE", type=Path)
     p.add_argument("out", metavar="OUT", type=Path)
     p.add_argument("--variant", default=None, help="default: the bundle's default variant")
@@ -120,23 +187,35 @@ def _token(args: argparse.Namespace) -> str | None:
 
 def config_from_args(args: argparse.Namespace) -> ServeConfig:
     return ServeConfig(
-        max_body_bytes=int(args.max_body_mb * (1 << 20)), max_batch_size=args.max_batch_size,
-        max_batch_delay_ms=args.max_batch_delay_ms, max_queue=args.max_queue,
-        max_inflight=args.max_inflight, queue_timeout_ms=args.queue_timeout_ms,
-        workers=args.workers, threads=args.threads, token=_token(args),
-        reload_interval_s=args.reload_interval, drain_delay_s=args.drain_delay,
-        graceful_timeout_s=args.graceful_timeout, self_test=not args.no_self_test,
-        max_connections=args.max_connections, header_timeout_s=args.header_timeout,
+        max_body_bytes=int(args.max_body_mb * (1 << 20)),
+        max_batch_size=args.max_batch_size,
+        max_batch_delay_ms=args.max_batch_delay_ms,
+        max_queue=args.max_queue,
+        max_inflight=args.max_inflight,
+        queue_timeout_ms=args.queue_timeout_ms,
+        workers=args.workers,
+        threads=args.threads,
+        token=_token(args),
+        reload_interval_s=args.reload_interval,
+        drain_delay_s=args.drain_delay,
+        graceful_timeout_s=args.graceful_timeout,
+        self_test=not args.no_self_test,
+        max_connections=args.max_connections,
+        header_timeout_s=args.header_timeout,
         max_header_bytes=int(args.max_header_kb * 1024),
-        keepalive_timeout_s=args.keepalive_timeout, body_timeout_s=args.body_timeout,
+        keepalive_timeout_s=args.keepalive_timeout,
+        body_timeout_s=args.body_timeout,
         max_body_budget_bytes=int(args.max_body_budget_mb * (1 << 20)),
-        tuning=not args.no_tuning, tune_budget_s=args.tune_budget_s if args.tune else None,
-        trusted_keys=tuple(args.trusted_key) if args.trusted_key else None)
+        tuning=not args.no_tuning,
+        tune_budget_s=args.tune_budget_s if args.tune else None,
+        trusted_keys=tuple(args.trusted_key) if args.trusted_key else None,
+    )
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=args.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     try:
         config = config_from_args(args)
         if config.trusted_keys is not None:  # a bad key file is a startup error
@@ -148,17 +227,28 @@ def run_serve(args: argparse.Namespace) -> int:
         if args.ray:
             from labkit.serve.ray_app import run_ray
 
-            return run_ray(args.source, config, host=args.host, port=args.port,
-                           replicas=args.replicas, max_replicas=args.max_replicas,
-                           max_queued_requests=args.max_queued_requests,
-                           address=args.ray_address)
+            return run_ray(
+                args.source,
+                config,
+                host=args.host,
+                port=args.port,
+                replicas=args.replicas,
+                max_replicas=args.max_replicas,
+                max_queued_requests=args.max_queued_requests,
+                address=args.ray_address,
+            )
         from labkit.serve.server import serve
 
-        return serve(args.source, config, host=args.host, port=args.port,
-                     log_level=args.log_level, http=args.http)
+        return serve(
+            args.source,
+            config,
+            host=args.host,
+            port=args.port,
+            log_level=args.log_level,
+            http=args.http,
+        )
     except ImportError as exc:
-        missing = MissingDependencyError(exc.name or "starlette",
-                                         "ray" if args.ray else "serve")
+        missing = MissingDependencyError(exc.name or "starlette", "ray" if args.ray else "serve")
         print(f"handoff serve: {missing}", file=sys.stderr)
         return 2
     except (LabkitError, ValueError, OSError) as exc:
@@ -170,11 +260,17 @@ def run_export_triton(args: argparse.Namespace) -> int:
     from labkit.serve.triton import export_triton
 
     try:
-        path = export_triton(args.bundle, args.out, variant=args.variant,
-                             max_batch_size=args.max_batch_size, instances=args.instances,
-                             max_queue_delay_us=args.max_queue_delay_us,
-                             max_queue_size=args.max_queue_size,
-                             triton_version=args.triton_version, force=args.force)
+        path = export_triton(
+            args.bundle,
+            args.out,
+            variant=args.variant,
+            max_batch_size=args.max_batch_size,
+            instances=args.instances,
+            max_queue_delay_us=args.max_queue_delay_us,
+            max_queue_size=args.max_queue_size,
+            triton_version=args.triton_version,
+            force=args.force,
+        )
     except (LabkitError, ValueError, OSError) as exc:
         print(f"handoff export-triton: {exc}", file=sys.stderr)
         return 2

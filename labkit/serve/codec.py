@@ -123,8 +123,9 @@ def _shape(value: Any, where: str) -> tuple[int, ...]:
     return tuple(value)
 
 
-def _split_body(body: bytes | bytearray, header_length: str | None
-                ) -> tuple[bytes | bytearray, bytes | bytearray]:
+def _split_body(
+    body: bytes | bytearray, header_length: str | None
+) -> tuple[bytes | bytearray, bytes | bytearray]:
     if header_length is None:
         return body, b""
     _expect(
@@ -136,9 +137,14 @@ def _split_body(body: bytes | bytearray, header_length: str | None
     return body[:n], body[n:]
 
 
-def parse_request(body: bytes | bytearray, header_length: str | None, *, max_depth: int,
-                  max_document: int = MAX_JSON_DOCUMENT,
-                  numpy_numbers_from: int = NUMPY_NUMBERS_FROM) -> InferRequest:
+def parse_request(
+    body: bytes | bytearray,
+    header_length: str | None,
+    *,
+    max_depth: int,
+    max_document: int = MAX_JSON_DOCUMENT,
+    numpy_numbers_from: int = NUMPY_NUMBERS_FROM,
+) -> InferRequest:
     """Parse an inference request body (JSON, or JSON header + binary tensors). Numeric
     tensor data of a JSON document of ``numpy_numbers_from`` bytes or more is decoded
     straight into NumPy (:mod:`labkit.serve.jsondata`); the same rules hold either way."""
@@ -150,7 +156,8 @@ def parse_request(body: bytes | bytearray, header_length: str | None, *, max_dep
     if len(document) > max_document:
         raise PayloadTooLarge(
             f"the JSON outside numeric tensor data is {len(document)} bytes, over the cap of "
-            f"{max_document}; send large BYTES or BOOL tensors with the binary extension")
+            f"{max_document}; send large BYTES or BOOL tensors with the binary extension"
+        )
     doc = loads_strict(document, max_depth=max_depth)
     _expect(isinstance(doc, dict), "the inference request must be a JSON object")
     unknown = sorted(set(doc) - _REQUEST_KEYS)
@@ -200,8 +207,10 @@ def _outputs(raw: Any) -> list[RequestOutput] | None:
     _expect(isinstance(raw, list), "outputs must be a list")
     result = []
     for i, item in enumerate(raw):
-        _expect(isinstance(item, dict) and isinstance(item.get("name"), str),
-                f"outputs[{i}] must be an object with a string name")
+        _expect(
+            isinstance(item, dict) and isinstance(item.get("name"), str),
+            f"outputs[{i}] must be an object with a string name",
+        )
         unknown = sorted(set(item) - _OUTPUT_KEYS)
         _expect(not unknown, f"unknown field(s) in outputs[{i}]: {unknown}")
         binary = _parameters(item.get("parameters"), f"outputs[{i}]").get("binary_data")
@@ -217,8 +226,9 @@ def _count(shape: tuple[int, ...]) -> int:
     return n
 
 
-def decode_binary(raw: bytes | bytearray, datatype: str, shape: tuple[int, ...],
-                  name: str) -> np.ndarray:
+def decode_binary(
+    raw: bytes | bytearray, datatype: str, shape: tuple[int, ...], name: str
+) -> np.ndarray:
     """Raw little-endian bytes -> array of ``shape``; the byte count must match exactly."""
     dtype, count = OIP_TO_NUMPY[datatype], _count(shape)
     if datatype == "BYTES":
@@ -229,8 +239,9 @@ def decode_binary(raw: bytes | bytearray, datatype: str, shape: tuple[int, ...],
             _expect(pos + 4 + length <= len(raw), f"input {name!r}: BYTES element runs past data")
             items.append(raw[pos + 4 : pos + 4 + length])
             pos += 4 + length
-        _expect(len(items) == count,
-                f"input {name!r}: {len(items)} elements for shape {list(shape)}")
+        _expect(
+            len(items) == count, f"input {name!r}: {len(items)} elements for shape {list(shape)}"
+        )
         return np.array(items, dtype=object).reshape(shape)
     expected = count * dtype.itemsize
     _expect(
@@ -240,8 +251,9 @@ def decode_binary(raw: bytes | bytearray, datatype: str, shape: tuple[int, ...],
     )
     if datatype == "BOOL":
         as_u8 = np.frombuffer(raw, dtype=np.uint8)
-        _expect(not as_u8.size or int(as_u8.max()) <= 1,
-                f"input {name!r}: BOOL bytes must be 0 or 1")
+        _expect(
+            not as_u8.size or int(as_u8.max()) <= 1, f"input {name!r}: BOOL bytes must be 0 or 1"
+        )
         return as_u8.view(np.bool_).reshape(shape)
     little = np.frombuffer(raw, dtype=dtype.newbyteorder("<"))
     return little.astype(dtype, copy=False).reshape(shape)
@@ -259,15 +271,17 @@ def decode_json_data(data: Any, datatype: str, shape: tuple[int, ...], name: str
     count = _count(shape)
     if datatype == "BYTES":
         flat = np.asarray(data, dtype=object).ravel()
-        _expect(all(isinstance(v, str) for v in flat),
-                f"input {name!r}: BYTES data must be strings")
+        _expect(
+            all(isinstance(v, str) for v in flat), f"input {name!r}: BYTES data must be strings"
+        )
         _expect(flat.size == count, f"input {name!r}: {flat.size} elements for shape {list(shape)}")
         return np.array([v.encode() for v in flat], dtype=object).reshape(shape)
     try:
         arr = np.asarray(data)
     except (ValueError, TypeError, OverflowError) as exc:
         raise BadRequest(
-            f"input {name!r}: data is not a regular array of numbers ({exc})") from None
+            f"input {name!r}: data is not a regular array of numbers ({exc})"
+        ) from None
     if dtype.kind in "iu" and arr.dtype.kind in "fO":
         arr = _big_integers(data, arr, dtype, datatype, name)
     _expect(
@@ -275,9 +289,11 @@ def decode_json_data(data: Any, datatype: str, shape: tuple[int, ...], name: str
         f"input {name!r}: data holds {arr.dtype.name} values, datatype says {datatype}",
     )
     _expect(arr.size == count, f"input {name!r}: {arr.size} elements for shape {list(shape)}")
-    _expect(arr.ndim <= 1 or arr.shape == shape,
-            f"input {name!r}: data is not a regular array nested as shape {list(shape)}; "
-            "send it flat or nested exactly as the shape")
+    _expect(
+        arr.ndim <= 1 or arr.shape == shape,
+        f"input {name!r}: data is not a regular array nested as shape {list(shape)}; "
+        "send it flat or nested exactly as the shape",
+    )
     if dtype.kind in "iu" and arr.size:
         info = np.iinfo(dtype)
         _expect(
@@ -294,15 +310,18 @@ def decode_json_data(data: Any, datatype: str, shape: tuple[int, ...], name: str
 _JSON_CHUNK = 1 << 16  # elements turned into Python objects at once (bounded memory)
 
 
-def _big_integers(data: list[Any], arr: np.ndarray, dtype: np.dtype[Any], datatype: str,
-                  name: str) -> np.ndarray:
+def _big_integers(
+    data: list[Any], arr: np.ndarray, dtype: np.dtype[Any], datatype: str, name: str
+) -> np.ndarray:
     """Integers beyond int64 make numpy pick float64 or object: check them exactly."""
     values = np.asarray(data, dtype=object).ravel()
     if not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
         return arr  # really floats (or junk): the kind check refuses them
     info = np.iinfo(dtype)
-    _expect(all(info.min <= v <= info.max for v in values),
-            f"input {name!r}: values out of range for {datatype}")
+    _expect(
+        all(info.min <= v <= info.max for v in values),
+        f"input {name!r}: values out of range for {datatype}",
+    )
     return np.array(values.tolist(), dtype=dtype).reshape(arr.shape)
 
 
@@ -318,8 +337,7 @@ def _to_json(arr: np.ndarray) -> list[bytes]:
     for i in range(0, flat.size, _JSON_CHUNK):
         if i:
             parts.append(b",")
-        parts.append(json.dumps(flat[i : i + _JSON_CHUNK].tolist(), allow_nan=False)[1:-1]
-                     .encode())
+        parts.append(json.dumps(flat[i : i + _JSON_CHUNK].tolist(), allow_nan=False)[1:-1].encode())
     parts.append(b"]")
     return parts
 
@@ -361,7 +379,9 @@ def encode_response(
             if arr.dtype.kind == "f" and not np.isfinite(arr).all():
                 raise ServeError(
                     f"output {name!r} holds NaN or infinite values, which JSON cannot carry; "
-                    "ask for it as binary (parameters.binary_data: true)", status=422)
+                    "ask for it as binary (parameters.binary_data: true)",
+                    status=422,
+                )
             marker = f"@labkit-output-{secrets.token_hex(16)}"
             datas[marker] = _to_json(arr)
             entry["data"] = marker

@@ -50,19 +50,34 @@ class ServeConfig:
     trusted_keys: tuple[str, ...] | None = None  # PEM public keys; None: signatures not required
 
     def __post_init__(self) -> None:
-        for name in ("max_body_bytes", "max_json_depth", "max_batch_size", "max_queue",
-                     "max_inflight", "workers", "max_connections", "max_header_bytes"):
+        for name in (
+            "max_body_bytes",
+            "max_json_depth",
+            "max_batch_size",
+            "max_queue",
+            "max_inflight",
+            "workers",
+            "max_connections",
+            "max_header_bytes",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        for name in ("max_batch_delay_ms", "queue_timeout_ms", "reload_interval_s",
-                     "drain_delay_s", "graceful_timeout_s"):
+        for name in (
+            "max_batch_delay_ms",
+            "queue_timeout_ms",
+            "reload_interval_s",
+            "drain_delay_s",
+            "graceful_timeout_s",
+        ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         for name in ("header_timeout_s", "keepalive_timeout_s", "body_timeout_s"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         if self.max_body_budget_bytes < self.max_body_bytes:
-            raise ValueError(f"max_body_budget_bytes ({self.max_body_budget_bytes}) must be at "
-                             f"least max_body_bytes ({self.max_body_bytes})")
+            raise ValueError(
+                f"max_body_budget_bytes ({self.max_body_budget_bytes}) must be at "
+                f"least max_body_bytes ({self.max_body_bytes})"
+            )
         if self.token is not None and len(self.token) < 8:
             raise ValueError("the bearer token must be at least 8 characters")

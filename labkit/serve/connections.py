@@ -50,12 +50,15 @@ def effective_max_connections(wanted: int) -> int:
 
 def _raw_response(status: int, reason: str, message: str) -> bytes:
     body = json.dumps({"error": message}).encode()
-    return (f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\n"
-            f"content-length: {len(body)}\r\nconnection: close\r\n\r\n").encode() + body
+    return (
+        f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\n"
+        f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
+    ).encode() + body
 
 
-def guarded_protocol(base: type[asyncio.Protocol], limits: ConnectionLimits
-                     ) -> type[asyncio.Protocol]:
+def guarded_protocol(
+    base: type[asyncio.Protocol], limits: ConnectionLimits
+) -> type[asyncio.Protocol]:
     """A subclass of uvicorn's protocol class ``base`` enforcing ``limits``."""
 
     class Guarded(base):  # type: ignore[valid-type, misc]
@@ -85,9 +88,12 @@ def guarded_protocol(base: type[asyncio.Protocol], limits: ConnectionLimits
                 self._lk_bytes = 0
                 self._lk_disarm()
             elif not self._lk_active and self._lk_bytes > self._limits.max_header_bytes:
-                self._lk_close(431, "Request Header Fields Too Large",
-                               f"request line and headers exceed {self._limits.max_header_bytes}"
-                               " bytes (--max-header-kb)")
+                self._lk_close(
+                    431,
+                    "Request Header Fields Too Large",
+                    f"request line and headers exceed {self._limits.max_header_bytes}"
+                    " bytes (--max-header-kb)",
+                )
 
         def on_response_complete(self) -> None:
             super().on_response_complete()
@@ -112,8 +118,12 @@ def guarded_protocol(base: type[asyncio.Protocol], limits: ConnectionLimits
             if self._lk_active or self.transport is None or self.transport.is_closing():
                 return
             if self._lk_bytes:
-                self._lk_close(408, "Request Timeout", "request headers did not arrive within "
-                               f"{self._limits.header_timeout_s:g}s (--header-timeout)")
+                self._lk_close(
+                    408,
+                    "Request Timeout",
+                    "request headers did not arrive within "
+                    f"{self._limits.header_timeout_s:g}s (--header-timeout)",
+                )
             else:
                 self.transport.close()
 
@@ -124,14 +134,24 @@ def guarded_protocol(base: type[asyncio.Protocol], limits: ConnectionLimits
                 self.transport.close()
 
         def _lk_make_room(self) -> None:
-            idle = [c for c in self.connections
-                    if c is not self and isinstance(c, Guarded) and not c._lk_active
-                    and not c.transport.is_closing()]
+            idle = [
+                c
+                for c in self.connections
+                if c is not self
+                and isinstance(c, Guarded)
+                and not c._lk_active
+                and not c.transport.is_closing()
+            ]
             if not idle:
-                log.warning("connection cap (%d) reached with every connection busy; "
-                            "refusing a new one", self._limits.max_connections)
-                self._lk_close(503, "Service Unavailable",
-                               f"more than {self._limits.max_connections} connections; retry")
+                log.warning(
+                    "connection cap (%d) reached with every connection busy; refusing a new one",
+                    self._limits.max_connections,
+                )
+                self._lk_close(
+                    503,
+                    "Service Unavailable",
+                    f"more than {self._limits.max_connections} connections; retry",
+                )
                 return
             oldest = min(idle, key=lambda c: (c._lk_bytes > 0, c._lk_since))
             oldest._lk_disarm()

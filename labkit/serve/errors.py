@@ -8,8 +8,16 @@ from __future__ import annotations
 
 from labkit.errors import InputError, LabkitError
 
-__all__ = ["BadRequest", "ClientGone", "NotFound", "Overloaded", "PayloadTooLarge",
-           "RequestTimeout", "ServeError", "Unauthorized"]
+__all__ = [
+    "BadRequest",
+    "ClientGone",
+    "NotFound",
+    "Overloaded",
+    "PayloadTooLarge",
+    "RequestTimeout",
+    "ServeError",
+    "Unauthorized",
+]
 
 
 class ServeError(LabkitError):

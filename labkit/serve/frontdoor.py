@@ -65,8 +65,15 @@ def _authorization_ok(header: bytes, token: bytes) -> bool:
 
 
 class FrontDoor:
-    def __init__(self, app: ASGIApp, *, token: str | None, limits: Limits, metrics: Metrics,
-                 routes: Sequence[BaseRoute]) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        token: str | None,
+        limits: Limits,
+        metrics: Metrics,
+        routes: Sequence[BaseRoute],
+    ) -> None:
         self.app = app
         self.limits = limits
         self.metrics = metrics
@@ -107,8 +114,10 @@ class FrontDoor:
                 return
             declared = dict(scope.get("headers") or []).get(b"content-length", b"")
             if declared.isdigit() and int(declared) > self.limits.max_body_bytes:
-                too_large = PayloadTooLarge(f"request body of {int(declared)} bytes exceeds "
-                                            f"the cap of {self.limits.max_body_bytes}")
+                too_large = PayloadTooLarge(
+                    f"request body of {int(declared)} bytes exceeds "
+                    f"the cap of {self.limits.max_body_bytes}"
+                )
                 await error_response(too_large)(scope, receive, send_wrapper)
                 return
             await self.app(scope, request.receive, send_wrapper)
@@ -127,8 +136,13 @@ class FrontDoor:
         location = raw.rstrip(b"/")
         if scope.get("query_string"):
             location += b"?" + scope["query_string"]
-        await send({"type": "http.response.start", "status": 307,
-                    "headers": [(b"location", location), (b"content-length", b"0")]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 307,
+                "headers": [(b"location", location), (b"content-length", b"0")],
+            }
+        )
         await send({"type": "http.response.body", "body": b""})
         return True
 
@@ -156,8 +170,10 @@ class _Request:
                 message = await asyncio.wait_for(self._receive(), left)
         except (asyncio.TimeoutError, TimeoutError):
             door.metrics.rejected.labels("body_timeout").inc()
-            raise RequestTimeout(f"the request body did not arrive within "
-                                 f"{limits.body_timeout_s:g}s (--body-timeout)") from None
+            raise RequestTimeout(
+                f"the request body did not arrive within "
+                f"{limits.body_timeout_s:g}s (--body-timeout)"
+            ) from None
         if message["type"] == "http.disconnect":
             self.status = ClientGone.status
             raise ClientGone("the client closed the connection")
@@ -167,13 +183,14 @@ class _Request:
         self._held += size
         door._held += size
         if self._held > limits.max_body_bytes:
-            raise PayloadTooLarge(f"request body exceeds the cap of {limits.max_body_bytes} "
-                                  "bytes")
+            raise PayloadTooLarge(f"request body exceeds the cap of {limits.max_body_bytes} bytes")
         if door._held > limits.max_body_budget and door._held > self._held:
             door.metrics.rejected.labels("memory").inc()
-            raise Overloaded(f"request bodies in flight exceed the memory budget of "
-                             f"{limits.max_body_budget} bytes; retry",
-                             retry_after=limits.retry_after_s)
+            raise Overloaded(
+                f"request bodies in flight exceed the memory budget of "
+                f"{limits.max_body_budget} bytes; retry",
+                retry_after=limits.retry_after_s,
+            )
         if not message.get("more_body", False) and self.route in ADMITTED_ROUTES:
             self._admit()
         return message
@@ -184,9 +201,11 @@ class _Request:
             return
         if door._inflight >= door.limits.max_inflight:
             door.metrics.rejected.labels("inflight").inc()
-            raise Overloaded(f"server overloaded: more than {door.limits.max_inflight} "
-                             "inferences in flight; retry later",
-                             retry_after=door.limits.retry_after_s)
+            raise Overloaded(
+                f"server overloaded: more than {door.limits.max_inflight} "
+                "inferences in flight; retry later",
+                retry_after=door.limits.retry_after_s,
+            )
         self._admitted = True
         door._inflight += 1
         door.metrics.inflight.set(door._inflight)

@@ -49,8 +49,9 @@ class NumericData:
 
 def _bad(pos: int, buf: bytes | bytearray) -> BadRequest:
     snippet = bytes(buf[max(pos - 10, 0) : pos + 10]).decode("ascii", "replace")
-    return BadRequest(f"tensor data is not a valid JSON array of numbers near byte {pos} "
-                      f"({snippet!r})")
+    return BadRequest(
+        f"tensor data is not a valid JSON array of numbers near byte {pos} ({snippet!r})"
+    )
 
 
 def _span_end(buf: bytes | bytearray, start: int) -> int | None:
@@ -80,16 +81,20 @@ def _validate(buf: bytes | bytearray, start: int, end: int) -> NumericData:
     carry_kind, carry_digits = -1, 0
     for a in range(start, end, _CHUNK):
         b = min(a + _CHUNK, end)
-        ctx = bytes(buf[max(a - 2, 0) : a]).rjust(2, b" ") + bytes(buf[a:b]) + (
-            bytes(buf[b : b + 1]) or b" ")
+        ctx = (
+            bytes(buf[max(a - 2, 0) : a]).rjust(2, b" ")
+            + bytes(buf[a:b])
+            + (bytes(buf[b : b + 1]) or b" ")
+        )
         ext = np.frombuffer(ctx, dtype=np.uint8)
         c, p, pp, n = ext[2:-1], ext[1:-2], ext[:-3], ext[3:]
         dig = (ext >= 0x30) & (ext <= 0x39)
         cd, pd, nd = dig[2:-1], dig[1:-2], dig[3:]
         p_e = (p == 0x65) | (p == 0x45)
         starts = (p == 0x2C) | (p == 0x5B) | (p == 0x20) | (p == 0x09) | (p == 0x0A) | (p == 0x0D)
-        pp_starts = ((pp == 0x2C) | (pp == 0x5B) | (pp == 0x20) | (pp == 0x09) | (pp == 0x0A)
-                     | (pp == 0x0D))
+        pp_starts = (
+            (pp == 0x2C) | (pp == 0x5B) | (pp == 0x20) | (pp == 0x09) | (pp == 0x0A) | (pp == 0x0D)
+        )
         is_e = (c == 0x65) | (c == 0x45)
         bad = (c == 0x2B) & ~(p_e & nd)  # "+" only in an exponent
         bad |= (c == 0x2D) & ~((starts | p_e) & nd)  # "-" starts a number or an exponent
@@ -128,8 +133,9 @@ def _validate(buf: bytes | bytearray, start: int, end: int) -> NumericData:
     return NumericData(buf, start, end, count, floats, b"".join(skeleton) if nested else None)
 
 
-def extract_numeric_data(buf: bytes | bytearray, max_depth: int
-                         ) -> tuple[bytes | bytearray, dict[str, NumericData]]:
+def extract_numeric_data(
+    buf: bytes | bytearray, max_depth: int
+) -> tuple[bytes | bytearray, dict[str, NumericData]]:
     """The document with each input's numeric ``data`` array replaced by a placeholder
     string (random per request, so a client cannot forge one), and the arrays by placeholder.
     Also enforces ``max_depth`` (one scan of the bytes for both)."""
@@ -170,8 +176,11 @@ def _skip_ws(buf: bytes | bytearray, pos: int) -> int:
 def _expected_skeleton(shape: tuple[int, ...]) -> bytes:
     inner = b""
     for dim in reversed(shape):
-        inner = b"[" + b",".join([inner] * dim) + b"]" if inner else b"[" + b"," * max(
-            dim - 1, 0) + b"]"
+        inner = (
+            b"[" + b",".join([inner] * dim) + b"]"
+            if inner
+            else b"[" + b"," * max(dim - 1, 0) + b"]"
+        )
     return inner
 
 
@@ -187,8 +196,9 @@ def _chunks(data: NumericData) -> list[tuple[int, int]]:
     return out
 
 
-def decode_numbers(data: NumericData, dtype: np.dtype, datatype: str,
-                   shape: tuple[int, ...], name: str) -> np.ndarray:
+def decode_numbers(
+    data: NumericData, dtype: np.dtype, datatype: str, shape: tuple[int, ...], name: str
+) -> np.ndarray:
     """Parse the numbers into an array of ``shape`` and ``dtype``: exact integers, range and
     finiteness checked, the same refusals as the list path of :func:`decode_json_data`."""
     count = 1
@@ -204,8 +214,10 @@ def decode_numbers(data: NumericData, dtype: np.dtype, datatype: str,
     if data.count != count:
         raise BadRequest(f"input {name!r}: {data.count} elements for shape {list(shape)}")
     if data.skeleton is not None and data.skeleton != _expected_skeleton(shape):
-        raise BadRequest(f"input {name!r}: data is not a regular array nested as shape "
-                         f"{list(shape)}; send it flat or nested exactly as the shape")
+        raise BadRequest(
+            f"input {name!r}: data is not a regular array nested as shape "
+            f"{list(shape)}; send it flat or nested exactly as the shape"
+        )
     out = np.empty(count, dtype=dtype)
     if not count:
         return out.reshape(shape)
@@ -243,8 +255,9 @@ def _parse(text: bytes, dtype: np.dtype, datatype: str, name: str) -> np.ndarray
     except ValueError as exc:
         if isinstance(exc, BadRequest):
             raise
-        raise BadRequest(f"input {name!r}: data is not a regular array of numbers "
-                         f"({exc})") from None
+        raise BadRequest(
+            f"input {name!r}: data is not a regular array of numbers ({exc})"
+        ) from None
     info = np.iinfo(dtype)
     if ints.size and (int(ints.min()) < info.min or int(ints.max()) > info.max):
         raise BadRequest(f"input {name!r}: values out of range for {datatype}")

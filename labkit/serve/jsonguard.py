@@ -23,8 +23,9 @@ __all__ = ["check_json_depth", "loads_strict"]
 _MAX_INT_DIGITS = 64  # no field of the protocol needs more; int() of 5,000 digits is slow
 
 
-def check_json_depth(buf: bytes | bytearray, limit: int, *, probes: Sequence[int] = (),
-                     probe_depth: int = 0) -> list[int]:
+def check_json_depth(
+    buf: bytes | bytearray, limit: int, *, probes: Sequence[int] = (), probe_depth: int = 0
+) -> list[int]:
     """Refuse JSON nested deeper than ``limit``, without parsing it; return the ``probes``
     (offsets of ``"``) that open a string at level ``probe_depth``. The scanner is
     ``labkit.bundle._json.scan_depth`` (one home for strict JSON); here it is worded for HTTP.
@@ -32,8 +33,7 @@ def check_json_depth(buf: bytes | bytearray, limit: int, *, probes: Sequence[int
     try:
         return scan_depth(buf, limit, probes=probes, probe_depth=probe_depth)
     except TooDeep:
-        raise BadRequest(f"JSON nesting deeper than {limit} levels; flatten the request") \
-            from None
+        raise BadRequest(f"JSON nesting deeper than {limit} levels; flatten the request") from None
 
 
 def _refuse_constant(name: str) -> Any:
@@ -50,8 +50,9 @@ def _finite_float(text: str) -> float:
 def _bounded_int(text: str) -> int:
     digits = len(text.lstrip("-"))
     if digits > _MAX_INT_DIGITS:
-        raise BadRequest(f"integer literal of {digits} digits; at most {_MAX_INT_DIGITS} "
-                         "are accepted")
+        raise BadRequest(
+            f"integer literal of {digits} digits; at most {_MAX_INT_DIGITS} are accepted"
+        )
     return int(text)
 
 
@@ -60,8 +61,9 @@ def loads_strict(buf: bytes | bytearray, *, max_depth: int) -> Any:
     every error a :class:`BadRequest`."""
     check_json_depth(buf, max_depth)
     try:
-        return parse(buf, parse_constant=_refuse_constant, parse_float=_finite_float,
-                     parse_int=_bounded_int)
+        return parse(
+            buf, parse_constant=_refuse_constant, parse_float=_finite_float, parse_int=_bounded_int
+        )
     except BadRequest:
         raise
     except DuplicateKey as exc:

@@ -22,33 +22,62 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.requests = Counter(
-            "labkit_requests", "HTTP requests answered, by route and status code",
-            ["route", "status"], registry=r)
+            "labkit_requests",
+            "HTTP requests answered, by route and status code",
+            ["route", "status"],
+            registry=r,
+        )
         self.latency = Histogram(
-            "labkit_request_duration_seconds", "Time from request start to response, by route",
-            ["route"], buckets=_LATENCY_BUCKETS, registry=r)
+            "labkit_request_duration_seconds",
+            "Time from request start to response, by route",
+            ["route"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
         self.inferences = Counter(
-            "labkit_inferences", "Successful inferences, by model and version",
-            ["model", "version"], registry=r)
+            "labkit_inferences",
+            "Successful inferences, by model and version",
+            ["model", "version"],
+            registry=r,
+        )
         self.batch_size = Histogram(
-            "labkit_batch_size", "Requests run together in one ONNX Runtime call",
-            ["model", "version"], buckets=_BATCH_BUCKETS, registry=r)
+            "labkit_batch_size",
+            "Requests run together in one ONNX Runtime call",
+            ["model", "version"],
+            buckets=_BATCH_BUCKETS,
+            registry=r,
+        )
         self.queue_depth = Gauge(
-            "labkit_queue_depth", "Requests waiting in a model's batch queue",
-            ["model", "version"], registry=r)
+            "labkit_queue_depth",
+            "Requests waiting in a model's batch queue",
+            ["model", "version"],
+            registry=r,
+        )
         self.inflight = Gauge(
-            "labkit_inflight_requests", "Requests inside the server right now", registry=r)
+            "labkit_inflight_requests", "Requests inside the server right now", registry=r
+        )
         self.rejected = Counter(
-            "labkit_rejected", "Requests refused for overload, by reason", ["reason"], registry=r)
+            "labkit_rejected", "Requests refused for overload, by reason", ["reason"], registry=r
+        )
         self.loads = Counter(
-            "labkit_model_loads", "Model versions loaded (ok) or refused (refused) by the store "
-            "watcher", ["model", "version", "result"], registry=r)
+            "labkit_model_loads",
+            "Model versions loaded (ok) or refused (refused) by the store watcher",
+            ["model", "version", "result"],
+            registry=r,
+        )
         self.refused = Counter(
-            "labkit_versions_refused", "Versions refused at startup or hot reload, by the rule "
-            "they broke (or the error's type)", ["model", "version", "rule"], registry=r)
+            "labkit_versions_refused",
+            "Versions refused at startup or hot reload, by the rule "
+            "they broke (or the error's type)",
+            ["model", "version", "rule"],
+            registry=r,
+        )
         self.served = Gauge(
-            "labkit_model_versions_served", "Versions currently served, by model", ["model"],
-            registry=r)
+            "labkit_model_versions_served",
+            "Versions currently served, by model",
+            ["model"],
+            registry=r,
+        )
         self.ready = Gauge("labkit_ready", "1 when the server reports ready", registry=r)
 
     def render(self) -> bytes:

@@ -41,10 +41,17 @@ def _serve_module() -> Any:
     return serve
 
 
-def deployment(source: str | os.PathLike[str], config: ServeConfig | None = None, *,
-               replicas: int = 1, max_replicas: int | None = None,
-               max_queued_requests: int = 256, max_ongoing_requests: int | None = None,
-               num_cpus: float = 1.0, target_ongoing_requests: float = 4.0) -> Any:
+def deployment(
+    source: str | os.PathLike[str],
+    config: ServeConfig | None = None,
+    *,
+    replicas: int = 1,
+    max_replicas: int | None = None,
+    max_queued_requests: int = 256,
+    max_ongoing_requests: int | None = None,
+    num_cpus: float = 1.0,
+    target_ongoing_requests: float = 4.0,
+) -> Any:
     """A bound Ray Serve application serving ``source`` (pass it to ``serve.run``).
 
     ``replicas`` fixed replicas, or autoscaling from ``replicas`` to ``max_replicas``. Each
@@ -74,8 +81,10 @@ def deployment(source: str | os.PathLike[str], config: ServeConfig | None = None
     }
     if max_replicas is not None and max_replicas > replicas:
         options["autoscaling_config"] = {
-            "min_replicas": replicas, "initial_replicas": replicas,
-            "max_replicas": max_replicas, "target_ongoing_requests": target_ongoing_requests,
+            "min_replicas": replicas,
+            "initial_replicas": replicas,
+            "max_replicas": max_replicas,
+            "target_ongoing_requests": target_ongoing_requests,
         }
     else:
         options["num_replicas"] = replicas
@@ -88,9 +97,17 @@ def deployment(source: str | os.PathLike[str], config: ServeConfig | None = None
     return LabkitServe.bind()  # type: ignore[attr-defined]
 
 
-def run_ray(source: str | os.PathLike[str], config: ServeConfig, *, host: str = "127.0.0.1",
-            port: int = 8000, replicas: int = 1, max_replicas: int | None = None,
-            max_queued_requests: int = 256, address: str | None = None) -> int:
+def run_ray(
+    source: str | os.PathLike[str],
+    config: ServeConfig,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    replicas: int = 1,
+    max_replicas: int | None = None,
+    max_queued_requests: int = 256,
+    address: str | None = None,
+) -> int:
     """``handoff serve --ray``: start (or join) Ray, deploy, block until SIGTERM/SIGINT."""
     serve = _serve_module()
     import ray
@@ -101,11 +118,18 @@ def run_ray(source: str | os.PathLike[str], config: ServeConfig, *, host: str = 
         signal.signal(sig, lambda *_: done.set())
     try:
         serve.start(http_options={"host": host, "port": port})
-        serve.run(deployment(source, config, replicas=replicas, max_replicas=max_replicas,
-                             max_queued_requests=max_queued_requests),
-                  name=APP_NAME, route_prefix="/")
-        print(f"labkit on Ray Serve: http://{host}:{port}/v2 ({replicas} replica(s))",
-              flush=True)
+        serve.run(
+            deployment(
+                source,
+                config,
+                replicas=replicas,
+                max_replicas=max_replicas,
+                max_queued_requests=max_queued_requests,
+            ),
+            name=APP_NAME,
+            route_prefix="/",
+        )
+        print(f"labkit on Ray Serve: http://{host}:{port}/v2 ({replicas} replica(s))", flush=True)
         done.wait()
         serve.delete(APP_NAME)  # replicas drain their in-flight requests
         serve.shutdown()

@@ -23,9 +23,13 @@ log = logging.getLogger("labkit.serve")
 
 
 class Reloader:
-    def __init__(self, repo: ModelRepository, interval_s: float,
-                 after: Callable[[], Awaitable[None]] | None = None,
-                 on_death: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        repo: ModelRepository,
+        interval_s: float,
+        after: Callable[[], Awaitable[None]] | None = None,
+        on_death: Callable[[], None] | None = None,
+    ) -> None:
         self._repo = repo
         self._interval = interval_s
         self._after = after
@@ -52,8 +56,11 @@ class Reloader:
                 await self.check_now()
             except (OSError, StoreError) as exc:  # unreadable store: keep what is loaded
                 if not self._store_down:
-                    log.error("store scan failed, keeping what is loaded and retrying every "
-                              "%.1fs: %s", self._interval, exc)
+                    log.error(
+                        "store scan failed, keeping what is loaded and retrying every %.1fs: %s",
+                        self._interval,
+                        exc,
+                    )
                 self._store_down = True
                 continue
             if self._store_down:
@@ -67,8 +74,11 @@ class Reloader:
         if exc is None and self._stopping.is_set():
             return
         self.alive = False
-        log.error("the store watcher died (%s); not ready: no new version will be loaded",
-                  repr(exc) if exc is not None else "cancelled", exc_info=exc)
+        log.error(
+            "the store watcher died (%s); not ready: no new version will be loaded",
+            repr(exc) if exc is not None else "cancelled",
+            exc_info=exc,
+        )
         if self._on_death is not None:
             self._on_death()
 

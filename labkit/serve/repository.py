@@ -33,7 +33,6 @@ __all__ = ["ModelRepository", "ServedModel", "StoreUnavailable", "batch_dim", "r
 log = logging.getLogger("labkit.serve")
 
 
-
 class StoreUnavailable(StoreError):
     """The store root cannot be listed right now; what is loaded keeps serving."""
 
@@ -86,13 +85,18 @@ def _rows_independent(model: Model) -> bool:
         golden = model.golden_inputs()  # the bounded, re-hashed reader ([golden])
         feeds = {s.name: golden[s.name] for s in model.inputs}
     except Exception as exc:  # noqa: BLE001 - no proof, no batching
-        log.warning("%s %s: no golden inputs to probe batching (%s); batching off",
-                    model.name, model.version, exc)
+        log.warning(
+            "%s %s: no golden inputs to probe batching (%s); batching off",
+            model.name,
+            model.version,
+            exc,
+        )
         return False
     probe = _probe_rows(feeds)
     if probe is None:
-        log.warning("%s %s: no two distinct rows to probe batching; batching off",
-                    model.name, model.version)
+        log.warning(
+            "%s %s: no two distinct rows to probe batching; batching off", model.name, model.version
+        )
         return False
     rows = int(next(iter(probe.values())).shape[0])
     try:
@@ -103,11 +107,13 @@ def _rows_independent(model: Model) -> bool:
                 ref = together[name][i : i + 1]
                 scale = float(np.max(np.abs(ref))) if ref.size and ref.dtype.kind == "f" else 1.0
                 if value.shape != ref.shape or not np.allclose(
-                        value, ref, rtol=1e-5, atol=1e-5 * max(scale, 1.0), equal_nan=True):
+                    value, ref, rtol=1e-5, atol=1e-5 * max(scale, 1.0), equal_nan=True
+                ):
                     return False
     except Exception as exc:  # noqa: BLE001 - a probe that cannot run proves nothing
-        log.warning("%s %s: batching probe failed (%s); batching off",
-                    model.name, model.version, exc)
+        log.warning(
+            "%s %s: batching probe failed (%s); batching off", model.name, model.version, exc
+        )
         return False
     return True
 
@@ -147,8 +153,11 @@ def _fingerprint(path: Path) -> str:
     is retried when what is in it changes, not when something merely touches it). Re-read
     only when a file's size, inode, mtime or ctime moved (ctime cannot be set back by hand)."""
     files = sorted(p for p in path.rglob("*") if p.is_file())
-    stats = tuple((str(f), st.st_size, st.st_ino, st.st_mtime_ns, st.st_ctime_ns)
-                  for f in files for st in [f.stat()])
+    stats = tuple(
+        (str(f), st.st_size, st.st_ino, st.st_mtime_ns, st.st_ctime_ns)
+        for f in files
+        for st in [f.stat()]
+    )
     cached = _digests.get(path)
     if cached is not None and cached[0] == stats:
         return cached[1]
@@ -170,10 +179,17 @@ def rule_of(exc: BaseException) -> str:
 
 
 class ModelRepository:
-    def __init__(self, source: str | os.PathLike[str], *, threads: int | None = None,
-                 self_test: bool = True, on_event: LoadEvent | None = None,
-                 tuning: bool = True, tune_budget_s: float | None = None,
-                 trusted_keys: Sequence[str] | None = None) -> None:
+    def __init__(
+        self,
+        source: str | os.PathLike[str],
+        *,
+        threads: int | None = None,
+        self_test: bool = True,
+        on_event: LoadEvent | None = None,
+        tuning: bool = True,
+        tune_budget_s: float | None = None,
+        trusted_keys: Sequence[str] | None = None,
+    ) -> None:
         self._tuning, self._tune_budget_s = tuning, tune_budget_s
         self.source = Path(source)
         self._trusted = None
@@ -181,8 +197,10 @@ class ModelRepository:
             from labkit.runtime.signing import load_trusted_keys
 
             self._trusted = load_trusted_keys(trusted_keys)
-            log.info("serving only bundles signed by: %s",
-                     ", ".join(f"sha256:{k.fingerprint[:16]}… ({k.path})" for k in self._trusted))
+            log.info(
+                "serving only bundles signed by: %s",
+                ", ".join(f"sha256:{k.fingerprint[:16]}… ({k.path})" for k in self._trusted),
+            )
         self.single = (self.source / MANIFEST_NAME).is_file()
         self._threads = threads
         self._self_test = self_test
@@ -199,8 +217,10 @@ class ModelRepository:
             return versions[self.versions(name)[-1]]
         found = versions.get(version)
         if found is None:
-            raise NotFound(f"model {name!r} has no version {version!r} being served; "
-                           f"serving: {self.versions(name)}")
+            raise NotFound(
+                f"model {name!r} has no version {version!r} being served; "
+                f"serving: {self.versions(name)}"
+            )
         return found
 
     def versions(self, name: str) -> list[str]:
@@ -222,8 +242,12 @@ class ModelRepository:
 
                 check_signature(verify(path), self._trusted)
             ensure_tuned(path, budget_s=self._tune_budget_s, on_note=log.info)
-        model = load(path, threads=self._threads, profile="auto" if self._tuning else None,
-                     trusted_keys=self._trusted)
+        model = load(
+            path,
+            threads=self._threads,
+            profile="auto" if self._tuning else None,
+            trusted_keys=self._trusted,
+        )
         if model.tuning["note"]:
             log.warning("%s %s: %s", model.name, model.version, model.tuning["note"])
         if self._self_test:
@@ -232,8 +256,9 @@ class ModelRepository:
                 raise LabkitError(f"self-test failed on this CPU: {'; '.join(report.failures)}")
         dim = batch_dim(model)
         if dim is not None and not _rows_independent(model):
-            log.warning("%s %s: rows are not independent; batching disabled",
-                        model.name, model.version)
+            log.warning(
+                "%s %s: rows are not independent; batching disabled", model.name, model.version
+            )
             dim = None
         return ServedModel(model, dim)
 
@@ -255,8 +280,10 @@ class ModelRepository:
         store = Store(self.source)
         found = {(n, v): store.root / n / v for n in store.names() for v in store.versions(n)}
         if not found and self._table:  # an empty mount point looks like this too
-            raise StoreUnavailable(f"store root {self.source} holds no versions; keeping the "
-                                   f"{len(self.served())} loaded until it does")
+            raise StoreUnavailable(
+                f"store root {self.source} holds no versions; keeping the "
+                f"{len(self.served())} loaded until it does"
+            )
         return found
 
     def refresh(self) -> list[tuple[str, str, bool, str]]:
@@ -278,8 +305,9 @@ class ModelRepository:
             try:
                 served = self._load(path)
                 if (served.name, served.version) != (name, version):
-                    raise LabkitError(f"directory {name}/{version} holds "
-                                      f"{served.name} {served.version}")
+                    raise LabkitError(
+                        f"directory {name}/{version} holds {served.name} {served.version}"
+                    )
             except Exception as exc:  # noqa: BLE001 - one bad version never stops the others
                 reason = f"{type(exc).__name__}: {exc}"
                 try:
@@ -294,10 +322,14 @@ class ModelRepository:
             table = dict(self._table)  # copy-on-write: lookups never see a half-built table
             table[name] = {**table.get(name, {}), version: served}
             self._table = table
-            log.info("serving %s %s (%s%s, batching %s)", name, version,
-                     served.model.candidate.label,
-                     ", tuned" if served.model.tuning["profile"] else "",
-                     "on" if served.batch_dim else "off")
+            log.info(
+                "serving %s %s (%s%s, batching %s)",
+                name,
+                version,
+                served.model.candidate.label,
+                ", tuned" if served.model.tuning["profile"] else "",
+                "on" if served.batch_dim else "off",
+            )
             events.append((name, version, True, "loaded"))
         for name, versions in list(self._table.items()):
             gone = [v for v in versions if (name, v) not in candidates]

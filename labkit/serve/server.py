@@ -46,8 +46,11 @@ class DrainingServer(uvicorn.Server):
             return
         self._draining = True
         self._labkit_app.state.labkit.set_ready(False)
-        log.info("signal %s: not ready; draining for %.1fs, then finishing in-flight requests",
-                 signal.Signals(sig).name, self._drain_delay)
+        log.info(
+            "signal %s: not ready; draining for %.1fs, then finishing in-flight requests",
+            signal.Signals(sig).name,
+            self._drain_delay,
+        )
         if self._drain_delay > 0:
             timer = threading.Timer(self._drain_delay, self._stop)
             timer.daemon = True
@@ -66,23 +69,41 @@ def protocol_class(config: ServeConfig, http: str = "auto") -> type[Any]:
     cap = effective_max_connections(config.max_connections)
     if cap < config.max_connections:
         log.info("connection cap %d (the open-file limit allows no more)", cap)
-    return guarded_protocol(base, ConnectionLimits(
-        max_connections=cap, header_timeout_s=config.header_timeout_s,
-        max_header_bytes=config.max_header_bytes,
-        keepalive_timeout_s=config.keepalive_timeout_s))
+    return guarded_protocol(
+        base,
+        ConnectionLimits(
+            max_connections=cap,
+            header_timeout_s=config.header_timeout_s,
+            max_header_bytes=config.max_header_bytes,
+            keepalive_timeout_s=config.keepalive_timeout_s,
+        ),
+    )
 
 
-def serve(source: str | os.PathLike[str], config: ServeConfig, *, host: str = "127.0.0.1",
-          port: int = 8000, log_level: str = "info", http: str = "auto") -> int:
+def serve(
+    source: str | os.PathLike[str],
+    config: ServeConfig,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    log_level: str = "info",
+    http: str = "auto",
+) -> int:
     """Serve until SIGTERM/SIGINT; returns the process exit code."""
     app = create_app(source, config)
     uv_config = uvicorn.Config(
-        app, host=host, port=port, log_level=log_level, lifespan="on",
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        lifespan="on",
         http=protocol_class(config, http),
         # a float: 0.5 s means half a second (int() made it 0, and 0 meant "wait forever")
         timeout_graceful_shutdown=config.graceful_timeout_s,  # type: ignore[arg-type]
         timeout_keep_alive=config.keepalive_timeout_s,  # type: ignore[arg-type]
-        access_log=False, server_header=False, limit_concurrency=None,
+        access_log=False,
+        server_header=False,
+        limit_concurrency=None,
         # the header cap is enforced by the guarded protocol (431) for either parser; h11's own
         # check stays as a backstop above it (one read chunk is at most 256 KiB)
         h11_max_incomplete_event_size=config.max_header_bytes + (512 << 10),

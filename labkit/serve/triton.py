@@ -18,11 +18,21 @@ from labkit.errors import StoreError
 __all__ = ["TRITON_TYPES", "export_triton", "render_config"]
 
 TRITON_TYPES = {
-    "bool": "TYPE_BOOL", "uint8": "TYPE_UINT8", "uint16": "TYPE_UINT16",
-    "uint32": "TYPE_UINT32", "uint64": "TYPE_UINT64", "int8": "TYPE_INT8",
-    "int16": "TYPE_INT16", "int32": "TYPE_INT32", "int64": "TYPE_INT64",
-    "float16": "TYPE_FP16", "float32": "TYPE_FP32", "float64": "TYPE_FP64",
-    "object": "TYPE_STRING", "str": "TYPE_STRING", "string": "TYPE_STRING",
+    "bool": "TYPE_BOOL",
+    "uint8": "TYPE_UINT8",
+    "uint16": "TYPE_UINT16",
+    "uint32": "TYPE_UINT32",
+    "uint64": "TYPE_UINT64",
+    "int8": "TYPE_INT8",
+    "int16": "TYPE_INT16",
+    "int32": "TYPE_INT32",
+    "int64": "TYPE_INT64",
+    "float16": "TYPE_FP16",
+    "float32": "TYPE_FP32",
+    "float64": "TYPE_FP64",
+    "object": "TYPE_STRING",
+    "str": "TYPE_STRING",
+    "string": "TYPE_STRING",
 }
 
 
@@ -52,9 +62,16 @@ def _tensor(t: TensorSpec, batched: bool) -> str:
     return "  {\n" + "\n".join(lines) + "\n  }"
 
 
-def render_config(name: str, version: str, sig: Signature, *, max_batch_size: int = 32,
-                  instances: int = 1, max_queue_delay_us: int = 500,
-                  max_queue_size: int = 128) -> str:
+def render_config(
+    name: str,
+    version: str,
+    sig: Signature,
+    *,
+    max_batch_size: int = 32,
+    instances: int = 1,
+    max_queue_delay_us: int = 500,
+    max_queue_size: int = 128,
+) -> str:
     """The ``config.pbtxt`` text for bundle ``name`` ``version`` with signature ``sig``."""
     batched = max_batch_size > 0 and _batchable(sig)
     parts = [
@@ -70,27 +87,43 @@ def render_config(name: str, version: str, sig: Signature, *, max_batch_size: in
         parts.append(
             "dynamic_batching {\n"
             f"  max_queue_delay_microseconds: {max_queue_delay_us}\n"
-            f"  default_queue_policy {{\n    max_queue_size: {max_queue_size}\n  }}\n}}")
+            f"  default_queue_policy {{\n    max_queue_size: {max_queue_size}\n  }}\n}}"
+        )
     parts.append("version_policy: { latest: { num_versions: 1 } }")
     for key, value in (("labkit_name", name), ("labkit_version", version)):
-        parts.append(f"parameters {{\n  key: {_q(key)}\n"
-                     f"  value: {{ string_value: {_q(value)} }}\n}}")
+        parts.append(
+            f"parameters {{\n  key: {_q(key)}\n  value: {{ string_value: {_q(value)} }}\n}}"
+        )
     return "\n".join(parts) + "\n"
 
 
-def export_triton(bundle: str | os.PathLike[str], out: str | os.PathLike[str], *,
-                  variant: str | None = None, max_batch_size: int = 32, instances: int = 1,
-                  max_queue_delay_us: int = 500, max_queue_size: int = 128,
-                  triton_version: int = 1, force: bool = False) -> Path:
+def export_triton(
+    bundle: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    variant: str | None = None,
+    max_batch_size: int = 32,
+    instances: int = 1,
+    max_queue_delay_us: int = 500,
+    max_queue_size: int = 128,
+    triton_version: int = 1,
+    force: bool = False,
+) -> Path:
     """Verify ``bundle`` and write ``out/NAME`` (config + model); returns that directory."""
     if instances < 1 or triton_version < 1 or max_batch_size < 0:
         raise ValueError("instances and triton_version must be >= 1, max_batch_size >= 0")
     verified = verify(bundle)
     m = verified.manifest
     model_bytes = verified.read(m.variant(variant).file)
-    config = render_config(m.name, m.version, m.signature, max_batch_size=max_batch_size,
-                           instances=instances, max_queue_delay_us=max_queue_delay_us,
-                           max_queue_size=max_queue_size)
+    config = render_config(
+        m.name,
+        m.version,
+        m.signature,
+        max_batch_size=max_batch_size,
+        instances=instances,
+        max_queue_delay_us=max_queue_delay_us,
+        max_queue_size=max_queue_size,
+    )
     out = Path(out)
     target = out / m.name
     if target.exists() and not force:

@@ -26,8 +26,9 @@ def _describe(spec: object) -> str:
     return f"{name}: {oip_datatype(dtype)}[{dims}]"
 
 
-def bind_inputs(request: InferRequest, served: ServedModel, *,
-                max_elements: int) -> dict[str, np.ndarray]:
+def bind_inputs(
+    request: InferRequest, served: ServedModel, *, max_elements: int
+) -> dict[str, np.ndarray]:
     specs = {s.name: s for s in served.model.inputs}
     signature = "; ".join(_describe(s) for s in served.model.inputs)
     seen: set[str] = set()
@@ -42,16 +43,20 @@ def bind_inputs(request: InferRequest, served: ServedModel, *,
         seen.add(item.name)
         want = oip_datatype(spec.dtype)
         if item.datatype != want:
-            raise BadRequest(f"input {item.name!r} has datatype {item.datatype!r}, the model "
-                             f"expects {want} ({_describe(spec)})")
+            raise BadRequest(
+                f"input {item.name!r} has datatype {item.datatype!r}, the model "
+                f"expects {want} ({_describe(spec)})"
+            )
         try:
             check_shape(item.name, item.shape, spec, bound, describe=_describe)
         except InputError as exc:
             raise BadRequest(str(exc)) from None
         count = math.prod(item.shape)
         if count > max_elements:
-            raise BadRequest(f"input {item.name!r} has shape {list(item.shape)} = {count} "
-                             f"elements, more than a request body can hold ({max_elements})")
+            raise BadRequest(
+                f"input {item.name!r} has shape {list(item.shape)} = {count} "
+                f"elements, more than a request body can hold ({max_elements})"
+            )
         if item.binary is not None:
             feeds[item.name] = decode_binary(item.binary, item.datatype, item.shape, item.name)
         else:

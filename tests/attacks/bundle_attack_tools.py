@@ -29,8 +29,9 @@ MODEL = "models/fp32.onnx"
 OPSET = [helper.make_opsetid("", 17)]
 
 
-def value(name: str, elem: int = TensorProto.UINT8,
-          shape: list[int | str] | None = None) -> onnx.ValueInfoProto:
+def value(
+    name: str, elem: int = TensorProto.UINT8, shape: list[int | str] | None = None
+) -> onnx.ValueInfoProto:
     return helper.make_tensor_value_info(name, elem, ["batch", 16] if shape is None else shape)
 
 
@@ -55,30 +56,57 @@ def model_bytes(graph: onnx.GraphProto, **kw: Any) -> bytes:
 
 def leak_model(w: TensorProto | None = None) -> bytes:
     """``y = x + w`` with ``w`` an initializer (embedded unless given)."""
-    g = helper.make_graph([helper.make_node("Add", ["x", "w"], ["y"])], "leak",
-                          [value("x")], [value("y")], [w or embedded_w()])
+    g = helper.make_graph(
+        [helper.make_node("Add", ["x", "w"], ["y"])],
+        "leak",
+        [value("x")],
+        [value("y")],
+        [w or embedded_w()],
+    )
     return model_bytes(g)
 
 
-def manifest_for(inputs: list[dict[str, Any]], outputs: list[dict[str, Any]],
-                 model: bytes) -> Manifest:
+def manifest_for(
+    inputs: list[dict[str, Any]], outputs: list[dict[str, Any]], model: bytes
+) -> Manifest:
     """A draft manifest (the writer names, versions and lists it)."""
-    return Manifest.from_dict({
-        "schema_version": 1, "name": "draft", "version": "0.0.0",
-        "created": "2026-01-01T00:00:00Z", "task": None, "labels": None,
-        "signature": {"inputs": inputs, "outputs": outputs},
-        "variants": [{"name": "fp32", "file": MODEL,
-                      "sha256": hashlib.sha256(model).hexdigest(), "precision": "fp32",
-                      "tolerance": {"rel": 1e-6, "metric": None, "min_metric": None}}],
-        "default_variant": "fp32",
-        "golden": {"inputs": "golden/inputs.npz", "expected": "golden/expected.npz"},
-        "fingerprint": {"architecture": "sha256:x", "weights": "sha256:x",
-                        "signature": "sha256:x", "metadata": "sha256:x"},
-        "change": {"kind": "first", "from": None, "reason": "attack test"},
-        "provenance": {"source": None, "libraries": {}, "cpu": {},
-                       "exporter": {"name": "hand", "opset": 17, "fallback_reason": None}},
-        "files": [],
-    }, check_files=False)
+    return Manifest.from_dict(
+        {
+            "schema_version": 1,
+            "name": "draft",
+            "version": "0.0.0",
+            "created": "2026-01-01T00:00:00Z",
+            "task": None,
+            "labels": None,
+            "signature": {"inputs": inputs, "outputs": outputs},
+            "variants": [
+                {
+                    "name": "fp32",
+                    "file": MODEL,
+                    "sha256": hashlib.sha256(model).hexdigest(),
+                    "precision": "fp32",
+                    "tolerance": {"rel": 1e-6, "metric": None, "min_metric": None},
+                }
+            ],
+            "default_variant": "fp32",
+            "golden": {"inputs": "golden/inputs.npz", "expected": "golden/expected.npz"},
+            "fingerprint": {
+                "architecture": "sha256:x",
+                "weights": "sha256:x",
+                "signature": "sha256:x",
+                "metadata": "sha256:x",
+            },
+            "change": {"kind": "first", "from": None, "reason": "attack test"},
+            "provenance": {
+                "source": None,
+                "libraries": {},
+                "cpu": {},
+                "exporter": {"name": "hand", "opset": 17, "fallback_reason": None},
+            },
+            "files": [],
+        },
+        check_files=False,
+    )
 
 
 def npz(**arrays: np.ndarray) -> bytes:
@@ -95,8 +123,11 @@ def leak_bundle(store: Path, name: str = "leak") -> Path:
     """A benign, valid bundle of the leak model (written and verified by the real writer)."""
     model = leak_model()
     x = np.zeros((2, 16), np.uint8)
-    files = {MODEL: model, "golden/inputs.npz": npz(x=x),
-             "golden/expected.npz": npz(y=x + np.arange(16, dtype=np.uint8))}
+    files = {
+        MODEL: model,
+        "golden/inputs.npz": npz(x=x),
+        "golden/expected.npz": npz(y=x + np.arange(16, dtype=np.uint8)),
+    }
     return write_bundle(store, name, "1.0.0", files, manifest_for(LEAK_IN, LEAK_OUT, model))
 
 
@@ -110,8 +141,13 @@ def reseal(bundle: Path, change: Any = None) -> None:
     files = []
     for f in sorted(p for p in bundle.rglob("*") if p.is_file() and p.name != "manifest.json"):
         data = f.read_bytes()
-        files.append({"path": f.relative_to(bundle).as_posix(),
-                      "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)})
+        files.append(
+            {
+                "path": f.relative_to(bundle).as_posix(),
+                "sha256": hashlib.sha256(data).hexdigest(),
+                "bytes": len(data),
+            }
+        )
     m["files"] = files
     digests = {f["path"]: f["sha256"] for f in files}
     for v in m["variants"]:

@@ -30,11 +30,18 @@ def make_keys(folder: Path, name: str) -> KeyPair:
     key = ec.generate_private_key(ec.SECP256R1())
     folder.mkdir(parents=True, exist_ok=True)
     private, public = folder / f"{name}.pem", folder / f"{name}.pub"
-    private.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                          serialization.PrivateFormat.PKCS8,
-                                          serialization.NoEncryption()))
-    public.write_bytes(key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    private.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    public.write_bytes(
+        key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
     return KeyPair(private, public)
 
 
@@ -49,11 +56,16 @@ def built_store(factory: pytest.TempPathFactory) -> Path:
         root = factory.mktemp("signing-store")
         for seed in (0, 1):
             torch.manual_seed(seed)
-            mlp = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(),
-                                      torch.nn.Linear(16, 3)).eval()
+            mlp = torch.nn.Sequential(
+                torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3)
+            ).eval()
             spec = labkit.register(mlp, (torch.randn(2, 8),), name="mlp")
-            run(spec, store=root, options=HandoffOptions(quantize=False, benchmark=False),
-                sign_key="")
+            run(
+                spec,
+                store=root,
+                options=HandoffOptions(quantize=False, benchmark=False),
+                sign_key="",
+            )
         _BUILT["store"] = root
     return _BUILT["store"]
 
@@ -64,11 +76,17 @@ def copy_bundle(store: Path, version: str, dest: Path) -> Path:
     return target
 
 
-def handoff(*argv: str, env: dict[str, str] | None = None,
-            cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "handoff", *argv], capture_output=True,
-                          text=True, timeout=300, cwd=cwd,
-                          env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})})
+def handoff(
+    *argv: str, env: dict[str, str] | None = None, cwd: Path = REPO
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "handoff", *argv],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=cwd,
+        env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})},
+    )
 
 
 def one_error_line(proc: subprocess.CompletedProcess[str]) -> str:

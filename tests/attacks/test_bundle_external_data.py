@@ -60,9 +60,13 @@ def no_session(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
     return made
 
 
-def assert_refused_everywhere(bundle: Path, secret_dir: Path, no_session: list[bytes],
-                              capsys: pytest.CaptureFixture[str], rule: str = "external-data"
-                              ) -> str:
+def assert_refused_everywhere(
+    bundle: Path,
+    secret_dir: Path,
+    no_session: list[bytes],
+    capsys: pytest.CaptureFixture[str],
+    rule: str = "external-data",
+) -> str:
     """verify, load, ``handoff verify`` and make_session refuse, from two working dirs."""
     messages = []
     for where in (secret_dir, bundle, Path("/")):
@@ -86,20 +90,29 @@ def assert_refused_everywhere(bundle: Path, secret_dir: Path, no_session: list[b
 def test_wire_field_numbers_are_onnx_protos() -> None:
     """Every field number the reader relies on, checked against onnx's own descriptors."""
     checks = [
-        (onnx.ModelProto, w.ModelField), (onnx.TrainingInfoProto, w.TrainingInfoField),
-        (onnx.GraphProto, w.GraphField), (onnx.NodeProto, w.NodeField),
-        (onnx.FunctionProto, w.FunctionField), (onnx.AttributeProto, w.AttributeField),
-        (onnx.TensorProto, w.TensorField), (onnx.SparseTensorProto, w.SparseTensorField),
-        (onnx.StringStringEntryProto, w.EntryField), (onnx.ValueInfoProto, w.ValueInfoField),
-        (onnx.TypeProto, w.TypeField), (onnx.TypeProto.Tensor, w.TensorTypeField),
-        (onnx.TensorShapeProto, w.ShapeField), (onnx.TensorShapeProto.Dimension, w.DimField),
+        (onnx.ModelProto, w.ModelField),
+        (onnx.TrainingInfoProto, w.TrainingInfoField),
+        (onnx.GraphProto, w.GraphField),
+        (onnx.NodeProto, w.NodeField),
+        (onnx.FunctionProto, w.FunctionField),
+        (onnx.AttributeProto, w.AttributeField),
+        (onnx.TensorProto, w.TensorField),
+        (onnx.SparseTensorProto, w.SparseTensorField),
+        (onnx.StringStringEntryProto, w.EntryField),
+        (onnx.ValueInfoProto, w.ValueInfoField),
+        (onnx.TypeProto, w.TypeField),
+        (onnx.TypeProto.Tensor, w.TensorTypeField),
+        (onnx.TensorShapeProto, w.ShapeField),
+        (onnx.TensorShapeProto.Dimension, w.DimField),
     ]
     seen = 0
     for proto, table in checks:
         for attr, number in vars(table).items():
             if attr.isupper():
-                assert proto.DESCRIPTOR.fields_by_name[attr.lower()].number == number, \
-                    (proto.__name__, attr)
+                assert proto.DESCRIPTOR.fields_by_name[attr.lower()].number == number, (
+                    proto.__name__,
+                    attr,
+                )
                 seen += 1
     assert seen >= 30
     assert onnx.TensorProto.EXTERNAL == 1 and onnx.TensorProto.DEFAULT == 0
@@ -128,16 +141,24 @@ def _constant(tensor: TensorProto, attr: str = "value") -> onnx.NodeProto:
     if attr == "value":
         node.attribute.append(helper.make_attribute("value", tensor))
     else:  # sparse_value
-        sparse = helper.make_sparse_tensor(tensor, helper.make_tensor(
-            "i", TensorProto.INT64, [16], list(range(16))), [16])
+        sparse = helper.make_sparse_tensor(
+            tensor, helper.make_tensor("i", TensorProto.INT64, [16], list(range(16))), [16]
+        )
         node.attribute.append(helper.make_attribute("sparse_value", sparse))
     return node
 
 
-def _graph(nodes: list[onnx.NodeProto], inits: list[TensorProto] | None = None,
-           **kw: Any) -> onnx.GraphProto:
-    return helper.make_graph([*nodes, helper.make_node("Add", ["x", "w"], ["y"])], "leak",
-                             [value("x")], [value("y")], inits or [], **kw)
+def _graph(
+    nodes: list[onnx.NodeProto], inits: list[TensorProto] | None = None, **kw: Any
+) -> onnx.GraphProto:
+    return helper.make_graph(
+        [*nodes, helper.make_node("Add", ["x", "w"], ["y"])],
+        "leak",
+        [value("x")],
+        [value("y")],
+        inits or [],
+        **kw,
+    )
 
 
 def test_external_tensor_in_constant_node(tmp_path, secret_dir, no_session, capsys):
@@ -161,32 +182,41 @@ def test_external_values_in_constant_sparse_value(tmp_path, secret_dir, no_sessi
 def test_external_initializer_inside_if_subgraph(tmp_path, secret_dir, no_session, capsys):
     bundle = leak_bundle(tmp_path / "store")
     branch_out = [helper.make_tensor_value_info("wb", TensorProto.UINT8, [16])]
-    then = helper.make_graph([helper.make_node("Identity", ["w"], ["wb"])], "then", [],
-                             branch_out, [external_w()])
-    other = helper.make_graph([helper.make_node("Identity", ["w0"], ["wb"])], "else", [],
-                              branch_out, [helper.make_tensor("w0", TensorProto.UINT8, [16],
-                                                              bytes(16), raw=True)])
-    cond = helper.make_node("Constant", [], ["cond"], value=helper.make_tensor(
-        "t", TensorProto.BOOL, [], [True]))
-    node = helper.make_node("If", ["cond"], ["w"], name="branch", then_branch=then,
-                            else_branch=other)
+    then = helper.make_graph(
+        [helper.make_node("Identity", ["w"], ["wb"])], "then", [], branch_out, [external_w()]
+    )
+    other = helper.make_graph(
+        [helper.make_node("Identity", ["w0"], ["wb"])],
+        "else",
+        [],
+        branch_out,
+        [helper.make_tensor("w0", TensorProto.UINT8, [16], bytes(16), raw=True)],
+    )
+    cond = helper.make_node(
+        "Constant", [], ["cond"], value=helper.make_tensor("t", TensorProto.BOOL, [], [True])
+    )
+    node = helper.make_node(
+        "If", ["cond"], ["w"], name="branch", then_branch=then, else_branch=other
+    )
     hostile = model_bytes(_graph([cond, node]))
     assert ort_leaks(hostile, secret_dir) == SECRET
     put(bundle, MODEL, hostile)
     message = assert_refused_everywhere(bundle, secret_dir, no_session, capsys)
-    assert "node 'branch' (If) > attribute 'then_branch' > subgraph 'then' > initializer" \
-        in message
+    assert "node 'branch' (If) > attribute 'then_branch' > subgraph 'then' > initializer" in message
 
 
 def test_external_tensor_in_function_body(tmp_path, secret_dir, no_session, capsys):
     bundle = leak_bundle(tmp_path / "store")
-    fn = helper.make_function("leak.fn", "Leak", [], ["out"], [_constant(external_w())],
-                              [helper.make_opsetid("", 17)])
+    fn = helper.make_function(
+        "leak.fn", "Leak", [], ["out"], [_constant(external_w())], [helper.make_opsetid("", 17)]
+    )
     fn.node[0].output[0] = "out"
     call = helper.make_node("Leak", [], ["w"], domain="leak.fn", name="call")
-    hostile = model_bytes(_graph([call]), functions=[fn],
-                          opset_imports=[helper.make_opsetid("", 17),
-                                         helper.make_opsetid("leak.fn", 1)])
+    hostile = model_bytes(
+        _graph([call]),
+        functions=[fn],
+        opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("leak.fn", 1)],
+    )
     assert ort_leaks(hostile, secret_dir) == SECRET
     put(bundle, MODEL, hostile)
     message = assert_refused_everywhere(bundle, secret_dir, no_session, capsys)
@@ -195,8 +225,11 @@ def test_external_tensor_in_function_body(tmp_path, secret_dir, no_session, caps
 
 def test_external_values_in_sparse_initializer(tmp_path, secret_dir, no_session, capsys):
     bundle = leak_bundle(tmp_path / "store")
-    sparse = helper.make_sparse_tensor(external_w(name="w"), helper.make_tensor(
-        "w_idx", TensorProto.INT64, [16], list(range(16))), [16])
+    sparse = helper.make_sparse_tensor(
+        external_w(name="w"),
+        helper.make_tensor("w_idx", TensorProto.INT64, [16], list(range(16))),
+        [16],
+    )
     g = _graph([])
     g.sparse_initializer.append(sparse)
     hostile = model_bytes(g)
@@ -218,8 +251,9 @@ def _entries_only(tensor: TensorProto) -> TensorProto:
 
 
 @pytest.mark.parametrize("make", [_flag_only, _entries_only], ids=["flag", "entries"])
-def test_either_marker_alone_is_refused(tmp_path, secret_dir, no_session, capsys,
-                                        make: Callable[[TensorProto], TensorProto]):
+def test_either_marker_alone_is_refused(
+    tmp_path, secret_dir, no_session, capsys, make: Callable[[TensorProto], TensorProto]
+):
     """data_location=EXTERNAL without entries, or entries without the flag: both refused."""
     bundle = leak_bundle(tmp_path / "store")
     put(bundle, MODEL, leak_model(make(external_w())))
@@ -245,10 +279,13 @@ def test_writer_refuses_to_write_external_data(tmp_path: Path) -> None:
     hostile = leak_model(external_w())
     x = np.zeros((1, 16), np.uint8)
     with pytest.raises(BundleError) as info:
-        write_bundle(tmp_path / "store", "leak", "1.0.0",
-                     {MODEL: hostile, "golden/inputs.npz": npz(x=x),
-                      "golden/expected.npz": npz(y=x)},
-                     manifest_for(LEAK_IN, LEAK_OUT, hostile))
+        write_bundle(
+            tmp_path / "store",
+            "leak",
+            "1.0.0",
+            {MODEL: hostile, "golden/inputs.npz": npz(x=x), "golden/expected.npz": npz(y=x)},
+            manifest_for(LEAK_IN, LEAK_OUT, hostile),
+        )
     assert info.value.rule == "external-data"
     assert not (tmp_path / "store" / "leak").exists()
 

@@ -161,7 +161,8 @@ _GiB = 1 << 30
 def _npy_header(shape: tuple[int, ...]) -> bytes:
     out = io.BytesIO()
     np.lib.format.write_array_header_1_0(
-        out, {"descr": "|u1", "fortran_order": False, "shape": shape})
+        out, {"descr": "|u1", "fortran_order": False, "shape": shape}
+    )
     return out.getvalue()
 
 
@@ -183,12 +184,36 @@ def _bomb_zip(header: bytes, zeros: int) -> bytes:
         crc = zlib.crc32(zero, crc)
     size = len(header) + zeros
     name = b"x.npy"
-    local = struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, 0, 8, 0, 0x21, crc, len(body), size,
-                        len(name), 0) + name
-    central = struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 20, 20, 0, 8, 0, 0x21, crc,
-                          len(body), size, len(name), 0, 0, 0, 0, 0, 0) + name
-    end = struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, 1, 1, len(central),
-                      len(local) + len(body), 0)
+    local = (
+        struct.pack(
+            "<IHHHHHIIIHH", 0x04034B50, 20, 0, 8, 0, 0x21, crc, len(body), size, len(name), 0
+        )
+        + name
+    )
+    central = (
+        struct.pack(
+            "<IHHHHHHIIIHHHHHII",
+            0x02014B50,
+            20,
+            20,
+            0,
+            8,
+            0,
+            0x21,
+            crc,
+            len(body),
+            size,
+            len(name),
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+        )
+        + name
+    )
+    end = struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, 1, 1, len(central), len(local) + len(body), 0)
     return local + body + central + end
 
 
@@ -221,8 +246,9 @@ print(json.dumps(out))
 """
 
 
-@pytest.mark.parametrize("declared", [(2, 16), (2 * _GiB // 16, 16)],
-                         ids=["small-header", "header-matching-the-bomb"])
+@pytest.mark.parametrize(
+    "declared", [(2, 16), (2 * _GiB // 16, 16)], ids=["small-header", "header-matching-the-bomb"]
+)
 def test_zip_bomb_is_refused_fast_and_small(tmp_path, declared):
     """2 GiB of zeros in a ~2 MiB member: refused in < 5 s with < 300 MB peak RSS, whether
     the header declares 32 bytes (the zip entry says 2 GiB) or the full 2 GiB (over the cap;
@@ -236,9 +262,14 @@ def test_zip_bomb_is_refused_fast_and_small(tmp_path, declared):
             assert np.lib.format.read_array_header_1_0(member)[0] == declared
     bundle = leak_bundle(tmp_path / "store")
     put(bundle, INPUTS, bomb)
-    proc = subprocess.run([sys.executable, "-c", _PROBE, str(bundle)], capture_output=True,
-                          text=True, timeout=120, cwd=REPO,
-                          env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    proc = subprocess.run(
+        [sys.executable, "-c", _PROBE, str(bundle)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
+    )
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
     for key in ("verify", "read"):

@@ -25,8 +25,9 @@ def _poison(m: dict) -> None:  # type: ignore[type-arg]
     m["provenance"]["exporter"]["name"] = EVIL
 
 
-def test_inspect_escapes_control_characters(bundle: Path,
-                                            capsys: pytest.CaptureFixture[str]) -> None:
+def test_inspect_escapes_control_characters(
+    bundle: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["inspect", str(bundle)]) == 0
     pristine = capsys.readouterr().out
     reseal(bundle, _poison)
@@ -38,8 +39,9 @@ def test_inspect_escapes_control_characters(bundle: Path,
     assert out.count("\n") == pristine.count("\n")  # no line forged by a newline
 
 
-def test_inspect_json_stays_valid_and_exact(bundle: Path,
-                                            capsys: pytest.CaptureFixture[str]) -> None:
+def test_inspect_json_stays_valid_and_exact(
+    bundle: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     reseal(bundle, _poison)
     assert main(["inspect", str(bundle), "--json"]) == 0
     out = capsys.readouterr().out
@@ -48,8 +50,9 @@ def test_inspect_json_stays_valid_and_exact(bundle: Path,
     assert data["task"] == EVIL and data["labels"][0] == EVIL
 
 
-def test_refusal_quoting_a_hostile_name_is_one_line(bundle: Path,
-                                                    capsys: pytest.CaptureFixture[str]) -> None:
+def test_refusal_quoting_a_hostile_name_is_one_line(
+    bundle: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """verify's [signature] refusal quotes the manifest's input name: still one line."""
     reseal(bundle, _poison)
     assert main(["verify", str(bundle)]) == 1

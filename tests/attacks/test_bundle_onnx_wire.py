@@ -55,14 +55,17 @@ def test_random_garbage_is_refused_cleanly() -> None:
         assert info.value.rule == "onnx"
 
 
-@pytest.mark.parametrize("blob,words", [
-    (_varint(7 << 3 | 2) + _varint(1 << 40), "claims"),           # length past the end
-    (_varint(7 << 3 | 0) + _varint(5), "wire type 0"),             # graph as a number
-    (_varint(7 << 3 | 3), "wire type 3"),                          # a group
-    (_varint(7 << 3 | 2) + b"\xff" * 11, "longer than 10 bytes"),  # endless varint
-    (_ld(7, b"") + _ld(7, b""), "more than one main graph"),
-    (_ld(2, b"producer"), "no graph"),
-])
+@pytest.mark.parametrize(
+    "blob,words",
+    [
+        (_varint(7 << 3 | 2) + _varint(1 << 40), "claims"),  # length past the end
+        (_varint(7 << 3 | 0) + _varint(5), "wire type 0"),  # graph as a number
+        (_varint(7 << 3 | 3), "wire type 3"),  # a group
+        (_varint(7 << 3 | 2) + b"\xff" * 11, "longer than 10 bytes"),  # endless varint
+        (_ld(7, b"") + _ld(7, b""), "more than one main graph"),
+        (_ld(2, b"producer"), "no graph"),
+    ],
+)
 def test_malformed_structures_name_the_problem(blob: bytes, words: str) -> None:
     with pytest.raises(FormatError) as info:
         check_no_external_data(blob, MODEL)
@@ -88,8 +91,7 @@ def test_garbage_model_in_a_bundle_is_refused_by_verify(tmp_path: Path) -> None:
 
 
 def _chain(n: int) -> bytes:
-    nodes = [helper.make_node("Identity", [f"v{i}"], [f"v{i + 1}"], name=f"n{i}")
-             for i in range(n)]
+    nodes = [helper.make_node("Identity", [f"v{i}"], [f"v{i + 1}"], name=f"n{i}") for i in range(n)]
     nodes[0].input[0] = "x"
     nodes[-1].output[0] = "y"
     return model_bytes(helper.make_graph(nodes, "chain", [value("x")], [value("y")]))
@@ -109,8 +111,9 @@ def test_walk_time_is_linear_in_model_size() -> None:
     assert ratio < 2 * size_ratio, (ratio, size_ratio)
 
 
-def test_ort_format_model_is_refused_by_both_layers(tmp_path: Path,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ort_format_model_is_refused_by_both_layers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Plain ORT takes ORT-format (flatbuffer) bytes the wire reader cannot see into; both
     the wire check and the session's forced ONNX format refuse them."""
     import onnxruntime as ort

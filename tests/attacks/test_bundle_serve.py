@@ -22,8 +22,7 @@ def _hostile(store: Path, name: str) -> Path:
 
 
 def _infer(url: str, name: str) -> httpx.Response:
-    body = {"inputs": [{"name": "x", "datatype": "UINT8", "shape": [1, 16],
-                        "data": [0] * 16}]}
+    body = {"inputs": [{"name": "x", "datatype": "UINT8", "shape": [1, 16], "data": [0] * 16}]}
     return httpx.post(f"{url}/v2/models/{name}/infer", json=body, timeout=30)
 
 

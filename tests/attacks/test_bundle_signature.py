@@ -37,8 +37,11 @@ def no_session(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
 def graph_model(x: Any = None, y: Any = None, extra_inputs: tuple[Any, ...] = ()) -> bytes:
     """``y = x + w``; ``x``/``y`` ValueInfos may be replaced to disagree with the manifest."""
     nodes = [helper.make_node("Add", ["x", "w"], ["y"])]
-    return model_bytes(helper.make_graph(nodes, "leak", [x or value("x"), *extra_inputs],
-                                         [y or value("y")], [embedded_w()]))
+    return model_bytes(
+        helper.make_graph(
+            nodes, "leak", [x or value("x"), *extra_inputs], [y or value("y")], [embedded_w()]
+        )
+    )
 
 
 def refused(bundle: Path, no_session: list[bytes], capsys: pytest.CaptureFixture[str]) -> str:
@@ -57,9 +60,15 @@ def refused(bundle: Path, no_session: list[bytes], capsys: pytest.CaptureFixture
 
 def test_input_name_differs(tmp_path, no_session, capsys):
     bundle = leak_bundle(tmp_path / "store")
-    model = model_bytes(helper.make_graph([helper.make_node("Add", ["input", "w"], ["y"])],
-                                          "leak", [value("input")], [value("y")],
-                                          [embedded_w()]))
+    model = model_bytes(
+        helper.make_graph(
+            [helper.make_node("Add", ["input", "w"], ["y"])],
+            "leak",
+            [value("input")],
+            [value("y")],
+            [embedded_w()],
+        )
+    )
     with pytest.raises(Exception, match="input"):  # without the rule: a raw ORT error
         ort.InferenceSession(model).run(None, {"x": np.zeros((1, 16), np.uint8)})
     put(bundle, MODEL, model)
@@ -69,8 +78,15 @@ def test_input_name_differs(tmp_path, no_session, capsys):
 
 def test_output_name_differs(tmp_path, no_session, capsys):
     bundle = leak_bundle(tmp_path / "store")
-    model = model_bytes(helper.make_graph([helper.make_node("Add", ["x", "w"], ["z"])],
-                                          "leak", [value("x")], [value("z")], [embedded_w()]))
+    model = model_bytes(
+        helper.make_graph(
+            [helper.make_node("Add", ["x", "w"], ["z"])],
+            "leak",
+            [value("x")],
+            [value("z")],
+            [embedded_w()],
+        )
+    )
     with pytest.raises(Exception, match="y"):
         ort.InferenceSession(model).run(["y"], {"x": np.zeros((1, 16), np.uint8)})
     put(bundle, MODEL, model)
@@ -86,20 +102,30 @@ def test_extra_graph_input(tmp_path, no_session, capsys):
 def test_dtype_differs(tmp_path, no_session, capsys):
     bundle = leak_bundle(tmp_path / "store")
     w = helper.make_tensor("w", TensorProto.FLOAT, [16], [0.0] * 16)
-    model = model_bytes(helper.make_graph(
-        [helper.make_node("Add", ["x", "w"], ["y"])], "leak",
-        [value("x", TensorProto.FLOAT)], [value("y", TensorProto.FLOAT)], [w]))
+    model = model_bytes(
+        helper.make_graph(
+            [helper.make_node("Add", ["x", "w"], ["y"])],
+            "leak",
+            [value("x", TensorProto.FLOAT)],
+            [value("y", TensorProto.FLOAT)],
+            [w],
+        )
+    )
     with pytest.raises(Exception, match="(?i)type"):
         ort.InferenceSession(model).run(None, {"x": np.zeros((1, 16), np.uint8)})
     put(bundle, MODEL, model)
     assert "input 'x' is float32 in the graph, uint8 in the manifest" in refused(
-        bundle, no_session, capsys)
+        bundle, no_session, capsys
+    )
 
 
 def test_rank_differs(tmp_path, no_session, capsys):
     bundle = leak_bundle(tmp_path / "store")
-    put(bundle, MODEL, graph_model(x=value("x", shape=["batch", 1, 16]),
-                                   y=value("y", shape=["batch", 1, 16])))
+    put(
+        bundle,
+        MODEL,
+        graph_model(x=value("x", shape=["batch", 1, 16]), y=value("y", shape=["batch", 1, 16])),
+    )
     assert "input 'x' has rank 3 in the graph" in refused(bundle, no_session, capsys)
 
 
@@ -111,23 +137,29 @@ def test_fixed_graph_dim_where_manifest_is_symbolic(tmp_path, no_session, capsys
         ort.InferenceSession(model).run(None, {"x": np.zeros((1, 16), np.uint8)})
     put(bundle, MODEL, model)
     assert "axis 0 is fixed at 4 in the graph, the manifest says 'batch'" in refused(
-        bundle, no_session, capsys)
+        bundle, no_session, capsys
+    )
 
 
 def test_fixed_dims_that_differ(tmp_path, no_session, capsys):
     bundle = leak_bundle(tmp_path / "store")
-    reseal(bundle, lambda m: [m["signature"][side][0].__setitem__("shape", ["batch", 8])
-                              for side in ("inputs", "outputs")])
+    reseal(
+        bundle,
+        lambda m: [
+            m["signature"][side][0].__setitem__("shape", ["batch", 8])
+            for side in ("inputs", "outputs")
+        ],
+    )
     assert "axis 1 is fixed at 16 in the graph, the manifest says 8" in refused(
-        bundle, no_session, capsys)
+        bundle, no_session, capsys
+    )
 
 
 def test_symbolic_graph_dims_accept_other_names_and_fixed_manifest_dims(tmp_path):
     """Documented leniency: a symbolic graph dim may be any name, or fixed, in the manifest
     (the runtime enforces the manifest's dims, which are then at least as strict)."""
     bundle = leak_bundle(tmp_path / "store")
-    put(bundle, MODEL, graph_model(x=value("x", shape=["N", 16]),
-                                   y=value("y", shape=[None, 16])))  # type: ignore[list-item]
+    put(bundle, MODEL, graph_model(x=value("x", shape=["N", 16]), y=value("y", shape=[None, 16])))  # type: ignore[list-item]
     reseal(bundle, lambda m: m["signature"]["inputs"][0].__setitem__("shape", [2, 16]))
     model = load(bundle)
     assert model.self_test().ok
@@ -136,6 +168,7 @@ def test_symbolic_graph_dims_accept_other_names_and_fixed_manifest_dims(tmp_path
 
 def _ld(field: int, payload: bytes) -> bytes:
     """One length-delimited protobuf field, for byte-level splicing."""
+
     def varint(n: int) -> bytes:
         out = bytearray()
         while True:
@@ -143,6 +176,7 @@ def _ld(field: int, payload: bytes) -> bytes:
             out.append(byte | (0x80 if n else 0))
             if not n:
                 return bytes(out)
+
     return varint(field << 3 | 2) + varint(len(payload)) + payload
 
 
@@ -159,13 +193,13 @@ def test_input_that_is_not_a_plain_tensor(tmp_path, no_session, capsys):
     parsed.ParseFromString(both)
     assert parsed.WhichOneof("value") == "sequence_type"  # what protobuf (and ORT) see
     x_bytes = _ld(1, b"x") + _ld(2, both)
-    graph = helper.make_graph([helper.make_node("Add", ["x", "w"], ["y"])], "leak", [],
-                              [value("y")], [embedded_w()])
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["x", "w"], ["y"])], "leak", [], [value("y")], [embedded_w()]
+    )
     m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     m.ir_version = 8
     m.ClearField("graph")
     model = m.SerializeToString() + _ld(7, graph.SerializeToString() + _ld(11, x_bytes))
-    assert onnx.load_from_string(model).graph.input[0].type.WhichOneof("value") == \
-        "sequence_type"
+    assert onnx.load_from_string(model).graph.input[0].type.WhichOneof("value") == "sequence_type"
     put(bundle, MODEL, model)
     assert "graph value 'x' is not a tensor" in refused(bundle, no_session, capsys)

@@ -94,8 +94,9 @@ class Traffic:
         self._thread.join(15)
 
 
-def test_garbage_version_at_startup_is_refused_alone(built: dict[str, Path],
-                                                     tmp_path: Path) -> None:
+def test_garbage_version_at_startup_is_refused_alone(
+    built: dict[str, Path], tmp_path: Path
+) -> None:
     store = tmp_path / "store"
     land(built["1.0.0"], store, "1.0.0")
     land(built["1.1.0"], store, "1.1.0", garbage=True)
@@ -115,12 +116,16 @@ def test_garbage_version_at_startup_is_refused_alone(built: dict[str, Path],
 
 
 def test_hot_reload_survives_garbage_then_serves_the_next_good_version(
-        built: dict[str, Path], tmp_path: Path) -> None:
+    built: dict[str, Path], tmp_path: Path
+) -> None:
     store = tmp_path / "store"
     land(built["1.0.0"], store, "1.0.0")
     interval = 0.3
-    with running(store, tmp_path, "--reload-interval", str(interval)) as server, \
-            Traffic(server.url, "1.0.0") as traffic, server.client() as c:
+    with (
+        running(store, tmp_path, "--reload-interval", str(interval)) as server,
+        Traffic(server.url, "1.0.0") as traffic,
+        server.client() as c,
+    ):
         land(built["1.1.0"], store, "1.1.0", garbage=True)
         wait_for(lambda: refused_count(server.metrics(), "1.1.0") == 1)
         assert c.get("/v2/health/ready").status_code == 200  # the watcher is alive
@@ -153,8 +158,11 @@ def test_store_root_gone_briefly_keeps_serving(built: dict[str, Path], tmp_path:
     store = tmp_path / "store"
     land(built["1.0.0"], store, "1.0.0")
     away = tmp_path / "store-away"
-    with running(store, tmp_path, "--reload-interval", "0.2") as server, \
-            Traffic(server.url, "1.0.0") as traffic, server.client() as c:
+    with (
+        running(store, tmp_path, "--reload-interval", "0.2") as server,
+        Traffic(server.url, "1.0.0") as traffic,
+        server.client() as c,
+    ):
         os.replace(store, away)
         time.sleep(1.0)
         assert c.get("/v2/health/ready").status_code == 200
@@ -168,8 +176,11 @@ def test_store_root_gone_briefly_keeps_serving(built: dict[str, Path], tmp_path:
 
 
 def test_any_exception_loading_one_version_refuses_only_it(
-        built: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-        caplog: pytest.LogCaptureFixture) -> None:
+    built: dict[str, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     store = tmp_path / "store"
     land(built["1.0.0"], store, "1.0.0")
     broken = land(built["1.1.0"], store, "1.1.0")
@@ -206,8 +217,9 @@ def test_any_exception_loading_one_version_refuses_only_it(
     assert [e for e in events if not e[2]][-1] == ("mlp", "1.2.0", False, "MemoryError")
 
 
-def test_a_dead_watcher_turns_readiness_false(built: dict[str, Path], tmp_path: Path,
-                                              caplog: pytest.LogCaptureFixture) -> None:
+def test_a_dead_watcher_turns_readiness_false(
+    built: dict[str, Path], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     store = tmp_path / "store"
     land(built["1.0.0"], store, "1.0.0")
     repo = ModelRepository(store)
@@ -229,5 +241,8 @@ def test_a_dead_watcher_turns_readiness_false(built: dict[str, Path], tmp_path: 
     with caplog.at_level(logging.ERROR, "labkit.serve"):
         reloader = asyncio.run(scenario())
     assert reloader.alive is False and died == [True]
-    assert any("store watcher died" in r.getMessage() and "a bug in the after-reload hook"
-               in r.getMessage() for r in caplog.records)
+    assert any(
+        "store watcher died" in r.getMessage()
+        and "a bug in the after-reload hook" in r.getMessage()
+        for r in caplog.records
+    )

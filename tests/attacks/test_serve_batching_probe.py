@@ -42,31 +42,46 @@ def stores(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return out
 
 
-def test_one_row_golden_set_batch_dependent_model_is_not_batched(
-        stores: dict[str, Path]) -> None:
+def test_one_row_golden_set_batch_dependent_model_is_not_batched(stores: dict[str, Path]) -> None:
     repo = ModelRepository(stores["dependent"])
     repo.refresh()
     assert repo.get("mlp").batch_dim is None
 
 
-def test_one_row_golden_set_row_independent_model_is_still_batched(
-        stores: dict[str, Path]) -> None:
+def test_one_row_golden_set_row_independent_model_is_still_batched(stores: dict[str, Path]) -> None:
     repo = ModelRepository(stores["independent"])
     repo.refresh()
     assert repo.get("mlp").batch_dim == "batch"  # proven on the row and a perturbed copy
 
 
-def test_no_client_ever_receives_another_clients_data(stores: dict[str, Path],
-                                                      tmp_path: Path) -> None:
+def test_no_client_ever_receives_another_clients_data(
+    stores: dict[str, Path], tmp_path: Path
+) -> None:
     rng = np.random.default_rng(0)
     rows = rng.normal(size=(240, 8)).astype(np.float32) * 10
-    with running(stores["dependent"], tmp_path, "--reload-interval", "0",
-                 "--max-batch-size", "32", "--max-batch-delay-ms", "20") as server:
+    with running(
+        stores["dependent"],
+        tmp_path,
+        "--reload-interval",
+        "0",
+        "--max-batch-size",
+        "32",
+        "--max-batch-delay-ms",
+        "20",
+    ) as server:
         assert "batching off" in server.logs()
 
         def ask(i: int) -> list[float]:
-            body = {"inputs": [{"name": "input_0", "shape": [1, 8], "datatype": "FP32",
-                                "data": rows[i].tolist()}]}
+            body = {
+                "inputs": [
+                    {
+                        "name": "input_0",
+                        "shape": [1, 8],
+                        "datatype": "FP32",
+                        "data": rows[i].tolist(),
+                    }
+                ]
+            }
             with httpx.Client(timeout=30) as c:
                 r = c.post(f"{server.url}/v2/models/mlp/infer", json=body)
             assert r.status_code == 200, r.text
@@ -75,8 +90,11 @@ def test_no_client_ever_receives_another_clients_data(stores: dict[str, Path],
 
         with ThreadPoolExecutor(24) as pool:
             answers = list(pool.map(ask, range(len(rows))))
-        sizes = [ln for ln in server.metrics().splitlines()
-                 if ln.startswith("labkit_batch_size_bucket") and 'le="1.0"' in ln]
+        sizes = [
+            ln
+            for ln in server.metrics().splitlines()
+            if ln.startswith("labkit_batch_size_bucket") and 'le="1.0"' in ln
+        ]
     # alone, a row minus the mean of itself is exactly zero: anything else is mixing
     assert all(a == [0.0, 0.0, 0.0] for a in answers), [a for a in answers if any(a)][:3]
     assert sizes and all(ln.endswith(f" {float(len(rows))}") for ln in sizes), sizes

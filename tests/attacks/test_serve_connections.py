@@ -72,11 +72,16 @@ def many_fds() -> Iterator[None]:
     resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
-def test_1100_idle_connections_with_1024_fds(store: Path, tmp_path: Path,
-                                            many_fds: None) -> None:
-    with running(store, tmp_path, "--reload-interval", "0",
-                 "--header-timeout", str(HEADER_TIMEOUT),
-                 preexec_fn=limit_open_files(1024)) as server:
+def test_1100_idle_connections_with_1024_fds(store: Path, tmp_path: Path, many_fds: None) -> None:
+    with running(
+        store,
+        tmp_path,
+        "--reload-interval",
+        "0",
+        "--header-timeout",
+        str(HEADER_TIMEOUT),
+        preexec_fn=limit_open_files(1024),
+    ) as server:
         with _sockets(1100, server.port):
             elapsed = _infer_ok(server.url)
             print(f"\n1,100 idle connections, ulimit -n 1024: inference 200 in {elapsed:.2f}s")
@@ -86,13 +91,26 @@ def test_1100_idle_connections_with_1024_fds(store: Path, tmp_path: Path,
         assert _infer_ok(server.url) < HEADER_TIMEOUT + 1.0
 
 
-def test_300_slow_uploads_hold_no_inference_slot(store: Path, tmp_path: Path,
-                                                 many_fds: None) -> None:
-    head = (b"POST /v2/models/mlp/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
-            b"\r\nContent-Length: 1000000\r\n\r\n{\"inputs\": [")
-    with running(store, tmp_path, "--reload-interval", "0", "--max-inflight", "256",
-                 "--body-timeout", str(BODY_TIMEOUT), "--header-timeout", str(HEADER_TIMEOUT),
-                 preexec_fn=limit_open_files(1024)) as server:
+def test_300_slow_uploads_hold_no_inference_slot(
+    store: Path, tmp_path: Path, many_fds: None
+) -> None:
+    head = (
+        b"POST /v2/models/mlp/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
+        b'\r\nContent-Length: 1000000\r\n\r\n{"inputs": ['
+    )
+    with running(
+        store,
+        tmp_path,
+        "--reload-interval",
+        "0",
+        "--max-inflight",
+        "256",
+        "--body-timeout",
+        str(BODY_TIMEOUT),
+        "--header-timeout",
+        str(HEADER_TIMEOUT),
+        preexec_fn=limit_open_files(1024),
+    ) as server:
         with _sockets(300, server.port, head) as stalled:
             time.sleep(0.5)
             elapsed = _infer_ok(server.url)
@@ -108,12 +126,12 @@ def test_300_slow_uploads_hold_no_inference_slot(store: Path, tmp_path: Path,
 
 
 @pytest.mark.parametrize("parser", ["h11", "httptools"])
-def test_header_size_cap_holds_for_either_parser(store: Path, tmp_path: Path,
-                                                 parser: str) -> None:
+def test_header_size_cap_holds_for_either_parser(store: Path, tmp_path: Path, parser: str) -> None:
     if parser == "httptools":
         pytest.importorskip("httptools")
-    with running(store, tmp_path, "--reload-interval", "0", "--http", parser,
-                 "--max-header-kb", "64") as server:
+    with running(
+        store, tmp_path, "--reload-interval", "0", "--http", parser, "--max-header-kb", "64"
+    ) as server:
         before = rss_mib(server.proc.pid)
         with _sockets(20, server.port, b"GET /v2 HTTP/1.1\r\nX-Big: ") as socks:
             chunk = b"a" * (256 * 1024)
@@ -134,10 +152,12 @@ def test_header_size_cap_holds_for_either_parser(store: Path, tmp_path: Path,
 
 
 @pytest.mark.parametrize("parser", ["h11", "auto"])
-def test_slowloris_headers_are_cut_at_the_header_timeout(store: Path, tmp_path: Path,
-                                                         parser: str) -> None:
-    with running(store, tmp_path, "--reload-interval", "0", "--header-timeout", "1.5",
-                 "--http", parser) as server:
+def test_slowloris_headers_are_cut_at_the_header_timeout(
+    store: Path, tmp_path: Path, parser: str
+) -> None:
+    with running(
+        store, tmp_path, "--reload-interval", "0", "--header-timeout", "1.5", "--http", parser
+    ) as server:
         with _sockets(1, server.port, b"GET /v2 HTTP/1.1\r\n") as (s,):
             start = time.monotonic()
             s.settimeout(0.3)

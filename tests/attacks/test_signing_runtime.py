@@ -35,9 +35,14 @@ BLOCK = textwrap.dedent("""
 
 
 def _run(code: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-c", BLOCK + textwrap.dedent(code)],
-                          capture_output=True, text=True, timeout=120, cwd=REPO,
-                          env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    return subprocess.run(
+        [sys.executable, "-c", BLOCK + textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
+    )
 
 
 @pytest.fixture(scope="module")
@@ -88,20 +93,29 @@ def _spec(seed: int) -> object:
     import labkit
 
     torch.manual_seed(seed)
-    return labkit.register(torch.nn.Sequential(torch.nn.Linear(4, 3)).eval(),
-                           (torch.randn(2, 4),), name="signed-handoff")
+    return labkit.register(
+        torch.nn.Sequential(torch.nn.Linear(4, 3)).eval(),
+        (torch.randn(2, 4),),
+        name="signed-handoff",
+    )
 
 
-def test_handoff_signs_with_sign_key_and_env(keys: KeyPair, tmp_path: Path,
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_handoff_signs_with_sign_key_and_env(
+    keys: KeyPair, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from labkit.pipeline import HandoffOptions, run
 
     opts = HandoffOptions(quantize=False, benchmark=False)
     events: list[str] = []
     import labkit
 
-    first = labkit.handoff(_spec(0), store=tmp_path, options=opts, sign_key=keys.private,
-                           progress=lambda e: events.append(e.message))
+    first = labkit.handoff(
+        _spec(0),
+        store=tmp_path,
+        options=opts,
+        sign_key=keys.private,
+        progress=lambda e: events.append(e.message),
+    )
     assert first.signed_by and first.to_dict()["signed_by"] == first.signed_by
     assert any("signed with key" in m for m in events)
     rt.load(first.path, trusted_keys=[keys.public])
@@ -121,25 +135,45 @@ def test_handoff_signs_with_sign_key_and_env(keys: KeyPair, tmp_path: Path,
         run(_spec(3), store=tmp_path, options=opts)
     assert (tmp_path / "signed-handoff").is_dir()
     assert sorted(p.name for p in (tmp_path / "signed-handoff").iterdir()) == [
-        "1.0.0", "1.1.0", "1.2.0"]  # the bad key stopped the handoff before it wrote
+        "1.0.0",
+        "1.1.0",
+        "1.2.0",
+    ]  # the bad key stopped the handoff before it wrote
 
 
 def test_export_sign_key_flag(keys: KeyPair, tmp_path: Path) -> None:
     script = tmp_path / "m.py"
-    script.write_text(textwrap.dedent("""
+    script.write_text(
+        textwrap.dedent("""
         import torch, labkit
         def build():
             torch.manual_seed(0)
             return labkit.register(torch.nn.Linear(4, 2).eval(), torch.randn(2, 4), name="flag")
-    """))
-    proc = handoff("export", f"{script}:build", "--store", str(tmp_path / "s"), "--no-quantize",
-                   "--no-benchmark", "--sign-key", str(keys.private), "--json")
+    """)
+    )
+    proc = handoff(
+        "export",
+        f"{script}:build",
+        "--store",
+        str(tmp_path / "s"),
+        "--no-quantize",
+        "--no-benchmark",
+        "--sign-key",
+        str(keys.private),
+        "--json",
+    )
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
     assert result["signed_by"]
     rt.load(result["path"], trusted_keys=[keys.public])
-    proc = handoff("export", f"{script}:build", "--store", str(tmp_path / "s"),
-                   "--sign-key", str(tmp_path / "missing.pem"))
+    proc = handoff(
+        "export",
+        f"{script}:build",
+        "--store",
+        str(tmp_path / "s"),
+        "--sign-key",
+        str(tmp_path / "missing.pem"),
+    )
     assert proc.returncode == 1 and "--sign-key" in proc.stderr and "no such file" in proc.stderr
 
 
@@ -152,15 +186,35 @@ def test_notebook_export_signs_with_a_relative_key(keys: KeyPair, tmp_path: Path
     shell.mkdir()
     (shell / "signing.pem").write_bytes(keys.private.read_bytes())
     nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(s) for s in (
-        "import torch, labkit",
-        "labkit.register(torch.nn.Linear(3, 2), torch.randn(2, 3), name='nb-signed')")]
+    nb.cells = [
+        nbformat.v4.new_code_cell(s)
+        for s in (
+            "import torch, labkit",
+            "labkit.register(torch.nn.Linear(3, 2), torch.randn(2, 3), name='nb-signed')",
+        )
+    ]
     nbformat.write(nb, str(folder / "n.ipynb"))
-    proc = subprocess.run([sys.executable, "-m", "handoff", "export", str(folder / "n.ipynb"),
-                           "--store", "store", "--no-benchmark", "--no-quantize", "--json",
-                           "--sign-key", "signing.pem"], capture_output=True, text=True,
-                          timeout=600, cwd=shell,
-                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "handoff",
+            "export",
+            str(folder / "n.ipynb"),
+            "--store",
+            "store",
+            "--no-benchmark",
+            "--no-quantize",
+            "--json",
+            "--sign-key",
+            "signing.pem",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=shell,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
     assert Path(result["path"]) == shell / "store" / "nb-signed" / "1.0.0"

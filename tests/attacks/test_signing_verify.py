@@ -79,25 +79,28 @@ def test_right_key_passes(signed: Path, keys: dict[str, KeyPair], sessions: list
     proc = handoff("verify", str(signed), "--trusted-key", str(keys["alice"].public))
     assert proc.returncode == 0, proc.stderr
     assert f"signed by trusted key sha256:{_fingerprint(keys['alice'].public)[:16]}" in proc.stdout
-    as_json = handoff("verify", str(signed), "--json", "--trusted-key",
-                      str(keys["alice"].public))
+    as_json = handoff("verify", str(signed), "--json", "--trusted-key", str(keys["alice"].public))
     assert json.loads(as_json.stdout)["signed_by"] == _fingerprint(keys["alice"].public)
 
 
-def test_upstream_model_signing_accepts_the_signature(signed: Path,
-                                                      keys: dict[str, KeyPair]) -> None:
+def test_upstream_model_signing_accepts_the_signature(
+    signed: Path, keys: dict[str, KeyPair]
+) -> None:
     import model_signing.verifying
 
     model_signing.verifying.Config().use_elliptic_key_verifier(
-        public_key=keys["alice"].public).verify(signed, signed / SIGNATURE_NAME)
+        public_key=keys["alice"].public
+    ).verify(signed, signed / SIGNATURE_NAME)
     (signed / "report.md").write_text("changed")
     with pytest.raises(ValueError, match="report.md"):
         model_signing.verifying.Config().use_elliptic_key_verifier(
-            public_key=keys["alice"].public).verify(signed, signed / SIGNATURE_NAME)
+            public_key=keys["alice"].public
+        ).verify(signed, signed / SIGNATURE_NAME)
 
 
-def test_signing_changes_nothing_else(store: Path, keys: dict[str, KeyPair],
-                                      tmp_path: Path) -> None:
+def test_signing_changes_nothing_else(
+    store: Path, keys: dict[str, KeyPair], tmp_path: Path
+) -> None:
     bundle = copy_bundle(store, "1.0.0", tmp_path / "s")
     before = {p.relative_to(bundle): p.read_bytes() for p in bundle.rglob("*") if p.is_file()}
     fingerprint = sign_bundle(bundle, keys["alice"].private)
@@ -120,25 +123,29 @@ def test_wrong_key_refused(signed: Path, keys: dict[str, KeyPair], sessions: lis
     assert err.rule == "signature-trust"
     assert f"signed by key sha256:{_fingerprint(keys['alice'].public)[:16]}" in str(err)
     assert _fingerprint(keys["mallory"].public)[:16] in str(err)
-    line = one_error_line(handoff("verify", str(signed), "--trusted-key",
-                                  str(keys["mallory"].public)))
+    line = one_error_line(
+        handoff("verify", str(signed), "--trusted-key", str(keys["mallory"].public))
+    )
     assert "[signature-trust]" in line and "not one of the 1 trusted key" in line
 
 
-def test_unsigned_refused(store: Path, keys: dict[str, KeyPair], tmp_path: Path,
-                          sessions: list[int]) -> None:
+def test_unsigned_refused(
+    store: Path, keys: dict[str, KeyPair], tmp_path: Path, sessions: list[int]
+) -> None:
     bundle = copy_bundle(store, "1.0.0", tmp_path / "u")
     err = _refused(bundle, [keys["alice"].public], sessions)
     assert err.rule == "signature-trust" and "not signed" in str(err)
-    line = one_error_line(handoff("verify", str(bundle), "--trusted-key",
-                                  str(keys["alice"].public)))
+    line = one_error_line(
+        handoff("verify", str(bundle), "--trusted-key", str(keys["alice"].public))
+    )
     assert "[signature-trust]" in line and f"handoff sign {bundle}" in line
     err = _refused(bundle, [], sessions)  # an empty trust list trusts nothing
     assert "none was given" in str(err)
 
 
-def test_one_flipped_byte_in_any_file_is_refused(signed: Path, keys: dict[str, KeyPair],
-                                                 sessions: list[int]) -> None:
+def test_one_flipped_byte_in_any_file_is_refused(
+    signed: Path, keys: dict[str, KeyPair], sessions: list[int]
+) -> None:
     files = sorted(p for p in signed.rglob("*") if p.is_file())
     assert {p.name for p in files} >= {"manifest.json", SIGNATURE_NAME, "fp32.onnx"}
     for path in files:
@@ -154,8 +161,9 @@ def test_one_flipped_byte_in_any_file_is_refused(signed: Path, keys: dict[str, K
         if rel == SIGNATURE_NAME:
             assert err.rule == "signature-trust", err
         else:  # caught by the listing's digests first, or by the signature
-            assert err.rule in {"digest", "manifest-digest", "json", "schema",
-                                "signature-trust"}, err
+            assert err.rule in {"digest", "manifest-digest", "json", "schema", "signature-trust"}, (
+                err
+            )
     rt.load(signed, trusted_keys=[keys["alice"].public])  # restored: passes again
 
 
@@ -177,7 +185,8 @@ def _rewrite_consistently(bundle: Path, rel: str, data: bytes) -> None:
 
 
 def test_consistent_tampering_is_caught_only_by_the_signature(
-        signed: Path, keys: dict[str, KeyPair], sessions: list[int]) -> None:
+    signed: Path, keys: dict[str, KeyPair], sessions: list[int]
+) -> None:
     model = signed / "models" / "fp32.onnx"
     data = bytearray(model.read_bytes())
     data[-40] ^= 0x10  # a weight inside the last initializer: still a loadable model
@@ -189,8 +198,9 @@ def test_consistent_tampering_is_caught_only_by_the_signature(
     rt.load(signed)  # without trusted keys, as today: the bundle is self-consistent
 
 
-def test_replaced_or_garbled_signature(store: Path, signed: Path, keys: dict[str, KeyPair],
-                                       tmp_path: Path, sessions: list[int]) -> None:
+def test_replaced_or_garbled_signature(
+    store: Path, signed: Path, keys: dict[str, KeyPair], tmp_path: Path, sessions: list[int]
+) -> None:
     sig = signed / SIGNATURE_NAME
     good = sig.read_bytes()
     alice = [keys["alice"].public]
@@ -231,8 +241,9 @@ def test_without_trusted_keys_behaviour_is_as_today(signed: Path) -> None:
     assert proc.returncode == 0 and "signature" not in proc.stdout
 
 
-def test_inspect_shows_whether_and_by_whom(store: Path, signed: Path,
-                                           keys: dict[str, KeyPair], tmp_path: Path) -> None:
+def test_inspect_shows_whether_and_by_whom(
+    store: Path, signed: Path, keys: dict[str, KeyPair], tmp_path: Path
+) -> None:
     unsigned = copy_bundle(store, "1.1.0", tmp_path / "i")
     out = handoff("inspect", str(unsigned)).stdout
     assert "signature: none (unsigned)" in out
@@ -242,8 +253,9 @@ def test_inspect_shows_whether_and_by_whom(store: Path, signed: Path,
     assert "present but unreadable" in handoff("inspect", str(signed)).stdout
 
 
-def test_signing_refuses_a_broken_bundle_and_bad_keys(store: Path, keys: dict[str, KeyPair],
-                                                       tmp_path: Path) -> None:
+def test_signing_refuses_a_broken_bundle_and_bad_keys(
+    store: Path, keys: dict[str, KeyPair], tmp_path: Path
+) -> None:
     bundle = copy_bundle(store, "1.0.0", tmp_path / "b")
     (bundle / "report.md").write_text("tampered before signing")
     with pytest.raises(BundleError, match=r"\[digest\]"):
@@ -252,8 +264,7 @@ def test_signing_refuses_a_broken_bundle_and_bad_keys(store: Path, keys: dict[st
     good = copy_bundle(store, "1.0.0", tmp_path / "g")
     line = one_error_line(handoff("sign", str(good), "--key", str(keys["alice"].public)))
     assert "cannot read a PEM private key" in line
-    line = one_error_line(handoff("verify", str(good), "--trusted-key",
-                                  str(keys["alice"].private)))
+    line = one_error_line(handoff("verify", str(good), "--trusted-key", str(keys["alice"].private)))
     assert "cannot read a PEM public key" in line
     with pytest.raises(LabkitError, match="no such file"):
         rt.load(good, trusted_keys=[tmp_path / "missing.pub"])
@@ -265,6 +276,12 @@ def test_cli_sign_then_verify(store: Path, keys: dict[str, KeyPair], tmp_path: P
     proc = handoff("sign", str(bundle), env={"LABKIT_SIGN_KEY": str(keys["alice"].private)})
     assert proc.returncode == 0, proc.stderr
     assert _fingerprint(keys["alice"].public)[:16] in proc.stdout
-    proc = handoff("verify", str(bundle), "--trusted-key", str(keys["mallory"].public),
-                   "--trusted-key", str(keys["alice"].public))
+    proc = handoff(
+        "verify",
+        str(bundle),
+        "--trusted-key",
+        str(keys["mallory"].public),
+        "--trusted-key",
+        str(keys["alice"].public),
+    )
     assert proc.returncode == 0, proc.stderr

@@ -17,8 +17,9 @@ def data() -> tuple[torch.Tensor, torch.Tensor]:
 def train(hidden: int, steps: int = 60, lr: float = 0.05) -> dict[str, Any]:
     torch.manual_seed(hidden)
     x, y = data()
-    model = torch.nn.Sequential(torch.nn.Linear(8, hidden), torch.nn.ReLU(),
-                                torch.nn.Linear(hidden, 2))
+    model = torch.nn.Sequential(
+        torch.nn.Linear(8, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, 2)
+    )
     opt = torch.optim.SGD(model.parameters(), lr=lr)
     for _ in range(steps):
         opt.zero_grad()

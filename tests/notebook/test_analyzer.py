@@ -15,8 +15,9 @@ def rows(s: object) -> dict[str, object]:
 
 
 def test_linear_and_conv2d() -> None:
-    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(),
-                              torch.nn.Linear(4 * 6 * 6, 8))
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(4 * 6 * 6, 8)
+    )
     s = summary(net, torch.randn(2, 3, 8, 8), latency=False)
     r = rows(s)
     # Conv2d: each of 2·4·6·6 outputs sums 3 channels × 3×3 kernel.
@@ -28,8 +29,9 @@ def test_linear_and_conv2d() -> None:
 
 
 def test_grouped_conv_counts_per_group() -> None:
-    s = summary(torch.nn.Conv2d(4, 8, 3, groups=2, padding=1), torch.randn(1, 4, 5, 5),
-                latency=False)
+    s = summary(
+        torch.nn.Conv2d(4, 8, 3, groups=2, padding=1), torch.randn(1, 4, 5, 5), latency=False
+    )
     assert s.mult_adds == 8 * 5 * 5 * (4 // 2) * 9 == 3600
 
 
@@ -77,8 +79,8 @@ def test_functional_attention_is_counted() -> None:
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             q, k, v = self.qkv(x).chunk(3, dim=-1)
-            scores = q @ k.transpose(-2, -1)            # L·S·E = 4·4·8
-            return torch.softmax(scores, -1) @ v        # L·S·E again
+            scores = q @ k.transpose(-2, -1)  # L·S·E = 4·4·8
+            return torch.softmax(scores, -1) @ v  # L·S·E again
 
     s = summary(Attn(), torch.randn(1, 4, 8), latency=False)
     assert rows(s)["qkv"].mult_adds == 4 * 8 * 24
@@ -109,8 +111,13 @@ def test_nested_depth_frozen_parameters_and_uncalled_containers() -> None:
     net.body.requires_grad_(False)
     s = summary(net, torch.randn(1, 4), depth=1, latency=False)
     assert [r.name for r in s.shown()] == ["body", "head"]
-    assert [r.name for r in s.layers] == ["body", "body.layers", "body.layers.0",
-                                          "body.layers.1", "head"]
+    assert [r.name for r in s.layers] == [
+        "body",
+        "body.layers",
+        "body.layers.0",
+        "body.layers.1",
+        "head",
+    ]
     r = rows(s)
     assert r["body.layers"].kind == "ModuleList" and r["body.layers"].mult_adds == 32
     assert r["body"].parameters == 40 and r["body"].trainable == 0
@@ -140,8 +147,15 @@ def test_dict_inputs_and_a_clear_error_for_unknown_keys() -> None:
 
 def test_gpt2_dict_input_conv1d_attention_and_onnx_latency() -> None:
     transformers = pytest.importorskip("transformers")
-    cfg = transformers.GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=50,
-                                  n_positions=16, bos_token_id=0, eos_token_id=0)
+    cfg = transformers.GPT2Config(
+        n_layer=1,
+        n_embd=16,
+        n_head=2,
+        vocab_size=50,
+        n_positions=16,
+        bos_token_id=0,
+        eos_token_id=0,
+    )
     s = summary(transformers.GPT2Model(cfg), {"input_ids": torch.randint(0, 50, (1, 5))})
     r = rows(s)
     # c_attn 16→48 and c_proj 16→16 (Conv1D) on 5 tokens, QKᵀ and ·V: 2·5·5·16.
@@ -182,8 +196,7 @@ def test_pre_handoff_warnings() -> None:
 
 
 def test_layer_cpu_time_maps_to_modules() -> None:
-    net = torch.nn.Sequential(torch.nn.Linear(256, 512), torch.nn.ReLU(),
-                              torch.nn.Linear(512, 4))
+    net = torch.nn.Sequential(torch.nn.Linear(256, 512), torch.nn.ReLU(), torch.nn.Linear(512, 4))
     s = summary(net, torch.randn(8, 256))
     assert {"0", "2"} <= set(s.layer_cpu_us)
     assert all(us > 0 for us in s.layer_cpu_us.values())

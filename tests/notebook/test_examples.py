@@ -24,8 +24,9 @@ PLOTLY = "application/vnd.plotly.v1+json"
 def execute(folder: Path, name: str) -> tuple[dict, float]:
     nb = nbformat.read(folder / name, as_version=4)
     start = time.monotonic()
-    nbclient.NotebookClient(nb, timeout=300, kernel_name="python3",
-                            resources={"metadata": {"path": str(folder)}}).execute()
+    nbclient.NotebookClient(
+        nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(folder)}}
+    ).execute()
     return nb, time.monotonic() - start
 
 
@@ -56,8 +57,10 @@ def test_examples_run_twice_in_a_row(tmp_path: Path, monkeypatch: pytest.MonkeyP
         assert "labkit-summary" in out and "labkit-result" in out
         # the training plot is saved as a static figure, so it shows again after reopening
         saved = [o for c in nb.cells for o in c.get("outputs", []) if PLOTLY in o.get("data", {})]
-        assert saved and {t["name"] for t in saved[0]["data"][PLOTLY]["data"]} == \
-            {"loss", "test_acc"}
+        assert saved and {t["name"] for t in saved[0]["data"][PLOTLY]["data"]} == {
+            "loss",
+            "test_acc",
+        }
         assert (store / "digits" / "1.0.0" / "manifest.json").is_file()
         assert (store / "digits" / "1.0.0" / "source" / "quickstart.ipynb").is_file()
         assert seconds < 180, seconds

@@ -30,13 +30,20 @@ def test_grid_and_list_params() -> None:
 
 def test_a_sweep_is_measured_saved_ranked_and_handed_off(tmp_path: Path) -> None:
     x = torch.randn(1, 8)
-    exp = labkit.experiment(train, {"hidden": [4, 16, 64, 256]}, name="mlp-width",
-                            example_inputs=x, task="classification",
-                            store=tmp_path / "experiments", widgets=False)
+    exp = labkit.experiment(
+        train,
+        {"hidden": [4, 16, 64, 256]},
+        name="mlp-width",
+        example_inputs=x,
+        task="classification",
+        store=tmp_path / "experiments",
+        widgets=False,
+    )
     assert [t.id for t in exp.trials] == [1, 2, 3, 4] and not exp.interrupted
     assert exp.metric == "val_acc"
-    assert all(t.status == "ok" and t.latency_ms is not None and t.latency_ms > 0
-               for t in exp.trials)
+    assert all(
+        t.status == "ok" and t.latency_ms is not None and t.latency_ms > 0 for t in exp.trials
+    )
     saved = load("mlp-width", store=tmp_path / "experiments")
     assert [r["params"]["hidden"] for r in saved] == [4, 16, 64, 256]
     assert saved[2]["metrics"]["val_acc"] == pytest.approx(exp.trials[2].metrics["val_acc"])
@@ -63,8 +70,7 @@ def test_a_sweep_is_measured_saved_ranked_and_handed_off(tmp_path: Path) -> None
     assert list(front["x"]) == sorted(front["x"])
     assert list(front["y"]) == sorted(front["y"])
 
-    result = exp.handoff(best, store=tmp_path / "bundles",
-                         options=HandoffOptions(benchmark=False))
+    result = exp.handoff(best, store=tmp_path / "bundles", options=HandoffOptions(benchmark=False))
     assert result.name == "mlp-width" and result.version == "1.0.0"
     verify(result.path)
     assert exp.results[best.id] is result
@@ -78,8 +84,9 @@ def test_failed_trials_are_recorded_and_an_interrupt_keeps_the_finished(tmp_path
             raise KeyboardInterrupt
         return {"acc": hidden / 10}
 
-    exp = labkit.experiment(flaky, {"hidden": [1, 2, 3, 4]}, name="flaky",
-                            store=tmp_path, widgets=False)
+    exp = labkit.experiment(
+        flaky, {"hidden": [1, 2, 3, 4]}, name="flaky", store=tmp_path, widgets=False
+    )
     assert exp.interrupted and [t.id for t in exp.trials] == [1, 2]
     assert exp.trials[1].status == "failed" and exp.trials[1].error == "ValueError: diverged"
     assert exp.trials[0].latency_ms is None  # no model returned: nothing to time
@@ -92,16 +99,23 @@ def test_failed_trials_are_recorded_and_an_interrupt_keeps_the_finished(tmp_path
 def test_bad_names_and_results_are_refused(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="not usable as a folder name"):
         labkit.experiment(train, {"hidden": [4]}, name="../up", store=tmp_path)
-    exp = labkit.experiment(lambda hidden: 0.5, {"hidden": [4]}, name="bad",
-                            store=tmp_path, widgets=False)
+    exp = labkit.experiment(
+        lambda hidden: 0.5, {"hidden": [4]}, name="bad", store=tmp_path, widgets=False
+    )
     assert exp.trials[0].status == "failed"
     assert "return {'model': model" in exp.trials[0].error
 
 
 def test_worker_processes(tmp_path: Path) -> None:
-    exp = labkit.experiment(train, [{"hidden": 4, "steps": 5}, {"hidden": 8, "steps": 5}],
-                            name="parallel", example_inputs=torch.randn(1, 8),
-                            store=tmp_path, workers=2, widgets=False)
+    exp = labkit.experiment(
+        train,
+        [{"hidden": 4, "steps": 5}, {"hidden": 8, "steps": 5}],
+        name="parallel",
+        example_inputs=torch.randn(1, 8),
+        store=tmp_path,
+        workers=2,
+        widgets=False,
+    )
     assert [t.id for t in exp.trials] == [1, 2]
     assert all(t.status == "ok" and t.latency_ms for t in exp.trials), exp.text()
     assert isinstance(exp.trials[0].model, torch.nn.Module)
@@ -125,10 +139,14 @@ def test_live_view_and_hand_off_button_in_a_kernel(tmp_path: Path) -> None:
 
     jupyter_client = pytest.importorskip("jupyter_client")
     root = Path(__file__).resolve().parents[2]
-    env = {**os.environ, "LABKIT_STORE": str(tmp_path / "store"),
-           "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
-    km, kc = jupyter_client.manager.start_new_kernel(kernel_name="python3", cwd=str(tmp_path),
-                                                     env=env)
+    env = {
+        **os.environ,
+        "LABKIT_STORE": str(tmp_path / "store"),
+        "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]),
+    }
+    km, kc = jupyter_client.manager.start_new_kernel(
+        kernel_name="python3", cwd=str(tmp_path), env=env
+    )
     try:
         msgs: list[dict[str, Any]] = []
 
@@ -147,8 +165,13 @@ def test_live_view_and_hand_off_button_in_a_kernel(tmp_path: Path) -> None:
             raise AssertionError([m["msg_type"] for m in msgs][-30:])
 
         msg_id = kc.execute(KERNEL_CELL.format(tests=str(Path(__file__).parent)))
-        until(lambda m: m["msg_type"] == "status" and m["parent_header"].get("msg_id") == msg_id
-              and m["content"]["execution_state"] == "idle")
+        until(
+            lambda m: (
+                m["msg_type"] == "status"
+                and m["parent_header"].get("msg_id") == msg_id
+                and m["content"]["execution_state"] == "idle"
+            )
+        )
         errors = [m["content"] for m in msgs if m["msg_type"] == "error"]
         assert not errors, errors
         updates = [m["content"]["data"] for m in msgs if m["msg_type"] == "update_display_data"]
@@ -157,15 +180,28 @@ def test_live_view_and_hand_off_button_in_a_kernel(tmp_path: Path) -> None:
         plots = [d for d in updates if "application/vnd.plotly.v1+json" in d]
         assert len(plots[-1]["application/vnd.plotly.v1+json"]["data"][0]["x"]) == 4
         # The buttons: one per trial, found by their model state.
-        buttons = {m["content"]["data"]["state"]["description"]: m["content"]["comm_id"]
-                   for m in msgs if m["msg_type"] == "comm_open"
-                   and m["content"]["data"]["state"].get("_model_name") == "ButtonModel"}
+        buttons = {
+            m["content"]["data"]["state"]["description"]: m["content"]["comm_id"]
+            for m in msgs
+            if m["msg_type"] == "comm_open"
+            and m["content"]["data"]["state"].get("_model_name") == "ButtonModel"
+        }
         assert sorted(buttons) == [f"hand off trial #{i}" for i in range(1, 5)]
-        kc.shell_channel.send(kc.session.msg("comm_msg", {
-            "comm_id": buttons["hand off trial #2"],
-            "data": {"method": "custom", "content": {"event": "click"}}}))
-        until(lambda m: m["msg_type"] in ("display_data", "stream")
-              and ("labkit-result" in str(m["content"]) or "failed" in str(m["content"])))
+        kc.shell_channel.send(
+            kc.session.msg(
+                "comm_msg",
+                {
+                    "comm_id": buttons["hand off trial #2"],
+                    "data": {"method": "custom", "content": {"event": "click"}},
+                },
+            )
+        )
+        until(
+            lambda m: (
+                m["msg_type"] in ("display_data", "stream")
+                and ("labkit-result" in str(m["content"]) or "failed" in str(m["content"]))
+            )
+        )
         shown = str(msgs[-1]["content"])
         assert "labkit-result" in shown, shown
         assert (tmp_path / "store" / "live" / "1.0.0" / "manifest.json").is_file()

@@ -16,7 +16,7 @@ EXT = ROOT / "extension"
 
 def test_toolbar_button_and_shortcut_point_to_the_command() -> None:
     schema = json.loads((EXT / "schema" / "plugin.json").read_text())
-    item, = schema["jupyter.lab.toolbars"]["Notebook"]
+    (item,) = schema["jupyter.lab.toolbars"]["Notebook"]
     assert item["command"] == "labkit:handoff" and item["label"] == "Handoff"
     assert schema["jupyter.lab.shortcuts"][0]["command"] == "labkit:handoff"
     index = (EXT / "src" / "index.ts").read_text()

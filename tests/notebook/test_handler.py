@@ -34,8 +34,12 @@ class FakeResult:
     change_reason: str = "first handoff of this model"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "version": self.version, "change": self.change,
-                "previous": self.previous}
+        return {
+            "name": self.name,
+            "version": self.version,
+            "change": self.change,
+            "previous": self.previous,
+        }
 
 
 @dataclass
@@ -56,16 +60,16 @@ class Recorder:
         return FakeResult(kwargs["options"].name or spec.name, "1.0.0", "first")
 
 
-def make(models: dict[str, Any] | None = None, run: Any = None,
-         tmp: Path | None = None) -> tuple[HandoffHandler, list[dict[str, Any]]]:
+def make(
+    models: dict[str, Any] | None = None, run: Any = None, tmp: Path | None = None
+) -> tuple[HandoffHandler, list[dict[str, Any]]]:
     sent: list[dict[str, Any]] = []
     handler = HandoffHandler(run=run or Recorder(), registered=lambda: models or {}, cwd=tmp)
     return handler, sent
 
 
 def req(rtype: str, payload: dict[str, Any] | None = None, rid: str = "r1") -> dict[str, Any]:
-    return {"protocol": V, "kind": "request", "id": rid, "type": rtype,
-            "payload": payload or {}}
+    return {"protocol": V, "kind": "request", "id": rid, "type": rtype, "payload": payload or {}}
 
 
 def roundtrip(msg: Any) -> Any:
@@ -96,15 +100,20 @@ def test_list_models(tmp_path: Path) -> None:
     assert sent[0]["ok"] and names == ["a", "b"]
 
 
-def test_handoff_streams_progress_then_replies(tmp_path: Path,
-                                               capsys: pytest.CaptureFixture[str]) -> None:
+def test_handoff_streams_progress_then_replies(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     nb = tmp_path / "quick.ipynb"
     nb.write_text("{}")
     run = Recorder()
     handler, sent = make({"digits": FakeSpec("digits")}, run=run, tmp=tmp_path)
-    handler.handle(req("handoff", {"options": {"quantize": False},
-                                   "source": "examples/quick.ipynb", "store": "st"}),
-                   sent.append)
+    handler.handle(
+        req(
+            "handoff",
+            {"options": {"quantize": False}, "source": "examples/quick.ipynb", "store": "st"},
+        ),
+        sent.append,
+    )
     kinds = [m["kind"] for m in sent]
     assert kinds == ["progress"] * 12 + ["reply"]
     assert [m["payload"]["stage"] for m in sent[:-1:2]] == list(STAGES)
@@ -126,9 +135,14 @@ def test_handoff_streams_progress_then_replies(tmp_path: Path,
 @dataclass
 class BenchedResult(FakeResult):
     def to_dict(self) -> dict[str, Any]:
-        return {**super().to_dict(), "default_variant": "int8", "variants": [
-            {"name": "fp32", "speedup": {"p50": 2.0, "throughput": 1.5}},
-            {"name": "int8", "speedup": {"p50": 3.5, "throughput": 2.5}}]}
+        return {
+            **super().to_dict(),
+            "default_variant": "int8",
+            "variants": [
+                {"name": "fp32", "speedup": {"p50": 2.0, "throughput": 1.5}},
+                {"name": "int8", "speedup": {"p50": 3.5, "throughput": 2.5}},
+            ],
+        }
 
 
 def test_handoff_reply_carries_the_kernels_speed_figure(tmp_path: Path) -> None:
@@ -156,8 +170,11 @@ def test_handoff_failure_names_the_stage(tmp_path: Path) -> None:
     handler.handle(req("handoff"), sent.append)
     last = sent[-1]
     assert last["ok"] is False
-    assert last["error"] == {"type": "ExportError", "stage": "export",
-                             "message": "export failed: unsupported operator aten::weird"}
+    assert last["error"] == {
+        "type": "ExportError",
+        "stage": "export",
+        "message": "export failed: unsupported operator aten::weird",
+    }
 
 
 def test_unexpected_exception_becomes_a_reply(tmp_path: Path) -> None:
@@ -172,13 +189,17 @@ def test_unexpected_exception_becomes_a_reply(tmp_path: Path) -> None:
     assert "forward() raised" in sent[-1]["error"]["message"]
 
 
-@pytest.mark.parametrize(("models", "payload", "kind"), [
-    ({}, {}, "NoModelRegistered"),
-    ({"a": FakeSpec("a"), "b": FakeSpec("b")}, {}, "ModelNotChosen"),
-    ({"a": FakeSpec("a")}, {"model": "zzz"}, "UnknownModel"),
-])
-def test_model_choice_errors(models: dict[str, Any], payload: dict[str, Any], kind: str,
-                             tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("models", "payload", "kind"),
+    [
+        ({}, {}, "NoModelRegistered"),
+        ({"a": FakeSpec("a"), "b": FakeSpec("b")}, {}, "ModelNotChosen"),
+        ({"a": FakeSpec("a")}, {"model": "zzz"}, "UnknownModel"),
+    ],
+)
+def test_model_choice_errors(
+    models: dict[str, Any], payload: dict[str, Any], kind: str, tmp_path: Path
+) -> None:
     handler, sent = make(models, tmp=tmp_path)
     handler.handle(req("handoff", payload), sent.append)
     assert sent == [sent[0]] and sent[0]["ok"] is False
@@ -195,23 +216,56 @@ MALFORMED = [
     ({"protocol": V, "kind": "request", "type": "hello"}, "id must be", None),
     ({"protocol": V, "kind": "request", "id": "x" * 500, "type": "hello"}, "id must be", None),
     ({"protocol": V, "kind": "request", "id": "x", "type": "rm -rf"}, "unknown request", "x"),
-    ({"protocol": V, "kind": "request", "id": "x", "type": "hello", "payload": []},
-     "payload must be", "x"),
-    ({"protocol": V, "kind": "request", "id": "x", "type": "handoff",
-      "payload": {"options": {"quantize": "yes"}}}, "quantize must be true or false", "x"),
-    ({"protocol": V, "kind": "request", "id": "x", "type": "handoff",
-      "payload": {"quantize": False}}, "unknown field(s) quantize", "x"),
-    ({"protocol": V, "kind": "request", "id": "x", "type": "handoff",
-      "payload": {"options": {"min_top1": 2}}}, "min_top1 2 must be between 0 and 1", "x"),
-    ({"protocol": V, "kind": "request", "id": "x", "type": "handoff",
-      "payload": {"store": 5}}, "store must be a string", "x"),
+    (
+        {"protocol": V, "kind": "request", "id": "x", "type": "hello", "payload": []},
+        "payload must be",
+        "x",
+    ),
+    (
+        {
+            "protocol": V,
+            "kind": "request",
+            "id": "x",
+            "type": "handoff",
+            "payload": {"options": {"quantize": "yes"}},
+        },
+        "quantize must be true or false",
+        "x",
+    ),
+    (
+        {
+            "protocol": V,
+            "kind": "request",
+            "id": "x",
+            "type": "handoff",
+            "payload": {"quantize": False},
+        },
+        "unknown field(s) quantize",
+        "x",
+    ),
+    (
+        {
+            "protocol": V,
+            "kind": "request",
+            "id": "x",
+            "type": "handoff",
+            "payload": {"options": {"min_top1": 2}},
+        },
+        "min_top1 2 must be between 0 and 1",
+        "x",
+    ),
+    (
+        {"protocol": V, "kind": "request", "id": "x", "type": "handoff", "payload": {"store": 5}},
+        "store must be a string",
+        "x",
+    ),
 ]
 
 
 @pytest.mark.parametrize(("data", "text", "rid"), MALFORMED)
-def test_malformed_and_wrong_version_get_a_clear_error_reply(data: Any, text: str,
-                                                             rid: str | None,
-                                                             tmp_path: Path) -> None:
+def test_malformed_and_wrong_version_get_a_clear_error_reply(
+    data: Any, text: str, rid: str | None, tmp_path: Path
+) -> None:
     run = Recorder()
     handler, sent = make({"m": FakeSpec("m")}, run=run, tmp=tmp_path)
     handler.handle(data, sent.append)
@@ -238,8 +292,9 @@ def test_list_bundles_reads_manifests(tmp_path: Path) -> None:
     (root / "broken" / "1.0.0").mkdir(parents=True)
     # a manifest that only looks like one is refused by the strict reader, not summarized
     (root / "fake" / "1.0.0").mkdir(parents=True)
-    (root / "fake" / "1.0.0" / "manifest.json").write_text(json.dumps({
-        "name": "fake", "version": "1.0.0", "default_variant": "fp32"}))
+    (root / "fake" / "1.0.0" / "manifest.json").write_text(
+        json.dumps({"name": "fake", "version": "1.0.0", "default_variant": "fp32"})
+    )
     handler, sent = make(tmp=tmp_path)
     handler.handle(req("list_bundles", {"store": str(root)}), sent.append)
     bundles = {b["name"]: b for b in sent[0]["payload"]["bundles"]}
@@ -251,17 +306,36 @@ def test_list_bundles_reads_manifests(tmp_path: Path) -> None:
     assert bundles["fake"]["parity_ok"] is None
 
 
-@pytest.mark.parametrize(("change", "version", "previous", "reason", "text"), [
-    ("none", "1.0.0", "1.0.0", "identical", "no new version: identical to 1.0.0"),
-    ("minor", "1.1.0", "1.0.0", "weights-only update: drop-in compatible",
-     "1.1.0 — weights-only update from 1.0.0: drop-in compatible"),
-    ("major", "2.0.0", "1.1.0", "signature changed: not drop-in compatible",
-     "2.0.0 — signature changed from 1.1.0: not drop-in compatible"),
-    ("first", "1.0.0", None, "first handoff of this model",
-     "1.0.0 — first handoff of this model"),
-])
-def test_headline_names_the_previous_version(change: str, version: str, previous: str | None,
-                                             reason: str, text: str) -> None:
+@pytest.mark.parametrize(
+    ("change", "version", "previous", "reason", "text"),
+    [
+        ("none", "1.0.0", "1.0.0", "identical", "no new version: identical to 1.0.0"),
+        (
+            "minor",
+            "1.1.0",
+            "1.0.0",
+            "weights-only update: drop-in compatible",
+            "1.1.0 — weights-only update from 1.0.0: drop-in compatible",
+        ),
+        (
+            "major",
+            "2.0.0",
+            "1.1.0",
+            "signature changed: not drop-in compatible",
+            "2.0.0 — signature changed from 1.1.0: not drop-in compatible",
+        ),
+        (
+            "first",
+            "1.0.0",
+            None,
+            "first handoff of this model",
+            "1.0.0 — first handoff of this model",
+        ),
+    ],
+)
+def test_headline_names_the_previous_version(
+    change: str, version: str, previous: str | None, reason: str, text: str
+) -> None:
     from labkit.pipeline.runner import headline
 
     assert headline(FakeResult("digits", version, change, previous, reason)) == text

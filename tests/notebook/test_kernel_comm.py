@@ -38,10 +38,12 @@ labkit.register(Raises(), (torch.randn(1, 3),), name="bad")
 @pytest.fixture(scope="module")
 def kernel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     tmp = tmp_path_factory.mktemp("kernel")
-    env = {**os.environ, "LABKIT_STORE": str(tmp / "store"),
-           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    km, kc = jupyter_client.manager.start_new_kernel(kernel_name="python3", cwd=str(tmp),
-                                                     env=env)
+    env = {
+        **os.environ,
+        "LABKIT_STORE": str(tmp / "store"),
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
+    km, kc = jupyter_client.manager.start_new_kernel(kernel_name="python3", cwd=str(tmp), env=env)
     try:
         reply = kc.execute_interactive(SETUP, timeout=120)
         assert reply["content"]["status"] == "ok", reply["content"]
@@ -54,8 +56,9 @@ def kernel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
 def open_comm(kc: Any) -> str:
     comm_id = uuid.uuid4().hex
-    msg = kc.session.msg("comm_open", {"comm_id": comm_id, "target_name": "labkit.handoff",
-                                       "data": {}})
+    msg = kc.session.msg(
+        "comm_open", {"comm_id": comm_id, "target_name": "labkit.handoff", "data": {}}
+    )
     kc.shell_channel.send(msg)
     return comm_id
 
@@ -64,8 +67,9 @@ def send(kc: Any, comm_id: str, data: Any) -> None:
     kc.shell_channel.send(kc.session.msg("comm_msg", {"comm_id": comm_id, "data": data}))
 
 
-def collect(kc: Any, comm_id: str, rid: str | None,
-            timeout: float = 240) -> list[tuple[float, Any]]:
+def collect(
+    kc: Any, comm_id: str, rid: str | None, timeout: float = 240
+) -> list[tuple[float, Any]]:
     """Comm messages for this request, with arrival times, up to and including its reply."""
     out: list[tuple[float, Any]] = []
     deadline = time.monotonic() + timeout
@@ -89,14 +93,19 @@ def collect(kc: Any, comm_id: str, rid: str | None,
 
 
 def request(rtype: str, payload: dict[str, Any] | None = None, rid: str = "r") -> dict[str, Any]:
-    return {"protocol": PROTOCOL_VERSION, "kind": "request", "id": rid, "type": rtype,
-            "payload": payload or {}}
+    return {
+        "protocol": PROTOCOL_VERSION,
+        "kind": "request",
+        "id": rid,
+        "type": rtype,
+        "payload": payload or {},
+    }
 
 
 def test_target_registered_on_import_and_lists_models(kernel: Any) -> None:
     comm = open_comm(kernel)
     send(kernel, comm, request("list_models", rid="lm"))
-    (_, reply), = collect(kernel, comm, "lm", timeout=30)
+    ((_, reply),) = collect(kernel, comm, "lm", timeout=30)
     assert reply["ok"], reply
     assert sorted(m["name"] for m in reply["payload"]["models"]) == ["bad", "tiny"]
 
@@ -104,11 +113,11 @@ def test_target_registered_on_import_and_lists_models(kernel: Any) -> None:
 def test_wrong_version_and_garbage_are_refused(kernel: Any) -> None:
     comm = open_comm(kernel)
     send(kernel, comm, {**request("hello", rid="old"), "protocol": 0})
-    (_, reply), = collect(kernel, comm, "old", timeout=30)
+    ((_, reply),) = collect(kernel, comm, "old", timeout=30)
     assert reply["ok"] is False and reply["error"]["type"] == "ProtocolError"
     assert "version 0" in reply["error"]["message"]
     send(kernel, comm, "garbage")
-    (_, reply), = collect(kernel, comm, None, timeout=30)
+    ((_, reply),) = collect(kernel, comm, None, timeout=30)
     assert reply["error"]["type"] == "ProtocolError"
     assert kernel.execute_interactive("x = 1 + 1", timeout=30)["content"]["status"] == "ok"
 
@@ -116,8 +125,11 @@ def test_wrong_version_and_garbage_are_refused(kernel: Any) -> None:
 @pytest.mark.slow
 def test_handoff_streams_progress_while_running(kernel: Any) -> None:
     comm = open_comm(kernel)
-    send(kernel, comm, request("handoff", {"model": "tiny", "options": {"quantize": False}},
-                                rid="h1"))
+    send(
+        kernel,
+        comm,
+        request("handoff", {"model": "tiny", "options": {"quantize": False}}, rid="h1"),
+    )
     got = collect(kernel, comm, "h1")
     reply = got[-1][1]
     assert reply["ok"], reply
@@ -138,8 +150,11 @@ def test_handoff_streams_progress_while_running(kernel: Any) -> None:
     assert done["export"] > 0.05  # a real export is never "done in 0.0s"
 
     # the same model again: a neutral result, the stages after parity skipped
-    send(kernel, comm, request("handoff", {"model": "tiny", "options": {"quantize": False}},
-                               rid="h1b"))
+    send(
+        kernel,
+        comm,
+        request("handoff", {"model": "tiny", "options": {"quantize": False}}, rid="h1b"),
+    )
     got = collect(kernel, comm, "h1b")
     again = got[-1][1]["payload"]["result"]
     assert (again["change"], again["version"]) == ("none", "1.0.0")

@@ -43,8 +43,14 @@ def test_panels_pair_train_and_validation_on_one_axis() -> None:
 
 
 def test_metric_names_map_to_panels_and_splits() -> None:
-    assert [metric_panel(n) for n in ("loss", "val_loss", "top1", "accuracy", "lr", "grad")] \
-        == ["loss", "loss", "accuracy", "accuracy", "learning rate", "other"]
+    assert [metric_panel(n) for n in ("loss", "val_loss", "top1", "accuracy", "lr", "grad")] == [
+        "loss",
+        "loss",
+        "accuracy",
+        "accuracy",
+        "learning rate",
+        "other",
+    ]
     assert split_of("val_loss") == ("val", "loss")
     assert split_of("validation/acc") == ("val", "acc")
     assert split_of("loss") == ("train", "loss")
@@ -99,8 +105,10 @@ print("ended at", p.steps, "stopped", p.should_stop)
 
 @pytest.fixture(scope="module")
 def kc() -> Iterator[Any]:
-    env = {**os.environ,
-           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
     km, client = jupyter_client.manager.start_new_kernel(kernel_name="python3", env=env)
     client.km = km
     try:
@@ -125,8 +133,11 @@ def _drain(kc: Any, until: Any, timeout: float) -> list[dict[str, Any]]:
 
 
 def _idle(msg: dict[str, Any], parent: str) -> bool:
-    return (msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle"
-            and msg["parent_header"].get("msg_id") == parent)
+    return (
+        msg["msg_type"] == "status"
+        and msg["content"]["execution_state"] == "idle"
+        and msg["parent_header"].get("msg_id") == parent
+    )
 
 
 def _stdout(msgs: list[dict[str, Any]]) -> str:
@@ -143,8 +154,10 @@ def test_stop_button_ends_the_running_loop_and_a_static_figure_remains(kc: Any) 
     opened = _drain(kc, button_opened, 60)
     comm_id = opened[-1]["content"]["comm_id"]
     time.sleep(0.5)  # the loop is running
-    click = kc.session.msg("comm_msg", {"comm_id": comm_id, "data": {
-        "method": "custom", "content": {"event": "click"}}})
+    click = kc.session.msg(
+        "comm_msg",
+        {"comm_id": comm_id, "data": {"method": "custom", "content": {"event": "click"}}},
+    )
     kc.shell_channel.send(click)
     rest = _drain(kc, lambda m: _idle(m, msg_id), 60)
     text = _stdout(rest)

@@ -25,8 +25,12 @@ def validate(name: str, payload: Any) -> None:
 
 
 def test_generated_files_are_current() -> None:
-    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "gen_schema.py"), "--check"],
-                          capture_output=True, text=True, cwd=ROOT)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "gen_schema.py"), "--check"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert proc.returncode == 0, proc.stderr
 
 
@@ -74,13 +78,19 @@ def test_request_and_events_match_the_schema() -> None:
         RequestOptions,
     )
 
-    request = HandoffRequest(model="digits", store="/s", source="a.ipynb",
-                             options=RequestOptions(quantize=False, min_top1=0.9))
+    request = HandoffRequest(
+        model="digits",
+        store="/s",
+        source="a.ipynb",
+        options=RequestOptions(quantize=False, min_top1=0.9),
+    )
     validate("HandoffRequest", request.to_dict())
     assert HandoffRequest.from_dict(request.to_dict()) == request
     validate("HandoffRequest", {})  # every field has a default
-    for event in (HandoffEvent.of_progress(ProgressEvent("export", "done", "", None, 1.5)),
-                  HandoffEvent.of_error("ExportError", "boom", "export")):
+    for event in (
+        HandoffEvent.of_progress(ProgressEvent("export", "done", "", None, 1.5)),
+        HandoffEvent.of_error("ExportError", "boom", "export"),
+    ):
         validate("HandoffEvent", event.to_dict())
         assert HandoffEvent.from_dict(event.to_dict()) == event
     with pytest.raises(jsonschema.ValidationError):
@@ -102,11 +112,22 @@ def test_replies_of_the_kernel_match_the_schema(tmp_path: Path) -> None:
         model = None
 
     handler = HandoffHandler(registered=lambda: {"m": Spec()}, cwd=tmp_path)
-    for rtype, definition in (("hello", "HelloReply"), ("list_models", "ModelsReply"),
-                              ("list_bundles", "BundlesReply")):
+    for rtype, definition in (
+        ("hello", "HelloReply"),
+        ("list_models", "ModelsReply"),
+        ("list_bundles", "BundlesReply"),
+    ):
         sent: list[dict[str, Any]] = []
-        handler.handle({"protocol": p.PROTOCOL_VERSION, "kind": "request", "id": "r",
-                        "type": rtype, "payload": {}}, sent.append)
+        handler.handle(
+            {
+                "protocol": p.PROTOCOL_VERSION,
+                "kind": "request",
+                "id": "r",
+                "type": rtype,
+                "payload": {},
+            },
+            sent.append,
+        )
         assert sent[0]["ok"], sent
         validate(definition, sent[0]["payload"])
 
@@ -123,10 +144,12 @@ def test_real_handoffs_match_the_schema(tmp_path: Path) -> None:
         for progress in payloads[f"progress-{label}"]:
             validate("HandoffEvent", progress)
     assert payloads["event-minor"]["headline"] == (
-        "1.1.0 — weights-only update from 1.0.0: drop-in compatible")
+        "1.1.0 — weights-only update from 1.0.0: drop-in compatible"
+    )
     assert payloads["event-none"]["headline"] == "no new version: identical to 1.1.0"
-    statuses = {(p["progress"]["stage"], p["progress"]["status"])
-                for p in payloads["progress-none"]}
+    statuses = {
+        (p["progress"]["stage"], p["progress"]["status"]) for p in payloads["progress-none"]
+    }
     assert {(s, "skip") for s in ("optimize", "benchmark", "bundle")} <= statuses
     assert not {(s, "done") for s in ("optimize", "benchmark", "bundle")} & statuses
     variant = payloads["event-first"]["result"]["variants"][0]
@@ -135,28 +158,43 @@ def test_real_handoffs_match_the_schema(tmp_path: Path) -> None:
     assert variant["speedup"]["p50"] > 0
     # the kernel's speed chart for that result: one bar per variant and series, its speed-ups
     figure = payloads["figure-first"]
-    validate("HandoffReply", {**{k: payloads["event-first"][k] for k in
-                                 ("result", "store", "headline")}, "figure": figure})
+    validate(
+        "HandoffReply",
+        {
+            **{k: payloads["event-first"][k] for k in ("result", "store", "headline")},
+            "figure": figure,
+        },
+    )
     variants = payloads["event-first"]["result"]["variants"]
     assert [t["y"] for t in figure["data"]] == [
-        [v["speedup"][key] for v in variants] for key in ("p50", "throughput")]
+        [v["speedup"][key] for v in variants] for key in ("p50", "throughput")
+    ]
     # a broken manifest is refused by the schema too
-    broken = {**payloads["manifest"], "change": {"kind": "sideways", "from": None,
-                                                 "reason": ""}}
+    broken = {**payloads["manifest"], "change": {"kind": "sideways", "from": None, "reason": ""}}
     with pytest.raises(jsonschema.ValidationError):
         validate("Manifest", broken)
 
 
-@pytest.mark.parametrize("path", sorted((ROOT / "extension" / "src" / "__tests__" /
-                                         "fixtures").glob("*.json")), ids=lambda p: p.stem)
+@pytest.mark.parametrize(
+    "path",
+    sorted((ROOT / "extension" / "src" / "__tests__" / "fixtures").glob("*.json")),
+    ids=lambda p: p.stem,
+)
 def test_committed_fixtures_match_the_schema(path: Path) -> None:
     payload = json.loads(path.read_text())
     if path.stem == "manifest":
         validate("Manifest", payload)
     if path.stem.startswith("figure-"):  # the speed chart of that event's result
         event = json.loads(path.with_name(f"event-{path.stem[7:]}.json").read_text())
-        validate("HandoffReply", {"result": event["result"], "store": event["store"],
-                                  "headline": event["headline"], "figure": payload})
+        validate(
+            "HandoffReply",
+            {
+                "result": event["result"],
+                "store": event["store"],
+                "headline": event["headline"],
+                "figure": payload,
+            },
+        )
         fresh = _generator().speed_json(event["result"])
         assert payload["data"] == fresh["data"], "run scripts/gen_schema.py --fixtures"
         return
@@ -177,8 +215,15 @@ def test_the_side_panels_listing_matches_the_schema(tiny_store: Path, tmp_path: 
     broken.mkdir(parents=True, exist_ok=True)
     sent: list[dict[str, Any]] = []
     HandoffHandler(registered=dict, cwd=tmp_path).handle(
-        {"protocol": p.PROTOCOL_VERSION, "kind": "request", "id": "r", "type": "list_bundles",
-         "payload": {"store": str(store)}}, sent.append)
+        {
+            "protocol": p.PROTOCOL_VERSION,
+            "kind": "request",
+            "id": "r",
+            "type": "list_bundles",
+            "payload": {"store": str(store)},
+        },
+        sent.append,
+    )
     assert sent[0]["ok"], sent
     validate("BundlesReply", sent[0]["payload"])
     bundles = {b["name"]: b for b in sent[0]["payload"]["bundles"]}

@@ -18,25 +18,54 @@ from labkit.notebook.progress import TrainingProgress
 torch = pytest.importorskip("torch")
 
 RESULT = {
-    "name": "digits", "version": "1.1.0", "path": "/store/digits/1.1.0", "change": "minor",
-    "change_reason": "weights-only update: drop-in compatible", "previous": "1.0.0",
+    "name": "digits",
+    "version": "1.1.0",
+    "path": "/store/digits/1.1.0",
+    "change": "minor",
+    "change_reason": "weights-only update: drop-in compatible",
+    "previous": "1.0.0",
     "default_variant": "int8-dynamic",
     "variants": [
-        {"name": "fp32", "precision": "fp32",
-         "parity": {"passed": True, "max_rel": 1.2e-7, "max_abs": 3e-8,
-                    "metric": "top1_agreement", "metric_value": 1.0},
-         "tolerance": {"rel": 1e-4}, "benchmark": {"p50_ms": 0.02},
-         "speedup": {"p50": 2.5, "throughput": 1.9}},
-        {"name": "int8-dynamic", "precision": "int8",
-         "parity": {"passed": True, "max_rel": 6e-3, "max_abs": 1e-2,
-                    "metric": "top1_agreement", "metric_value": 0.99},
-         "tolerance": {"rel": 1.2e-2}, "benchmark": {"p50_ms": 0.01},
-         "speedup": {"p50": 4.0, "throughput": 3.1}},
+        {
+            "name": "fp32",
+            "precision": "fp32",
+            "parity": {
+                "passed": True,
+                "max_rel": 1.2e-7,
+                "max_abs": 3e-8,
+                "metric": "top1_agreement",
+                "metric_value": 1.0,
+            },
+            "tolerance": {"rel": 1e-4},
+            "benchmark": {"p50_ms": 0.02},
+            "speedup": {"p50": 2.5, "throughput": 1.9},
+        },
+        {
+            "name": "int8-dynamic",
+            "precision": "int8",
+            "parity": {
+                "passed": True,
+                "max_rel": 6e-3,
+                "max_abs": 1e-2,
+                "metric": "top1_agreement",
+                "metric_value": 0.99,
+            },
+            "tolerance": {"rel": 1.2e-2},
+            "benchmark": {"p50_ms": 0.01},
+            "speedup": {"p50": 4.0, "throughput": 3.1},
+        },
     ],
     "rejected": [{"name": "int8-static", "reason": "outside its accuracy budget <script>"}],
-    "parity": {"variants": {"int8-dynamic": {"sets": [
-        {"label": "example", "outputs": {"output": {"max_rel": 1e-3}}},
-        {"label": "real data", "outputs": {"output": {"max_rel": 6e-3}}}]}}},
+    "parity": {
+        "variants": {
+            "int8-dynamic": {
+                "sets": [
+                    {"label": "example", "outputs": {"output": {"max_rel": 1e-3}}},
+                    {"label": "real data", "outputs": {"output": {"max_rel": 6e-3}}},
+                ]
+            }
+        }
+    },
     "benchmark": {"baseline": "pytorch-eager", "pytorch-eager": {"p50_ms": 0.05}},
 }
 
@@ -68,9 +97,13 @@ def test_speed_figure_bars_are_the_results_speedups_default_outlined() -> None:
 def test_speed_figure_reads_manifest_variants_and_skips_unbenchmarked() -> None:
     from labkit.notebook.charts import speed_figure
 
-    result = {"default_variant": "fp32", "variants": [
-        {"name": "fp32", "benchmark": {"p50_ms": 0.1, "speedup": {"p50": 3.0}}},
-        {"name": "int8", "benchmark": {"p50_ms": 0.1}}]}
+    result = {
+        "default_variant": "fp32",
+        "variants": [
+            {"name": "fp32", "benchmark": {"p50_ms": 0.1, "speedup": {"p50": 3.0}}},
+            {"name": "int8", "benchmark": {"p50_ms": 0.1}},
+        ],
+    }
     p50, tput = speed_figure(result).to_plotly_json()["data"]
     assert list(p50["x"]) == ["fp32 (default)"] and list(p50["y"]) == [3.0]
     assert list(tput["y"]) == [None]  # throughput not measured: a gap, not a zero
@@ -92,8 +125,9 @@ def test_result_mimebundle_carries_the_plotly_figure_beside_html_and_text() -> N
 
 def test_render_reads_speedups_of_manifest_variants() -> None:
     variant = {"name": "fp32", "benchmark": {"p50_ms": 0.1, "speedup": {"p50": 3.0}}}
-    html = render_result_html({"name": "x", "version": "1.0.0", "change": "none",
-                               "variants": [variant]})
+    html = render_result_html(
+        {"name": "x", "version": "1.0.0", "change": "none", "variants": [variant]}
+    )
     assert "3×" in html
 
 
@@ -110,8 +144,7 @@ def test_a_real_handoff_result_displays_its_speed_figure(tmp_path: Path) -> None
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))
     spec = labkit.register(model, torch.randn(4, 8), name="tiny", task="classification")
-    result = run(spec, store=tmp_path / "store",
-                 options=HandoffOptions(bench=BenchOptions.quick()))
+    result = run(spec, store=tmp_path / "store", options=HandoffOptions(bench=BenchOptions.quick()))
     bundle = result._repr_mimebundle_()
     p50, tput = bundle[PLOTLY_MIME]["data"]
     names = [v.name for v in result.variants]
@@ -123,8 +156,7 @@ def test_a_real_handoff_result_displays_its_speed_figure(tmp_path: Path) -> None
 
 
 def test_summary_counts_layers_flops_and_measures_latency() -> None:
-    model = torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.ReLU(),
-                                torch.nn.Linear(32, 10))
+    model = torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.ReLU(), torch.nn.Linear(32, 10))
     s = summary(model, torch.randn(1, 64))
     assert s.parameters == 64 * 32 + 32 + 32 * 10 + 10
     assert [r.kind for r in s.layers] == ["Linear", "ReLU", "Linear"]
@@ -141,8 +173,11 @@ def test_summary_counts_layers_flops_and_measures_latency() -> None:
 def test_summary_notes_a_failed_quick_export() -> None:
     class NoExport(torch.nn.Module):
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            if torch.jit.is_tracing() or torch.compiler.is_exporting() \
-                    or torch.compiler.is_compiling():
+            if (
+                torch.jit.is_tracing()
+                or torch.compiler.is_exporting()
+                or torch.compiler.is_compiling()
+            ):
                 raise RuntimeError("nope")
             return x + 1
 
@@ -171,12 +206,15 @@ def test_progress_is_a_context_manager_without_ipython_kernel() -> None:
 
 
 def test_import_is_light_and_autoregister_is_a_noop_outside_a_kernel() -> None:
-    code = ("import sys, labkit.notebook as n; assert n._autoregister() is False; "
-            "heavy = [m for m in ('torch', 'ipywidgets', 'onnxruntime') if m in sys.modules]; "
-            "print(heavy)")
+    code = (
+        "import sys, labkit.notebook as n; assert n._autoregister() is False; "
+        "heavy = [m for m in ('torch', 'ipywidgets', 'onnxruntime') if m in sys.modules]; "
+        "print(heavy)"
+    )
     root = Path(__file__).resolve().parents[2]
-    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True,
-                         text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True
+    ).stdout
     assert out.strip() == "[]"
 
 

@@ -18,8 +18,9 @@ def bundles(tmp_path_factory: pytest.TempPathFactory) -> Bundles:
 
 @pytest.fixture(scope="session")
 def main_store(bundles: Bundles, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return bundles.store_with(tmp_path_factory.mktemp("main-store"), "mlp-1.0.0", "mlp-1.1.0",
-                              "two")
+    return bundles.store_with(
+        tmp_path_factory.mktemp("main-store"), "mlp-1.0.0", "mlp-1.1.0", "two"
+    )
 
 
 @pytest.fixture(scope="session")

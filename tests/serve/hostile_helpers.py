@@ -25,8 +25,9 @@ def build_mlp(store: Path, seed: int = 0, name: str = "mlp") -> Path:
     from labkit.pipeline import HandoffOptions, run
 
     torch.manual_seed(seed)
-    mlp = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(),
-                              torch.nn.Linear(16, 3)).eval()
+    mlp = torch.nn.Sequential(
+        torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3)
+    ).eval()
     spec = labkit.register(mlp, (torch.randn(2, 8),), name=name)
     result = run(spec, store=store, options=HandoffOptions(quantize=False, benchmark=False))
     return Path(result.to_dict()["path"])
@@ -63,12 +64,20 @@ def with_model(bundle: Path, model_bytes: bytes, golden_rows: np.ndarray) -> Non
 
     session = ort.InferenceSession(model_bytes, providers=["CPUExecutionProvider"])
     x = golden_rows.astype(np.float32)
-    expected = dict(zip([o.name for o in session.get_outputs()],
-                        session.run(None, {"input_0": x}), strict=True))
+    expected = dict(
+        zip([o.name for o in session.get_outputs()], session.run(None, {"input_0": x}), strict=True)
+    )
     m = json.loads((bundle / "manifest.json").read_text())
     golden = {**m["golden"], "rows": int(x.shape[0])}
-    reseal(bundle, {"models/fp32.onnx": model_bytes, m["golden"]["inputs"]: _npz({"input_0": x}),
-                    m["golden"]["expected"]: _npz(expected)}, golden=golden)
+    reseal(
+        bundle,
+        {
+            "models/fp32.onnx": model_bytes,
+            m["golden"]["inputs"]: _npz({"input_0": x}),
+            m["golden"]["expected"]: _npz(expected),
+        },
+        golden=golden,
+    )
 
 
 def onnx_model(kind: str) -> bytes:
@@ -84,15 +93,21 @@ def onnx_model(kind: str) -> bytes:
     w = numpy_helper.from_array(np.linspace(-1, 1, 24, dtype=np.float32).reshape(8, 3), "W")
     nodes = [helper.make_node("MatMul", ["input_0", "W"], ["p"])]
     if kind == "batch_mean":
-        nodes += [helper.make_node("ReduceMean", ["p"], ["m"], axes=[0], keepdims=1),
-                  helper.make_node("Sub", ["p", "m"], ["output"])]
+        nodes += [
+            helper.make_node("ReduceMean", ["p"], ["m"], axes=[0], keepdims=1),
+            helper.make_node("Sub", ["p", "m"], ["output"]),
+        ]
     elif kind == "log":
         nodes += [helper.make_node("Log", ["p"], ["output"])]
     else:
         raise ValueError(kind)
     graph = helper.make_graph(
-        nodes, kind, [helper.make_tensor_value_info("input_0", TensorProto.FLOAT, ["batch", 8])],
-        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch", 3])], [w])
+        nodes,
+        kind,
+        [helper.make_tensor_value_info("input_0", TensorProto.FLOAT, ["batch", 8])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch", 3])],
+        [w],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     onnx.checker.check_model(model)
@@ -101,8 +116,10 @@ def onnx_model(kind: str) -> bytes:
 
 def limit_open_files(n: int) -> Any:
     """A ``preexec_fn`` giving the child process ``ulimit -n n``."""
+
     def apply() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (n, n))
+
     return apply
 
 

@@ -15,44 +15,68 @@ _TENSOR_DATA = {"type": "array"}
 
 METADATA_SERVER = {
     "type": "object",
-    "properties": {"name": {"type": "string"}, "version": {"type": "string"},
-                   "extensions": {"type": "array", "items": {"type": "string"}}},
+    "properties": {
+        "name": {"type": "string"},
+        "version": {"type": "string"},
+        "extensions": {"type": "array", "items": {"type": "string"}},
+    },
     "required": ["name", "version", "extensions"],
 }
 _METADATA_TENSOR = {
     "type": "object",
-    "properties": {"name": {"type": "string"}, "datatype": {"type": "string"},
-                   "shape": {"type": "array", "items": {"type": "integer"}}},
+    "properties": {
+        "name": {"type": "string"},
+        "datatype": {"type": "string"},
+        "shape": {"type": "array", "items": {"type": "integer"}},
+    },
     "required": ["name", "datatype", "shape"],
 }
 METADATA_MODEL = {
     "type": "object",
-    "properties": {"name": {"type": "string"},
-                   "versions": {"type": "array", "items": {"type": "string"}},
-                   "platform": {"type": "string"},
-                   "inputs": {"type": "array", "items": _METADATA_TENSOR},
-                   "outputs": {"type": "array", "items": _METADATA_TENSOR}},
+    "properties": {
+        "name": {"type": "string"},
+        "versions": {"type": "array", "items": {"type": "string"}},
+        "platform": {"type": "string"},
+        "inputs": {"type": "array", "items": _METADATA_TENSOR},
+        "outputs": {"type": "array", "items": _METADATA_TENSOR},
+    },
     "required": ["name", "platform"],
 }
 _RESPONSE_OUTPUT = {
     "type": "object",
-    "properties": {"name": {"type": "string"}, "datatype": {"type": "string"},
-                   "shape": {"type": "array", "items": {"type": "integer"}},
-                   "parameters": _PARAMETERS, "data": _TENSOR_DATA},
+    "properties": {
+        "name": {"type": "string"},
+        "datatype": {"type": "string"},
+        "shape": {"type": "array", "items": {"type": "integer"}},
+        "parameters": _PARAMETERS,
+        "data": _TENSOR_DATA,
+    },
     "required": ["name", "shape", "datatype"],
-    "anyOf": [{"required": ["data"]},
-              {"required": ["parameters"],
-               "properties": {"parameters": {"required": ["binary_data_size"]}}}],
+    "anyOf": [
+        {"required": ["data"]},
+        {
+            "required": ["parameters"],
+            "properties": {"parameters": {"required": ["binary_data_size"]}},
+        },
+    ],
 }
 INFERENCE_RESPONSE = {
     "type": "object",
-    "properties": {"model_name": {"type": "string"}, "model_version": {"type": "string"},
-                   "id": {"type": "string"}, "parameters": _PARAMETERS,
-                   "outputs": {"type": "array", "items": _RESPONSE_OUTPUT}},
+    "properties": {
+        "model_name": {"type": "string"},
+        "model_version": {"type": "string"},
+        "id": {"type": "string"},
+        "parameters": _PARAMETERS,
+        "outputs": {"type": "array", "items": _RESPONSE_OUTPUT},
+    },
     "required": ["model_name", "outputs"],
 }
-ERROR = {"type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"],
-         "additionalProperties": False}
+ERROR = {
+    "type": "object",
+    "properties": {"error": {"type": "string"}},
+    "required": ["error"],
+    "additionalProperties": False,
+}
 
 
 def validate(doc: Any, schema: dict[str, Any]) -> None:

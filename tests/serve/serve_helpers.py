@@ -41,11 +41,13 @@ def build_store(root: Path) -> dict[str, Path]:
     paths = {}
     for seed in (0, 1, 2):
         torch.manual_seed(seed)
-        mlp = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(),
-                                  torch.nn.Linear(16, 3)).eval()
+        mlp = torch.nn.Sequential(
+            torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3)
+        ).eval()
         spec = labkit.register(mlp, (torch.randn(2, 8),), name="mlp")
         result = run(spec, store=root, options=opts).to_dict()
         paths[f"mlp-{result['version']}"] = Path(result["path"])
+
     class Seq(torch.nn.Module):
         """Compute-bound per row (128 positions through a 64-2048-2048-8 MLP, ~10 ms a row
         on one thread), so that its serving capacity is set by inference, not by HTTP."""
@@ -106,16 +108,35 @@ class Server:
         return self.log.read_text(errors="replace")
 
 
-def start_server(source: Path, log_dir: Path, *args: str, env: dict[str, str] | None = None,
-                 timeout: float = 60.0, preexec_fn: Callable[[], None] | None = None) -> Server:
+def start_server(
+    source: Path,
+    log_dir: Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+    timeout: float = 60.0,
+    preexec_fn: Callable[[], None] | None = None,
+) -> Server:
     port = free_port()
     log = log_dir / f"server-{port}.log"
-    cmd = [sys.executable, "-m", "handoff", "serve", str(source), "--host", "127.0.0.1",
-           "--port", str(port), "--log-level", "info", *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "handoff",
+        "serve",
+        str(source),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--log-level",
+        "info",
+        *args,
+    ]
     full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
     with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=full_env,
-                                preexec_fn=preexec_fn)  # noqa: PLW1509 - sets ulimit only
+        proc = subprocess.Popen(
+            cmd, stdout=out, stderr=subprocess.STDOUT, env=full_env, preexec_fn=preexec_fn
+        )  # noqa: PLW1509 - sets ulimit only
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

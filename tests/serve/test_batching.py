@@ -40,8 +40,15 @@ def test_batched_equals_unbatched(bundles: Bundles) -> None:
 
     async def main() -> list[dict[str, np.ndarray]]:
         with ThreadPoolExecutor(1) as pool:
-            batcher = Batcher(served, pool, metrics, max_batch_size=16, max_delay_s=0.002,
-                              max_queue=100, queue_timeout_s=10)
+            batcher = Batcher(
+                served,
+                pool,
+                metrics,
+                max_batch_size=16,
+                max_delay_s=0.002,
+                max_queue=100,
+                queue_timeout_s=10,
+            )
             results = await asyncio.gather(*(batcher.infer({"input_0": x}) for x in inputs))
             await batcher.close()
             return results
@@ -63,8 +70,15 @@ def test_not_batchable_runs_alone(bundles: Bundles) -> None:
 
     async def main() -> list[dict[str, np.ndarray]]:
         with ThreadPoolExecutor(1) as pool:
-            b = Batcher(served, pool, metrics, max_batch_size=16, max_delay_s=0.002,
-                        max_queue=100, queue_timeout_s=10)
+            b = Batcher(
+                served,
+                pool,
+                metrics,
+                max_batch_size=16,
+                max_delay_s=0.002,
+                max_queue=100,
+                queue_timeout_s=10,
+            )
             out = await asyncio.gather(*(b.infer({"input_0": x}) for x in xs))
             await b.close()
             return out
@@ -83,8 +97,15 @@ def test_queue_full_and_queue_timeout(bundles: Bundles) -> None:
     async def main() -> list[object]:
         with ThreadPoolExecutor(1) as pool:
             pool.submit(gate.wait)  # the only worker is busy until the gate opens
-            b = Batcher(served, pool, Metrics(), max_batch_size=1, max_delay_s=0,
-                        max_queue=2, queue_timeout_s=0.2)
+            b = Batcher(
+                served,
+                pool,
+                Metrics(),
+                max_batch_size=1,
+                max_delay_s=0,
+                max_queue=2,
+                queue_timeout_s=0.2,
+            )
             first = asyncio.ensure_future(b.infer({"input_0": x}))
             await asyncio.sleep(0.05)  # taken into a batch, waiting for the worker
             queued = [asyncio.ensure_future(b.infer({"input_0": x})) for _ in range(2)]
@@ -108,14 +129,26 @@ def test_bad_request_does_not_fail_its_batch(bundles: Bundles) -> None:
     served = ServedModel(model, batch_dim(model))
     assert served.batch_dim is not None
     rng = np.random.default_rng(1)
-    feeds = [{"input_0": rng.integers(0, 10, (1, 5)).astype(np.int64),
-              "input_1": rng.random((1, 1)).astype(np.float32)} for _ in range(6)]
+    feeds = [
+        {
+            "input_0": rng.integers(0, 10, (1, 5)).astype(np.int64),
+            "input_1": rng.random((1, 1)).astype(np.float32),
+        }
+        for _ in range(6)
+    ]
     feeds[3]["input_0"] = np.full((1, 5), 99, np.int64)  # out of the embedding's range
 
     async def main() -> list[object]:
         with ThreadPoolExecutor(1) as pool:
-            b = Batcher(served, pool, Metrics(), max_batch_size=8, max_delay_s=0.01,
-                        max_queue=10, queue_timeout_s=10)
+            b = Batcher(
+                served,
+                pool,
+                Metrics(),
+                max_batch_size=8,
+                max_delay_s=0.01,
+                max_queue=10,
+                queue_timeout_s=10,
+            )
             out = await asyncio.gather(*(b.infer(f) for f in feeds), return_exceptions=True)
             await b.close()
             return out

@@ -31,13 +31,35 @@ def test_serve_defaults_are_safe() -> None:
 
 
 def test_hostile_client_limits_come_from_flags() -> None:
-    config = config_from_args(_parse(
-        "serve", "s", "--max-connections", "900", "--header-timeout", "2.5",
-        "--max-header-kb", "16", "--keepalive-timeout", "3", "--body-timeout", "7",
-        "--max-body-mb", "8", "--max-body-budget-mb", "32"))
-    assert (config.max_connections, config.header_timeout_s, config.max_header_bytes,
-            config.keepalive_timeout_s, config.body_timeout_s, config.max_body_bytes,
-            config.max_body_budget_bytes) == (900, 2.5, 16 * 1024, 3.0, 7.0, 8 << 20, 32 << 20)
+    config = config_from_args(
+        _parse(
+            "serve",
+            "s",
+            "--max-connections",
+            "900",
+            "--header-timeout",
+            "2.5",
+            "--max-header-kb",
+            "16",
+            "--keepalive-timeout",
+            "3",
+            "--body-timeout",
+            "7",
+            "--max-body-mb",
+            "8",
+            "--max-body-budget-mb",
+            "32",
+        )
+    )
+    assert (
+        config.max_connections,
+        config.header_timeout_s,
+        config.max_header_bytes,
+        config.keepalive_timeout_s,
+        config.body_timeout_s,
+        config.max_body_bytes,
+        config.max_body_budget_bytes,
+    ) == (900, 2.5, 16 * 1024, 3.0, 7.0, 8 << 20, 32 << 20)
     with pytest.raises(ValueError, match="max_body_budget_bytes"):
         config_from_args(_parse("serve", "s", "--max-body-budget-mb", "1"))
 
@@ -52,8 +74,9 @@ def test_token_from_env_and_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         config_from_args(_parse("serve", "s", "--token", "short"))
 
 
-def test_serve_refuses_a_missing_directory(tmp_path: Path,
-                                           capsys: pytest.CaptureFixture[str]) -> None:
+def test_serve_refuses_a_missing_directory(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     args = _parse("serve", str(tmp_path / "nope"))
     assert args.func(args) == 2
     assert "not a directory" in capsys.readouterr().err
@@ -63,8 +86,13 @@ def test_serve_refuses_a_store_with_nothing_valid(tmp_path: Path) -> None:
     (tmp_path / "mlp" / "1.0.0").mkdir(parents=True)
     (tmp_path / "mlp" / "1.0.0" / "manifest.json").write_text("{}")
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.run([sys.executable, "-m", "labkit.serve", "serve", str(tmp_path),
-                           "--port", "0"], capture_output=True, text=True, timeout=60, env=env)
+    proc = subprocess.run(
+        [sys.executable, "-m", "labkit.serve", "serve", str(tmp_path), "--port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
     assert proc.returncode != 0
     assert "nothing to serve" in proc.stdout + proc.stderr
 
@@ -80,7 +108,7 @@ sys.meta_path.insert(0, Block())
 import labkit.serve.server, labkit.serve.cli, labkit.serve.triton
 from labkit.serve import create_app
 from starlette.testclient import TestClient
-with TestClient(create_app({str(bundles.paths['mlp-1.0.0'])!r})) as c:
+with TestClient(create_app({str(bundles.paths["mlp-1.0.0"])!r})) as c:
     r = c.post('/v2/models/mlp/infer', json={{'inputs': [{{'name': 'input_0', 'shape': [1, 8],
                'datatype': 'FP32', 'data': [0.5] * 8}}]}})
     assert r.status_code == 200, r.text
@@ -88,8 +116,9 @@ assert not [m for m in sys.modules if m.split('.')[0] in ('torch', 'onnx')]
 print('ok')
 """
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=120, env=env)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "ok"
 
@@ -97,5 +126,10 @@ print('ok')
 def test_public_surface() -> None:
     import labkit.serve
 
-    assert sorted(labkit.serve.__all__) == ["ServeConfig", "create_app", "deployment",
-                                            "export_triton", "serve"]
+    assert sorted(labkit.serve.__all__) == [
+        "ServeConfig",
+        "create_app",
+        "deployment",
+        "export_triton",
+        "serve",
+    ]

@@ -20,10 +20,21 @@ from labkit.serve.codec import (
 from labkit.serve.errors import BadRequest
 
 
-@pytest.mark.parametrize(("numpy_name", "oip"), [
-    ("float32", "FP32"), ("float64", "FP64"), ("float16", "FP16"), ("int64", "INT64"),
-    ("int32", "INT32"), ("int8", "INT8"), ("uint8", "UINT8"), ("uint64", "UINT64"),
-    ("bool", "BOOL"), ("object", "BYTES")])
+@pytest.mark.parametrize(
+    ("numpy_name", "oip"),
+    [
+        ("float32", "FP32"),
+        ("float64", "FP64"),
+        ("float16", "FP16"),
+        ("int64", "INT64"),
+        ("int32", "INT32"),
+        ("int8", "INT8"),
+        ("uint8", "UINT8"),
+        ("uint64", "UINT64"),
+        ("bool", "BOOL"),
+        ("object", "BYTES"),
+    ],
+)
 def test_datatype_names(numpy_name: str, oip: str) -> None:
     assert oip_datatype(numpy_name) == oip
     if oip != "BYTES":
@@ -35,9 +46,18 @@ def test_unknown_dtype_is_refused() -> None:
         oip_datatype("complex64")
 
 
-@pytest.mark.parametrize(("text", "depth"), [
-    ('{"a": [[1]]}', 3), ('"[[[[[["', 0), ('{"a": "\\"[[[[["}', 1), ('["\\\\", [[1]]]', 3),
-    ('[{"x": "]]]]"}, [[[]]]]', 4), ("[]", 1), ("", 0)])
+@pytest.mark.parametrize(
+    ("text", "depth"),
+    [
+        ('{"a": [[1]]}', 3),
+        ('"[[[[[["', 0),
+        ('{"a": "\\"[[[[["}', 1),
+        ('["\\\\", [[1]]]', 3),
+        ('[{"x": "]]]]"}, [[[]]]]', 4),
+        ("[]", 1),
+        ("", 0),
+    ],
+)
 def test_depth_scan_ignores_strings_and_escapes(text: str, depth: int) -> None:
     check_json_depth(text.encode(), depth)
     if depth:
@@ -67,14 +87,23 @@ def test_json_data_flat_and_nested() -> None:
     assert decode_json_data(["hé"], "BYTES", (1,), "s").tolist() == ["hé".encode()]
 
 
-@pytest.mark.parametrize(("data", "datatype", "shape", "match"), [
-    ([1.5], "INT64", (1,), "float64"), ([1], "BOOL", (1,), "int64"), ([300], "UINT8", (1,),
-                                                                       "out of range"),
-    ([-1], "UINT32", (1,), "out of range"), ([1e10], "FP16", (1,), "overflow"),
-    ([1, 2], "FP32", (3,), "2 elements"), ("1,2", "FP32", (2,), "must be a list"),
-    ([[1], [2, 3]], "FP32", (3,), "regular"), ([1], "BYTES", (1,), "strings")])
-def test_json_data_refusals(data: object, datatype: str, shape: tuple[int, ...],
-                            match: str) -> None:
+@pytest.mark.parametrize(
+    ("data", "datatype", "shape", "match"),
+    [
+        ([1.5], "INT64", (1,), "float64"),
+        ([1], "BOOL", (1,), "int64"),
+        ([300], "UINT8", (1,), "out of range"),
+        ([-1], "UINT32", (1,), "out of range"),
+        ([1e10], "FP16", (1,), "overflow"),
+        ([1, 2], "FP32", (3,), "2 elements"),
+        ("1,2", "FP32", (2,), "must be a list"),
+        ([[1], [2, 3]], "FP32", (3,), "regular"),
+        ([1], "BYTES", (1,), "strings"),
+    ],
+)
+def test_json_data_refusals(
+    data: object, datatype: str, shape: tuple[int, ...], match: str
+) -> None:
     with pytest.raises(BadRequest, match=match):
         decode_json_data(data, datatype, shape, "x")
 
@@ -96,18 +125,34 @@ def test_binary_tensors() -> None:
 def test_parse_binary_request_splits_inputs_in_order() -> None:
     a = np.ones((1, 2), np.float32)
     b = np.array([[7]], np.int64)
-    header = json.dumps({"inputs": [
-        {"name": "a", "shape": [1, 2], "datatype": "FP32",
-         "parameters": {"binary_data_size": a.nbytes}},
-        {"name": "b", "shape": [1, 1], "datatype": "INT64",
-         "parameters": {"binary_data_size": b.nbytes}}],
-        "outputs": [{"name": "y", "parameters": {"binary_data": True}}, {"name": "z"}],
-        "parameters": {"binary_data_output": False}, "id": "q"}).encode()
+    header = json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "a",
+                    "shape": [1, 2],
+                    "datatype": "FP32",
+                    "parameters": {"binary_data_size": a.nbytes},
+                },
+                {
+                    "name": "b",
+                    "shape": [1, 1],
+                    "datatype": "INT64",
+                    "parameters": {"binary_data_size": b.nbytes},
+                },
+            ],
+            "outputs": [{"name": "y", "parameters": {"binary_data": True}}, {"name": "z"}],
+            "parameters": {"binary_data_output": False},
+            "id": "q",
+        }
+    ).encode()
     req = parse_request(header + a.tobytes() + b.tobytes(), str(len(header)), max_depth=10)
     assert [i.name for i in req.inputs] == ["a", "b"] and req.id == "q"
     assert req.inputs[0].binary == a.tobytes() and req.inputs[1].binary == b.tobytes()
     assert req.outputs is not None and [(o.name, o.binary) for o in req.outputs] == [
-        ("y", True), ("z", None)]
+        ("y", True),
+        ("z", None),
+    ]
 
 
 def test_encode_response_json_and_binary() -> None:
@@ -115,11 +160,15 @@ def test_encode_response_json_and_binary() -> None:
     body, headers = encode_response("m", "1.0.0", [("y", y, False)], request_id=None)
     doc = json.loads(body)
     assert headers == {"content-type": "application/json"}
-    assert doc == {"model_name": "m", "model_version": "1.0.0", "outputs": [
-        {"name": "y", "datatype": "FP32", "shape": [1, 2], "data": [float(y[0, 0]), -2.0]}]}
+    assert doc == {
+        "model_name": "m",
+        "model_version": "1.0.0",
+        "outputs": [
+            {"name": "y", "datatype": "FP32", "shape": [1, 2], "data": [float(y[0, 0]), -2.0]}
+        ],
+    }
     assert np.float32(doc["outputs"][0]["data"][0]) == y[0, 0]  # exact round trip
-    body, headers = encode_response("m", "1.0.0", [("y", y, True), ("z", y, False)],
-                                    request_id="r")
+    body, headers = encode_response("m", "1.0.0", [("y", y, True), ("z", y, False)], request_id="r")
     n = int(headers["inference-header-content-length"])
     doc = json.loads(body[:n])
     assert doc["id"] == "r" and doc["outputs"][0]["parameters"] == {"binary_data_size": 8}

@@ -30,8 +30,13 @@ def path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str
 def _parse(raw: bytes, **kw: object) -> object:
     import labkit.serve.codec as codec
 
-    return parse_request(raw, None, max_depth=100,  # type: ignore[arg-type]
-                         numpy_numbers_from=codec.NUMPY_NUMBERS_FROM, **kw)
+    return parse_request(
+        raw,
+        None,
+        max_depth=100,  # type: ignore[arg-type]
+        numpy_numbers_from=codec.NUMPY_NUMBERS_FROM,
+        **kw,
+    )
 
 
 def _decode(body: bytes | str, **kw: object) -> np.ndarray:
@@ -42,14 +47,17 @@ def _decode(body: bytes | str, **kw: object) -> np.ndarray:
 
 
 def _doc(data: str, shape: list[int], datatype: str = "FP32") -> str:
-    return (f'{{"inputs": [{{"name": "x", "shape": {json.dumps(shape)}, '
-            f'"datatype": "{datatype}", "data": {data}}}]}}')
+    return (
+        f'{{"inputs": [{{"name": "x", "shape": {json.dumps(shape)}, '
+        f'"datatype": "{datatype}", "data": {data}}}]}}'
+    )
 
 
 def test_numeric_arrays_take_the_fast_path_and_match_json(path: str) -> None:
     x = np.random.default_rng(0).normal(size=(3, 4)).astype(np.float32)
-    body = json.dumps({"inputs": [{"name": "x", "shape": [3, 4], "datatype": "FP32",
-                                   "data": x.tolist()}]})
+    body = json.dumps(
+        {"inputs": [{"name": "x", "shape": [3, 4], "datatype": "FP32", "data": x.tolist()}]}
+    )
     req = _parse(body.encode())
     assert isinstance(req.inputs[0].data, NumericData) == (path == "numpy")  # type: ignore[attr-defined]
     np.testing.assert_array_equal(_decode(body), x)
@@ -67,24 +75,49 @@ def test_big_arrays_across_chunk_boundaries_are_exact() -> None:
     np.testing.assert_array_equal(got, floats)  # repr round-trips float64 exactly
 
 
-@pytest.mark.parametrize("data", ["[1,,2]", "[1,2,]", "[,1]", "[01]", "[+1]", "[.5]", "[1.]",
-                                  "[1e]", "[--1]", "[1e+]", "[-]", "[[1,2]3]", "[1 2]",
-                                  "[1e5.5]"])
+@pytest.mark.parametrize(
+    "data",
+    [
+        "[1,,2]",
+        "[1,2,]",
+        "[,1]",
+        "[01]",
+        "[+1]",
+        "[.5]",
+        "[1.]",
+        "[1e]",
+        "[--1]",
+        "[1e+]",
+        "[-]",
+        "[[1,2]3]",
+        "[1 2]",
+        "[1e5.5]",
+    ],
+)
 def test_number_grammar_is_strict(data: str) -> None:
     with pytest.raises(BadRequest):
         _decode(_doc(data, [data.count(",") + 1]))
 
 
-@pytest.mark.parametrize(("data", "datatype", "shape", "match"), [
-    ("[NaN]", "FP32", [1], "NaN"), ("[Infinity]", "FP32", [1], "Infinity"),
-    ("[1e999]", "FP64", [1], "overflow"), ("[1e39]", "FP32", [1], "overflow FP32"),
-    ("[" + "9" * 5000 + "]", "INT64", [1], "out of range|5000 digits"),
-    ("[" + "9" * 5000 + "]", "FP32", [1], "overflow|5000 digits"),
-    ("[9223372036854775808]", "INT64", [1], "out of range"),
-    ("[-1]", "UINT64", [1], "out of range"), ("[256]", "UINT8", [1], "out of range"),
-    ("[1.5]", "INT32", [1], "float64 values"), ("[1]", "BOOL", [1], "int64 values"),
-    ("[[1,2],[3]]", "FP32", [3], "regular"), ("[[1,2],[3,4]]", "FP32", [4], "nested as shape"),
-    ("[1,2]", "FP32", [3], "2 elements")])
+@pytest.mark.parametrize(
+    ("data", "datatype", "shape", "match"),
+    [
+        ("[NaN]", "FP32", [1], "NaN"),
+        ("[Infinity]", "FP32", [1], "Infinity"),
+        ("[1e999]", "FP64", [1], "overflow"),
+        ("[1e39]", "FP32", [1], "overflow FP32"),
+        ("[" + "9" * 5000 + "]", "INT64", [1], "out of range|5000 digits"),
+        ("[" + "9" * 5000 + "]", "FP32", [1], "overflow|5000 digits"),
+        ("[9223372036854775808]", "INT64", [1], "out of range"),
+        ("[-1]", "UINT64", [1], "out of range"),
+        ("[256]", "UINT8", [1], "out of range"),
+        ("[1.5]", "INT32", [1], "float64 values"),
+        ("[1]", "BOOL", [1], "int64 values"),
+        ("[[1,2],[3]]", "FP32", [3], "regular"),
+        ("[[1,2],[3,4]]", "FP32", [4], "nested as shape"),
+        ("[1,2]", "FP32", [3], "2 elements"),
+    ],
+)
 def test_numeric_refusals(data: str, datatype: str, shape: list[int], match: str) -> None:
     with pytest.raises(BadRequest, match=match):
         _decode(_doc(data, shape, datatype))
@@ -99,13 +132,17 @@ def test_exact_integers_at_the_edges() -> None:
 
 def test_data_keys_inside_strings_or_elsewhere_are_not_cut_out() -> None:
     # a "data" key quoted inside a string, and one under outputs: neither is an input's data
-    body = ('{"id": "\\"data\\": [1, 2]", "inputs": [{"name": "x", "shape": [2], '
-            '"datatype": "INT32", "data": [1, 2]}]}')
+    body = (
+        '{"id": "\\"data\\": [1, 2]", "inputs": [{"name": "x", "shape": [2], '
+        '"datatype": "INT32", "data": [1, 2]}]}'
+    )
     req = _parse(body.encode())
     assert req.id == '"data": [1, 2]'  # type: ignore[attr-defined]
     with pytest.raises(BadRequest, match="unknown field"):
-        _parse(b'{"inputs": [{"name": "x", "shape": [1], "datatype": "FP32", '
-               b'"data": [1]}], "outputs": [{"name": "y", "data": [1]}]}')
+        _parse(
+            b'{"inputs": [{"name": "x", "shape": [1], "datatype": "FP32", '
+            b'"data": [1]}], "outputs": [{"name": "y", "data": [1]}]}'
+        )
     # a client cannot forge the placeholder of a cut-out array
     forged = _doc('"@labkit-data-00000000000000000000000000000000-0"', [1])
     with pytest.raises(BadRequest, match="must be a list"):
@@ -134,8 +171,7 @@ def test_non_finite_json_outputs_are_refused_binary_ones_sent() -> None:
 
 def test_large_json_outputs_round_trip() -> None:
     y = np.random.default_rng(2).normal(size=(70_000, 3)).astype(np.float32)
-    body, _ = encode_response("m", "1", [("y", y, False), ("z", y[:1], False)],
-                              request_id="r")
+    body, _ = encode_response("m", "1", [("y", y, False), ("z", y[:1], False)], request_id="r")
     doc = json.loads(body)
     assert doc["id"] == "r" and [o["name"] for o in doc["outputs"]] == ["y", "z"]
     np.testing.assert_array_equal(np.array(doc["outputs"][0]["data"], np.float32), y.ravel())
@@ -150,8 +186,13 @@ def test_bearer_scheme_rules() -> None:
 
 
 def test_front_door_labels_come_from_the_route_table() -> None:
-    door = FrontDoor(lambda *a: None, token=None, metrics=Metrics(), routes=ROUTES,  # type: ignore[arg-type, return-value]
-                     limits=Limits(1, 1, 1, 1.0, 1))
+    door = FrontDoor(
+        lambda *a: None,
+        token=None,
+        metrics=Metrics(),
+        routes=ROUTES,  # type: ignore[arg-type, return-value]
+        limits=Limits(1, 1, 1, 1.0, 1),
+    )
     assert door.route_of("/v2/models/m/versions/1.0.0/infer") == "infer"
     assert door.route_of("/v2/models/m/ready") == "model_ready"
     assert door.route_of("/v2/models/m") == "model_metadata"

@@ -19,29 +19,57 @@ from labkit.runtime import load
 
 
 def _infer_body(x: np.ndarray, binary_output: bool = False) -> dict[str, object]:
-    return {"inputs": [{"name": "input_0", "shape": list(x.shape), "datatype": "FP32",
-                        "data": x.ravel().tolist()}],
-            "parameters": {"binary_data_output": binary_output}}
+    return {
+        "inputs": [
+            {
+                "name": "input_0",
+                "shape": list(x.shape),
+                "datatype": "FP32",
+                "data": x.ravel().tolist(),
+            }
+        ],
+        "parameters": {"binary_data_output": binary_output},
+    }
 
 
 def test_sigterm_unready_first_then_drains_in_flight(bundles: Bundles, tmp_path: Path) -> None:
     store = bundles.store_with(tmp_path / "store", "mlp-1.0.0")
     drain = 0.5
-    server = start_server(store, tmp_path, "--drain-delay", str(drain), "--reload-interval", "0",
-                          "--graceful-timeout", "120")
+    server = start_server(
+        store,
+        tmp_path,
+        "--drain-delay",
+        str(drain),
+        "--reload-interval",
+        "0",
+        "--graceful-timeout",
+        "120",
+    )
     try:
         # A slow request: 1M rows as binary in, JSON out (encoding takes a while).
         big = np.random.default_rng(0).standard_normal((1_000_000, 8)).astype(np.float32)
-        header = json.dumps({"inputs": [{"name": "input_0", "shape": list(big.shape),
-                                         "datatype": "FP32",
-                                         "parameters": {"binary_data_size": big.nbytes}}]})
+        header = json.dumps(
+            {
+                "inputs": [
+                    {
+                        "name": "input_0",
+                        "shape": list(big.shape),
+                        "datatype": "FP32",
+                        "parameters": {"binary_data_size": big.nbytes},
+                    }
+                ]
+            }
+        )
         body = header.encode() + big.tobytes()
         slow: dict[str, object] = {}
 
         def send_slow() -> None:
             with httpx.Client(timeout=120) as c:
-                r = c.post(f"{server.url}/v2/models/mlp/infer", content=body,
-                           headers={"Inference-Header-Content-Length": str(len(header))})
+                r = c.post(
+                    f"{server.url}/v2/models/mlp/infer",
+                    content=body,
+                    headers={"Inference-Header-Content-Length": str(len(header))},
+                )
                 slow["done_at"] = time.monotonic()
                 slow["status"] = r.status_code
                 slow["doc"] = r.json() if r.status_code == 200 else r.text
@@ -132,8 +160,7 @@ def _land(src: Path, store: Path, version: str, tamper: str | None = None) -> No
 def test_hot_reload_good_version_then_refuses_tampered(bundles: Bundles, tmp_path: Path) -> None:
     store = bundles.store_with(tmp_path / "store", "mlp-1.0.0")
     x = np.random.default_rng(3).standard_normal((2, 8)).astype(np.float32)
-    expected = {v: load(bundles.paths[f"mlp-{v}"]).predict(x)["output"]
-                for v in ("1.0.0", "1.1.0")}
+    expected = {v: load(bundles.paths[f"mlp-{v}"]).predict(x)["output"] for v in ("1.0.0", "1.1.0")}
     with running(store, tmp_path, "--reload-interval", "0.3") as server:
         hammer = _Hammer(server.url, x)
         hammer.start()
@@ -143,8 +170,11 @@ def test_hot_reload_good_version_then_refuses_tampered(bundles: Bundles, tmp_pat
             _wait_for(lambda: "1.1.0" in hammer.versions(), 30, "1.1.0 to be served")
             _land(bundles.paths["mlp-1.2.0"], store, "1.2.0", tamper="weights")
             _land(bundles.paths["mlp-1.2.0"], store, "2.0.0", tamper="manifest")
-            _wait_for(lambda: server.metrics().count('result="refused"') >= 2, 30,
-                      "the tampered versions to be refused")
+            _wait_for(
+                lambda: server.metrics().count('result="refused"') >= 2,
+                30,
+                "the tampered versions to be refused",
+            )
             n = len(hammer.results)
             _wait_for(lambda: len(hammer.results) > n + 20, 20, "more answers after refusal")
         finally:
@@ -156,16 +186,22 @@ def test_hot_reload_good_version_then_refuses_tampered(bundles: Bundles, tmp_pat
             np.testing.assert_array_equal(out, expected[version])
         # after 1.1.0 appeared, nothing went back to 1.0.0
         seq = [v for _, v, _ in hammer.results]
-        assert "1.0.0" not in seq[seq.index("1.1.0"):]
+        assert "1.0.0" not in seq[seq.index("1.1.0") :]
         with server.client() as c:
             assert c.get("/v2/models/mlp").json()["versions"] == ["1.0.0", "1.1.0"]
             assert c.get("/v2/models/mlp/versions/1.2.0").status_code == 404
             assert c.get("/v2/models/mlp/versions/2.0.0").status_code == 404
         metrics = server.metrics()
-        assert re.search(r'labkit_model_loads_total\{model="mlp",result="refused",'
-                         r'version="1.2.0"\} 1\.0', metrics), metrics
-        assert re.search(r'labkit_model_loads_total\{model="mlp",result="ok",'
-                         r'version="1.1.0"\} 1\.0', metrics)
+        assert re.search(
+            r'labkit_model_loads_total\{model="mlp",result="refused",'
+            r'version="1.2.0"\} 1\.0',
+            metrics,
+        ), metrics
+        assert re.search(
+            r'labkit_model_loads_total\{model="mlp",result="ok",'
+            r'version="1.1.0"\} 1\.0',
+            metrics,
+        )
         logs = server.logs()
         assert "refused mlp 1.2.0" in logs and "digest" in logs.lower()
         assert "refused mlp 2.0.0" in logs

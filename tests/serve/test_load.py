@@ -33,17 +33,28 @@ UNLOADED_REQUESTS = 60
 
 
 def _binary_request(x: np.ndarray, rid: int) -> bytes:
-    header = json.dumps({"id": str(rid), "inputs": [{
-        "name": "input_0", "shape": list(x.shape), "datatype": "FP32",
-        "parameters": {"binary_data_size": x.nbytes}}]}).encode()
+    header = json.dumps(
+        {
+            "id": str(rid),
+            "inputs": [
+                {
+                    "name": "input_0",
+                    "shape": list(x.shape),
+                    "datatype": "FP32",
+                    "parameters": {"binary_data_size": x.nbytes},
+                }
+            ],
+        }
+    ).encode()
     body = header + x.tobytes()
-    return (f"POST /v2/models/seq/infer HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-            f"Inference-Header-Content-Length: {len(header)}\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+    return (
+        f"POST /v2/models/seq/infer HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Inference-Header-Content-Length: {len(header)}\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
 
 
-def test_overload_is_refused_fast_and_accepted_stay_fast(bundles: Bundles,
-                                                         tmp_path: Path) -> None:
+def test_overload_is_refused_fast_and_accepted_stay_fast(bundles: Bundles, tmp_path: Path) -> None:
     store = bundles.store_with(tmp_path / "store", "seq")
     model = load(bundles.paths["seq"])
     rng = np.random.default_rng(0)
@@ -51,17 +62,29 @@ def test_overload_is_refused_fast_and_accepted_stay_fast(bundles: Bundles,
     expected = [model.predict(x)["output"] for x in xs]
     payloads = [_binary_request(x, i) for i, x in enumerate(xs)]
 
-    with running(store, tmp_path, "--max-inflight", "1", "--threads", "1",
-                 "--max-batch-size", "8", "--reload-interval", "0") as server:
+    with running(
+        store,
+        tmp_path,
+        "--max-inflight",
+        "1",
+        "--threads",
+        "1",
+        "--max-batch-size",
+        "8",
+        "--reload-interval",
+        "0",
+    ) as server:
         host, port = "127.0.0.1", server.port
         closed_loop(host, port, payloads, concurrency=1, per_connection=20, duration=5)  # warm
-        capacity = closed_loop(host, port, payloads, concurrency=1, per_connection=10**6,
-                               duration=1.0).throughput()
+        capacity = closed_loop(
+            host, port, payloads, concurrency=1, per_connection=10**6, duration=1.0
+        ).throughput()
         rate = OVERLOAD * capacity
         ratios, rounds = [], []
         for _ in range(ROUNDS):
-            calm = closed_loop(host, port, payloads, concurrency=1,
-                               per_connection=UNLOADED_REQUESTS, duration=30)
+            calm = closed_loop(
+                host, port, payloads, concurrency=1, per_connection=UNLOADED_REQUESTS, duration=30
+            )
             count = int(rate * OVERLOAD_SECONDS)
             storm = open_loop(host, port, payloads, rate=rate, count=count)
 
@@ -82,11 +105,17 @@ def test_overload_is_refused_fast_and_accepted_stay_fast(bundles: Bundles,
             unloaded_p99 = calm.percentile(99)
             accepted_p99 = storm.percentile(99)
             ratios.append(accepted_p99 / unloaded_p99)
-            rounds.append({"unloaded_p99_ms": round(unloaded_p99 * 1e3, 2),
-                           "accepted_p99_ms": round(accepted_p99 * 1e3, 2),
-                           "accepted_p50_ms": round(storm.percentile(50) * 1e3, 2),
-                           "offered_rps": round(rate), "accepted": len(storm.ok()),
-                           "refused": len(refused), "sent": count})
+            rounds.append(
+                {
+                    "unloaded_p99_ms": round(unloaded_p99 * 1e3, 2),
+                    "accepted_p99_ms": round(accepted_p99 * 1e3, 2),
+                    "accepted_p50_ms": round(storm.percentile(50) * 1e3, 2),
+                    "offered_rps": round(rate),
+                    "accepted": len(storm.ok()),
+                    "refused": len(refused),
+                    "sent": count,
+                }
+            )
         print(f"\ncapacity {capacity:.0f} req/s; rounds: {json.dumps(rounds)}")
         metrics = server.metrics()
     assert 'labkit_rejected_total{reason="inflight"}' in metrics

@@ -34,14 +34,15 @@ def test_model_metadata_from_signature(server: Server) -> None:
         meta = c.get("/v2/models/mlp").json()
         oip_schema.validate(meta, oip_schema.METADATA_MODEL)
         assert meta == {
-            "name": "mlp", "versions": ["1.0.0", "1.1.0"], "platform": "onnxruntime_onnx",
+            "name": "mlp",
+            "versions": ["1.0.0", "1.1.0"],
+            "platform": "onnxruntime_onnx",
             "inputs": [{"name": "input_0", "datatype": "FP32", "shape": [-1, 8]}],
             "outputs": [{"name": "output", "datatype": "FP32", "shape": [-1, 3]}],
         }
         two = c.get("/v2/models/two/versions/1.0.0").json()
         assert [t["datatype"] for t in two["inputs"]] == ["INT64", "FP32"]
-        assert c.get("/v2/models/mlp/versions/1.0.0/ready").json() == {"name": "mlp",
-                                                                        "ready": True}
+        assert c.get("/v2/models/mlp/versions/1.0.0/ready").json() == {"name": "mlp", "ready": True}
 
 
 @pytest.mark.parametrize("binary", [False, True], ids=["json", "binary"])
@@ -55,8 +56,9 @@ def test_tritonclient_matches_runtime(server: Server, bundles: Bundles, binary: 
             inp = tritonclient_http.InferInput("input_0", list(x.shape), "FP32")
             inp.set_data_from_numpy(x, binary_data=binary)
             out = tritonclient_http.InferRequestedOutput("output", binary_data=binary)
-            result = client.infer("mlp", [inp], model_version=version, outputs=[out],
-                                  request_id=f"r{rows}")
+            result = client.infer(
+                "mlp", [inp], model_version=version, outputs=[out], request_id=f"r{rows}"
+            )
             got = result.as_numpy("output")
             assert got.dtype == np.float32 and got.shape == (rows, 3)
             np.testing.assert_array_equal(got, expected_model.predict(x)["output"])
@@ -82,8 +84,11 @@ def test_tritonclient_two_inputs_int64(server: Server, bundles: Bundles) -> None
 
 def test_no_version_goes_to_latest(server: Server, bundles: Bundles) -> None:
     x = _x(2)
-    body = {"inputs": [{"name": "input_0", "shape": [2, 8], "datatype": "FP32",
-                        "data": x.ravel().tolist()}]}
+    body = {
+        "inputs": [
+            {"name": "input_0", "shape": [2, 8], "datatype": "FP32", "data": x.ravel().tolist()}
+        ]
+    }
     with server.client() as c:
         r = c.post("/v2/models/mlp/infer", json=body)
     assert r.status_code == 200
@@ -95,13 +100,31 @@ def test_no_version_goes_to_latest(server: Server, bundles: Bundles) -> None:
 
 def test_curl_json_and_nested_data(server: Server, bundles: Bundles) -> None:
     x = _x(2, seed=5)
-    body = json.dumps({"id": "curl", "inputs": [{"name": "input_0", "shape": [2, 8],
-                                                 "datatype": "FP32", "data": x.tolist()}]})
+    body = json.dumps(
+        {
+            "id": "curl",
+            "inputs": [
+                {"name": "input_0", "shape": [2, 8], "datatype": "FP32", "data": x.tolist()}
+            ],
+        }
+    )
     out = subprocess.run(
-        ["curl", "-sS", "--fail-with-body", "-X", "POST",
-         f"{server.url}/v2/models/mlp/versions/1.0.0/infer",
-         "-H", "Content-Type: application/json", "--data-binary", body],
-        capture_output=True, check=True, timeout=30)
+        [
+            "curl",
+            "-sS",
+            "--fail-with-body",
+            "-X",
+            "POST",
+            f"{server.url}/v2/models/mlp/versions/1.0.0/infer",
+            "-H",
+            "Content-Type: application/json",
+            "--data-binary",
+            body,
+        ],
+        capture_output=True,
+        check=True,
+        timeout=30,
+    )
     doc = json.loads(out.stdout)
     oip_schema.validate(doc, oip_schema.INFERENCE_RESPONSE)
     got = np.asarray(doc["outputs"][0]["data"], dtype=np.float32).reshape(2, 3)
@@ -111,12 +134,25 @@ def test_curl_json_and_nested_data(server: Server, bundles: Bundles) -> None:
 def test_raw_binary_request_without_content_type(server: Server, bundles: Bundles) -> None:
     """The binary extension by hand: JSON header + raw bytes, mixed JSON/binary outputs."""
     x = _x(3, seed=9)
-    header = json.dumps({"inputs": [{"name": "input_0", "shape": [3, 8], "datatype": "FP32",
-                                     "parameters": {"binary_data_size": x.nbytes}}],
-                         "parameters": {"binary_data_output": True}}).encode()
+    header = json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "input_0",
+                    "shape": [3, 8],
+                    "datatype": "FP32",
+                    "parameters": {"binary_data_size": x.nbytes},
+                }
+            ],
+            "parameters": {"binary_data_output": True},
+        }
+    ).encode()
     with server.client() as c:
-        r = c.post("/v2/models/mlp/versions/1.0.0/infer", content=header + x.tobytes(),
-                   headers={"Inference-Header-Content-Length": str(len(header))})
+        r = c.post(
+            "/v2/models/mlp/versions/1.0.0/infer",
+            content=header + x.tobytes(),
+            headers={"Inference-Header-Content-Length": str(len(header))},
+        )
     assert r.status_code == 200, r.text
     n = int(r.headers["inference-header-content-length"])
     doc = json.loads(r.content[:n])
@@ -129,9 +165,14 @@ def test_raw_binary_request_without_content_type(server: Server, bundles: Bundle
 
 def test_metrics_exposed(server: Server) -> None:
     text = server.metrics()
-    for name in ("labkit_requests_total", "labkit_request_duration_seconds_bucket",
-                 "labkit_batch_size_bucket", "labkit_queue_depth", "labkit_inflight_requests",
-                 "labkit_model_loads_total"):
+    for name in (
+        "labkit_requests_total",
+        "labkit_request_duration_seconds_bucket",
+        "labkit_batch_size_bucket",
+        "labkit_queue_depth",
+        "labkit_inflight_requests",
+        "labkit_model_loads_total",
+    ):
         assert name in text, name
     assert 'labkit_requests_total{route="infer",status="200"}' in text
 
@@ -142,8 +183,7 @@ def test_bearer_token(bundles: Bundles, tmp_path) -> None:  # type: ignore[no-un
     with running(store, tmp_path, env={"LABKIT_SERVE_TOKEN": token}) as s, s.client() as c:
         assert c.get("/v2/health/ready").status_code == 200  # probes stay open
         assert c.get("/v2/models/mlp").status_code == 401
-        assert c.get("/v2/models/mlp", headers={"Authorization": "Bearer wrong"}).status_code \
-            == 401
+        assert c.get("/v2/models/mlp", headers={"Authorization": "Bearer wrong"}).status_code == 401
         ok = c.get("/v2/models/mlp", headers={"Authorization": f"Bearer {token}"})
         assert ok.status_code == 200 and ok.json()["name"] == "mlp"
         assert c.get("/metrics").status_code == 401

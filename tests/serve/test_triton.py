@@ -28,9 +28,11 @@ def test_export_triton_repository(bundles: Bundles, tmp_path: Path) -> None:
     assert cfg.name == "mlp" and cfg.backend == "onnxruntime"
     assert cfg.max_batch_size == 32
     assert [(t.name, t.data_type, list(t.dims)) for t in cfg.input] == [
-        ("input_0", model_config_pb2.TYPE_FP32, [8])]
+        ("input_0", model_config_pb2.TYPE_FP32, [8])
+    ]
     assert [(t.name, t.data_type, list(t.dims)) for t in cfg.output] == [
-        ("output", model_config_pb2.TYPE_FP32, [3])]
+        ("output", model_config_pb2.TYPE_FP32, [3])
+    ]
     (group,) = cfg.instance_group
     assert group.kind == model_config_pb2.ModelInstanceGroup.KIND_CPU and group.count == 1
     assert cfg.HasField("dynamic_batching")
@@ -42,8 +44,21 @@ def test_export_triton_repository(bundles: Bundles, tmp_path: Path) -> None:
     assert hashlib.sha256(model.read_bytes()).hexdigest() == listed["models/fp32.onnx"]
     # refuses to overwrite without --force, then replaces with it
     assert main(["export-triton", str(bundle), str(tmp_path / "repo")]) == 2
-    assert main(["export-triton", str(bundle), str(tmp_path / "repo"), "--force",
-                 "--instances", "2", "--max-batch-size", "8"]) == 0
+    assert (
+        main(
+            [
+                "export-triton",
+                str(bundle),
+                str(tmp_path / "repo"),
+                "--force",
+                "--instances",
+                "2",
+                "--max-batch-size",
+                "8",
+            ]
+        )
+        == 0
+    )
     cfg = _parse(tmp_path / "repo" / "mlp" / "config.pbtxt")
     assert cfg.instance_group[0].count == 2 and cfg.max_batch_size == 8
 
@@ -53,14 +68,20 @@ def test_two_inputs_int64(bundles: Bundles, tmp_path: Path) -> None:
     cfg = _parse(tmp_path / "two" / "config.pbtxt")
     assert [(t.name, t.data_type, list(t.dims)) for t in cfg.input] == [
         ("input_0", model_config_pb2.TYPE_INT64, [5]),
-        ("input_1", model_config_pb2.TYPE_FP32, [1])]
+        ("input_1", model_config_pb2.TYPE_FP32, [1]),
+    ]
 
 
 def test_non_batchable_signature_has_no_dynamic_batching() -> None:
-    sig = Signature.from_dict({
-        "inputs": [{"name": "x", "dtype": "float32", "shape": [1, "seq", 4]},
-                   {"name": "flag", "dtype": "bool", "shape": []}],
-        "outputs": [{"name": "y", "dtype": "float16", "shape": [1, 2]}]})
+    sig = Signature.from_dict(
+        {
+            "inputs": [
+                {"name": "x", "dtype": "float32", "shape": [1, "seq", 4]},
+                {"name": "flag", "dtype": "bool", "shape": []},
+            ],
+            "outputs": [{"name": "y", "dtype": "float16", "shape": [1, 2]}],
+        }
+    )
     cfg = text_format.Parse(render_config("fixed", "1.0.0", sig), model_config_pb2.ModelConfig())
     assert cfg.max_batch_size == 0 and not cfg.HasField("dynamic_batching")
     assert list(cfg.input[0].dims) == [1, -1, 4]

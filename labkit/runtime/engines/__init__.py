@@ -31,8 +31,9 @@ DEFAULT_ENGINE = "onnxruntime"
 class Session(Protocol):
     """What an engine hands back: ONNX Runtime's ``run`` shape, nothing more."""
 
-    def run(self, output_names: Sequence[str] | None,
-            feed: Mapping[str, np.ndarray]) -> list[np.ndarray]: ...
+    def run(
+        self, output_names: Sequence[str] | None, feed: Mapping[str, np.ndarray]
+    ) -> list[np.ndarray]: ...
 
 
 class Engine(Protocol):
@@ -46,8 +47,9 @@ class Engine(Protocol):
         """The precisions this engine offers for ``variant`` on a CPU like ``cpu``."""
         ...
 
-    def session(self, model_bytes: bytes, *, precision: str = EXACT,
-                threads: int | None = None) -> Session: ...
+    def session(
+        self, model_bytes: bytes, *, precision: str = EXACT, threads: int | None = None
+    ) -> Session: ...
 
 
 @dataclass(frozen=True)
@@ -83,9 +85,13 @@ class Candidate:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Candidate:
         threads = d.get("threads")
-        return cls(str(d["variant"]), str(d.get("engine", DEFAULT_ENGINE)),
-                   str(d.get("precision", EXACT)), int(threads) if threads else None,
-                   int(d.get("streams", 1)))
+        return cls(
+            str(d["variant"]),
+            str(d.get("engine", DEFAULT_ENGINE)),
+            str(d.get("precision", EXACT)),
+            int(threads) if threads else None,
+            int(d.get("streams", 1)),
+        )
 
 
 _ENGINES: dict[str, Engine] = {}
@@ -120,12 +126,14 @@ def versions() -> dict[str, str]:
 
 
 def make_session(model_bytes: bytes, candidate: Candidate) -> Session:
-    return get(candidate.engine).session(model_bytes, precision=candidate.precision,
-                                         threads=candidate.threads)
+    return get(candidate.engine).session(
+        model_bytes, precision=candidate.precision, threads=candidate.threads
+    )
 
 
-def candidates(manifest: Manifest, cpu: Mapping[str, Any],
-               *, engine_names: Sequence[str] | None = None) -> list[Candidate]:
+def candidates(
+    manifest: Manifest, cpu: Mapping[str, Any], *, engine_names: Sequence[str] | None = None
+) -> list[Candidate]:
     """Every (variant, engine, precision) this host could run the bundle with."""
     out = []
     for e in engines():
@@ -147,5 +155,17 @@ def _builtins() -> None:
         _ENGINES.setdefault("openvino", OpenVINOEngine())
 
 
-__all__ = ["DEFAULT_ENGINE", "EXACT", "Candidate", "Engine", "Session", "candidates", "engines",
-           "get", "make_session", "register", "unregister", "versions"]
+__all__ = [
+    "DEFAULT_ENGINE",
+    "EXACT",
+    "Candidate",
+    "Engine",
+    "Session",
+    "candidates",
+    "engines",
+    "get",
+    "make_session",
+    "register",
+    "unregister",
+    "versions",
+]

@@ -50,12 +50,14 @@ class OpenVINOSession:
         check_no_external_data(model_bytes, "model")
         ov = _ov()
         core = ov.Core()
-        model = core.read_model(model=model_bytes,
-                                weights=ov.Tensor(np.empty(0, dtype=np.uint8)))
-        config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": _HINTS[precision],
-                                  # One synchronous request per session: LATENCY mode with a
-                                  # single stream; parallelism comes from several sessions.
-                                  "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1}
+        model = core.read_model(model=model_bytes, weights=ov.Tensor(np.empty(0, dtype=np.uint8)))
+        config: dict[str, Any] = {
+            "INFERENCE_PRECISION_HINT": _HINTS[precision],
+            # One synchronous request per session: LATENCY mode with a
+            # single stream; parallelism comes from several sessions.
+            "PERFORMANCE_HINT": "LATENCY",
+            "NUM_STREAMS": 1,
+        }
         if threads:
             config["INFERENCE_NUM_THREADS"] = int(threads)
         self._compiled = core.compile_model(model, "CPU", config)
@@ -63,8 +65,9 @@ class OpenVINOSession:
         self._outputs = {o.get_any_name(): o for o in self._compiled.outputs}
         self._lock = threading.Lock()
 
-    def run(self, output_names: Sequence[str] | None,
-            feed: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+    def run(
+        self, output_names: Sequence[str] | None, feed: Mapping[str, np.ndarray]
+    ) -> list[np.ndarray]:
         names = list(output_names) if output_names else list(self._outputs)
         with self._lock:
             res = self._request.infer(dict(feed))
@@ -91,9 +94,9 @@ class OpenVINOEngine:
             return (EXACT,)
         return ()
 
-    def session(self, model_bytes: bytes, *, precision: str = EXACT,
-                threads: int | None = None) -> Session:
+    def session(
+        self, model_bytes: bytes, *, precision: str = EXACT, threads: int | None = None
+    ) -> Session:
         if precision not in _HINTS:
-            raise ValueError(f"OpenVINO precision {precision!r} is not one of "
-                             f"{sorted(_HINTS)}")
+            raise ValueError(f"OpenVINO precision {precision!r} is not one of {sorted(_HINTS)}")
         return OpenVINOSession(model_bytes, precision, threads)

@@ -25,11 +25,14 @@ class ORTEngine:
     def precisions(self, variant: Variant, cpu: Mapping[str, Any]) -> tuple[str, ...]:
         return (EXACT,)
 
-    def session(self, model_bytes: bytes, *, precision: str = EXACT,
-                threads: int | None = None) -> Session:
+    def session(
+        self, model_bytes: bytes, *, precision: str = EXACT, threads: int | None = None
+    ) -> Session:
         if precision != EXACT:
-            raise ValueError(f"ONNX Runtime runs graphs as stored; precision {precision!r} "
-                             f"is not offered (use {EXACT!r})")
+            raise ValueError(
+                f"ONNX Runtime runs graphs as stored; precision {precision!r} "
+                f"is not offered (use {EXACT!r})"
+            )
         # session.py owns how an ORT session is made from verified bytes (and any check
         # that must run before one exists).
         from labkit.runtime.session import make_session
