@@ -30,25 +30,45 @@ CONV_OPS = {"Conv", "ConvTranspose"}
 
 
 def optimize_fp32(src: Path, dst: Path, *, fuse: bool = True) -> dict[str, Any]:
-    """ORT's EXTENDED optimizations, after transformer fusions when any match (``fusion``)."""
-    import onnxruntime as ort
+    """ORT's EXTENDED optimizations, after transformer fusions when any match (``fusion``).
 
-    fusion = None
+    A fused graph that ONNX Runtime itself refuses to load (a rewrite rule that matched a
+    pattern it should not have) is dropped for the exported one, and the reason recorded as
+    ``fusion_rejected``, like a fused graph that fails parity (``run._optimize``).
+    """
     if fuse:
         from labkit.pipeline.fusion import fuse_transformer
 
         fused = dst.with_name(dst.stem + "-fused.onnx")
         fusion = fuse_transformer(src, fused)
         if fusion is not None:
-            src = fused
+            try:
+                _extended(fused, dst)
+            # ORT's pybind errors (Fail, InvalidGraph, …) derive from Exception only.
+            except Exception as exc:  # noqa: BLE001
+                info = optimize_fp32(src, dst, fuse=False)
+                return {
+                    **info,
+                    "fusion_rejected": f"ONNX Runtime refused the fused graph: {exc}"[:500],
+                }
+            return {**_info(dst), "fusion": fusion}
+    _extended(src, dst)
+    return {**_info(dst), "fusion": None}
+
+
+def _extended(src: Path, dst: Path) -> None:
+    import onnxruntime as ort
+
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
     opts.optimized_model_filepath = str(dst)
     opts.log_severity_level = 3
     ort.InferenceSession(str(src), sess_options=opts, providers=["CPUExecutionProvider"])
+
+
+def _info(dst: Path) -> dict[str, Any]:
     return {
         "graph_optimization_level": "ORT_ENABLE_EXTENDED",
-        "fusion": fusion,
         "ops": op_counts(onnx.load(str(dst))),
     }
 
