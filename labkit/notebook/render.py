@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from html import escape
 from typing import Any
 
-__all__ = ["render_result_bundle", "render_result_html", "render_result_text"]
+__all__ = ["render_result_html", "render_result_outputs", "render_result_text"]
 
 
 def num(value: object) -> float | None:
@@ -96,7 +96,7 @@ def _parity_table(variants: list[Mapping[str, Any]], default: str | None) -> str
 def render_result_html(result: Mapping[str, Any]) -> str:
     """The handoff result as a self-contained HTML fragment (no scripts): what was written,
     the parity and speed table, what was left out. The speed chart is a plotly figure beside
-    it (``labkit.notebook.charts.speed_figure``, in ``HandoffResult._repr_mimebundle_``)."""
+    it (``labkit.notebook.charts.speed_figure``, shown by ``HandoffResult._ipython_display_``)."""
     # Lazily: importing labkit.bundle loads numpy, which `import labkit.notebook` must not.
     from labkit.bundle.changes import title
 
@@ -121,22 +121,27 @@ def render_result_html(result: Mapping[str, Any]) -> str:
     )
 
 
-def render_result_bundle(result: Mapping[str, Any]) -> dict[str, Any]:
-    """The handoff result as a display bundle: the speed chart as plotly JSON (JupyterLab
-    draws it without a kernel, so it survives reopening), the HTML and the text summary."""
-    from labkit.errors import MissingDependencyError
-    from labkit.notebook.charts import speed_figure, static_bundle
+def render_result_outputs(result: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The handoff result as notebook outputs: the HTML/text summary, then the speed chart.
 
-    html, text = render_result_html(result), render_result_text(result)
+    Two outputs, not one bundle: a front end shows one mimetype per output, and JupyterLab
+    would pick the plotly figure over the HTML and hide the version, path and parity table.
+    The chart is plotly JSON (JupyterLab draws it without a kernel, so it survives
+    reopening), with a text line for front ends that cannot draw it.
+    """
+    from labkit.errors import MissingDependencyError
+    from labkit.notebook.charts import PLOTLY_MIME, speed_figure
+
+    outputs = [{"text/html": render_result_html(result), "text/plain": render_result_text(result)}]
     try:
         fig = speed_figure(result)
     except MissingDependencyError:  # the table still says it all; a display must not fail
         fig = None
-    return (
-        static_bundle(fig, html, text)
-        if fig is not None
-        else {"text/html": html, "text/plain": text}
-    )
+    if fig is not None:
+        outputs.append(
+            {PLOTLY_MIME: fig.to_plotly_json(), "text/plain": "(speed-up chart: plotly figure)"}
+        )
+    return outputs
 
 
 def render_result_text(result: Mapping[str, Any]) -> str:

@@ -80,7 +80,10 @@ class HandoffResult:
 
         return render_result_html(self.to_dict())
 
-    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
-        from labkit.notebook.render import render_result_bundle
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
 
-        return render_result_bundle(self.to_dict())
+        from labkit.notebook.render import render_result_outputs
+
+        for output in render_result_outputs(self.to_dict()):
+            display(output, raw=True)

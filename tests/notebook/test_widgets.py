@@ -14,6 +14,7 @@ import pytest
 
 from labkit.notebook import progress, render_result_html, summary
 from labkit.notebook.progress import TrainingProgress
+from labkit.notebook.render import render_result_text
 
 torch = pytest.importorskip("torch")
 
@@ -110,17 +111,21 @@ def test_speed_figure_reads_manifest_variants_and_skips_unbenchmarked() -> None:
     assert speed_figure({"variants": [{"name": "fp32"}]}) is None
 
 
-def test_result_mimebundle_carries_the_plotly_figure_beside_html_and_text() -> None:
+def test_result_outputs_are_the_table_then_the_plotly_figure() -> None:
     from labkit.notebook.charts import PLOTLY_MIME
-    from labkit.notebook.render import render_result_bundle
+    from labkit.notebook.render import render_result_outputs
 
-    bundle = render_result_bundle(RESULT)
-    assert set(bundle) == {PLOTLY_MIME, "text/html", "text/plain"}
-    assert [t["y"] for t in bundle[PLOTLY_MIME]["data"]] == [[2.5, 4.0], [1.9, 3.1]]
-    assert bundle["text/html"] == render_result_html(RESULT)
-    json.dumps(bundle)  # what the notebook stores: plain JSON
-    bare = render_result_bundle({"name": "x", "version": "1.0.0", "change": "none"})
-    assert set(bare) == {"text/html", "text/plain"}
+    table, chart = render_result_outputs(RESULT)
+    # separate outputs: JupyterLab shows one mimetype per output and would hide the table
+    assert table == {
+        "text/html": render_result_html(RESULT),
+        "text/plain": render_result_text(RESULT),
+    }
+    assert set(chart) == {PLOTLY_MIME, "text/plain"}
+    assert [t["y"] for t in chart[PLOTLY_MIME]["data"]] == [[2.5, 4.0], [1.9, 3.1]]
+    json.dumps([table, chart])  # what the notebook stores: plain JSON
+    bare = render_result_outputs({"name": "x", "version": "1.0.0", "change": "none"})
+    assert len(bare) == 1 and set(bare[0]) == {"text/html", "text/plain"}
 
 
 def test_render_reads_speedups_of_manifest_variants() -> None:
@@ -136,7 +141,7 @@ def test_render_tolerates_missing_fields() -> None:
     assert "nothing changed" in html
 
 
-def test_a_real_handoff_result_displays_its_speed_figure(tmp_path: Path) -> None:
+def test_a_real_handoff_result_displays_its_speed_figure(tmp_path: Path, monkeypatch) -> None:
     import labkit
     from labkit.notebook.charts import PLOTLY_MIME
     from labkit.pipeline import BenchOptions, HandoffOptions, run
@@ -145,14 +150,17 @@ def test_a_real_handoff_result_displays_its_speed_figure(tmp_path: Path) -> None
     model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))
     spec = labkit.register(model, torch.randn(4, 8), name="tiny", task="classification")
     result = run(spec, store=tmp_path / "store", options=HandoffOptions(bench=BenchOptions.quick()))
-    bundle = result._repr_mimebundle_()
-    p50, tput = bundle[PLOTLY_MIME]["data"]
+    shown: list = []
+    monkeypatch.setattr("IPython.display.display", lambda obj, raw=False: shown.append(obj))
+    result._ipython_display_()  # what a notebook cell's last line `result` calls
+    table, chart = shown
+    p50, tput = chart[PLOTLY_MIME]["data"]
     names = [v.name for v in result.variants]
     assert p50["x"] == [f"{n} (default)" if n == result.default_variant else n for n in names]
     assert p50["y"] == [v.speedup["p50"] for v in result.variants]
     assert tput["y"] == [v.speedup["throughput"] for v in result.variants]
-    assert bundle["text/html"] == result._repr_html_() and "<svg" not in bundle["text/html"]
-    assert bundle["text/plain"] == result.summary()
+    assert table["text/html"] == result._repr_html_() and "<svg" not in table["text/html"]
+    assert table["text/plain"] == result.summary()
 
 
 def test_summary_counts_layers_flops_and_measures_latency() -> None:
