@@ -67,6 +67,13 @@ class Tolerance:
     def to_dict(self) -> dict[str, Any]:
         return {"rel": self.rel, "metric": self.metric, "min_metric": self.min_metric}
 
+    @classmethod
+    def from_budget(cls, budget: Mapping[str, Any], metric: str) -> Tolerance:
+        """An accuracy budget (the pipeline's ``Budget``, as recorded in a bundle's
+        ``provenance.options.budget``) as the tolerance a candidate is judged by."""
+        key = "min_top1_agreement" if metric == TOP1 else "min_cosine"
+        return cls(float(budget["max_rel"]), metric, float(budget[key]))
+
     def judge(self, stats: Mapping[str, OutputStatsLike], variant: str) -> list[str]:
         """Every way ``stats`` breaks this tolerance, one readable line each."""
         out = []

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from labkit.bundle.tolerance import TOP1, Tolerance
+from labkit.bundle.tolerance import Tolerance
 from labkit.errors import LabkitError
 
 # The stage list and progress events belong to the torch-free request vocabulary; re-exported
@@ -103,11 +103,11 @@ class Budget:
     max_rel: float = 0.25
 
     def metric_min(self, metric: str) -> float:
-        return self.min_top1_agreement if metric == TOP1 else self.min_cosine
+        return float(self.tolerance(metric).min_metric or 0.0)
 
     def tolerance(self, metric: str) -> Tolerance:
         """The budget as the :class:`Tolerance` a candidate's parity is judged by."""
-        return Tolerance(self.max_rel, metric, self.metric_min(metric))
+        return Tolerance.from_budget(asdict(self), metric)
 
 
 @dataclass(frozen=True)

@@ -113,6 +113,4 @@ def tolerance_for(manifest: Manifest, variant: Variant, exact: bool) -> Toleranc
             "the bundle records no accuracy budget (provenance.options.budget), "
             "so reduced precision cannot be judged; re-export it with this labkit"
         )
-    metric = variant.tolerance.metric or metric_for_task(manifest.task)
-    key = "min_top1_agreement" if metric == TOP1 else "min_cosine"
-    return Tolerance(float(budget["max_rel"]), metric, float(budget[key]))
+    return Tolerance.from_budget(budget, variant.tolerance.metric or metric_for_task(manifest.task))
