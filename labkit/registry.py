@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from labkit.bundle.manifest import NAME_RE  # one name rule: the bundle format's
 from labkit.dynamic_axes import BATCH, check_batch, normalize, propagate
 from labkit.errors import MissingDependencyError, RegistrationError
+from labkit.model_state import preserved
 from labkit.io_tree import (
     CallPlan,
     Flat,
@@ -127,10 +128,9 @@ def _where(exc: BaseException) -> str:
 def _run(model: Any, plan: CallPlan, tensors: tuple[Any, ...], what: str) -> Any:
     """Call forward in eval mode, without grad; a failure names the call, never guesses."""
     torch = _torch()
-    was_training = model.training
-    model.eval()
     try:
-        with torch.no_grad():
+        with preserved(model), torch.no_grad():
+            model.eval()
             return plan.call(model, tensors)
     except Exception as exc:  # the user's forward can raise anything
         raise RegistrationError(
@@ -139,8 +139,6 @@ def _run(model: Any, plan: CallPlan, tensors: tuple[Any, ...], what: str) -> Any
             f"{_where(exc)}. If the inputs are wrong, pass inputs shaped like one real batch; "
             "otherwise fix the model code at that line"
         ) from exc
-    finally:
-        model.train(was_training)
 
 
 def _flatten(

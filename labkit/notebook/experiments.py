@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from labkit.errors import InputError
+from labkit.model_state import preserved
 from labkit.notebook.experiment_store import ExperimentStore
 
 __all__ = ["Experiment", "Trial", "experiment", "expand_params"]
@@ -107,14 +108,12 @@ def _latency(model: Any, example_inputs: Any) -> float | None:
     from labkit.notebook.summary import split_inputs
 
     args, kw = split_inputs(model, example_inputs, None)
-    was_training = model.training
-    model.eval()
     try:
-        return quick_export(model, args, kw).latency_ms(budget_s=0.3)
+        with preserved(model):
+            model.eval()
+            return quick_export(model, args, kw).latency_ms(budget_s=0.3)
     except Exception:  # noqa: BLE001 - a trial whose model does not export has no latency
         return None
-    finally:
-        model.train(was_training)
 
 
 class Experiment:
@@ -220,7 +219,7 @@ class Experiment:
                 "experiment(..., example_inputs=x)"
             )
         bundle_name = (name or self.name).lower().replace("_", "-")
-        spec = labkit.register(chosen.model.eval(), inputs, name=bundle_name, task=self.task)
+        spec = labkit.register(chosen.model, inputs, name=bundle_name, task=self.task)
         result = labkit.handoff(spec, store=store, options=options)
         self.results[chosen.id] = result
         return result

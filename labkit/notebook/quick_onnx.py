@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from labkit.model_state import preserved
+
 __all__ = ["QuickExport", "median_ms", "quick_export"]
 
 
@@ -158,7 +160,15 @@ def _bound(model: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
 
 
 def quick_export(model: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> QuickExport:
-    """Export ``model(*args, **kwargs)`` with TorchScript and open an ORT session on it."""
+    """Export ``model(*args, **kwargs)`` with TorchScript and open an ORT session on it.
+
+    The exporters flip training flags; the researcher's module is put back as it was.
+    """
+    with preserved(model):
+        return _quick_export(model, args, kwargs)
+
+
+def _quick_export(model: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> QuickExport:
     import onnxruntime as ort
     import torch
 

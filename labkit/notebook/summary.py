@@ -19,6 +19,7 @@ from html import escape
 from typing import Any
 
 from labkit.errors import InputError, MissingDependencyError
+from labkit.model_state import preserved
 from labkit.notebook.layer_trace import LayerRow, trace_layers
 from labkit.notebook.quick_onnx import median_ms, quick_export
 
@@ -205,9 +206,8 @@ def summary(
         and not (isinstance(example_inputs, dict) and "use_cache" in example_inputs)
     ):
         result.notes.append("called with use_cache=False (a cache is not a tensor output)")
-    was_training = model.training
-    model.eval()
-    try:
+    with preserved(model):
+        model.eval()
         result.layers, whole = trace_layers(model, args, kw)
         result.mult_adds, result.flops = whole.mult_adds, whole.flops
         parents = {r.name.rsplit(".", 1)[0] for r in result.layers if "." in r.name}
@@ -230,8 +230,6 @@ def summary(
                 result.latency_ms["onnxruntime"] = quick.latency_ms()
                 if profile:
                     result.layer_cpu_us = quick.layer_times_us()
-    finally:
-        model.train(was_training)
     pt, ox = result.latency_ms.get("pytorch"), result.latency_ms.get("onnxruntime")
     if pt and ox:
         result.notes.append(

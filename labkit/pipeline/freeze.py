@@ -120,9 +120,8 @@ def _flops(model: torch.nn.Module, spec: ModelSpec) -> int | None:
 def freeze(
     spec: ModelSpec, *, batch_sizes: tuple[int, ...] = (1, 3, 16), seed: int = 0
 ) -> Reference:
+    # Eval mode for the reference; run() puts the researcher's flags back afterwards.
     model = spec.model.eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
     sets = [
         InputSet(
             "example",

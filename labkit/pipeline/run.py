@@ -33,6 +33,7 @@ from labkit.bundle import (
 from labkit.bundle._json import dumps_canonical
 from labkit.bundle.tolerance import metric_for_task
 from labkit.errors import LabkitError, ParityError
+from labkit.model_state import preserved
 from labkit.pipeline import graph, report
 from labkit.pipeline.benchmark import benchmark, other_engines
 from labkit.pipeline.export import export
@@ -126,7 +127,21 @@ def run(
 
     ``sign_key`` (a PEM EC private key; default ``$LABKIT_SIGN_KEY``, ``""`` for none) signs
     the new bundle with OpenSSF model signing once it is written (``labkit[sign]``).
+    The researcher's module is left exactly as it was, whether the handoff succeeds or not
+    (:func:`labkit.model_state.preserved`).
     """
+    with preserved(spec.model):
+        return _run(spec, store, options, progress, source, sign_key)
+
+
+def _run(
+    spec: ModelSpec,
+    store: str | Path | None,
+    options: HandoffOptions | None,
+    progress: Progress | None,
+    source: str | Path | None,
+    sign_key: str | os.PathLike[str] | None,
+) -> HandoffResult:
     options = options or HandoffOptions()
     key = _sign_key(sign_key)
     name = options.name or spec.name
