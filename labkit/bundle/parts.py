@@ -47,6 +47,7 @@ _VARIANT_KEYS = (
     "optimization",
     "parity",
     "benchmark",
+    "runs_on",
 )
 
 
@@ -63,6 +64,10 @@ class Variant:
     optimization: Doc | None = None  # what the fp32 optimizer did
     parity: Doc | None = None  # ParityReport.summary(): passed, max_rel, metric…
     benchmark: Doc | None = None  # latency/throughput and "speedup" vs PyTorch
+    # The engines whose arithmetic this graph is meant for (e.g. ["onnxruntime"] for a graph
+    # with com.microsoft contrib ops); None = any engine (a portable graph, or a bundle
+    # written before the field existed). Candidates pair a variant only with these engines.
+    runs_on: tuple[str, ...] | None = None
     extra: Doc = field(default_factory=dict)
 
     @classmethod
@@ -79,6 +84,7 @@ class Variant:
             optimization=optional(v, "optimization", dict, p),
             parity=optional(v, "parity", dict, p),
             benchmark=optional(v, "benchmark", dict, p),
+            runs_on=_engine_names(optional(v, "runs_on", list, p), f"{p}runs_on"),
             extra=extra(v, _VARIANT_KEYS),
         )
 
@@ -94,12 +100,32 @@ class Variant:
             "optimization": self.optimization,
             "parity": self.parity,
             "benchmark": self.benchmark,
+            "runs_on": list(self.runs_on) if self.runs_on is not None else None,
         }
+
+    def runs_on_engine(self, engine: str) -> bool:
+        """Whether ``engine`` may run this graph (see ``runs_on``)."""
+        return self.runs_on is None or engine in self.runs_on
 
     @property
     def speedup(self) -> Doc | None:
         """``{"p50": ×, "throughput": ×}`` against PyTorch eager, None when not benchmarked."""
         return (self.benchmark or {}).get("speedup")
+
+
+def _engine_names(value: list[Any] | None, where: str) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    if not value or len(value) > 16:
+        raise fail(where, "must list 1 to 16 engine names, or be absent for any engine")
+    names = tuple(check_type(n, str, f"{where}[{i}]") for i, n in enumerate(value))
+    if any(
+        not n or len(n) > 64 or not n.replace("_", "").replace("-", "").isalnum() for n in names
+    ):
+        raise fail(where, f"engine names are short identifiers, got {list(names)!r}")
+    if len(set(names)) != len(names):
+        raise fail(where, f"lists an engine twice: {list(names)!r}")
+    return names
 
 
 @dataclass(frozen=True)

@@ -203,6 +203,7 @@ export interface IResultVariant {
   optimization?: Record<string, unknown> | null;
   parity?: Record<string, unknown> | null;
   benchmark?: Record<string, unknown> | null;
+  runs_on?: string[] | null;
   speedup: { p50: number; throughput: number } | null;
   [key: string]: unknown;
 }
@@ -249,5 +250,6 @@ export interface IVariant {
   optimization?: Record<string, unknown> | null;
   parity?: Record<string, unknown> | null;
   benchmark?: Record<string, unknown> | null;
+  runs_on?: string[] | null;
   [key: string]: unknown;
 }

@@ -134,13 +134,15 @@ def make_session(model_bytes: bytes, candidate: Candidate) -> Session:
 def candidates(
     manifest: Manifest, cpu: Mapping[str, Any], *, engine_names: Sequence[str] | None = None
 ) -> list[Candidate]:
-    """Every (variant, engine, precision) this host could run the bundle with."""
+    """Every (variant, engine, precision) this host could run the bundle with: a variant
+    only with the engines it ``runs_on``."""
     out = []
     for e in engines():
         if engine_names is not None and e.name not in engine_names:
             continue
         for v in manifest.variants:
-            out += [Candidate(v.name, e.name, p) for p in e.precisions(v, cpu)]
+            if v.runs_on_engine(e.name):
+                out += [Candidate(v.name, e.name, p) for p in e.precisions(v, cpu)]
     return out
 
 
