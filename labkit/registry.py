@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 from labkit.bundle.manifest import NAME_RE  # one name rule: the bundle format's
 from labkit.dynamic_axes import BATCH, check_batch, normalize, propagate
 from labkit.errors import MissingDependencyError, RegistrationError
-from labkit.model_state import preserved
 from labkit.io_tree import (
     CallPlan,
     Flat,
@@ -27,6 +26,7 @@ from labkit.io_tree import (
     forward_parameters,
     select_outputs,
 )
+from labkit.model_state import preserved
 
 if TYPE_CHECKING:
     import torch
