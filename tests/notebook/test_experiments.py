@@ -133,6 +133,7 @@ print("trials", len(exp.trials))
 """
 
 
+@pytest.mark.slow
 def test_live_view_and_hand_off_button_in_a_kernel(tmp_path: Path) -> None:
     import os
     import queue
