@@ -82,6 +82,7 @@ async def _read_body(request: Request) -> bytearray:
 async def infer(request: Request) -> Response:
     plane, p = plane_of(request), request.path_params
     served = plane.resolve(p["name"], p.get("version"))
+    request.scope["labkit.served"] = (served.name, served.version)  # for the access log
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media not in _MEDIA_TYPES:
         raise ServeError(
@@ -97,7 +98,7 @@ async def infer(request: Request) -> Response:
     def decode() -> InferRequest:
         return parse_request(body, header_len, max_depth=plane.config.max_json_depth)
 
-    result = await plane.infer(served, decode, offload=big)
+    result = await plane.infer(served, decode, offload=big, carrier=request.headers)
     body = bytearray()  # the decoded tensors do not refer to it: free it before encoding
     outputs = [(o.name, o.array, o.binary) for o in result.outputs]
 
@@ -171,11 +172,18 @@ async def _start_grpc(plane: DataPlane) -> Any:
 
 
 def create_app(
-    source: str | os.PathLike[str] | DataPlane, config: ServeConfig | None = None
+    source: str | os.PathLike[str] | DataPlane,
+    config: ServeConfig | None = None,
+    *,
+    tracer_provider: Any = None,
 ) -> Starlette:
     """The app for a bundle store (every version served), a single bundle directory, or a
-    data plane built by the caller (which then owns its config)."""
-    plane = source if isinstance(source, DataPlane) else DataPlane(source, config)
+    data plane built by the caller (which then owns its config). ``tracer_provider``: an
+    OpenTelemetry provider for inference spans (default: the global one, if configured)."""
+    if isinstance(source, DataPlane):
+        plane = source
+    else:
+        plane = DataPlane(source, config, tracer_provider=tracer_provider)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -194,6 +202,7 @@ def create_app(
         admission=plane.admission,
         metrics=plane.metrics,
         routes=ROUTES,
+        access_log=plane.config.access_log,
     )
     app = Starlette(
         routes=ROUTES,

@@ -81,9 +81,9 @@ class Batcher:
         self._slots = asyncio.Semaphore(concurrency)  # batches of this model running at once
         self._running: set[asyncio.Task[None]] = set()
         labels = (served.name, served.version)
-        self._depth = metrics.queue_depth.labels(*labels)
-        self._sizes = metrics.batch_size.labels(*labels)
-        self._queued = metrics.queue_time.labels(*labels)
+        self._depth = metrics.of(metrics.queue_depth, *labels)
+        self._sizes = metrics.of(metrics.batch_size, *labels)
+        self._queued = metrics.of(metrics.queue_time, *labels)
         self._rejected = metrics.rejected
         self._task = asyncio.get_running_loop().create_task(self._loop())
 

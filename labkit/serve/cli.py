@@ -8,7 +8,6 @@ each sets ``func`` to a function of the parsed namespace that returns an exit co
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 from pathlib import Path
@@ -17,6 +16,8 @@ from typing import Any
 from labkit.errors import LabkitError, MissingDependencyError
 from labkit.runtime.tune import DEFAULT_BUDGET_S as DEFAULT_TUNE_BUDGET_S
 from labkit.serve.config import MiB, ServeConfig
+from labkit.serve.logs import FORMATS
+from labkit.serve.logs import configure as configure_logging
 
 __all__ = ["add_export_triton_parser", "add_serve_parser", "config_from_args"]
 
@@ -152,6 +153,22 @@ def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
     )
+    observe = p.add_argument_group("observability")
+    observe.add_argument(
+        "--log-format",
+        default="text",
+        choices=list(FORMATS),
+        help="one format for every line, labkit's and uvicorn's (json: one object per line)",
+    )
+    observe.add_argument(
+        "--access-log", action="store_true", help="log one line per request (REST and gRPC)"
+    )
+    observe.add_argument(
+        "--otel",
+        action="store_true",
+        help="trace inference with OpenTelemetry, exported over OTLP (OTEL_EXPORTER_OTLP_* "
+        "variables; pip install 'labkit[otel]')",
+    )
     ray = p.add_argument_group("Ray Serve (pip install 'labkit[ray]')")
     ray.add_argument("--ray", action="store_true", help="run as a Ray Serve deployment")
     ray.add_argument("--replicas", type=int, default=1, help="initial/min replicas")
@@ -219,13 +236,13 @@ def config_from_args(args: argparse.Namespace) -> ServeConfig:
         trusted_keys=tuple(args.trusted_key) if args.trusted_key else None,
         grpc_port=args.grpc_port,
         grpc_host=args.host,
+        access_log=args.access_log,
     )
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(args.log_level, args.log_format)
+    tracer_provider = None
     try:
         config = config_from_args(args)
         if config.trusted_keys is not None:  # a bad key file is a startup error
@@ -249,6 +266,10 @@ def run_serve(args: argparse.Namespace) -> int:
                 max_queued_requests=args.max_queued_requests,
                 address=args.ray_address,
             )
+        if args.otel:
+            from labkit.serve.tracing import configure_otlp
+
+            tracer_provider = configure_otlp()
         from labkit.serve.server import serve
 
         return serve(
@@ -257,6 +278,7 @@ def run_serve(args: argparse.Namespace) -> int:
             host=args.host,
             port=args.port,
             log_level=args.log_level,
+            log_format=args.log_format,
             http=args.http,
         )
     except ImportError as exc:
@@ -266,6 +288,9 @@ def run_serve(args: argparse.Namespace) -> int:
     except (LabkitError, ValueError, OSError) as exc:
         print(f"handoff serve: {exc}", file=sys.stderr)
         return 2
+    finally:
+        if tracer_provider is not None:
+            tracer_provider.shutdown()  # flush the spans still queued
 
 
 def run_export_triton(args: argparse.Namespace) -> int:

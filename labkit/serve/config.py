@@ -50,6 +50,7 @@ class ServeConfig:
     trusted_keys: tuple[str, ...] | None = None  # PEM public keys; None: signatures not required
     grpc_port: int | None = None  # serve gRPC too (Triton's default is 8001); None: REST only
     grpc_host: str = "127.0.0.1"
+    access_log: bool = False  # one line per request (logger labkit.access)
 
     def __post_init__(self) -> None:
         for name in (

@@ -14,9 +14,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -26,11 +28,12 @@ from labkit.serve.batching import Batcher, BatchStats
 from labkit.serve.classification import top_k
 from labkit.serve.codec import InferRequest
 from labkit.serve.config import ServeConfig
-from labkit.serve.errors import Overloaded
+from labkit.serve.errors import ClientGone, Overloaded, ServeError
 from labkit.serve.metadata import ModelMetadata, ServerMetadata, model_metadata, server_metadata
 from labkit.serve.metrics import Metrics
 from labkit.serve.reload import Reloader
 from labkit.serve.repository import ModelRepository, ServedModel
+from labkit.serve.tracing import Tracing
 from labkit.serve.validation import WantedOutput, bind_inputs, check_parameters, select_outputs
 
 __all__ = ["DataPlane", "InferResult", "NothingToServe", "OutputTensor"]
@@ -59,6 +62,14 @@ class InferResult:
     stats: BatchStats
 
 
+def _outcome(exc: ServeError) -> str:
+    if exc.status == ClientGone.status:
+        return "cancelled"
+    if isinstance(exc, Overloaded):
+        return "overloaded"
+    return "client_error" if exc.status < 500 else "error"
+
+
 def _answer(served: ServedModel, wanted: WantedOutput, array: np.ndarray) -> np.ndarray:
     if wanted.classification is None:
         return array
@@ -68,9 +79,16 @@ def _answer(served: ServedModel, wanted: WantedOutput, array: np.ndarray) -> np.
 
 
 class DataPlane:
-    def __init__(self, source: str | os.PathLike[str], config: ServeConfig | None = None) -> None:
+    def __init__(
+        self,
+        source: str | os.PathLike[str],
+        config: ServeConfig | None = None,
+        *,
+        tracer_provider: Any = None,
+    ) -> None:
         self.config = config = config or ServeConfig()
         self.metrics = Metrics()
+        self.tracing = Tracing(tracer_provider)
         self.repo = ModelRepository(
             source,
             threads=config.threads,
@@ -205,10 +223,39 @@ class DataPlane:
         *,
         offload: bool = False,
         protocol: str = "rest",
+        carrier: Mapping[str, str] | None = None,
     ) -> InferResult:
         """Decode (``decode`` turns the front end's bytes into a request), check the request
         against the model's signature, run it in a batch and return the outputs asked for.
-        ``offload`` decodes on a worker thread (big bodies stay off the event loop)."""
+        ``offload`` decodes on a worker thread (big bodies stay off the event loop);
+        ``carrier`` holds the request's headers or metadata (a ``traceparent`` continues the
+        caller's trace). Counted, timed and traced per model version and protocol."""
+        start = time.perf_counter()
+        outcome = "error"
+        m, name, version = self.metrics, served.name, served.version
+        attributes = {"labkit.model": name, "labkit.version": version, "labkit.protocol": protocol}
+        with self.tracing.span(attributes, carrier) as span:
+            try:
+                result = await self._infer(served, decode, offload)
+                outcome = "ok"
+                span.set_attribute("labkit.batch.requests", result.stats.requests)
+                span.set_attribute("labkit.batch.rows", result.stats.rows)
+                span.set_attribute("labkit.queue_ms", round(result.stats.queued_s * 1000, 3))
+                return result
+            except ServeError as exc:
+                outcome = _outcome(exc)
+                span.refuse(str(exc))
+                raise
+            except asyncio.CancelledError:
+                outcome = "cancelled"
+                raise
+            finally:
+                m.of(m.model_requests, name, version, protocol, outcome).inc()
+                m.of(m.model_latency, name, version, protocol).observe(time.perf_counter() - start)
+
+    async def _infer(
+        self, served: ServedModel, decode: Callable[[], InferRequest], offload: bool
+    ) -> InferResult:
         batcher = self.batcher(served)
         batcher.begin_arrival()  # worth waiting for: its inputs are being decoded
         try:
@@ -232,15 +279,18 @@ class DataPlane:
 
         classes = sum(result[w.name].size for w in wanted if w.classification)
         outputs = await asyncio.to_thread(answer) if classes > _OFFLOAD_CLASSES else answer()
-        self.metrics.inferences.labels(served.name, served.version).inc()
+        self.metrics.of(self.metrics.inferences, served.name, served.version).inc()
         return InferResult(served.name, served.version, request.id, outputs, stats)
 
     # -- the store changed -------------------------------------------------------------------
     def _on_event(self, name: str, version: str, ok: bool, reason: str) -> None:
-        if reason != "removed":
-            self.metrics.loads.labels(name, version, "ok" if ok else "refused").inc()
+        m = self.metrics
+        if reason in ("removed", "forgotten"):  # it left the store: its series go with it
+            m.forget(name, version)
+            return
+        m.of(m.loads, name, version, "ok" if ok else "refused").inc()
         if not ok:
-            self.metrics.refused.labels(name, version, reason).inc()
+            m.of(m.refused, name, version, reason).inc()
 
     def _count_served(self) -> None:
         repo = self.repo

@@ -33,6 +33,7 @@ from labkit.serve.errors import (
     RequestTimeout,
     ServeError,
 )
+from labkit.serve.logs import access_log
 from labkit.serve.metrics import Metrics
 
 __all__ = ["FrontDoor", "error_response"]
@@ -56,8 +57,10 @@ class FrontDoor:
         admission: Admission,
         metrics: Metrics,
         routes: Sequence[BaseRoute],
+        access_log: bool = False,
     ) -> None:
         self.app = app
+        self._access_log = access_log
         self.admission = admission
         self.limits = admission.limits
         self.metrics = metrics
@@ -109,8 +112,26 @@ class FrontDoor:
             await self.app(scope, request.receive, send_wrapper)
         finally:
             request.release()
+            took = time.perf_counter() - start
             self.metrics.requests.labels(route, str(request.status)).inc()
-            self.metrics.latency.labels(route).observe(time.perf_counter() - start)
+            self.metrics.latency.labels(route).observe(took)
+            if self._access_log:
+                self._log(scope, request.status, took)
+
+    def _log(self, scope: Scope, status: int, took: float) -> None:
+        client = scope.get("client") or ("-", 0)
+        raw: bytes = scope.get("raw_path") or scope.get("path", "").encode()
+        served = scope.get("labkit.served") or (None, None)
+        access_log(
+            protocol="rest",
+            client=str(client[0]),
+            method=str(scope.get("method", "-")),
+            path=raw.decode("latin-1"),
+            status=status,
+            duration_s=took,
+            model=served[0],
+            version=served[1],
+        )
 
     async def _redirect_slash(self, scope: Scope, send: Send) -> bool:
         """``/v2/models/m/`` -> 307 to ``/v2/models/m``, with a relative Location (never

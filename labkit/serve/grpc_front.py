@@ -33,6 +33,7 @@ from labkit.serve.core import DataPlane
 from labkit.serve.errors import BadRequest, ClientGone, Overloaded, ServeError
 from labkit.serve.grpc_proto import METHODS, SERVICE, messages
 from labkit.serve.grpc_tensors import infer_request, infer_response
+from labkit.serve.logs import access_log
 
 __all__ = ["GrpcFront", "grpc_code"]
 
@@ -65,6 +66,7 @@ class GrpcFront:
         self.plane = plane
         self._m = messages()
         self._token = plane.config.token.encode() if plane.config.token else None
+        self._access_log = plane.config.access_log
         self._server: grpc.aio.Server | None = None
         self._stopping: asyncio.Task[None] | None = None
         self.port: int | None = None
@@ -139,16 +141,25 @@ class GrpcFront:
             outputs=tensors(meta.outputs),
         )
 
-    async def _model_infer(self, message: Any, context: Any, size: int) -> bytes:
+    async def _model_infer(
+        self, message: Any, context: Any, size: int, note: list[str | None]
+    ) -> bytes:
         plane = self.plane
         served = plane.resolve(message.model_name, message.model_version or None)
+        note[:] = [served.name, served.version]
         ticket = Ticket()
         try:
             plane.admission.hold(ticket, size)
             plane.admission.admit(ticket)
             big = size > _OFFLOAD_BYTES
+            metadata = context.invocation_metadata() or ()
+            carrier = {k: v for k, v in metadata if k in ("traceparent", "tracestate")}
             result = await plane.infer(
-                served, lambda: infer_request(message), offload=big, protocol="grpc"
+                served,
+                lambda: infer_request(message),
+                offload=big,
+                protocol="grpc",
+                carrier=carrier,
             )
         finally:
             plane.admission.release(ticket)
@@ -177,12 +188,13 @@ class GrpcFront:
             code = grpc.StatusCode.OK
             refusal: ServeError | None = None
             size, request = received
+            served: list[str | None] = [None, None]  # the model version that answered
             try:
                 self._authorize(method, context)
                 if isinstance(request, DecodeError):
                     raise BadRequest(f"the {method} request is not a valid message: {request}")
                 if method == "ModelInfer":
-                    return await self._model_infer(request, context, size)
+                    return await self._model_infer(request, context, size, served)
                 return await handler(request, context)
             except ServeError as exc:
                 refusal, code = exc, grpc_code(exc)
@@ -193,8 +205,20 @@ class GrpcFront:
                 log.exception("unhandled error in gRPC %s", method)
                 refusal, code = ServeError("internal server error"), grpc.StatusCode.INTERNAL
             finally:
+                took = time.perf_counter() - start
                 metrics.grpc_requests.labels(method, code.name).inc()
-                metrics.grpc_latency.labels(method).observe(time.perf_counter() - start)
+                metrics.grpc_latency.labels(method).observe(took)
+                if self._access_log:
+                    access_log(
+                        protocol="grpc",
+                        client=str(context.peer()),
+                        method=method,
+                        path=f"/{SERVICE}/{method}",
+                        status=code.name,
+                        duration_s=took,
+                        model=served[0],
+                        version=served[1],
+                    )
             assert refusal is not None  # every path without a refusal returned or raised
             if isinstance(refusal, Overloaded):
                 context.set_trailing_metadata((("retry-after", str(refusal.retry_after)),))

@@ -27,6 +27,7 @@ from labkit.serve.connections import (
     effective_max_connections,
     guarded_protocol,
 )
+from labkit.serve.logs import configure as configure_logging
 
 __all__ = ["DrainingServer", "serve"]
 
@@ -97,15 +98,18 @@ def serve(
     host: str = "127.0.0.1",
     port: int = 8000,
     log_level: str = "info",
+    log_format: str = "text",
     http: str = "auto",
 ) -> int:
     """Serve until SIGTERM/SIGINT; returns the process exit code."""
+    configure_logging(log_level, log_format)
     app = create_app(source, config)
     uv_config = uvicorn.Config(
         app,
         host=host,
         port=port,
         log_level=log_level,
+        log_config=None,  # uvicorn's lines go through our handler, in our format
         lifespan="on",
         http=protocol_class(config, http),
         # a float: 0.5 s means half a second (int() made it 0, and 0 meant "wait forever")
