@@ -72,6 +72,19 @@ def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="seconds between store scans; 0 disables hot reload",
     )
     p.add_argument(
+        "--require-models",
+        action="store_true",
+        help="exit (2) when the store holds nothing to serve, instead of waiting for versions",
+    )
+    p.add_argument(
+        "--stall-timeout",
+        type=float,
+        default=d.stall_timeout_s,
+        metavar="S",
+        help="a store watcher making no progress this long (loading one version) is reported "
+        "and replaced (--tune adds its budget)",
+    )
+    p.add_argument(
         "--drain-delay",
         type=float,
         default=d.drain_delay_s,
@@ -237,6 +250,8 @@ def config_from_args(args: argparse.Namespace) -> ServeConfig:
         grpc_port=args.grpc_port,
         grpc_host=args.host,
         access_log=args.access_log,
+        require_models=args.require_models,
+        stall_timeout_s=args.stall_timeout,
     )
 
 

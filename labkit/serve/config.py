@@ -51,6 +51,9 @@ class ServeConfig:
     grpc_port: int | None = None  # serve gRPC too (Triton's default is 8001); None: REST only
     grpc_host: str = "127.0.0.1"
     access_log: bool = False  # one line per request (logger labkit.access)
+    require_models: bool = False  # exit (2) instead of waiting when there is nothing to serve
+    stall_timeout_s: float = 300.0  # a store watcher silent this long is stuck, and replaced
+    max_stuck_watchers: int = 4  # stuck watcher threads tolerated before scanning pauses
 
     def __post_init__(self) -> None:
         for name in (
@@ -62,6 +65,7 @@ class ServeConfig:
             "workers",
             "max_connections",
             "max_header_bytes",
+            "max_stuck_watchers",
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
@@ -74,7 +78,12 @@ class ServeConfig:
         ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        for name in ("header_timeout_s", "keepalive_timeout_s", "body_timeout_s"):
+        for name in (
+            "header_timeout_s",
+            "keepalive_timeout_s",
+            "body_timeout_s",
+            "stall_timeout_s",
+        ):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         if self.grpc_port is not None and not 0 <= self.grpc_port <= 65535:

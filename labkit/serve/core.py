@@ -99,7 +99,16 @@ class DataPlane:
             trusted_keys=config.trusted_keys,
         )
         self.admission = Admission(limits_of(config), self.metrics)
-        self.reloader: Reloader | None = None
+        self.reloader = Reloader(
+            self.repo,
+            config.reload_interval_s,
+            after=self._after_reload,
+            on_death=lambda: self.set_ready(False),
+            stall_s=config.stall_timeout_s + (config.tune_budget_s or 0.0),
+            max_stuck=config.max_stuck_watchers,
+            metrics=self.metrics,
+            start=False,
+        )
         self._ready = False
         self._scanned = False
         self._executor: ThreadPoolExecutor | None = None
@@ -109,32 +118,49 @@ class DataPlane:
         self._stoppers: list[Callable[[], object]] = []
 
     # -- lifecycle -------------------------------------------------------------------------
+    @property
+    def watching(self) -> bool:
+        """Whether new versions can ever appear (a store, with hot reload on)."""
+        return not self.repo.single and self.config.reload_interval_s > 0
+
+    def nothing_to_serve(self) -> str | None:
+        """One line saying why nothing is served, or None when something is."""
+        if self.repo.served():
+            return None
+        refused = [f"{n} {v}: {r}" for (n, v), r in sorted(self.repo.refused().items())]
+        if len(refused) > 3:
+            refused[3:] = [f"and {len(refused) - 3} more refused"]
+        why = f" ({'; '.join(refused)})" if refused else ""
+        return " ".join(f"nothing to serve in {self.repo.source}{why}".split())  # one line
+
     def scan(self) -> None:
-        """The first look at the store (blocking): load every version it holds."""
-        self.repo.refresh()
+        """The first look at the store, before any event loop runs (blocking): load every
+        version it holds, under the watcher's supervision (a stuck one is given up on)."""
+        asyncio.run(self.reloader.scan())
         self._scanned = True
-        self._count_served()
 
     async def start(self) -> None:
         """Load what the store holds (unless :meth:`scan` did), start the worker threads and
-        the watcher, then report ready."""
+        the watcher, then report ready. An empty store is said in one line and watched for
+        versions; :class:`NothingToServe` only when none can ever come (one bundle, or hot
+        reload off)."""
         if not self._scanned:
-            await asyncio.to_thread(self.scan)
-        if not self.repo.served():
-            refused = "; ".join(f"{n} {v}: {r}" for (n, v), r in self.repo.refused().items())
-            message = f"nothing to serve in {self.repo.source}" + (
-                f" ({refused})" if refused else ""
-            )
-            log.error("%s", message)
-            raise NothingToServe(message)
-        self._fit_executor()
-        if not self.repo.single and self.config.reload_interval_s > 0:
-            self.reloader = Reloader(
-                self.repo,
+            await self.reloader.scan()
+            self._scanned = True
+        empty = self.nothing_to_serve()
+        if empty is not None and not self.watching:
+            log.error("%s", empty)
+            raise NothingToServe(empty)
+        if empty is not None:
+            log.warning(
+                "%s yet; waiting for versions (scanning every %gs)",
+                empty,
                 self.config.reload_interval_s,
-                after=self._after_reload,
-                on_death=lambda: self.set_ready(False),
             )
+        self._count_served()
+        self._fit_executor()
+        if self.watching:
+            self.reloader.start()
         self.set_ready(True)
 
     def set_ready(self, value: bool) -> None:
@@ -158,8 +184,7 @@ class DataPlane:
     async def stop(self) -> None:
         """Stop watching, finish what is queued and running, stop the worker threads."""
         self.set_ready(False)
-        if self.reloader is not None:
-            await self.reloader.stop()
+        await self.reloader.stop()
         for batcher in list(self._batchers.values()):
             await batcher.close()
         for pool in [*self._old_executors, self._executor]:
@@ -170,8 +195,7 @@ class DataPlane:
         return True
 
     def is_ready(self) -> bool:
-        watcher_ok = self.reloader is None or self.reloader.alive
-        return self._ready and watcher_ok and bool(self.repo.served())
+        return self._ready and self.reloader.healthy and bool(self.repo.served())
 
     # -- lookups (event loop; no I/O) ---------------------------------------------------------
     def resolve(self, name: str, version: str | None = None) -> ServedModel:

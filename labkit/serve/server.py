@@ -27,6 +27,7 @@ from labkit.serve.connections import (
     effective_max_connections,
     guarded_protocol,
 )
+from labkit.serve.core import DataPlane, NothingToServe
 from labkit.serve.logs import configure as configure_logging
 
 __all__ = ["DrainingServer", "serve"]
@@ -101,9 +102,18 @@ def serve(
     log_format: str = "text",
     http: str = "auto",
 ) -> int:
-    """Serve until SIGTERM/SIGINT; returns the process exit code."""
+    """Serve until SIGTERM/SIGINT; returns the process exit code. Raises
+    :class:`NothingToServe` when the store holds nothing to serve and ``require_models`` is
+    set (or nothing can ever be added: one bundle, or hot reload off); otherwise an empty store
+    is said in one line and the server waits, not ready, for versions."""
     configure_logging(log_level, log_format)
-    app = create_app(source, config)
+    plane = DataPlane(source, config)
+    plane.scan()  # before uvicorn: an empty store is one line, not a startup traceback
+    empty = plane.nothing_to_serve()
+    if empty is not None and (config.require_models or not plane.watching):
+        why = "--require-models" if config.require_models else "nothing can be added to it"
+        raise NothingToServe(f"{empty} ({why})")
+    app = create_app(plane)
     uv_config = uvicorn.Config(
         app,
         host=host,

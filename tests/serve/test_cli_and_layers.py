@@ -87,14 +87,23 @@ def test_serve_refuses_a_store_with_nothing_valid(tmp_path: Path) -> None:
     (tmp_path / "mlp" / "1.0.0" / "manifest.json").write_text("{}")
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.run(
-        [sys.executable, "-m", "labkit.serve", "serve", str(tmp_path), "--port", "0"],
+        [
+            sys.executable,
+            "-m",
+            "labkit.serve",
+            "serve",
+            str(tmp_path),
+            "--port",
+            "0",
+            "--require-models",
+        ],
         capture_output=True,
         text=True,
         timeout=60,
         env=env,
     )
-    assert proc.returncode != 0
-    assert "nothing to serve" in proc.stdout + proc.stderr
+    assert proc.returncode == 2
+    assert "nothing to serve" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_serve_never_imports_torch_or_onnx(bundles: Bundles) -> None:
