@@ -10,9 +10,9 @@ RESOURCE_EXHAUSTED, anything else -> INTERNAL. Methods not served here (model co
 memory, streaming, statistics) answer UNIMPLEMENTED.
 
 Transport limits come from the same settings as REST's: message size (``max_body_bytes``),
-metadata size (``max_header_bytes``), connections (``max_connections``; gRPC refuses past
-it before the handshake), handshake time (``header_timeout_s``) and RPCs being handled at
-once (``max_inflight`` plus a margin for probes).
+metadata size (``max_header_bytes``), connections (``max_connections``, the open-file limit
+shared with REST; gRPC refuses past it before the handshake), handshake time
+(``header_timeout_s``) and RPCs being handled at once (``max_inflight`` plus a margin).
 """
 
 from __future__ import annotations
@@ -75,12 +75,13 @@ class GrpcFront:
     async def start(self, host: str, port: int) -> int:
         """Listen on ``host:port`` (0: any free port); returns the port bound."""
         c = self.plane.config
+        connections = effective_max_connections(c.max_connections, listeners=2)
         options = [
             ("grpc.max_receive_message_length", c.max_body_bytes),
             ("grpc.max_send_message_length", -1),
             ("grpc.max_metadata_size", c.max_header_bytes),
             ("grpc.absolute_max_metadata_size", c.max_header_bytes),
-            ("grpc.max_allowed_incoming_connections", effective_max_connections(c.max_connections)),
+            ("grpc.max_allowed_incoming_connections", connections),
             ("grpc.server_handshake_timeout_ms", int(c.header_timeout_s * 1000)),
             ("grpc.so_reuseport", 0),
         ]

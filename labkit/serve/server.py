@@ -78,7 +78,8 @@ def protocol_class(config: ServeConfig, http: str = "auto") -> type[Any]:
     """uvicorn's HTTP protocol (``auto``: httptools if installed, else h11), guarded by the
     connection limits of ``config`` (:mod:`labkit.serve.connections`)."""
     base = import_from_string(HTTP_PROTOCOLS[http])
-    cap = effective_max_connections(config.max_connections)
+    listeners = 1 if config.grpc_port is None else 2
+    cap = effective_max_connections(config.max_connections, listeners)
     if cap < config.max_connections:
         log.info("connection cap %d (the open-file limit allows no more)", cap)
     return guarded_protocol(
