@@ -33,6 +33,7 @@ class Metrics:
         r = self.registry
         self._lock = threading.Lock()
         self._children: dict[tuple[str, str], set[tuple[Any, tuple[str, ...]]]] = {}
+        self._cache: dict[tuple[int, str, str, tuple[str, ...]], Any] = {}
 
         # -- per front end (fixed label sets) --
         self.requests = Counter(
@@ -143,15 +144,21 @@ class Metrics:
 
     def of(self, metric: Any, model: str, version: str, *labels: str) -> Any:
         """``metric``'s child for one model version (and further labels), remembered so that
-        :meth:`forget` can remove it."""
-        with self._lock:
-            self._children.setdefault((model, version), set()).add((metric, labels))
-        return metric.labels(model, version, *labels)
+        :meth:`forget` can remove it. Per request: a dict lookup once the child exists."""
+        key = (id(metric), model, version, labels)
+        child = self._cache.get(key)
+        if child is None:
+            with self._lock:
+                self._children.setdefault((model, version), set()).add((metric, labels))
+                child = self._cache[key] = metric.labels(model, version, *labels)
+        return child
 
     def forget(self, model: str, version: str) -> None:
         """Remove every series of a version that left the store."""
         with self._lock:
             children = self._children.pop((model, version), set())
+            for key in [k for k in self._cache if k[1:3] == (model, version)]:
+                del self._cache[key]
         for metric, labels in children:
             try:
                 metric.remove(model, version, *labels)
