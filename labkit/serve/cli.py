@@ -297,7 +297,11 @@ def run_serve(args: argparse.Namespace) -> int:
             http=args.http,
         )
     except ImportError as exc:
-        missing = MissingDependencyError(exc.name or "starlette", "ray" if args.ray else "serve")
+        missing = (
+            exc
+            if isinstance(exc, MissingDependencyError)  # it names its extra (grpc, otel)
+            else MissingDependencyError(exc.name or "starlette", "ray" if args.ray else "serve")
+        )
         print(f"handoff serve: {missing}", file=sys.stderr)
         return 2
     except (LabkitError, ValueError, OSError) as exc:

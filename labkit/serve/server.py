@@ -12,6 +12,7 @@ import asyncio
 import logging
 import os
 import signal
+import socket
 import threading
 from types import FrameType
 from typing import Any
@@ -20,6 +21,7 @@ import uvicorn
 from uvicorn.config import HTTP_PROTOCOLS
 from uvicorn.importer import import_from_string
 
+from labkit.errors import LabkitError, MissingDependencyError
 from labkit.serve.app import create_app
 from labkit.serve.config import ServeConfig
 from labkit.serve.connections import (
@@ -108,6 +110,8 @@ def serve(
     set (or nothing can ever be added: one bundle, or hot reload off); otherwise an empty store
     is said in one line and the server waits, not ready, for versions."""
     configure_logging(log_level, log_format)
+    if config.grpc_port is not None:
+        _check_grpc(config)
     plane = DataPlane(source, config)
     plane.scan()  # before uvicorn: an empty store is one line, not a startup traceback
     empty = plane.nothing_to_serve()
@@ -138,3 +142,22 @@ def serve(
     if not server.started:
         return 1
     return 0
+
+
+def _check_grpc(config: ServeConfig) -> None:
+    """Before anything loads: gRPC's extra is installed and its port is free (else one line
+    and exit 2, not a traceback from the ASGI lifespan)."""
+    try:
+        import labkit.serve.grpc_front  # noqa: F401
+    except ImportError as exc:
+        raise MissingDependencyError(exc.name or "grpcio", "grpc") from exc
+    if config.grpc_port:
+        with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gRPC binds
+            try:
+                probe.bind((config.grpc_host, config.grpc_port))
+            except OSError as exc:
+                raise LabkitError(
+                    f"cannot listen for gRPC on {config.grpc_host}:{config.grpc_port}: "
+                    f"{exc.strerror or exc}; choose another --grpc-port"
+                ) from None

@@ -142,3 +142,24 @@ def test_public_surface() -> None:
         "export_triton",
         "serve",
     ]
+
+
+def test_a_busy_grpc_port_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        proc = subprocess.run(
+            [sys.executable, "-m", "handoff", "serve", str(tmp_path), "--grpc-port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+        )
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (
+        f"handoff serve: cannot listen for gRPC on 127.0.0.1:{port}: Address already in use; "
+        "choose another --grpc-port"
+    )
