@@ -225,6 +225,7 @@ class DataPlane:
         if found is None:
             if self._executor is None:
                 raise Overloaded("server is starting; retry")
+            self.resolve(served.name, served.version)  # NotFound if it left meanwhile
             c = self.config
             found = Batcher(
                 served,
@@ -274,8 +275,10 @@ class DataPlane:
                 outcome = "cancelled"
                 raise
             finally:
-                m.of(m.model_requests, name, version, protocol, outcome).inc()
-                m.of(m.model_latency, name, version, protocol).observe(time.perf_counter() - start)
+                if self.repo.serves(name, version):  # never re-create a forgotten version's
+                    m.of(m.model_requests, name, version, protocol, outcome).inc()
+                    took = time.perf_counter() - start
+                    m.of(m.model_latency, name, version, protocol).observe(took)
 
     async def _infer(
         self, served: ServedModel, decode: Callable[[], InferRequest], offload: bool
@@ -303,7 +306,8 @@ class DataPlane:
 
         classes = sum(result[w.name].size for w in wanted if w.classification)
         outputs = await asyncio.to_thread(answer) if classes > _OFFLOAD_CLASSES else answer()
-        self.metrics.of(self.metrics.inferences, served.name, served.version).inc()
+        if self.repo.serves(served.name, served.version):
+            self.metrics.of(self.metrics.inferences, served.name, served.version).inc()
         return InferResult(served.name, served.version, request.id, outputs, stats)
 
     # -- the store changed -------------------------------------------------------------------

@@ -188,6 +188,9 @@ class ModelRepository:
             )
         return found
 
+    def serves(self, name: str, version: str) -> bool:
+        return version in self._table.get(name, {})
+
     def versions(self, name: str) -> list[str]:
         return sorted(self._table.get(name, {}), key=Version.parse)
 
