@@ -36,6 +36,9 @@ class _NoSpan:
         pass
 
 
+_NO_SPAN = contextlib.nullcontext(_NoSpan())
+
+
 class _Span:
     def __init__(self, span: Any) -> None:
         self._span = span
@@ -68,13 +71,17 @@ class Tracing:
     def enabled(self) -> bool:
         return self._tracer is not None
 
-    @contextlib.contextmanager
     def span(
         self, attributes: Mapping[str, Any], carrier: Mapping[str, str] | None = None
-    ) -> Iterator[_Span | _NoSpan]:
+    ) -> contextlib.AbstractContextManager[_Span | _NoSpan]:
         if self._tracer is None:
-            yield _NoSpan()
-            return
+            return _NO_SPAN  # nothing to build per request
+        return self._span(attributes, carrier)
+
+    @contextlib.contextmanager
+    def _span(
+        self, attributes: Mapping[str, Any], carrier: Mapping[str, str] | None
+    ) -> Iterator[_Span | _NoSpan]:
         from opentelemetry import propagate
         from opentelemetry.trace import SpanKind
 
