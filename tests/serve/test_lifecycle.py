@@ -34,7 +34,7 @@ def _infer_body(x: np.ndarray, binary_output: bool = False) -> dict[str, object]
 
 def test_sigterm_unready_first_then_drains_in_flight(bundles: Bundles, tmp_path: Path) -> None:
     store = bundles.store_with(tmp_path / "store", "mlp-1.0.0")
-    drain = 0.5
+    drain = 2.0  # room for three requests on a loaded machine before it stops accepting
     server = start_server(
         store,
         tmp_path,
