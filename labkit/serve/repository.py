@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import stat
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,8 @@ from typing import Any
 import numpy as np
 
 from labkit.bundle import MANIFEST_NAME, Store
+from labkit.bundle.files import file_kind, sha256_of
+from labkit.bundle.integrity import MAX_ENTRIES
 from labkit.bundle.semver import Version
 from labkit.errors import LabkitError, StoreError
 from labkit.runtime import Model, load, verify
@@ -148,25 +151,49 @@ class ServedModel:
 _digests: dict[Path, tuple[tuple[object, ...], str]] = {}
 
 
+def _entries(root: Path) -> list[tuple[str, os.stat_result]]:
+    """Every entry under ``root`` (relative path, lstat), links not followed, at most
+    MAX_ENTRIES of them."""
+    found: list[tuple[str, os.stat_result]] = []
+    stack = [(root, "")]
+    while stack and len(found) <= MAX_ENTRIES:
+        folder, prefix = stack.pop()
+        with os.scandir(folder) as it:
+            for entry in it:
+                st = entry.stat(follow_symlinks=False)
+                found.append((prefix + entry.name, st))
+                if stat.S_ISDIR(st.st_mode):
+                    stack.append((Path(entry.path), f"{prefix}{entry.name}/"))
+    return sorted(found, key=lambda e: e[0])
+
+
 def _fingerprint(path: Path) -> str:
-    """Digest of a bundle directory's file names and contents (not mtimes: a refused version
+    """Digest of a bundle directory's entry names and contents (not mtimes: a refused version
     is retried when what is in it changes, not when something merely touches it). Re-read
-    only when a file's size, inode, mtime or ctime moved (ctime cannot be set back by hand)."""
-    files = sorted(p for p in path.rglob("*") if p.is_file())
+    only when an entry's kind, size, inode, mtime or ctime moved (ctime cannot be set back by
+    hand). Nothing is followed or waited on (a refused version is hostile by definition): a
+    link counts by its target's name, a FIFO, socket or device by its kind, and regular files
+    are read through the bundle layer's one safe reader."""
+    entries = _entries(path)
     stats = tuple(
-        (str(f), st.st_size, st.st_ino, st.st_mtime_ns, st.st_ctime_ns)
-        for f in files
-        for st in [f.stat()]
+        (rel, st.st_mode, st.st_size, st.st_ino, st.st_mtime_ns, st.st_ctime_ns)
+        for rel, st in entries
     )
     cached = _digests.get(path)
     if cached is not None and cached[0] == stats:
         return cached[1]
     digest = hashlib.sha256()
-    for file in files:
-        digest.update(str(file.relative_to(path)).encode() + b"\0")
-        with open(file, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
+    for rel, st in entries:
+        digest.update(rel.encode(errors="surrogateescape") + b"\0")
+        if stat.S_ISREG(st.st_mode):
+            try:
+                digest.update(sha256_of(path, rel, single_link=False).encode())
+            except (LabkitError, OSError) as exc:  # swapped meanwhile: it changed
+                digest.update(f"unreadable {type(exc).__name__}".encode())
+        elif stat.S_ISLNK(st.st_mode):
+            digest.update(b"link " + os.fsencode(os.readlink(path / rel)))
+        else:
+            digest.update(file_kind(st.st_mode).encode())
         digest.update(b"\0")
     _digests[path] = (stats, digest.hexdigest())
     return digest.hexdigest()
