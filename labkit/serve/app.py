@@ -256,6 +256,7 @@ def create_app(source: str | os.PathLike[str], config: ServeConfig | None = None
         tuning=config.tuning,
         tune_budget_s=config.tune_budget_s,
         trusted_keys=config.trusted_keys,
+        max_batch_size=config.max_batch_size,
     )
     state = ServerState(config, repo, metrics)
 
