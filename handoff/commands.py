@@ -69,8 +69,14 @@ def _export(source: str, request: HandoffRequest, printer: StagePrinter) -> list
     from labkit.pipeline.runner import run_request
 
     spec, path = spec_from_script(source)
+    # The script the user named is the project's source: its folder stands in for the
+    # working directory when it lies outside the shell's ([source]).
+    real, here = path.resolve(), Path.cwd().resolve()
     results = run_request(
-        replace(request, source=str(path.resolve())), printer, specs={spec.name: spec}
+        replace(request, source=str(real)),
+        printer,
+        specs={spec.name: spec},
+        cwd=here if here in real.parents else real.parent,
     )
     return [r.to_dict() for r in results]
 
