@@ -163,7 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_tune_parser(sub)
 
     _add_optional(sub, "labkit.serve.cli", "add_serve_parser", "serve", "serve")
-    _add_optional(sub, "labkit.serve.cli", "add_export_triton_parser", "export-triton", "serve")
+    _add_optional(
+        sub, "labkit.serve.triton_cli", "add_export_triton_parser", "export-triton", "serve"
+    )
     return parser
 
 

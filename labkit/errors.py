@@ -48,6 +48,7 @@ __all__ = [
     "RegistrationError",
     "SignatureError",
     "StoreError",
+    "error_json",
     "exit_code",
 ]
 
@@ -162,3 +163,16 @@ def exit_code(exc: BaseException) -> int:
     if isinstance(exc, OSError):
         return EXIT_ENVIRONMENT  # permissions, a full disk, a port already in use
     return EXIT_CHECK_FAILED
+
+
+def error_json(exc: BaseException, code: int | None = None) -> dict[str, object]:
+    """A failed command's answer under ``--json``: the same shape for every command."""
+    return {
+        "ok": False,
+        "error": {
+            "type": type(exc).__name__,
+            "message": str(exc),
+            "rule": getattr(exc, "rule", None),
+            "exit_code": exit_code(exc) if code is None else code,
+        },
+    }
