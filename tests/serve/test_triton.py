@@ -95,9 +95,10 @@ def test_two_versions_land_in_one_repository(bundles: Bundles, tmp_path: Path) -
     assert _sha(folder / "1" / "model.onnx") == before
     assert main(["export-triton", str(other), str(repo), "--force"]) == 0
     record = json.loads((folder / "1" / "labkit.json").read_text())
-    assert record["manifest_digest"] == json.loads((other / "manifest.json").read_text())[
-        "manifest_sha256"
-    ]
+    assert (
+        record["manifest_digest"]
+        == json.loads((other / "manifest.json").read_text())["manifest_sha256"]
+    )
     assert (folder / "2" / "model.onnx").is_file()  # the other version is untouched
     assert not [p for p in folder.iterdir() if p.name.startswith(".labkit")]  # no leftovers
 
