@@ -18,7 +18,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from labkit.errors import HandoffFailed, MissingDependencyError, RegistrationError
+from labkit.errors import (
+    HandoffFailed,
+    HandoffRequestError,
+    MissingDependencyError,
+    NotFoundError,
+    RegistrationError,
+)
 from labkit.request import HandoffEvent, HandoffRequest, ProgressEvent
 
 _MARK = "LABKIT-HANDOFF "
@@ -27,13 +33,13 @@ _MARK = "LABKIT-HANDOFF "
 def parse_script_target(source: str) -> tuple[Path, str]:
     path_text, sep, func = source.rpartition(":")
     if not sep or not path_text.endswith(".py") or not func.isidentifier():
-        raise RegistrationError(
+        raise HandoffRequestError(
             f"SOURCE {source!r} must be 'path/to/file.py:function' (a function returning "
             "labkit.register(...)) or 'notebook.ipynb'"
         )
     path = Path(path_text)
     if not path.is_file():
-        raise RegistrationError(f"script {path} does not exist")
+        raise NotFoundError(f"script {path} does not exist")
     return path, func
 
 
@@ -108,7 +114,7 @@ def run_notebook(
     except ImportError:
         raise MissingDependencyError("nbclient", "notebook") from None
     if not notebook.is_file():
-        raise RegistrationError(f"notebook {notebook} does not exist")
+        raise NotFoundError(f"notebook {notebook} does not exist")
     try:
         nb = nbformat.read(str(notebook), as_version=4)
     except Exception as exc:  # nbformat raises several types for bad files  # noqa: BLE001

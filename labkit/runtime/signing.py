@@ -29,7 +29,7 @@ from typing import Any
 from labkit.bundle.files import read_file
 from labkit.bundle.integrity import VerifiedBundle, verify
 from labkit.bundle.manifest import MANIFEST_NAME, MAX_MANIFEST_BYTES, SIGNATURE_NAME, Manifest
-from labkit.errors import IntegrityError, LabkitError, MissingDependencyError
+from labkit.errors import IntegrityError, LabkitError, MissingDependencyError, NotFoundError
 
 __all__ = [
     "SIGN_KEY_ENV",
@@ -100,7 +100,7 @@ def _read_key(path: str | os.PathLike[str], what: str) -> bytes:
     try:
         return Path(path).read_bytes()
     except FileNotFoundError:
-        raise LabkitError(f"{what} {path}: no such file") from None
+        raise NotFoundError(f"{what} {path}: no such file") from None
     except OSError as exc:
         raise LabkitError(f"{what} {path}: cannot be read ({exc.strerror})") from None
 
