@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from labkit.bundle import MANIFEST_NAME, Store, VerifiedBundle, verify
+from labkit.bundle import MANIFEST_NAME, Signature, Store, VerifiedBundle, verify
 from labkit.bundle.files import read_file
 from labkit.bundle.writer import DIR_MODE, FILE_MODE
 from labkit.errors import BundleNotFoundError, LabkitError, StoreError
@@ -104,7 +104,7 @@ class _Version:
                     "version": self.version,
                     "manifest_digest": self.digest,
                     "variant": self.variant,
-                    "signature": self.signature,
+                    "tensors": self.signature,  # the bundle's signature (inputs, outputs)
                     "batching_probe": self.probe,
                 },
                 indent=2,
@@ -143,7 +143,7 @@ def _existing(folder: Path) -> dict[int, _Version]:
                 str(doc["version"]),
                 str(doc["manifest_digest"]),
                 str(doc["variant"]),
-                dict(doc["signature"]),
+                Signature.from_dict(doc["tensors"]).to_dict(),
                 dict(doc["batching_probe"]),
             )
         except (OSError, LabkitError, ValueError, KeyError, TypeError) as exc:
