@@ -120,17 +120,15 @@ def _checked(
     return st
 
 
-def _read_fd(fd: int, limit: int) -> bytes:
-    """Up to ``limit`` bytes; a regular file never blocks, and O_NONBLOCK makes the rare
-    regular-looking file that would (a kernel pseudo-file) fail instead of hanging."""
-    chunks, got = [], 0
-    while got < limit:
-        chunk = os.read(fd, min(_CHUNK, limit - got))
-        if not chunk:
-            break
-        chunks.append(chunk)
-        got += len(chunk)
-    return b"".join(chunks)
+def _read_fd(fd: int, limit: int, what: str) -> bytes:
+    """Up to ``limit`` bytes in one buffer (a model of gigabytes is not held twice); a
+    regular file never blocks, and O_NONBLOCK makes the rare regular-looking file that would
+    (a kernel pseudo-file) fail instead of hanging."""
+    with os.fdopen(fd, "rb", closefd=False) as f:
+        data = f.read(limit)
+    if data is None:
+        raise IntegrityError(f"{what!r} would block on read; not a plain file", rule="link")
+    return data
 
 
 def read_file(
@@ -183,7 +181,7 @@ def read_file_stat(
             too_big=too_big,
             size_rule=size_rule,
         )
-        data = _read_fd(fd, st.st_size + 1)
+        data = _read_fd(fd, st.st_size + 1, what)
     finally:
         os.close(fd)
     if len(data) != st.st_size:
