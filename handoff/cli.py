@@ -6,6 +6,9 @@ Errors print as one line (``handoff: error: …``); ``--debug`` shows the traceb
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
+import json
 import os
 import signal
 import sys
@@ -14,7 +17,14 @@ from collections.abc import Sequence
 
 from handoff import commands
 from handoff.safe_output import guard_terminal
-from labkit.errors import LabkitError
+from labkit.errors import (
+    EXIT_CHECK_FAILED,
+    EXIT_USAGE,
+    HandoffRequestError,
+    LabkitError,
+    error_json,
+    exit_code,
+)
 
 EPILOG = """examples:
   handoff export examples/digits.py:build            # train, hand off, write a bundle
@@ -25,6 +35,11 @@ EPILOG = """examples:
   handoff tune bundles/digits-mlp/1.0.0               # fastest way to run it on this host
   handoff diff bundles/digits-mlp/1.0.0 bundles/digits-mlp/1.1.0
   handoff serve bundles --port 8000                  # Open Inference Protocol v2
+  handoff export-triton bundles/digits-mlp triton-repo  # every version, for Triton
+
+exit codes: 0 ok, 1 a check failed (a bundle refused, a self-test or handoff failed),
+  2 usage or not found, 3 the environment (a missing extra, permissions, a port in use);
+  with --json, an error is also printed on stdout as {"ok": false, "error": {...}}
 """
 
 
@@ -132,11 +147,16 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="EC private key in PEM (default: $LABKIT_SIGN_KEY)",
     )
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=commands.cmd_sign)
 
     p = sub.add_parser("inspect", help="show a bundle's signature, variants and provenance")
     p.add_argument("bundle", metavar="BUNDLE")
-    p.add_argument("--json", action="store_true", help="print the manifest")
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print the manifest, signature status and tuning status as JSON",
+    )
     p.set_defaults(func=commands.cmd_inspect)
 
     p = sub.add_parser("diff", help="explain what changed between two bundles")
@@ -163,14 +183,42 @@ def build_parser() -> argparse.ArgumentParser:
     add_tune_parser(sub)
 
     _add_optional(sub, "labkit.serve.cli", "add_serve_parser", "serve", "serve")
-    _add_optional(sub, "labkit.serve.cli", "add_export_triton_parser", "export-triton", "serve")
+    _add_optional(
+        sub, "labkit.serve.triton_cli", "add_export_triton_parser", "export-triton", "serve"
+    )
     return parser
 
 
+def _print_error_json(exc: BaseException, code: int) -> None:
+    """Under ``--json``, stdout carries the error too, in the one shape (labkit.errors)."""
+    print(json.dumps(error_json(exc, code), indent=2))
+
+
+def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """argparse's answer; a usage error under ``--json`` is printed as JSON as well."""
+    if "--json" not in argv:
+        return parser.parse_args(argv)
+    err = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(err):
+            return parser.parse_args(argv)
+    except SystemExit as exc:
+        text = err.getvalue()
+        sys.stderr.write(text)
+        if exc.code == EXIT_USAGE:
+            lines = [ln for ln in text.splitlines() if ln.strip()]
+            message = lines[-1] if lines else "usage error"
+            _print_error_json(HandoffRequestError(message), EXIT_USAGE)
+        raise
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; the exit code follows the one table (README "Exit codes"):
+    0 ok, 1 a check failed, 2 usage or not found, 3 the environment."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = _parse(parser, list(sys.argv[1:] if argv is None else argv))
     debug = args.debug or bool(os.environ.get("LABKIT_DEBUG"))
+    as_json = bool(getattr(args, "json", False))
     args.func = guard_terminal(args)  # manifest text is printed with control chars escaped
     try:
         code = int(args.func(args) or 0)
@@ -187,14 +235,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (LabkitError, OSError) as exc:
         if debug:
             traceback.print_exc()
+        code = exit_code(exc)
+        if as_json:
+            _print_error_json(exc, code)
         message = str(exc).replace("\n", "\n  ")
         print(f"handoff: error: {message}", file=sys.stderr)
-        return 1
+        return code
     except Exception as exc:  # the user's script can raise anything; still one line  # noqa: BLE001
         if debug:
             traceback.print_exc()
+        if as_json:
+            _print_error_json(exc, EXIT_CHECK_FAILED)
         print(
             f"handoff: error: {type(exc).__name__}: {exc} (run with --debug for the traceback)",
             file=sys.stderr,
         )
-        return 1
+        return EXIT_CHECK_FAILED

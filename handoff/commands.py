@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from handoff.export_options import request_options
 from handoff.progress import StagePrinter
 from labkit.bundle.manifest import SIGNATURE_NAME
-from labkit.errors import LabkitError
+from labkit.errors import LabkitError, NotFoundError
 from labkit.request import HandoffRequest, resolve_store
 
 if TYPE_CHECKING:
@@ -53,7 +53,7 @@ def _sign_with(key: str) -> None:
     from labkit.runtime.signing import SIGN_KEY_ENV
 
     if not Path(key).is_file():
-        raise LabkitError(f"--sign-key {key}: no such file")
+        raise NotFoundError(f"--sign-key {key}: no such file")
     # Resolved here: a notebook's kernel runs in the notebook's folder.
     os.environ[SIGN_KEY_ENV] = str(Path(key).resolve())
 
@@ -69,8 +69,14 @@ def _export(source: str, request: HandoffRequest, printer: StagePrinter) -> list
     from labkit.pipeline.runner import run_request
 
     spec, path = spec_from_script(source)
+    # The script the user named is the project's source: its folder stands in for the
+    # working directory when it lies outside the shell's ([source]).
+    real, here = path.resolve(), Path.cwd().resolve()
     results = run_request(
-        replace(request, source=str(path.resolve())), printer, specs={spec.name: spec}
+        replace(request, source=str(real)),
+        printer,
+        specs={spec.name: spec},
+        cwd=here if here in real.parents else real.parent,
     )
     return [r.to_dict() for r in results]
 
@@ -149,6 +155,16 @@ def cmd_sign(args: argparse.Namespace) -> int:
         raise LabkitError(f"no signing key: pass --key KEY.pem or set ${SIGN_KEY_ENV}")
     replaced = (Path(args.bundle) / SIGNATURE_NAME).exists()
     fingerprint = sign_bundle(args.bundle, key)
+    if args.json:
+        _print_json(
+            {
+                "ok": True,
+                "signature": str(Path(args.bundle) / SIGNATURE_NAME),
+                "key_fingerprint": fingerprint,
+                "replaced": replaced,
+            }
+        )
+        return 0
     print(
         f"{Path(args.bundle) / SIGNATURE_NAME}: signed with key sha256:{fingerprint[:16]}…"
         + (" (replaced the previous signature)" if replaced else "")
@@ -163,7 +179,11 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
     m = read_manifest(Path(args.bundle))
     if args.json:
-        sys.stdout.write(m.to_json().decode())
+        # The manifest's own fields, plus two about this host that are not in it.
+        doc = json.loads(m.to_json())
+        doc["signing"] = _signing_status(Path(args.bundle))
+        doc["tuning"] = _tuning_status(Path(args.bundle), m)
+        _print_json(doc)
         return 0
     print(f"{m.name} {m.version}  (created {m.created}, task {m.task or '-'})")
     ch = m.change
@@ -192,6 +212,34 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     print(f"  signature: {sig.describe() if sig else 'none (unsigned)'}")
     print(f"  tuning: {_tuning(Path(args.bundle), m)}")
     return 0
+
+
+def _signing_status(root: Path) -> dict[str, Any]:
+    """Whether the bundle carries a signature and which key it names (not checked here)."""
+    from labkit.runtime.signing import signature_info
+
+    sig = signature_info(root)
+    return {
+        "signed": sig is not None,
+        "key_fingerprint": sig.key_fingerprint if sig else None,
+        "checked": False,
+        "error": sig.error if sig else None,
+        "describe": sig.describe() if sig else "none (unsigned)",
+    }
+
+
+def _tuning_status(root: Path, m: Manifest) -> dict[str, Any]:
+    """The host profile load() and serve would use here: used, ignored (why) or none."""
+    from labkit.runtime.profile import resolve
+
+    prof, note = resolve(root, m, "auto")
+    return {
+        "status": "used" if prof else ("ignored" if note else "none"),
+        "profile": str(prof.path) if prof else None,
+        "candidate": prof.candidate.to_dict() if prof else None,
+        "note": note,
+        "describe": _tuning(root, m),
+    }
 
 
 def _tuning(root: Path, m: Manifest) -> str:
@@ -284,12 +332,10 @@ def cmd_list(args: argparse.Namespace) -> int:
 
     store = Store(args.store or default_store())
     if not store.root.is_dir():
-        print(
-            f"handoff: error: no store at {store.root}: the directory does not exist"
-            + ("" if args.store else " (pass STORE or set $LABKIT_STORE)"),
-            file=sys.stderr,
+        raise NotFoundError(
+            f"no store at {store.root}: the directory does not exist"
+            + ("" if args.store else " (pass STORE or set $LABKIT_STORE)")
         )
-        return 2
     rows: list[dict[str, Any]] = []
     for e in list_bundles(store):
         if e.manifest is None:

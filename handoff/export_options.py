@@ -9,13 +9,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from labkit.errors import LabkitError
+from labkit.errors import NotFoundError
 from labkit.request import RequestOptions, check_fraction
 
 
 def request_options(args: argparse.Namespace) -> RequestOptions:
     if args.calibration and not Path(args.calibration).is_file():
-        raise LabkitError(f"--calibration {args.calibration}: no such file")
+        raise NotFoundError(f"--calibration {args.calibration}: no such file")
     return RequestOptions(
         quantize=not args.no_quantize,
         benchmark=not args.no_benchmark,

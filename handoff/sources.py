@@ -14,11 +14,18 @@ import json
 import os
 import runpy
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from labkit.errors import HandoffFailed, MissingDependencyError, RegistrationError
+from labkit.errors import (
+    HandoffFailed,
+    HandoffRequestError,
+    MissingDependencyError,
+    NotFoundError,
+    RegistrationError,
+)
 from labkit.request import HandoffEvent, HandoffRequest, ProgressEvent
 
 _MARK = "LABKIT-HANDOFF "
@@ -27,13 +34,13 @@ _MARK = "LABKIT-HANDOFF "
 def parse_script_target(source: str) -> tuple[Path, str]:
     path_text, sep, func = source.rpartition(":")
     if not sep or not path_text.endswith(".py") or not func.isidentifier():
-        raise RegistrationError(
+        raise HandoffRequestError(
             f"SOURCE {source!r} must be 'path/to/file.py:function' (a function returning "
             "labkit.register(...)) or 'notebook.ipynb'"
         )
     path = Path(path_text)
     if not path.is_file():
-        raise RegistrationError(f"script {path} does not exist")
+        raise NotFoundError(f"script {path} does not exist")
     return path, func
 
 
@@ -72,6 +79,35 @@ _lk_handoff(_lk_json.loads({json.dumps(request.to_dict())!r}), {_MARK!r})
 """
 
 
+class _KernelStderr:
+    """The headless kernel process's own stderr (not its cells': those arrive as messages),
+    relayed to ours while the notebook runs and dropped once the run has ended. ipykernel
+    can print a traceback while it shuts down (``ZMQError: Socket operation on
+    non-socket``) that is not the user's business and must not read as a failure."""
+
+    def __init__(self) -> None:
+        self._read, self.write_fd = os.pipe()
+        self._relaying = True
+        self._thread = threading.Thread(target=self._pump, daemon=True)
+        self._thread.start()
+
+    def _pump(self) -> None:
+        with os.fdopen(self._read, "rb") as pipe:
+            while chunk := pipe.read1(1 << 16):
+                if self._relaying:
+                    sys.stderr.write(chunk.decode(errors="replace"))
+                    sys.stderr.flush()
+
+    def stop(self) -> None:
+        """The run has ended: nothing the kernel prints from now on is relayed."""
+        self._relaying = False
+
+    def close(self) -> None:
+        self.stop()
+        os.close(self.write_fd)  # the kernel is gone; with our copy closed the pump ends
+        self._thread.join(timeout=1.0)
+
+
 class _EventTap:
     """Turns the handoff cell's marker lines into events as the kernel prints them, so the
     CLI shows each stage while it runs (and times it), not after the notebook has ended."""
@@ -108,7 +144,7 @@ def run_notebook(
     except ImportError:
         raise MissingDependencyError("nbclient", "notebook") from None
     if not notebook.is_file():
-        raise RegistrationError(f"notebook {notebook} does not exist")
+        raise NotFoundError(f"notebook {notebook} does not exist")
     try:
         nb = nbformat.read(str(notebook), as_version=4)
     except Exception as exc:  # nbformat raises several types for bad files  # noqa: BLE001
@@ -128,6 +164,10 @@ def run_notebook(
     tap = _EventTap(dispatch)
 
     class Client(NotebookClient):  # type: ignore[misc]
+        async def _async_cleanup_kernel(self) -> None:
+            relay.stop()  # before the kernel is shut down: its shutdown noise stays out
+            await super()._async_cleanup_kernel()
+
         def process_message(self, msg: dict[str, Any], cell: Any, cell_index: int) -> Any:
             content = msg.get("content", {})
             if (
@@ -152,12 +192,15 @@ def run_notebook(
     env = dict(os.environ)
     if request.store:
         env["LABKIT_STORE"] = request.store
+    relay = _KernelStderr()
     try:
-        client.execute(env=env)
+        client.execute(env=env, stderr=relay.write_fd)
     except CellExecutionError as exc:
         raise RegistrationError(
             f"notebook {notebook} failed while running: {_last_line(str(exc))}"
         ) from None
+    finally:
+        relay.close()
     tap.feed("\n")
     if errors and errors[0].error is not None:
         err = errors[0].error

@@ -14,6 +14,8 @@ shows the traceback) and the JupyterLab extension shows it in a dialog.
     ├── BundleError            a bundle on disk is not one we accept
     │   ├── IntegrityError     digests, sizes, links, unlisted/missing files
     │   └── FormatError        manifest schema, JSON, paths, versions
+    │       └── BundleNotFoundError  no bundle where one was named (also a NotFoundError)
+    ├── NotFoundError          a path or name the user gave does not exist
     ├── StoreError             the bundle store (naming, versions, concurrent writers)
     ├── InputError             predict() got arrays that do not match the signature
     ├── HandoffRequestError    a handoff request (comm payload, CLI flags) is malformed
@@ -27,7 +29,12 @@ tests and operators can tell refusals apart without parsing prose.
 from __future__ import annotations
 
 __all__ = [
+    "EXIT_CHECK_FAILED",
+    "EXIT_ENVIRONMENT",
+    "EXIT_OK",
+    "EXIT_USAGE",
     "BundleError",
+    "BundleNotFoundError",
     "ExportError",
     "FormatError",
     "HandoffFailed",
@@ -36,10 +43,13 @@ __all__ = [
     "IntegrityError",
     "LabkitError",
     "MissingDependencyError",
+    "NotFoundError",
     "ParityError",
     "RegistrationError",
     "SignatureError",
     "StoreError",
+    "error_json",
+    "exit_code",
 ]
 
 
@@ -89,6 +99,14 @@ class FormatError(BundleError):
     """The manifest or a path in it is malformed."""
 
 
+class NotFoundError(LabkitError):
+    """A path or name the user gave does not exist (a bundle, a store, a key, a script)."""
+
+
+class BundleNotFoundError(FormatError, NotFoundError):
+    """No bundle at the path that was named ([listing]): nothing there, or no manifest."""
+
+
 class StoreError(LabkitError):
     """The bundle store cannot do what was asked."""
 
@@ -121,3 +139,40 @@ class MissingDependencyError(LabkitError, ImportError):
         )
         self.package = package
         self.extra = extra
+
+
+# Exit codes of every command line (``handoff ...``, ``python -m labkit.serve``): README
+# "Exit codes". One table, so a script can tell "the bundle is bad" from "you typed it wrong"
+# from "this machine cannot do it".
+EXIT_OK = 0
+EXIT_CHECK_FAILED = 1  # a check failed: a bundle refused, a self-test, parity or handoff failed
+EXIT_USAGE = 2  # bad arguments, or a path or name that does not exist
+EXIT_ENVIRONMENT = 3  # this machine: a missing extra, a file it cannot read or write, a port
+
+
+def exit_code(exc: BaseException) -> int:
+    """The exit code a command ends with when ``exc`` stops it."""
+    if isinstance(exc, (NotFoundError, FileNotFoundError, NotADirectoryError)):
+        return EXIT_USAGE
+    if isinstance(exc, HandoffRequestError):
+        return EXIT_USAGE  # a flag or request value out of range
+    if isinstance(exc, MissingDependencyError):
+        return EXIT_ENVIRONMENT
+    if isinstance(exc, LabkitError):
+        return EXIT_CHECK_FAILED
+    if isinstance(exc, OSError):
+        return EXIT_ENVIRONMENT  # permissions, a full disk, a port already in use
+    return EXIT_CHECK_FAILED
+
+
+def error_json(exc: BaseException, code: int | None = None) -> dict[str, object]:
+    """A failed command's answer under ``--json``: the same shape for every command."""
+    return {
+        "ok": False,
+        "error": {
+            "type": type(exc).__name__,
+            "message": str(exc),
+            "rule": getattr(exc, "rule", None),
+            "exit_code": exit_code(exc) if code is None else code,
+        },
+    }

@@ -13,6 +13,8 @@ constants) import it without loading the pipeline, torch or onnx.
 from __future__ import annotations
 
 import math
+import os
+import stat
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -27,7 +29,10 @@ __all__ = [
     "HandoffRequest",
     "ProgressEvent",
     "RequestOptions",
+    "MAX_SOURCE_BYTES",
+    "SOURCE_SUFFIXES",
     "check_fraction",
+    "recorded_source_path",
     "resolve_source",
     "resolve_store",
 ]
@@ -261,14 +266,59 @@ def resolve_store(given: str | None, cwd: Path) -> Path:
     return (path if path.is_absolute() else cwd / path).resolve()
 
 
+# What a handoff may copy into a bundle as its source ([source] in docs/bundle-format.md):
+# the researcher's notebook or script, never any file a request names (a hostile page could
+# name the system's password file through the comm).
+SOURCE_SUFFIXES = (".py", ".ipynb")
+MAX_SOURCE_BYTES = 32 << 20
+
+
+def _source_refused(given: str, why: str) -> HandoffRequestError:
+    return HandoffRequestError(
+        f"source {given!r} {why}; a handoff copies only a .py script or an .ipynb notebook "
+        f"of at most {MAX_SOURCE_BYTES >> 20} MiB from under the working directory"
+    )
+
+
 def resolve_source(given: str | None, cwd: Path) -> Path | None:
     """The notebook or script on disk for a (possibly server-relative) path, if found.
 
     JupyterLab names a notebook relative to the server's root, the kernel runs in the
-    notebook's folder: so the bare file name in ``cwd`` is tried first.
+    notebook's folder: so the bare file name in ``cwd`` is tried first. Only a ``.py`` or
+    ``.ipynb`` regular file of at most MAX_SOURCE_BYTES whose real path (links resolved) lies
+    under ``cwd`` is accepted; anything else is a HandoffRequestError. The bytes are read
+    later through the bundle layer's safe reader, which checks the descriptor again.
     """
     if not given:
         return None
     path = Path(given).expanduser()
+    if path.suffix not in SOURCE_SUFFIXES:
+        raise _source_refused(given, "is neither a .py nor an .ipynb file")
+    root = cwd.resolve()
     candidates = [path] if path.is_absolute() else [cwd / path.name, cwd / path]
-    return next((c.resolve() for c in candidates if c.is_file()), None)
+    for candidate in candidates:
+        if not os.path.lexists(candidate):
+            continue
+        real = candidate.resolve()
+        if real != root and root not in real.parents:
+            raise _source_refused(given, f"is not under the working directory {root}")
+        try:
+            st = os.stat(real)
+        except OSError:
+            continue
+        if not stat.S_ISREG(st.st_mode):
+            raise _source_refused(given, "is not a regular file")
+        if st.st_size > MAX_SOURCE_BYTES:
+            raise _source_refused(given, f"is {st.st_size} bytes")
+        return real
+    return None
+
+
+def recorded_source_path(path: Path, cwd: Path | None = None) -> str:
+    """How provenance names a source: relative to the project (the working directory) when
+    it lies under it, else by its file name alone, so a bundle never records the
+    researcher's home or folder layout."""
+    real, root = path.resolve(), (cwd or Path.cwd()).resolve()
+    if root in real.parents:
+        return real.relative_to(root).as_posix()
+    return real.name

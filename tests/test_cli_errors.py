@@ -88,25 +88,28 @@ def test_script_target_with_sibling_import_works(scripts: Path) -> None:
     manifest = json.loads((Path(out["path"]) / "manifest.json").read_text())
     src = manifest["provenance"]["source"]
     assert src["copy"] == "source/models.py"
+    assert src["path"] == "models.py"  # outside the working directory: the name only
+    assert str(scripts) not in json.dumps(manifest)  # no home, no folder layout
     assert (Path(out["path"]) / "source" / "models.py").read_text() == (
         scripts / "models.py"
     ).read_text()
 
 
 @pytest.mark.parametrize(
-    "target, expected",
+    "target, expected, code",
     [
-        ("models.py:nope", "has no function 'nope'"),
-        ("models.py:not_a_spec", "returned Linear"),
-        ("models.py:broken", "RuntimeError: the data file is missing"),
-        ("missing.py:good", "does not exist"),
-        ("models.py", "must be 'path/to/file.py:function'"),
-        ("missing.ipynb", "does not exist"),
+        ("models.py:nope", "has no function 'nope'", 1),
+        ("models.py:not_a_spec", "returned Linear", 1),
+        ("models.py:broken", "RuntimeError: the data file is missing", 1),
+        ("missing.py:good", "does not exist", 2),
+        ("models.py", "must be 'path/to/file.py:function'", 2),
+        ("missing.ipynb", "does not exist", 2),
     ],
 )
-def test_bad_sources_give_one_line(scripts: Path, target: str, expected: str) -> None:
+def test_bad_sources_give_one_line(scripts: Path, target: str, expected: str, code: int) -> None:
     proc = handoff("export", f"{scripts}/{target}", "--store", str(scripts / "s"))
     assert expected in _one_error_line(proc)
+    assert proc.returncode == code  # 1 the script failed, 2 usage or not found
 
 
 def test_export_failure_names_the_operator_and_writes_nothing(scripts: Path) -> None:

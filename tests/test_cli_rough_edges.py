@@ -109,7 +109,7 @@ def test_inspect_prints_tensor_types_without_quotes(store: Path) -> None:
 
 def test_inspect_of_a_missing_bundle_says_it_does_not_exist(tmp_path: Path) -> None:
     proc = handoff("inspect", str(tmp_path / "nothere"))
-    assert proc.returncode == 1
+    assert proc.returncode == 2  # not found (README "Exit codes")
     assert proc.stderr.strip() == (
         f"handoff: error: [listing] no bundle at "
         f"{tmp_path / 'nothere'}: the directory does not exist"

@@ -15,14 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from labkit.bundle.content import ContentChecks
+from labkit.bundle.files import read_file, sha256_of
 from labkit.bundle.manifest import MANIFEST_NAME, MAX_MANIFEST_BYTES, SIGNATURE_NAME, Manifest
 from labkit.bundle.paths import check_path
-from labkit.errors import FormatError, IntegrityError
+from labkit.errors import BundleNotFoundError, FormatError, IntegrityError
 
 MAX_FILE_BYTES = 4 << 30
 MAX_TOTAL_BYTES = 16 << 30
 MAX_ENTRIES = 10_000
-_CHUNK = 1 << 20
 
 
 def _check_entry(full: Path, rel: str) -> os.stat_result:
@@ -62,46 +62,37 @@ def _walk(root: Path) -> dict[str, int]:
     return found
 
 
-def _read_sized(path: Path, size: int) -> bytes:
-    """At most ``size + 1`` bytes (one more shows a file that grew since it was listed)."""
-    with open(path, "rb") as f:
-        return f.read(size + 1)
-
-
 def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
+    """Hex SHA-256 of a regular file (read from one checked descriptor: no FIFO, no link)."""
+    return sha256_of(path, single_link=False)
 
 
-def _no_bundle(root: Path) -> FormatError:
-    return FormatError(f"no bundle at {root}: the directory does not exist", rule="listing")
+def _no_bundle(root: Path) -> BundleNotFoundError:
+    return BundleNotFoundError(f"no bundle at {root}: the directory does not exist", rule="listing")
+
+
+def _not_a_bundle(root: Path) -> BundleNotFoundError:
+    return BundleNotFoundError(
+        f"{root} has no {MANIFEST_NAME}; is this a labkit bundle?", rule="listing"
+    )
 
 
 def read_manifest(root: Path) -> Manifest:
     """Read and validate manifest.json only ([manifest-size], [json], [schema])."""
-    mpath = root / MANIFEST_NAME
     try:
-        st = _check_entry(mpath, MANIFEST_NAME)
+        data = read_file(
+            root,
+            MANIFEST_NAME,
+            max_bytes=MAX_MANIFEST_BYTES,
+            too_big=FormatError,
+            size_rule="manifest-size",
+        )
     except FileNotFoundError:
         if not os.path.lexists(root):
             raise _no_bundle(root) from None
-        raise FormatError(
-            f"{root} has no {MANIFEST_NAME}; is this a labkit bundle?", rule="listing"
-        ) from None
-    if not stat.S_ISREG(st.st_mode):
-        raise IntegrityError(f"{MANIFEST_NAME} is not a regular file", rule="link")
-    if st.st_size > MAX_MANIFEST_BYTES:
-        raise FormatError(
-            f"{MANIFEST_NAME} is {st.st_size} bytes, over the cap of {MAX_MANIFEST_BYTES}",
-            rule="manifest-size",
-        )
-    with open(mpath, "rb") as f:
-        data = f.read(MAX_MANIFEST_BYTES + 1)
-    if len(data) > MAX_MANIFEST_BYTES:
-        raise FormatError(f"{MANIFEST_NAME} grew past the cap while reading", rule="manifest-size")
+        raise _not_a_bundle(root) from None
+    except NotADirectoryError:
+        raise _not_a_bundle(root) from None
     return Manifest.from_json(data)
 
 
@@ -119,11 +110,8 @@ class VerifiedBundle:
         if rel not in self._digests:
             raise IntegrityError(f"{rel!r} is not listed in the manifest", rule="listing")
         digest, size = self._digests[rel]
-        full = self.root / rel
-        _check_entry(full, rel)
-        with open(full, "rb") as f:
-            data = f.read(size + 1)
-        if len(data) != size or hashlib.sha256(data).hexdigest() != digest:
+        data = read_file(self.root, rel, max_bytes=MAX_FILE_BYTES, size=size)
+        if hashlib.sha256(data).hexdigest() != digest:
             raise IntegrityError(f"{rel!r} changed after verification", rule="digest")
         return data
 
@@ -178,8 +166,14 @@ def verify(path: str | os.PathLike[str]) -> VerifiedBundle:
         digest, size = listed[rel]
         # Models and golden files are checked inside ([onnx], [external-data], [signature],
         # [golden]) on the very bytes that were hashed.
-        data = _read_sized(root / rel, size) if content.wants(rel) else None
-        actual = hashlib.sha256(data).hexdigest() if data is not None else sha256_file(root / rel)
+        # Read from one descriptor checked with fstat (regular, one link, the listed size):
+        # a file swapped for a FIFO or a link after the walk is refused, never waited on.
+        data: bytes | None = None
+        if content.wants(rel):
+            data = read_file(root, rel, max_bytes=MAX_FILE_BYTES, size=size)
+            actual = hashlib.sha256(data).hexdigest()
+        else:
+            actual = sha256_of(root, rel, size=size)
         if actual != digest:
             raise IntegrityError(
                 f"{rel!r} has sha256 {actual[:12]}…, manifest says "

@@ -12,6 +12,7 @@ import hashlib
 import os
 import shutil
 import tempfile
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 
@@ -47,9 +48,13 @@ DIR_MODE = 0o755
 FILE_MODE = 0o644
 
 
-def _publish_modes(stage: Path, files: dict[str, bytes], folders: set[Path]) -> None:
+def _publish_modes(
+    stage: Path, files: dict[str, bytes], folders: set[Path], modes: Mapping[str, int]
+) -> None:
     for rel in [*files, MANIFEST_NAME]:
-        os.chmod(stage / rel, FILE_MODE)
+        # A copied source keeps its own mode ([source]), never more than FILE_MODE: a
+        # notebook only its owner could read is not published to everyone.
+        os.chmod(stage / rel, FILE_MODE & modes.get(rel, FILE_MODE))
     for folder in folders:
         os.chmod(folder, DIR_MODE)
 
@@ -75,10 +80,17 @@ def clean_stale_staging(store_root: Path) -> None:
 
 
 def write_bundle(
-    store_root: Path, name: str, version: str, files: dict[str, bytes], manifest: Manifest
+    store_root: Path,
+    name: str,
+    version: str,
+    files: dict[str, bytes],
+    manifest: Manifest,
+    *,
+    modes: Mapping[str, int] | None = None,
 ) -> Path:
     """Write ``files`` plus ``manifest`` (named, versioned and listing them) into
-    ``store_root/name/version``; the manifest's own ``files`` are replaced."""
+    ``store_root/name/version``; the manifest's own ``files`` are replaced. ``modes``
+    narrows a file's published mode (a copied source keeps its own read bits)."""
     store_root = Path(store_root)
     target = store_root / name / version
     if target.exists():
@@ -105,7 +117,7 @@ def write_bundle(
             while parent != stage:
                 folders.add(parent)
                 parent = parent.parent
-        _publish_modes(stage, files, folders)
+        _publish_modes(stage, files, folders, modes or {})
         for folder in sorted(folders, key=lambda p: len(p.parts), reverse=True):
             _fsync_dir(folder)
         verify(stage)

@@ -31,6 +31,7 @@ from labkit.bundle import (
     write_bundle,
 )
 from labkit.bundle._json import dumps_canonical
+from labkit.bundle.files import read_file_stat
 from labkit.bundle.tolerance import metric_for_task
 from labkit.errors import LabkitError, ParityError
 from labkit.model_state import preserved
@@ -44,6 +45,7 @@ from labkit.pipeline.parity import check_parity, fp32_tolerance, session_predict
 from labkit.pipeline.result import HandoffResult
 from labkit.pipeline.sensitivity import rescue
 from labkit.registry import ModelSpec
+from labkit.request import MAX_SOURCE_BYTES, recorded_source_path
 from labkit.runtime.compare import accumulate
 from labkit.runtime.machine import cpu_info, library_versions
 from labkit.runtime.signing import SIGN_KEY_ENV, sign_bundle
@@ -100,17 +102,21 @@ def _self_test_tolerance(
     return Tolerance(max(2 * rel, 1e-3), metric, max(0.0, observed - 2 / max(golden.batch_size, 1)))
 
 
-def _source_entry(source: Path | None) -> tuple[Source | None, dict[str, bytes]]:
+def _source_entry(
+    source: Path | None,
+) -> tuple[Source | None, dict[str, bytes], dict[str, int]]:
+    """The source's provenance entry, its copy, and the copy's mode: its own ([source])."""
     if source is None:
-        return None, {}
-    data = Path(source).read_bytes()
+        return None, {}, {}
+    data, st = read_file_stat(source, max_bytes=MAX_SOURCE_BYTES, single_link=False)
     safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in Path(source).name)
     safe = safe.lstrip("._-") or "source"
     copy = f"source/{safe}"
     kind = "notebook" if safe.endswith(".ipynb") else "script"
     return (
-        Source(kind, str(Path(source).resolve()), hashlib.sha256(data).hexdigest(), copy),
+        Source(kind, recorded_source_path(Path(source)), hashlib.sha256(data).hexdigest(), copy),
         {copy: data},
+        {copy: st.st_mode},
     )
 
 
@@ -213,7 +219,7 @@ def _run(
             }
             for v in variants:
                 files[v.file] = paths[v.name].read_bytes()
-            source_entry, source_files = _source_entry(src)
+            source_entry, source_files, modes = _source_entry(src)
             files.update(source_files)
             parity_doc = {
                 "fp32_export": raw_parity.to_dict(),
@@ -251,7 +257,7 @@ def _run(
             files["reports/parity.json"] = dumps_canonical(parity_doc)
             files["reports/benchmark.json"] = dumps_canonical(bench or {"skipped": True})
             files["report.md"] = report.render(manifest, parity_doc, bench).encode()
-            path = write_bundle(st.root, name, plan.version, files, manifest)
+            path = write_bundle(st.root, name, plan.version, files, manifest, modes=modes)
             rep.emit("bundle", "info", f"wrote {path}")
             signed_by = None
             if key:

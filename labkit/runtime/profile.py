@@ -27,6 +27,7 @@ from labkit.runtime.machine import cpu_info, physical_cores
 
 PROFILE_VERSION = 1
 TUNING_DIR = ".tuning"
+PROFILE_DIR_ENV = "LABKIT_PROFILE_DIR"
 MAX_PROFILE_BYTES = 1 << 20
 
 
@@ -49,9 +50,12 @@ def host_key(h: Mapping[str, Any] | None = None) -> str:
 
 
 def profile_path(bundle_root: Path, manifest: Manifest, key: str | None = None) -> Path:
-    """``STORE/.tuning/NAME/VERSION/<host-key>.json`` for a bundle at ``STORE/NAME/VERSION``."""
-    store = Path(bundle_root).resolve().parent.parent
-    return store / TUNING_DIR / manifest.name / manifest.version / f"{key or host_key()}.json"
+    """``STORE/.tuning/NAME/VERSION/<host-key>.json`` for a bundle at ``STORE/NAME/VERSION``,
+    or ``$LABKIT_PROFILE_DIR/NAME/VERSION/<host-key>.json`` when that is set (a store
+    mounted read-only, as in the container image, keeps its profiles elsewhere)."""
+    elsewhere = os.environ.get(PROFILE_DIR_ENV)
+    base = Path(elsewhere) if elsewhere else Path(bundle_root).resolve().parent.parent / TUNING_DIR
+    return base / manifest.name / manifest.version / f"{key or host_key()}.json"
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,6 @@ import contextlib
 import hashlib
 import json
 import os
-import stat
 import sys
 import tempfile
 from collections.abc import Iterable, Sequence
@@ -27,9 +26,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from labkit.bundle.integrity import VerifiedBundle, _check_entry, verify
+from labkit.bundle.files import read_file
+from labkit.bundle.integrity import VerifiedBundle, verify
 from labkit.bundle.manifest import MANIFEST_NAME, MAX_MANIFEST_BYTES, SIGNATURE_NAME, Manifest
-from labkit.errors import IntegrityError, LabkitError, MissingDependencyError
+from labkit.errors import IntegrityError, LabkitError, MissingDependencyError, NotFoundError
 
 __all__ = [
     "SIGN_KEY_ENV",
@@ -100,7 +100,7 @@ def _read_key(path: str | os.PathLike[str], what: str) -> bytes:
     try:
         return Path(path).read_bytes()
     except FileNotFoundError:
-        raise LabkitError(f"{what} {path}: no such file") from None
+        raise NotFoundError(f"{what} {path}: no such file") from None
     except OSError as exc:
         raise LabkitError(f"{what} {path}: cannot be read ({exc.strerror})") from None
 
@@ -138,17 +138,19 @@ def as_trusted_keys(items: Iterable[str | os.PathLike[str] | TrustedKey]) -> tup
 
 
 def _read_signature_bytes(root: Path) -> bytes | None:
+    """``signature.sig``'s bytes, read from one checked descriptor (no FIFO, no link, at
+    most MAX_SIGNATURE_BYTES); None when there is none."""
     try:
-        st = _check_entry(root / SIGNATURE_NAME, SIGNATURE_NAME)
+        return read_file(root, SIGNATURE_NAME, max_bytes=MAX_SIGNATURE_BYTES, size_rule=_RULE)
     except FileNotFoundError:
         return None
-    if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_SIGNATURE_BYTES:
+    except IntegrityError as exc:
+        if exc.rule != _RULE:
+            raise  # [link]: a link, a FIFO, a device, hard links
         raise IntegrityError(
             f"{SIGNATURE_NAME} must be a regular file of at most {MAX_SIGNATURE_BYTES} bytes",
             rule=_RULE,
-        )
-    with open(root / SIGNATURE_NAME, "rb") as f:
-        return f.read(MAX_SIGNATURE_BYTES + 1)
+        ) from None
 
 
 def signature_info(path: str | os.PathLike[str]) -> SignatureInfo | None:
@@ -177,16 +179,23 @@ def _verifier(key: TrustedKey) -> Any:
     return verifier
 
 
-def _signed_digests(
-    sig_path: Path, keys: Sequence[TrustedKey]
-) -> tuple[TrustedKey, dict[str, str]]:
+def _parse_signature(data: bytes) -> Any:
+    """model_signing's own reader, fed the bytes we already read and checked (it reads by
+    path: a private copy, so the file in the bundle is never opened by name again)."""
+    from model_signing._signing import sign_sigstore_pb
+
+    with tempfile.TemporaryDirectory(prefix="labkit-sig-") as tmp:
+        copy = Path(tmp) / SIGNATURE_NAME
+        copy.write_bytes(data)
+        return sign_sigstore_pb.Signature.read(copy)
+
+
+def _signed_digests(data: bytes, keys: Sequence[TrustedKey]) -> tuple[TrustedKey, dict[str, str]]:
     """Verify the signature's cryptography with each trusted key; return the signed
     path → sha256 listing and the key that signed it."""
     _ms()
-    from model_signing._signing import sign_sigstore_pb
-
     try:
-        signature = sign_sigstore_pb.Signature.read(sig_path)
+        signature = _parse_signature(data)
     except Exception as exc:  # noqa: BLE001 - any parse failure is the same refusal
         raise IntegrityError(
             f"{SIGNATURE_NAME} is not a readable model-signing signature "
@@ -233,9 +242,7 @@ def _signed_digests(
 
 
 def _read_manifest_bytes(root: Path) -> bytes:
-    _check_entry(root / MANIFEST_NAME, MANIFEST_NAME)
-    with open(root / MANIFEST_NAME, "rb") as f:
-        return f.read(MAX_MANIFEST_BYTES + 1)
+    return read_file(root, MANIFEST_NAME, max_bytes=MAX_MANIFEST_BYTES, size_rule=_RULE)
 
 
 def _bind(vb: VerifiedBundle, digests: dict[str, str]) -> None:
@@ -279,13 +286,14 @@ def check_signature(vb: VerifiedBundle, keys: Sequence[TrustedKey]) -> TrustedKe
             "trusted keys were required but none was given; pass at least one public key",
             rule=_RULE,
         )
-    if _read_signature_bytes(vb.root) is None:
+    data = _read_signature_bytes(vb.root)
+    if data is None:
         raise IntegrityError(
             f"the bundle is not signed (no {SIGNATURE_NAME}) and only signed "
             f"bundles are trusted; sign it: handoff sign {vb.root} --key KEY",
             rule=_RULE,
         )
-    key, digests = _signed_digests(vb.root / SIGNATURE_NAME, keys)
+    key, digests = _signed_digests(data, keys)
     _bind(vb, digests)
     return key
 
@@ -342,7 +350,7 @@ def sign_bundle(
         # What was signed must be the bundle that was verified (no file swapped meanwhile),
         # and the signature must verify with the key's own public half.
         own = TrustedKey(str(key), fingerprint, private.public_key())
-        _bind(vb, _signed_digests(tmp, [own])[1])
+        _bind(vb, _signed_digests(tmp.read_bytes(), [own])[1])
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)

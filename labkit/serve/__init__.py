@@ -46,6 +46,6 @@ def deployment(source: Any, config: ServeConfig | None = None, **kwargs: Any) ->
 
 def export_triton(bundle: Any, out: Any, **kwargs: Any) -> Any:
     """Write a Triton model repository (see :func:`labkit.serve.triton.export_triton`)."""
-    from labkit.serve.triton import export_triton as _export
+    from labkit.serve.triton_repo import export_triton as _export
 
     return _export(bundle, out, **kwargs)

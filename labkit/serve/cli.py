@@ -13,11 +13,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from labkit.errors import LabkitError, MissingDependencyError
+from labkit.errors import EXIT_ENVIRONMENT, LabkitError, MissingDependencyError
 from labkit.runtime.tune import DEFAULT_BUDGET_S as DEFAULT_TUNE_BUDGET_S
 from labkit.serve.config import MiB, ServeConfig
 from labkit.serve.logs import FORMATS
 from labkit.serve.logs import configure as configure_logging
+from labkit.serve.triton_cli import add_export_triton_parser
 
 __all__ = ["add_export_triton_parser", "add_serve_parser", "config_from_args"]
 
@@ -197,26 +198,6 @@ def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
-def add_export_triton_parser(subparsers: Any) -> argparse.ArgumentParser:
-    p = subparsers.add_parser(
-        "export-triton",
-        help="write a Triton model repository from a bundle",
-        description="Write OUT/NAME/config.pbtxt (onnxruntime backend, CPU instances, "
-        "dynamic batching) and OUT/NAME/1/model.onnx from a verified bundle.",
-    )
-    p.add_argument("bundle", metavar="BUNDLE", type=Path)
-    p.add_argument("out", metavar="OUT", type=Path)
-    p.add_argument("--variant", default=None, help="default: the bundle's default variant")
-    p.add_argument("--max-batch-size", type=int, default=32)
-    p.add_argument("--instances", type=int, default=1, help="CPU instances")
-    p.add_argument("--max-queue-delay-us", type=int, default=500)
-    p.add_argument("--max-queue-size", type=int, default=128)
-    p.add_argument("--triton-version", type=int, default=1, help="version folder number")
-    p.add_argument("--force", action="store_true", help="replace OUT/NAME if it exists")
-    p.set_defaults(func=run_export_triton)
-    return p
-
-
 def _token(args: argparse.Namespace) -> str | None:
     if args.token_file is not None:
         return args.token_file.read_text().strip() or None
@@ -303,35 +284,13 @@ def run_serve(args: argparse.Namespace) -> int:
             else MissingDependencyError(exc.name or "starlette", "ray" if args.ray else "serve")
         )
         print(f"handoff serve: {missing}", file=sys.stderr)
-        return 2
+        return EXIT_ENVIRONMENT
     except (LabkitError, ValueError, OSError) as exc:
         print(f"handoff serve: {exc}", file=sys.stderr)
         return 2
     finally:
         if tracer_provider is not None:
             tracer_provider.shutdown()  # flush the spans still queued
-
-
-def run_export_triton(args: argparse.Namespace) -> int:
-    from labkit.serve.triton import export_triton
-
-    try:
-        path = export_triton(
-            args.bundle,
-            args.out,
-            variant=args.variant,
-            max_batch_size=args.max_batch_size,
-            instances=args.instances,
-            max_queue_delay_us=args.max_queue_delay_us,
-            max_queue_size=args.max_queue_size,
-            triton_version=args.triton_version,
-            force=args.force,
-        )
-    except (LabkitError, ValueError, OSError) as exc:
-        print(f"handoff export-triton: {exc}", file=sys.stderr)
-        return 2
-    print(path)
-    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -97,6 +97,7 @@ class DataPlane:
             tuning=config.tuning,
             tune_budget_s=config.tune_budget_s,
             trusted_keys=config.trusted_keys,
+            max_batch_size=config.max_batch_size,
         )
         self.admission = Admission(limits_of(config), self.metrics)
         self.reloader = Reloader(

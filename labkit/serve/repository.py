@@ -19,12 +19,12 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-import numpy as np
-
 from labkit.bundle import MANIFEST_NAME, Store
 from labkit.bundle.semver import Version
 from labkit.errors import LabkitError, StoreError
 from labkit.runtime import Model, load, verify
+from labkit.runtime.batching import batch_dim as probe_batch_dim
+from labkit.runtime.batching import probe_batching
 from labkit.serve.errors import NotFound
 from labkit.serve.stamps import StampCache, stat_stamp
 
@@ -40,84 +40,11 @@ class StoreUnavailable(StoreError):
 LoadEvent = Callable[[str, str, bool, str], None]  # name, version, ok, reason (rule if refused)
 Event = tuple[str, str, bool, str]  # reasons: loaded, removed, forgotten, stuck, or a rule
 STUCK = "stuck"  # the stamp of a version the watcher gave up on, until it is next looked at
-_PROBE_ROWS = 4
 
 
 def batch_dim(model: Model) -> str | None:
     """The symbolic leading dim shared by every input and output, if there is one."""
-    firsts = {spec.shape[0] if spec.shape else None for spec in [*model.inputs, *model.outputs]}
-    if len(firsts) == 1:
-        (dim,) = firsts
-        if isinstance(dim, str):
-            return dim
-    return None
-
-
-def _probe_rows(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray] | None:
-    """At least two distinct rows for the probe: the golden rows, else a perturbed copy of
-    the one row (a float input nudged, an integer one shifted by one); None if impossible."""
-    rows = min(int(next(iter(feeds.values())).shape[0]), _PROBE_ROWS)
-    feeds = {k: v[:rows] for k, v in feeds.items()}
-    if rows >= 2 and any(len({r.tobytes() for r in v}) > 1 for v in feeds.values()):
-        return feeds
-    if rows < 1:
-        return None
-    second: dict[str, np.ndarray] = {}
-    changed = False
-    for k, v in feeds.items():
-        row = v[:1].copy()
-        if row.dtype.kind == "f":
-            row = (row * 1.5 + 0.25).astype(row.dtype)
-            changed = True
-        elif row.dtype.kind in "iu" and row.size:
-            # a neighbouring valid value (indices stay in range: 0 <-> 1, n -> n-1)
-            row = np.where(row > 0, row - 1, row + 1).astype(row.dtype)
-            changed = True
-        second[k] = row
-    if not changed:
-        return None
-    return {k: np.concatenate([feeds[k][:1], second[k]]) for k in feeds}
-
-
-def _rows_independent(model: Model) -> bool:
-    """Prove on at least two distinct rows that running rows together equals running them
-    one by one; without that proof the model is not batched (another client's rows could
-    change an answer)."""
-    try:
-        golden = model.golden_inputs()  # the bounded, re-hashed reader ([golden])
-        feeds = {s.name: golden[s.name] for s in model.inputs}
-    except Exception as exc:  # noqa: BLE001 - no proof, no batching
-        log.warning(
-            "%s %s: no golden inputs to probe batching (%s); batching off",
-            model.name,
-            model.version,
-            exc,
-        )
-        return False
-    probe = _probe_rows(feeds)
-    if probe is None:
-        log.warning(
-            "%s %s: no two distinct rows to probe batching; batching off", model.name, model.version
-        )
-        return False
-    rows = int(next(iter(probe.values())).shape[0])
-    try:
-        together = model.predict(probe)
-        for i in range(rows):
-            alone = model.predict({k: v[i : i + 1] for k, v in probe.items()})
-            for name, value in alone.items():
-                ref = together[name][i : i + 1]
-                scale = float(np.max(np.abs(ref))) if ref.size and ref.dtype.kind == "f" else 1.0
-                if value.shape != ref.shape or not np.allclose(
-                    value, ref, rtol=1e-5, atol=1e-5 * max(scale, 1.0), equal_nan=True
-                ):
-                    return False
-    except Exception as exc:  # noqa: BLE001 - a probe that cannot run proves nothing
-        log.warning(
-            "%s %s: batching probe failed (%s); batching off", model.name, model.version, exc
-        )
-        return False
-    return True
+    return probe_batch_dim(model.inputs, model.outputs)
 
 
 @dataclass(frozen=True)
@@ -151,7 +78,9 @@ class ModelRepository:
         tuning: bool = True,
         tune_budget_s: float | None = None,
         trusted_keys: Sequence[str] | None = None,
+        max_batch_size: int = 32,
     ) -> None:
+        self._max_batch_size = max_batch_size  # the batching probe proves this size
         self._tuning, self._tune_budget_s = tuning, tune_budget_s
         self.source = Path(source)
         self._trusted = None
@@ -223,11 +152,11 @@ class ModelRepository:
             if not report.ok:
                 raise LabkitError(f"self-test failed on this CPU: {'; '.join(report.failures)}")
         dim = batch_dim(model)
-        if dim is not None and not _rows_independent(model):
-            log.warning(
-                "%s %s: rows are not independent; batching disabled", model.name, model.version
-            )
-            dim = None
+        if dim is not None and self._max_batch_size > 1:
+            probe = probe_batching(model, self._max_batch_size)  # the one probe (runtime)
+            if not probe.ok:
+                log.warning("%s %s: %s; batching off", model.name, model.version, probe.reason)
+                dim = None
         return ServedModel(model, dim)
 
     def _candidates(self) -> dict[tuple[str, str], Path]:

@@ -16,10 +16,11 @@ import os
 import stat
 from pathlib import Path
 
+from labkit.bundle.files import sha256_of
+from labkit.errors import LabkitError
+
 __all__ = ["StampCache", "content_stamp", "stat_stamp"]
 
-_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
-_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 Entry = tuple[str, int, int, int, int, int]  # path, mode, size, inode, mtime_ns, ctime_ns
 
 
@@ -46,18 +47,6 @@ def stat_stamp(path: Path) -> str:
     return "stat:" + digest.hexdigest()
 
 
-def _read_regular(full: Path, digest: hashlib._Hash) -> None:
-    fd = os.open(full, os.O_RDONLY | _NOFOLLOW | _NONBLOCK)
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):  # swapped after lstat: do not read it
-            digest.update(b"<not a regular file>")
-            return
-        while block := os.read(fd, 1 << 20):
-            digest.update(block)
-    finally:
-        os.close(fd)
-
-
 class StampCache:
     """Content stamps of version directories, re-read only when their stat entries move."""
 
@@ -73,9 +62,9 @@ class StampCache:
         for rel, mode, *_ in entries:
             digest.update(rel.encode() + b"\0")
             if stat.S_ISREG(mode):
-                try:
-                    _read_regular(path / rel, digest)
-                except OSError as exc:  # unreadable now: part of what it holds
+                try:  # the bundle layer's one safe reader: never follows, never blocks
+                    digest.update(sha256_of(path, rel, single_link=False).encode())
+                except (LabkitError, OSError) as exc:  # swapped or unreadable now
                     digest.update(f"<{type(exc).__name__}>".encode())
             else:
                 digest.update(f"<mode {stat.S_IFMT(mode):o}>".encode())

@@ -1,21 +1,22 @@
-"""Export a bundle as a Triton Inference Server model repository (onnxruntime backend, CPU).
+"""The text of a Triton model configuration (``config.pbtxt``) for a labkit model.
 
-``OUT/NAME/config.pbtxt`` + ``OUT/NAME/<n>/model.onnx``. The bundle is verified first and the
-model bytes are re-hashed as they are read. Batching is declared only when every input and
-output shares one symbolic leading dim (the same rule ``handoff serve`` uses).
+Triton's onnxruntime backend on CPU: one config per model describes every version in the
+model's folder, so it is rendered from what all of them share (the signature, whether every
+version proved its rows independent) plus what the newest brings (warm-up data from its
+golden inputs, labels, the tuned thread count). Writing the repository is
+``labkit.serve.triton_repo``; tests parse this text with Triton's own schema
+(``tritonclient.grpc.model_config_pb2`` + ``google.protobuf.text_format``).
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
-from pathlib import Path
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
-from labkit.bundle import Signature, TensorSpec, verify
-from labkit.errors import StoreError
+from labkit.bundle import Signature, TensorSpec
 
-__all__ = ["TRITON_TYPES", "export_triton", "render_config"]
+__all__ = ["TRITON_TYPES", "TritonConfig", "WarmupInput", "render_config"]
 
 TRITON_TYPES = {
     "bool": "TYPE_BOOL",
@@ -35,109 +36,114 @@ TRITON_TYPES = {
     "string": "TYPE_STRING",
 }
 
+WARMUP_DIR = "warmup"  # Triton reads input_data_file from this folder of the model
+LABELS_FILE = "labels.txt"
+
+
+@dataclass(frozen=True)
+class WarmupInput:
+    """One input of the warm-up sample: raw row-major bytes in ``warmup/<file>``."""
+
+    name: str
+    dtype: str
+    dims: tuple[int, ...]
+    file: str
+
+
+@dataclass(frozen=True)
+class TritonConfig:
+    name: str
+    signature: Signature
+    batching: bool  # every version proved row independence at max_batch_size
+    max_batch_size: int = 32
+    instances: int = 1
+    max_queue_delay_us: int = 500
+    max_queue_size: int = 128
+    threads: int | None = None  # intra-op threads, from a tuning profile
+    versions: Mapping[int, str] = field(default_factory=dict)  # Triton number -> labkit version
+    label_output: str | None = None  # the output whose classes labels.txt names
+    warmup: Sequence[WarmupInput] = ()
+
 
 def _q(text: str) -> str:
     escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
     return f'"{escaped}"'
 
 
-def _batchable(signature: Signature) -> bool:
-    tensors = [*signature.inputs, *signature.outputs]
-    firsts = {t.shape[0] if t.shape else None for t in tensors}
-    return len(firsts) == 1 and isinstance(next(iter(firsts)), str)
-
-
-def _tensor(t: TensorSpec, batched: bool) -> str:
+def triton_type(dtype: str, tensor: str) -> str:
     try:
-        dtype = TRITON_TYPES[t.dtype]
-    except KeyError as exc:
-        raise ValueError(f"tensor {t.name!r}: dtype {t.dtype!r} has no Triton type") from exc
+        return TRITON_TYPES[dtype]
+    except KeyError:
+        raise ValueError(f"tensor {tensor!r}: dtype {dtype!r} has no Triton type") from None
+
+
+def _tensor(t: TensorSpec, batched: bool, label_output: str | None) -> str:
     shape = list(t.shape[1:] if batched else t.shape)
     dims = [d if isinstance(d, int) else -1 for d in shape]
-    lines = [f"    name: {_q(t.name)}", f"    data_type: {dtype}"]
+    lines = [f"    name: {_q(t.name)}", f"    data_type: {triton_type(t.dtype, t.name)}"]
     if dims:
         lines.append(f"    dims: [ {', '.join(str(d) for d in dims)} ]")
     else:  # a scalar per request: Triton wants dims, the model wants none
         lines += ["    dims: [ 1 ]", "    reshape: { shape: [ ] }"]
+    if t.name == label_output:
+        lines.append(f"    label_filename: {_q(LABELS_FILE)}")
     return "  {\n" + "\n".join(lines) + "\n  }"
 
 
-def render_config(
-    name: str,
-    version: str,
-    sig: Signature,
-    *,
-    max_batch_size: int = 32,
-    instances: int = 1,
-    max_queue_delay_us: int = 500,
-    max_queue_size: int = 128,
-) -> str:
-    """The ``config.pbtxt`` text for bundle ``name`` ``version`` with signature ``sig``."""
-    batched = max_batch_size > 0 and _batchable(sig)
+def _parameter(key: str, value: str) -> str:
+    return f"parameters {{\n  key: {_q(key)}\n  value: {{ string_value: {_q(value)} }}\n}}"
+
+
+def _warmup(c: TritonConfig, batch_size: int, sample: str) -> str:
+    inputs = []
+    for w in c.warmup:
+        dims = ", ".join(str(d) for d in w.dims)
+        inputs.append(
+            f"    inputs {{\n      key: {_q(w.name)}\n      value: {{\n"
+            f"        data_type: {triton_type(w.dtype, w.name)}\n        dims: [ {dims} ]\n"
+            f"        input_data_file: {_q(w.file)}\n      }}\n    }}"
+        )
+    return (
+        f"model_warmup [\n  {{\n    name: {_q(sample)}\n    batch_size: {batch_size}\n"
+        + "\n".join(inputs)
+        + "\n  }\n]"
+    )
+
+
+def render_config(c: TritonConfig) -> str:
+    """The ``config.pbtxt`` text."""
+    batched = c.batching and c.max_batch_size > 0
+    sig = c.signature
     parts = [
-        f"# generated by labkit from {name} {version}",
-        f"name: {_q(name)}",
+        f"# generated by labkit from {c.name} "
+        + ", ".join(f"{v} (version {n})" for n, v in sorted(c.versions.items())),
+        f"name: {_q(c.name)}",
         'backend: "onnxruntime"',
-        f"max_batch_size: {max_batch_size if batched else 0}",
-        "input [\n" + ",\n".join(_tensor(t, batched) for t in sig.inputs) + "\n]",
-        "output [\n" + ",\n".join(_tensor(t, batched) for t in sig.outputs) + "\n]",
-        f"instance_group [\n  {{\n    count: {instances}\n    kind: KIND_CPU\n  }}\n]",
+        f"max_batch_size: {c.max_batch_size if batched else 0}",
+        "input [\n" + ",\n".join(_tensor(t, batched, None) for t in sig.inputs) + "\n]",
+        "output [\n" + ",\n".join(_tensor(t, batched, c.label_output) for t in sig.outputs) + "\n]",
+        f"instance_group [\n  {{\n    count: {c.instances}\n    kind: KIND_CPU\n  }}\n]",
     ]
     if batched:
         parts.append(
             "dynamic_batching {\n"
-            f"  max_queue_delay_microseconds: {max_queue_delay_us}\n"
-            f"  default_queue_policy {{\n    max_queue_size: {max_queue_size}\n  }}\n}}"
+            f"  max_queue_delay_microseconds: {c.max_queue_delay_us}\n"
+            f"  default_queue_policy {{\n    max_queue_size: {c.max_queue_size}\n  }}\n}}"
         )
-    parts.append("version_policy: { latest: { num_versions: 1 } }")
-    for key, value in (("labkit_name", name), ("labkit_version", version)):
-        parts.append(
-            f"parameters {{\n  key: {_q(key)}\n  value: {{ string_value: {_q(value)} }}\n}}"
+    # Every exported version is served, as `handoff serve` does; an unversioned request
+    # goes to the highest number.
+    parts.append("version_policy: { all: { } }")
+    if c.warmup:
+        parts.append(_warmup(c, 1, "golden"))
+        if batched and c.max_batch_size > 1:
+            parts.append(_warmup(c, c.max_batch_size, f"golden-batch-{c.max_batch_size}"))
+    if c.threads:
+        # onnxruntime backend: the tuned count (otherwise ORT takes every core)
+        parts.append(_parameter("intra_op_thread_count", str(c.threads)))
+    parts.append(_parameter("labkit_name", c.name))
+    parts.append(
+        _parameter(
+            "labkit_versions", json.dumps({str(n): v for n, v in sorted(c.versions.items())})
         )
-    return "\n".join(parts) + "\n"
-
-
-def export_triton(
-    bundle: str | os.PathLike[str],
-    out: str | os.PathLike[str],
-    *,
-    variant: str | None = None,
-    max_batch_size: int = 32,
-    instances: int = 1,
-    max_queue_delay_us: int = 500,
-    max_queue_size: int = 128,
-    triton_version: int = 1,
-    force: bool = False,
-) -> Path:
-    """Verify ``bundle`` and write ``out/NAME`` (config + model); returns that directory."""
-    if instances < 1 or triton_version < 1 or max_batch_size < 0:
-        raise ValueError("instances and triton_version must be >= 1, max_batch_size >= 0")
-    verified = verify(bundle)
-    m = verified.manifest
-    model_bytes = verified.read(m.variant(variant).file)
-    config = render_config(
-        m.name,
-        m.version,
-        m.signature,
-        max_batch_size=max_batch_size,
-        instances=instances,
-        max_queue_delay_us=max_queue_delay_us,
-        max_queue_size=max_queue_size,
     )
-    out = Path(out)
-    target = out / m.name
-    if target.exists() and not force:
-        raise StoreError(f"{target} exists; pass --force to replace it")
-    out.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{m.name}-", dir=out))
-    try:
-        (staging / str(triton_version)).mkdir()
-        (staging / str(triton_version) / "model.onnx").write_bytes(model_bytes)
-        (staging / "config.pbtxt").write_text(config)
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(staging, target)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging)
-    return target
+    return "\n".join(parts) + "\n"
