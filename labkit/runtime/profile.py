@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from labkit.bundle.manifest import Manifest
 from labkit.bundle.profile import MAX_PROFILE_BYTES, PROFILE_VERSION, HostProfile
+from labkit.bundle.writer import DIR_MODE, FILE_MODE
 from labkit.errors import FormatError, LabkitError, one_line
 from labkit.runtime import engines
 from labkit.runtime.engines import Candidate
@@ -59,8 +60,9 @@ __all__ = [
 
 TUNING_DIR = ".tuning"
 PROFILE_DIR_ENV = "LABKIT_PROFILE_DIR"
-#: Profiles are world-readable like bundles: a server running as another user must see them.
-PROFILE_MODE = 0o644
+#: Profiles are world-readable like bundles ([modes]): a server running as another user
+#: must see them.
+PROFILE_MODE = FILE_MODE
 SIGNATURE_SUFFIX = ".sig"
 
 
@@ -135,13 +137,29 @@ class Profile:
         )
 
 
+def _make_dirs(folder: Path) -> None:
+    """Create ``folder`` and its missing parents ``0755`` whatever the umask (folders that
+    exist are left as they are), so a server running as another user can reach profiles."""
+    missing = []
+    while not folder.exists():
+        missing.append(folder)
+        folder = folder.parent
+    for d in reversed(missing):
+        try:
+            d.mkdir()
+        except FileExistsError:
+            continue
+        os.chmod(d, DIR_MODE)
+
+
 def write(path: Path, doc: HostProfile | Mapping[str, Any], *, mode: int = PROFILE_MODE) -> Path:
     """Atomically (a reader sees the old profile or the new one, never half), checked by the
     strict reader's own rules first, mode ``mode`` (0644: readable by a server running as
-    another user). A signature of the old bytes is removed: it no longer signs anything."""
+    another user; folders it creates get 0755). A signature of the old bytes is removed: it
+    no longer signs anything."""
     prof = doc if isinstance(doc, HostProfile) else HostProfile.from_dict(dict(doc))
     data = prof.to_json()
-    path.parent.mkdir(parents=True, exist_ok=True)
+    _make_dirs(path.parent)
     fd, tmp = tempfile.mkstemp(prefix=".profile-", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:

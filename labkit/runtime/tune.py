@@ -142,9 +142,16 @@ def tune(
         say(f"screen: golden check and timing of {len(screen)} candidate(s) at {cores} threads")
         rungs = [{"rung": "screen", "arms": len(screen), "reached": s.rung(screen, ends[0])}]
         if not any(row["check"] == "pass" for row in s.checks.values()):
+            judged = [r for r in s.checks.values() if r["check"] in ("fail", "error")]
+            why = "; ".join(f"{r['label']}: {r.get('reason')}" for r in judged)
+            if len(judged) < len(s.checks):
+                raise LabkitError(
+                    f"none of the {len(judged)} candidate(s) checked within the budget passed "
+                    f"its golden check ({why}); {len(s.checks) - len(judged)} were not "
+                    "reached: give a larger --budget-s"
+                )
             raise LabkitError(
-                "no way of running this bundle passed its golden check on this host: "
-                + "; ".join(f"{r['label']}: {r.get('reason')}" for r in s.checks.values())
+                f"no way of running this bundle passed its golden check on this host: {why}"
             )
         survivors = [base(a.cand) for a in s.best(SCREEN_KEEP)] or [base(baseline)]
         sweep = [
@@ -194,11 +201,11 @@ def _profile_doc(
         )
     key = "p50" if objective == "latency" else "throughput"
     rows = [(a.cand, a.stats or {}, a.vs_default()) for a in s.arms.values() if a.ratios]
-    base = (s.baseline, s.base_stats, {"p50": 1.0, "throughput": 1.0})
-    eligible = [r for r in rows if s.passed(r[0])] + ([base] if s.passed(s.baseline) else [])
+    untuned = (s.baseline, s.base_stats, {"p50": 1.0, "throughput": 1.0})
+    eligible = [r for r in rows if s.passed(r[0])] + ([untuned] if s.passed(s.baseline) else [])
     if not eligible:
         raise LabkitError("no configuration that passed its golden check could be timed")
-    ranking = sorted([*rows, base], key=lambda r: -r[2][key])
+    ranking = sorted([*rows, untuned], key=lambda r: -r[2][key])
     best = max(eligible, key=lambda r: r[2][key])
     price = price_per_core_hour_from(price_per_core_hour)
 
@@ -231,7 +238,7 @@ def _profile_doc(
         ),
         "throughput_batch": s.batch,
         "chosen": row(best),
-        "default": row(base),
+        "default": row(untuned),
         "runners_up": [row(r) for r in ranking if r[0] != best[0]],
         "golden_checks": list(s.checks.values()),
         "search": search,

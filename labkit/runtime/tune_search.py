@@ -21,7 +21,7 @@ from labkit.runtime.compare import accumulate, tolerance_for
 from labkit.runtime.engines import Candidate
 from labkit.runtime.tune_workers import Pool, Worker, WorkerFailed, WorkerTimeout
 
-__all__ = ["HARD_GRACE_S", "Search", "base"]
+__all__ = ["GROUP_MAX", "HARD_GRACE_S", "Arm", "Search", "base"]
 
 MAX_ROUNDS = 5
 # Runners timed together, the baseline included: each turn of a round costs a quiet gap
@@ -34,11 +34,15 @@ THROUGHPUT_CALL_S = 0.25
 
 
 def base(c: Candidate) -> Candidate:
+    """What a golden check judges: (variant, engine, precision); threads and streams do not
+    change the arithmetic."""
     return Candidate(c.variant, c.engine, c.precision)
 
 
 @dataclass
 class Arm:
+    """One configuration of the search and its ratios to the baseline, one per timing."""
+
     cand: Candidate
     ratios: list[dict[str, float]] = field(default_factory=list)  # one per timed group
     stats: dict[str, float] | None = None  # from the latest group
@@ -231,10 +235,16 @@ class Search:
         one, end past ``until``. Returns how many were reached."""
         todo = []
         for a in arms:
-            if a.cand.label != self.baseline.label:
-                self.arms[a.cand.label] = a
-                if base(a.cand) not in self.checks or self.passed(a.cand):
-                    todo.append(a)
+            if a.cand.label == self.baseline.label:
+                continue
+            self.arms[a.cand.label] = a
+            if base(a.cand) not in self.checks:
+                try:  # judgeable at all? (reduced precision needs a recorded budget)
+                    tolerance_for(self.m, self.m.variant(a.cand.variant), a.cand.exact)
+                except ValueError as exc:
+                    self.note(a.cand, "error", str(exc))
+            if base(a.cand) not in self.checks or self.passed(a.cand):
+                todo.append(a)
         reached = 0
         while todo and not self.broken:
             now = time.monotonic()

@@ -91,17 +91,20 @@ def tree_size(pid: int) -> int:
 
 
 class ProcessWatch:
-    """Samples the size of a process tree while it runs; ``peak`` is the most seen."""
+    """Samples a process while it runs: ``peak`` is the most processes seen at once in it
+    and its direct children (the tuner and its workers), ``peak_tree`` counts every
+    descendant too (OpenVINO's native code forks a short-lived helper while it loads)."""
 
     def __init__(self, proc: subprocess.Popen[Any], every_s: float = 0.02) -> None:
-        self.peak = 0
+        self.peak = self.peak_tree = 0
         self._proc, self._every = proc, every_s
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
         while self._proc.poll() is None:
-            self.peak = max(self.peak, tree_size(self._proc.pid))
+            self.peak = max(self.peak, 1 + len(_children().get(self._proc.pid, [])))
+            self.peak_tree = max(self.peak_tree, tree_size(self._proc.pid))
             time.sleep(self._every)
 
     def join(self) -> None:

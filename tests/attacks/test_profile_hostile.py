@@ -270,10 +270,12 @@ def test_profiles_are_written_world_readable_whatever_the_umask(
     doc = profile_doc(bundle)
     old = os.umask(0o077)
     try:
-        path = profile.write(tmp_path / "p" / "profile.json", doc)
+        path = profile.write(tmp_path / "p" / "q" / "profile.json", doc)
     finally:
         os.umask(old)
     assert path.stat().st_mode & 0o777 == profile.PROFILE_MODE == 0o644
+    for folder in (tmp_path / "p", tmp_path / "p" / "q"):
+        assert folder.stat().st_mode & 0o777 == 0o755
     assert HostProfile.from_json(path.read_bytes()).to_dict() == doc
 
 

@@ -87,6 +87,28 @@ def test_trusted_keys_refuse_an_unsigned_reduced_precision_profile(
     assert m.tuning == {"profile": str(exact), "note": None} and m.streams == 2
 
 
+def test_exact_arithmetic_on_another_engine_is_used_under_trusted_keys(
+    signed: tuple[Path, KeyPair], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """OpenVINO fp32 is the signed arithmetic, judged by the variant's own tolerance:
+    load() re-runs the golden set on it (another engine) before using it."""
+    bundle, keys = signed
+    path = plant(bundle, profile_doc(bundle, engine="openvino", precision="fp32"))
+    tested: list[str] = []
+    real = rt.Model.self_test
+
+    def counting(self: rt.Model) -> object:
+        tested.append(self.candidate.label)
+        return real(self)
+
+    monkeypatch.setattr(rt.Model, "self_test", counting)
+    m = rt.load(bundle, trusted_keys=[keys.public])
+    assert m.tuning == {"profile": str(path), "note": None}
+    assert (m.running["engine"], m.running["precision"]) == ("openvino", "fp32")
+    assert tested == [m.candidate.label]
+    assert rt.load(bundle).running["engine"] == "openvino" and len(tested) == 1
+
+
 def test_the_operator_may_opt_in(signed: tuple[Path, KeyPair]) -> None:
     bundle, keys = signed
     path = plant(bundle, profile_doc(bundle, **BF16))

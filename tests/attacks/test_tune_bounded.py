@@ -55,7 +55,7 @@ def test_a_1900_variant_manifest_is_refused_before_any_work(tmp_path: Path) -> N
     watch.join()
     assert proc.returncode == 1, out
     assert err.strip().startswith("handoff: error: [variants]") and "\n" not in err.strip()
-    assert watch.peak == 1  # no worker was ever started
+    assert watch.peak_tree == 1  # no worker was ever started
     assert time.monotonic() - t0 < 20
 
 
@@ -91,7 +91,10 @@ def test_a_wide_bundle_is_tuned_within_budget_and_cores(tmp_path: Path) -> None:
     assert proc.returncode == 0, err
     assert wall <= budget + 5, f"tune took {wall:.1f} s for a {budget} s budget"
     cores = physical_cores()
-    assert 2 <= watch.peak <= cores + 2, watch.peak
+    assert 2 <= watch.peak <= max(2, cores) + 1 <= cores + 2, watch.peak
+    # Each worker is one process of ours; an engine may fork a short-lived helper of its
+    # own while it loads (OpenVINO does), never more than one per worker.
+    assert watch.peak_tree <= 1 + 2 * max(2, cores), watch.peak_tree
     doc = json.loads(out)
     search = doc["search"]
     assert search["workers_peak"] <= max(2, cores) == search["max_workers"]
