@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 from handoff import commands
 from handoff.safe_output import guard_terminal
+from handoff.tune_cmd import add_profile_dir_argument, add_tune_parser
 from labkit.errors import (
     EXIT_CHECK_FAILED,
     EXIT_USAGE,
@@ -138,9 +139,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "sign",
         help="sign a bundle (OpenSSF model signing, offline); writes "
-        "BUNDLE/signature.sig, changes nothing else",
+        "BUNDLE/signature.sig, changes nothing else; or a host profile (--profile)",
     )
-    p.add_argument("bundle", metavar="BUNDLE")
+    p.add_argument("bundle", metavar="BUNDLE", nargs="?", default=None)
+    p.add_argument(
+        "--profile",
+        metavar="PROFILE.json",
+        default=None,
+        help="sign this host profile instead (writes PROFILE.json.sig): servers with the "
+        "key as trusted then run its choice even in reduced precision",
+    )
     p.add_argument(
         "--key",
         metavar="KEY.pem",
@@ -157,6 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="print the manifest, signature status and tuning status as JSON",
     )
+    add_profile_dir_argument(p)
     p.set_defaults(func=commands.cmd_inspect)
 
     p = sub.add_parser("diff", help="explain what changed between two bundles")
@@ -176,9 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("list", help="list the bundles in a store")
     p.add_argument("store", metavar="STORE", nargs="?", default=None)
     p.add_argument("--json", action="store_true")
+    add_profile_dir_argument(p)
     p.set_defaults(func=commands.cmd_list)
-
-    from handoff.tune_cmd import add_tune_parser
 
     add_tune_parser(sub)
 

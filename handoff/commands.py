@@ -148,11 +148,17 @@ def _trusted_keys(paths: list[str] | None) -> Any:
 
 
 def cmd_sign(args: argparse.Namespace) -> int:
-    from labkit.runtime.signing import SIGN_KEY_ENV, sign_bundle
+    from labkit.runtime.signing import SIGN_KEY_ENV, sign_bundle, sign_profile
 
     key = args.key or os.environ.get(SIGN_KEY_ENV)
     if not key:
         raise LabkitError(f"no signing key: pass --key KEY.pem or set ${SIGN_KEY_ENV}")
+    if (args.bundle is None) == (args.profile is None):
+        raise LabkitError("give a BUNDLE to sign, or --profile PROFILE.json (not both)")
+    if args.profile is not None:
+        out, fingerprint = sign_profile(args.profile, key)
+        print(f"{out}: profile signed with key sha256:{fingerprint[:16]}…")
+        return 0
     replaced = (Path(args.bundle) / SIGNATURE_NAME).exists()
     fingerprint = sign_bundle(args.bundle, key)
     if args.json:
@@ -182,7 +188,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         # The manifest's own fields, plus two about this host that are not in it.
         doc = json.loads(m.to_json())
         doc["signing"] = _signing_status(Path(args.bundle))
-        doc["tuning"] = _tuning_status(Path(args.bundle), m)
+        doc["tuning"] = _tuning_status(Path(args.bundle), m, args.profile_dir)
         _print_json(doc)
         return 0
     print(f"{m.name} {m.version}  (created {m.created}, task {m.task or '-'})")
@@ -210,7 +216,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     print(f"  files: {len(m.files)}, {sum(f.size for f in m.files)} bytes")
     sig = signature_info(args.bundle)
     print(f"  signature: {sig.describe() if sig else 'none (unsigned)'}")
-    print(f"  tuning: {_tuning(Path(args.bundle), m)}")
+    print(f"  tuning: {_tuning(Path(args.bundle), m, args.profile_dir)}")
     return 0
 
 
@@ -228,25 +234,29 @@ def _signing_status(root: Path) -> dict[str, Any]:
     }
 
 
-def _tuning_status(root: Path, m: Manifest) -> dict[str, Any]:
+def _tuning_status(root: Path, m: Manifest, profile_dir: str | None = None) -> dict[str, Any]:
     """The host profile load() and serve would use here: used, ignored (why) or none."""
     from labkit.runtime.profile import resolve
 
-    prof, note = resolve(root, m, "auto")
+    prof, note = resolve(root, m, "auto", directory=profile_dir)
     return {
         "status": "used" if prof else ("ignored" if note else "none"),
         "profile": str(prof.path) if prof else None,
         "candidate": prof.candidate.to_dict() if prof else None,
         "note": note,
-        "describe": _tuning(root, m),
+        "describe": _describe_tuning(prof, note),
     }
 
 
-def _tuning(root: Path, m: Manifest) -> str:
-    """The host profile load() and serve would use here, or why there is none."""
+def _tuning(root: Path, m: Manifest, profile_dir: str | None = None) -> str:
+    """The host profile load() and serve would use here, or why there is none (a bad one
+    reads "ignored: reason"; resolve() never raises)."""
     from labkit.runtime.profile import resolve
 
-    prof, note = resolve(root, m, "auto")
+    return _describe_tuning(*resolve(root, m, "auto", directory=profile_dir))
+
+
+def _describe_tuning(prof: Any, note: str | None) -> str:
     return prof.describe() if prof else (note or "none for this host (run 'handoff tune')")
 
 
@@ -349,7 +359,7 @@ def cmd_list(args: argparse.Namespace) -> int:
                 "speedup_p50": e.speedup_p50,
                 "parity": e.parity_ok,
                 "change": e.manifest.change.kind,
-                "tuning": _tuning(store.path(e.name, e.version), e.manifest),
+                "tuning": _tuning(store.path(e.name, e.version), e.manifest, args.profile_dir),
             }
         )
     if args.json:

@@ -30,7 +30,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from labkit.bundle import Exporter, Manifest, Variant  # noqa: E402
-from labkit.bundle.manifest import NAME_RE  # noqa: E402
+from labkit.bundle.manifest import MAX_VARIANTS, NAME_RE  # noqa: E402
 from labkit.bundle.parts import CHANGE_KINDS  # noqa: E402
 from labkit.bundle.tensors import DTYPES  # noqa: E402
 from labkit.bundle.tolerance import METRICS  # noqa: E402
@@ -70,6 +70,8 @@ ENUMS: dict[tuple[str, str], list[Any]] = {
     ("TensorSpec", "dtype"): sorted(DTYPES),
     ("Tolerance", "metric"): [*METRICS, None],
 }
+# Bounds on arrays the readers enforce ([variants]).
+MAX_ITEMS: dict[tuple[str, str], int] = {("Manifest", "variants"): MAX_VARIANTS}
 RESULT_FIELDS = {("HandoffEvent", "result"), ("HandoffReply", "result")}
 # Unknown keys kept for forward compatibility, merged into the parent object's JSON.
 MERGED_FIELDS = {"extra"}
@@ -148,6 +150,8 @@ class SchemaBuilder:
                     if f.default is None
                     else _ref_name("HandoffResult")
                 )
+            if (name, f.name) in MAX_ITEMS:
+                schema = {**schema, "maxItems": MAX_ITEMS[(name, f.name)]}
             props[key] = schema
             if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
                 required.append(key)

@@ -165,3 +165,10 @@ def test_budget_is_a_tolerance() -> None:
     b = Budget(min_top1_agreement=0.95, min_cosine=0.9, max_rel=0.2)
     assert b.tolerance("top1_agreement") == Tolerance(0.2, "top1_agreement", 0.95)
     assert b.tolerance("cosine") == Tolerance(0.2, "cosine", 0.9)
+
+
+def test_a_5000_digit_integer_is_a_json_refusal() -> None:
+    """Python refuses to convert integers of over 4,300 digits with a plain ValueError: the
+    strict reader turns it into its own one-line [json] refusal."""
+    with pytest.raises(FormatError, match=r"^\[json\] manifest is not valid JSON"):
+        Manifest.from_json(b'{"a": ' + b"9" * 5000 + b"}")

@@ -8,7 +8,6 @@ while one runner is timed the others are idle.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -24,7 +23,7 @@ from labkit.runtime import engines
 from labkit.runtime.bench import WorkerRunner, bench_feeds, environment, interleave, write_inputs
 from labkit.runtime.cost import cost, price_per_core_hour
 from labkit.runtime.engines import Candidate
-from labkit.runtime.machine import cpu_info
+from labkit.runtime.machine import cpu_info, usable_cpus
 
 EAGER = "pytorch-eager"
 
@@ -77,7 +76,7 @@ def benchmark(
     on_round: Callable[[int, int], None] | None = None,
     extra: Sequence[Candidate] = (),
 ) -> dict[str, Any]:
-    threads = options.threads or os.cpu_count() or 1
+    threads = options.threads or usable_cpus()
     feeds = bench_feeds(example, options.throughput_batch)
     paths = write_inputs(workdir, feeds)
     saved_threads = torch.get_num_threads()

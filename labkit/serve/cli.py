@@ -150,7 +150,21 @@ def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
         "the others are refused and logged with the reason",
     )
     p.add_argument(
+        "--allow-reduced-precision",
+        action="store_true",
+        help="with --trusted-key: also run an unsigned host profile's reduced-precision "
+        "choice (bf16), judged by the bundle's accuracy budget instead of the signed "
+        "variant's tolerance",
+    )
+    p.add_argument(
         "--no-tuning", action="store_true", help="ignore host profiles written by 'handoff tune'"
+    )
+    p.add_argument(
+        "--profile-dir",
+        metavar="DIR",
+        default=None,
+        help="where host profiles live (default: $LABKIT_PROFILE_DIR, else STORE/.tuning); "
+        "for a read-only store",
     )
     p.add_argument(
         "--tune",
@@ -233,6 +247,8 @@ def config_from_args(args: argparse.Namespace) -> ServeConfig:
         access_log=args.access_log,
         require_models=args.require_models,
         stall_timeout_s=args.stall_timeout,
+        profile_dir=args.profile_dir,
+        allow_reduced_precision=args.allow_reduced_precision,
     )
 
 

@@ -54,6 +54,10 @@ class ServeConfig:
     require_models: bool = False  # exit (2) instead of waiting when there is nothing to serve
     stall_timeout_s: float = 300.0  # a store watcher silent this long is stuck, and replaced
     max_stuck_watchers: int = 4  # stuck watcher threads tolerated before scanning pauses
+    profile_dir: str | None = (
+        None  # host profiles (default: $LABKIT_PROFILE_DIR, else STORE/.tuning)
+    )
+    allow_reduced_precision: bool = False  # with trusted keys: run unsigned bf16 profiles too
 
     def __post_init__(self) -> None:
         for name in (

@@ -98,6 +98,8 @@ class DataPlane:
             tune_budget_s=config.tune_budget_s,
             trusted_keys=config.trusted_keys,
             max_batch_size=config.max_batch_size,
+            profile_dir=config.profile_dir,
+            allow_reduced_precision=config.allow_reduced_precision,
         )
         self.admission = Admission(limits_of(config), self.metrics)
         self.reloader = Reloader(

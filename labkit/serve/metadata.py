@@ -16,7 +16,6 @@ from labkit.serve.codec import oip_datatype
 
 __all__ = [
     "EXTENSIONS",
-    "PLATFORMS",
     "ModelMetadata",
     "ServerMetadata",
     "TensorMetadata",
@@ -25,8 +24,6 @@ __all__ = [
 ]
 
 EXTENSIONS = ("binary_tensor_data", "classification")
-# Triton's platform names where it has one; another engine reports its own name.
-PLATFORMS = {"onnxruntime": "onnxruntime_onnx", "openvino": "openvino"}
 
 
 @dataclass(frozen=True)
@@ -72,16 +69,11 @@ def _tensor(spec: Any) -> TensorMetadata:
     return TensorMetadata(spec.name, oip_datatype(spec.dtype), shape)
 
 
-def platform_of(model: Model) -> str:
-    engine = model.candidate.engine
-    return PLATFORMS.get(engine, engine)
-
-
 def model_metadata(model: Model, versions: list[str]) -> ModelMetadata:
     return ModelMetadata(
         model.name,
         tuple(versions),
-        platform_of(model),
+        model.platform,  # the engine that actually runs (the runtime names it)
         tuple(_tensor(s) for s in model.inputs),
         tuple(_tensor(s) for s in model.outputs),
     )

@@ -79,9 +79,12 @@ class ModelRepository:
         tune_budget_s: float | None = None,
         trusted_keys: Sequence[str] | None = None,
         max_batch_size: int = 32,
+        profile_dir: str | None = None,
+        allow_reduced_precision: bool = False,
     ) -> None:
         self._max_batch_size = max_batch_size  # the batching probe proves this size
         self._tuning, self._tune_budget_s = tuning, tune_budget_s
+        self._profile_dir, self._allow_reduced = profile_dir, allow_reduced_precision
         self.source = Path(source)
         self._trusted = None
         if trusted_keys is not None:  # read once: a bad key file stops startup
@@ -138,12 +141,21 @@ class ModelRepository:
                 from labkit.runtime.signing import check_signature
 
                 check_signature(verify(path), self._trusted)
-            ensure_tuned(path, budget_s=self._tune_budget_s, on_note=log.info)
+            ensure_tuned(
+                path,
+                budget_s=self._tune_budget_s,
+                on_note=log.info,
+                trusted_keys=self._trusted,
+                profile_dir=self._profile_dir,
+                allow_reduced_precision=self._allow_reduced,
+            )
         model = load(
             path,
             threads=self._threads,
             profile="auto" if self._tuning else None,
             trusted_keys=self._trusted,
+            profile_dir=self._profile_dir,
+            allow_reduced_precision=self._allow_reduced,
         )
         if model.tuning["note"]:
             log.warning("%s %s: %s", model.name, model.version, model.tuning["note"])
