@@ -24,6 +24,9 @@ EPILOG = """examples:
   handoff verify bundles/digits-mlp/1.0.0 --trusted-key signing.pub
   handoff tune bundles/digits-mlp/1.0.0               # fastest way to run it on this host
   handoff diff bundles/digits-mlp/1.0.0 bundles/digits-mlp/1.1.0
+  handoff promote bundles/digits-mlp/1.1.0            # prod -> 1.1.0 (verified here first)
+  handoff rollback bundles/digits-mlp                 # prod back to its previous target
+  handoff push bundles/digits-mlp/1.1.0 s3://bucket/models   # labkit[remote]
   handoff serve bundles --port 8000                  # Open Inference Protocol v2
 """
 
@@ -153,12 +156,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=commands.cmd_bench)
 
-    p = sub.add_parser("list", help="list the bundles in a store")
+    p = sub.add_parser("list", help="list the bundles in a store, with their aliases")
     p.add_argument("store", metavar="STORE", nargs="?", default=None)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=commands.cmd_list)
 
+    from handoff.store_cmds import add_store_parsers
     from handoff.tune_cmd import add_tune_parser
+
+    add_store_parsers(sub)
 
     add_tune_parser(sub)
 

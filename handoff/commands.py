@@ -13,12 +13,21 @@ from typing import TYPE_CHECKING, Any
 
 from handoff.export_options import request_options
 from handoff.progress import StagePrinter
+from labkit.bundle.listing import BundleEntry
 from labkit.bundle.manifest import SIGNATURE_NAME
 from labkit.errors import LabkitError
 from labkit.request import HandoffRequest, resolve_store
 
 if TYPE_CHECKING:
     from labkit.bundle.manifest import Manifest
+
+
+def _local(location: str) -> Path:
+    """A bundle argument on this host: a path as given, or a remote ``STORE/NAME/VERSION``
+    (s3://, gs://, file://) pulled into the local cache and verified there."""
+    from labkit.runtime.remote import local_bundle
+
+    return local_bundle(location)
 
 
 def _print_json(obj: Any) -> None:
@@ -87,7 +96,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from labkit.runtime import Model, verify
 
     keys = _trusted_keys(args.trusted_key)
-    vb = verify(args.bundle)  # once; each variant's bytes are re-hashed as they are read
+    vb = verify(_local(args.bundle))  # once; each variant's bytes are re-hashed as they are read
     signer = None
     if keys is not None:  # before any session exists, like load(trusted_keys=...)
         from labkit.runtime.signing import check_signature
@@ -142,8 +151,14 @@ def _trusted_keys(paths: list[str] | None) -> Any:
 
 
 def cmd_sign(args: argparse.Namespace) -> int:
+    from labkit.bundle.location import is_remote
     from labkit.runtime.signing import SIGN_KEY_ENV, sign_bundle
 
+    if is_remote(args.bundle):
+        raise LabkitError(
+            f"{args.bundle}: sign the local bundle, then 'handoff push' it (a published "
+            "version is never changed in place; pushing adds a new signature to it)"
+        )
     key = args.key or os.environ.get(SIGN_KEY_ENV)
     if not key:
         raise LabkitError(f"no signing key: pass --key KEY.pem or set ${SIGN_KEY_ENV}")
@@ -161,7 +176,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     from labkit.bundle import read_manifest
     from labkit.runtime.signing import signature_info
 
-    m = read_manifest(Path(args.bundle))
+    root = _local(args.bundle)
+    m = read_manifest(root)
     if args.json:
         sys.stdout.write(m.to_json().decode())
         return 0
@@ -188,10 +204,31 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     if src:
         print(f"  source: {src.path} (sha256 {src.sha256[:16]}…)")
     print(f"  files: {len(m.files)}, {sum(f.size for f in m.files)} bytes")
-    sig = signature_info(args.bundle)
+    sig = signature_info(root)
     print(f"  signature: {sig.describe() if sig else 'none (unsigned)'}")
-    print(f"  tuning: {_tuning(Path(args.bundle), m)}")
+    print(f"  tuning: {_tuning(root, m)}")
+    for line in _aliases_of(args.bundle, m):
+        print(f"  {line}")
     return 0
+
+
+def _aliases_of(location: str, m: Manifest) -> list[str]:
+    """The aliases of the bundle's store that point (or pointed) here, with history."""
+    from handoff.store_cmds import alias_lines
+    from labkit.bundle.location import is_remote, split_bundle_url
+    from labkit.runtime.remote import open_store
+
+    try:
+        if is_remote(location):
+            store_url, name, _ = split_bundle_url(location)
+        else:
+            path = Path(location).resolve()
+            store_url, name = str(path.parent.parent), path.parent.name
+        if name != m.name:
+            return []
+        return alias_lines(open_store(store_url).aliases(m.name), m.version)
+    except LabkitError as exc:
+        return [f"aliases: unreadable: {exc}"]
 
 
 def _tuning(root: Path, m: Manifest) -> str:
@@ -207,8 +244,9 @@ def cmd_diff(args: argparse.Namespace) -> int:
     from labkit.bundle.diff import diff
     from labkit.runtime.drift import output_drift
 
-    d = diff(read_manifest(Path(args.a)), read_manifest(Path(args.b)))
-    d["outputs"] = output_drift(args.a, args.b)
+    a, b = _local(args.a), _local(args.b)
+    d = diff(read_manifest(a), read_manifest(b))
+    d["outputs"] = output_drift(a, b)
     if args.json:
         _print_json(d)
         return 0
@@ -248,7 +286,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from labkit.runtime.bench import bench_bundle
 
     rep = bench_bundle(
-        Path(args.bundle), rounds=args.rounds, batch=args.batch, threads=args.threads
+        _local(args.bundle), rounds=args.rounds, batch=args.batch, threads=args.threads
     )
     if args.json:
         _print_json(rep)
@@ -279,11 +317,14 @@ def bench_lines(rep: dict[str, Any]) -> list[str]:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from labkit.bundle import Store, default_store
-    from labkit.bundle.listing import list_bundles
+    from handoff.store_cmds import alias_lines
+    from labkit.bundle import default_store
+    from labkit.bundle.location import is_remote
+    from labkit.runtime.remote import open_store
 
-    store = Store(args.store or default_store())
-    if not store.root.is_dir():
+    location = str(args.store or default_store())
+    store = open_store(location)
+    if not is_remote(location) and not Path(store.root).is_dir():
         print(
             f"handoff: error: no store at {store.root}: the directory does not exist"
             + ("" if args.store else " (pass STORE or set $LABKIT_STORE)"),
@@ -291,37 +332,68 @@ def cmd_list(args: argparse.Namespace) -> int:
         )
         return 2
     rows: list[dict[str, Any]] = []
-    for e in list_bundles(store):
-        if e.manifest is None:
-            rows.append({"name": e.name, "version": e.version, "error": e.problem})
-            continue
-        rows.append(
-            {
-                "name": e.name,
-                "version": e.version,
-                "default_variant": e.manifest.default_variant,
-                "speedup_p50": e.speedup_p50,
-                "parity": e.parity_ok,
-                "change": e.manifest.change.kind,
-                "tuning": _tuning(store.path(e.name, e.version), e.manifest),
-            }
-        )
+    notes: dict[str, list[str]] = {}
+    for name in store.names():
+        try:
+            aliases = store.aliases(name)
+            notes[name] = alias_lines(aliases, last=3)
+        except (LabkitError, OSError) as exc:
+            aliases, notes[name] = {}, [f"aliases: unreadable: {exc}"]
+        for version in store.versions(name):
+            try:
+                m = store.manifest(name, version)
+            except (LabkitError, OSError) as exc:
+                rows.append({"name": name, "version": version, "error": str(exc)})
+                continue
+            e = BundleEntry(name, version, Path(name) / version, m)
+            rows.append(
+                {
+                    "name": name,
+                    "version": version,
+                    "default_variant": m.default_variant,
+                    "speedup_p50": e.speedup_p50,
+                    "parity": e.parity_ok,
+                    "change": m.change.kind,
+                    "tuning": _list_tuning(store, name, version, m),
+                    "aliases": {
+                        a: al.to_dict() for a, al in aliases.items() if al.version == version
+                    },
+                }
+            )
     if args.json:
         _print_json(rows)
         return 0
     if not rows:
         print(f"no bundles in {store.root}")
         return 0
-    print(f"{'NAME':<24}{'VERSION':<10}{'DEFAULT':<14}{'SPEED-UP':>8}  {'PARITY':<11}CHANGE")
-    for r in rows:
+    print(
+        f"{'NAME':<24}{'VERSION':<10}{'DEFAULT':<14}{'SPEED-UP':>8}  {'PARITY':<11}"
+        f"{'CHANGE':<8}ALIASES"
+    )
+    for i, r in enumerate(rows):
         if "error" in r:
             print(f"{r['name']:<24}{r['version']:<10}UNREADABLE: {r['error']}")
-            continue
-        sp = f"{r['speedup_p50']:.2f}x" if r["speedup_p50"] else "-"
-        print(
-            f"{r['name']:<24}{r['version']:<10}{r['default_variant']:<14}{sp:>8}  "
-            f"{'pass' if r['parity'] else 'FAIL':<11}{r['change']}"
-        )
-        print(f"{'':<34}tuning: {r['tuning']}")
+        else:
+            sp = f"{r['speedup_p50']:.2f}x" if r["speedup_p50"] else "-"
+            print(
+                f"{r['name']:<24}{r['version']:<10}{r['default_variant']:<14}{sp:>8}  "
+                f"{'pass' if r['parity'] else 'FAIL':<11}{r['change']:<8}"
+                + ", ".join(sorted(r["aliases"]))
+            )
+            print(f"{'':<34}tuning: {r['tuning']}")
+        last_of_model = i + 1 == len(rows) or rows[i + 1]["name"] != r["name"]
+        if last_of_model:
+            for line in notes.get(r["name"], []):
+                print(f"  {line}")
     print("SPEED-UP: the default variant's batch-1 latency speed-up over PyTorch eager")
     return 0
+
+
+def _list_tuning(store: Any, name: str, version: str, m: Manifest) -> str:
+    """Local stores: the profile beside the bundle. Remote: the one beside the cached copy."""
+    from labkit.bundle import Store
+
+    if isinstance(store, Store):
+        return _tuning(store.path(name, version), m)
+    cached = store.cache.root / name / version
+    return _tuning(cached, m) if cached.is_dir() else "not pulled to this host yet"
