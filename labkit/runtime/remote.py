@@ -10,7 +10,8 @@ store, itself laid out as a store, so host profiles of ``handoff tune`` sit besi
 staged, verified, then renamed into place; ``load`` and ``serve`` verify the cached copy
 again before any session exists.
 
-fsspec is imported here, lazily: ``pip install 'labkit[remote]'``. Credentials and endpoints
+fsspec is imported here, lazily: ``pip install 'labkit[remote]'`` (S3 and S3-compatible
+servers), ``'labkit[gcs]'`` (Google Cloud Storage). Credentials and endpoints
 come from the backend's usual configuration (for S3: ``AWS_*`` variables or profiles,
 ``AWS_ENDPOINT_URL`` for an S3-compatible server).
 """
@@ -33,8 +34,9 @@ from labkit.errors import MissingDependencyError, StoreError
 __all__ = ["RemoteFiles", "RemoteStore", "cache_root", "local_bundle", "open_store"]
 
 CACHE_ENV = "LABKIT_CACHE"
-# fsspec names the package a protocol needs; these are the ones labkit[remote] installs.
-_PACKAGES = {"s3": "s3fs", "s3a": "s3fs", "gs": "gcsfs", "gcs": "gcsfs"}
+# The driver a protocol needs, and the extra that installs it.
+_DRIVERS = {"s3": ("s3fs", "remote"), "s3a": ("s3fs", "remote"), "gs": ("gcsfs", "gcs")}
+_DRIVERS["gcs"] = _DRIVERS["gs"]
 
 
 def open_fs(url: str) -> tuple[Any, str]:
@@ -47,8 +49,8 @@ def open_fs(url: str) -> tuple[Any, str]:
     try:
         fs, root = fsspec.core.url_to_fs(url)
     except ImportError:
-        package = _PACKAGES.get(protocol, f"fsspec's {protocol} driver")
-        raise MissingDependencyError(package, "remote") from None
+        package, extra = _DRIVERS.get(protocol, (f"fsspec's {protocol} driver", "remote"))
+        raise MissingDependencyError(package, extra) from None
     except ValueError as exc:
         raise StoreError(f"{url}: fsspec cannot open it ({exc})") from None
     return fs, str(root).rstrip("/")
@@ -92,6 +94,7 @@ class RemoteFiles:
         return sorted(names)
 
     def read(self, rel: str, limit: int) -> bytes:
+        self.fs.invalidate_cache(self.full(rel))  # its size/ETag may be from a stale listing
         with self.fs.open(self.full(rel), "rb") as f:
             data = f.read(limit + 1)
         if len(data) > limit:

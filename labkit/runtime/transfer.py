@@ -61,6 +61,7 @@ def _download(store: RemoteStore, rel: str, dest: Path, sha256: str, size: int) 
     """Stream one listed file, refusing it as soon as it is longer than listed."""
     digest, got = hashlib.sha256(), 0
     dest.parent.mkdir(parents=True, exist_ok=True)
+    store.fs.invalidate_cache(store.files.full(rel))
     with store.fs.open(store.files.full(rel), "rb") as src, open(dest, "xb") as out:
         while chunk := src.read(min(_CHUNK, size + 1 - got)):
             got += len(chunk)
