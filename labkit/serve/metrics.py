@@ -47,6 +47,13 @@ class Metrics:
             buckets=_BATCH_BUCKETS,
             registry=r,
         )
+        self.queue_time = Histogram(
+            "labkit_queue_duration_seconds",
+            "Time a request waited in its model's batch queue before it ran",
+            ["model", "version"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
         self.queue_depth = Gauge(
             "labkit_queue_depth",
             "Requests waiting in a model's batch queue",

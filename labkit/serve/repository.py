@@ -17,7 +17,6 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -25,7 +24,6 @@ from labkit.bundle import MANIFEST_NAME, Store
 from labkit.bundle.semver import Version
 from labkit.errors import LabkitError, StoreError
 from labkit.runtime import Model, load, verify
-from labkit.serve.codec import oip_datatype
 from labkit.serve.errors import NotFound
 
 __all__ = ["ModelRepository", "ServedModel", "StoreUnavailable", "batch_dim", "rule_of"]
@@ -130,19 +128,6 @@ class ServedModel:
     @property
     def version(self) -> str:
         return self.model.version
-
-    def metadata(self, versions: list[str]) -> dict[str, Any]:
-        def tensor(spec: Any) -> dict[str, Any]:
-            shape = [d if isinstance(d, int) else -1 for d in spec.shape]
-            return {"name": spec.name, "datatype": oip_datatype(spec.dtype), "shape": shape}
-
-        return {
-            "name": self.name,
-            "versions": versions,
-            "platform": "onnxruntime_onnx",
-            "inputs": [tensor(s) for s in self.model.inputs],
-            "outputs": [tensor(s) for s in self.model.outputs],
-        }
 
 
 _digests: dict[Path, tuple[tuple[object, ...], str]] = {}

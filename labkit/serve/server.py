@@ -45,7 +45,7 @@ class DrainingServer(uvicorn.Server):
             self.should_exit = True
             return
         self._draining = True
-        self._labkit_app.state.labkit.set_ready(False)
+        self._labkit_app.state.labkit.begin_drain()
         log.info(
             "signal %s: not ready; draining for %.1fs, then finishing in-flight requests",
             signal.Signals(sig).name,

@@ -1,0 +1,237 @@
+"""The protocol-neutral data plane: what is served, whether it is ready, and inference.
+
+One :class:`DataPlane` per server holds the model repository (verified versions in memory),
+the store watcher, one batcher per model version, the worker threads that run the engines,
+the shared admission limits and the metrics. Front ends (REST in :mod:`labkit.serve.app`,
+gRPC in :mod:`labkit.serve.grpc_front`) translate their wire format to and from the calls
+below and add nothing else: every lookup goes through :meth:`DataPlane.resolve`, every
+inference through :meth:`DataPlane.infer`, every refusal is a :class:`ServeError` whose
+status each front end maps to its own protocol.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from labkit.errors import LabkitError
+from labkit.serve.admission import Admission, limits_of
+from labkit.serve.batching import Batcher, BatchStats
+from labkit.serve.codec import InferRequest
+from labkit.serve.config import ServeConfig
+from labkit.serve.errors import Overloaded
+from labkit.serve.metadata import ModelMetadata, ServerMetadata, model_metadata, server_metadata
+from labkit.serve.metrics import Metrics
+from labkit.serve.reload import Reloader
+from labkit.serve.repository import ModelRepository, ServedModel
+from labkit.serve.validation import bind_inputs, select_outputs
+
+__all__ = ["DataPlane", "InferResult", "NothingToServe", "OutputTensor"]
+
+log = logging.getLogger("labkit.serve")
+
+
+class NothingToServe(LabkitError):
+    """The store holds no version that could be served."""
+
+
+@dataclass(frozen=True)
+class OutputTensor:
+    name: str
+    array: np.ndarray
+    binary: bool  # asked for as raw bytes (REST's binary extension; gRPC always sends raw)
+
+
+@dataclass(frozen=True)
+class InferResult:
+    model_name: str
+    model_version: str  # always the concrete version that answered
+    id: str | None
+    outputs: list[OutputTensor]
+    stats: BatchStats
+
+
+class DataPlane:
+    def __init__(self, source: str | os.PathLike[str], config: ServeConfig | None = None) -> None:
+        self.config = config = config or ServeConfig()
+        self.metrics = Metrics()
+        self.repo = ModelRepository(
+            source,
+            threads=config.threads,
+            self_test=config.self_test,
+            on_event=self._on_event,
+            tuning=config.tuning,
+            tune_budget_s=config.tune_budget_s,
+            trusted_keys=config.trusted_keys,
+        )
+        self.admission = Admission(limits_of(config), self.metrics)
+        self.reloader: Reloader | None = None
+        self._ready = False
+        self._scanned = False
+        self._executor: ThreadPoolExecutor | None = None
+        self._executor_size = 0
+        self._old_executors: list[ThreadPoolExecutor] = []
+        self._batchers: dict[tuple[str, str], Batcher] = {}
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def scan(self) -> None:
+        """The first look at the store (blocking): load every version it holds."""
+        self.repo.refresh()
+        self._scanned = True
+        self._count_served()
+
+    async def start(self) -> None:
+        """Load what the store holds (unless :meth:`scan` did), start the worker threads and
+        the watcher, then report ready."""
+        if not self._scanned:
+            await asyncio.to_thread(self.scan)
+        if not self.repo.served():
+            refused = "; ".join(f"{n} {v}: {r}" for (n, v), r in self.repo.refused().items())
+            message = f"nothing to serve in {self.repo.source}" + (
+                f" ({refused})" if refused else ""
+            )
+            log.error("%s", message)
+            raise NothingToServe(message)
+        self._fit_executor()
+        if not self.repo.single and self.config.reload_interval_s > 0:
+            self.reloader = Reloader(
+                self.repo,
+                self.config.reload_interval_s,
+                after=self._after_reload,
+                on_death=lambda: self.set_ready(False),
+            )
+        self.set_ready(True)
+
+    def set_ready(self, value: bool) -> None:
+        self._ready = value
+        self.metrics.ready.set(1 if value else 0)
+
+    def begin_drain(self) -> None:
+        """Shutdown has begun: not ready from now on; requests are still answered."""
+        self.set_ready(False)
+
+    async def stop(self) -> None:
+        """Stop watching, finish what is queued and running, stop the worker threads."""
+        self.set_ready(False)
+        if self.reloader is not None:
+            await self.reloader.stop()
+        for batcher in list(self._batchers.values()):
+            await batcher.close()
+        for pool in [*self._old_executors, self._executor]:
+            if pool is not None:
+                pool.shutdown(wait=True)
+
+    def is_live(self) -> bool:
+        return True
+
+    def is_ready(self) -> bool:
+        watcher_ok = self.reloader is None or self.reloader.alive
+        return self._ready and watcher_ok and bool(self.repo.served())
+
+    # -- lookups (event loop; no I/O) ---------------------------------------------------------
+    def resolve(self, name: str, version: str | None = None) -> ServedModel:
+        """The one lookup every front end uses: the model version a request names (the
+        latest served when it names none); :class:`NotFound` otherwise."""
+        return self.repo.get(name, version)
+
+    def server_metadata(self) -> ServerMetadata:
+        return server_metadata()
+
+    def model_metadata(self, name: str, version: str | None = None) -> ModelMetadata:
+        served = self.resolve(name, version)
+        return model_metadata(served.model, self.repo.versions(served.name))
+
+    def model_ready(self, name: str, version: str | None = None) -> bool:
+        """False for a version that was refused (while its directory exists); NotFound for
+        one the store does not hold."""
+        if version is not None and (name, version) in self.repo.refused():
+            return False
+        self.resolve(name, version)
+        return self.is_ready()
+
+    # -- inference ---------------------------------------------------------------------------
+    def batcher(self, served: ServedModel) -> Batcher:
+        key = (served.name, served.version)
+        found = self._batchers.get(key)
+        if found is None:
+            if self._executor is None:
+                raise Overloaded("server is starting; retry")
+            c = self.config
+            found = Batcher(
+                served,
+                self._executor,
+                self.metrics,
+                max_batch_size=c.max_batch_size,
+                max_delay_s=c.max_batch_delay_ms / 1000,
+                max_queue=c.max_queue,
+                queue_timeout_s=c.queue_timeout_ms / 1000,
+                retry_after=c.retry_after_s,
+                concurrency=max(c.workers, served.model.streams),
+            )
+            self._batchers[key] = found
+        return found
+
+    async def infer(
+        self,
+        served: ServedModel,
+        decode: Callable[[], InferRequest],
+        *,
+        offload: bool = False,
+    ) -> InferResult:
+        """Decode (``decode`` turns the front end's bytes into a request), check the request
+        against the model's signature, run it in a batch and return the outputs asked for.
+        ``offload`` decodes on a worker thread (big bodies stay off the event loop)."""
+        batcher = self.batcher(served)
+        batcher.begin_arrival()  # worth waiting for: its inputs are being decoded
+        try:
+
+            def bind() -> tuple[InferRequest, dict[str, np.ndarray], list[tuple[str, bool]]]:
+                request = decode()
+                feeds = bind_inputs(request, served, max_elements=self.config.max_body_bytes)
+                return request, feeds, select_outputs(request, served)
+
+            request, feeds, wanted = await asyncio.to_thread(bind) if offload else bind()
+        finally:
+            batcher.end_arrival()
+        result, stats = await batcher.run(feeds)
+        outputs = [OutputTensor(name, result[name], binary) for name, binary in wanted]
+        self.metrics.inferences.labels(served.name, served.version).inc()
+        return InferResult(served.name, served.version, request.id, outputs, stats)
+
+    # -- the store changed -------------------------------------------------------------------
+    def _on_event(self, name: str, version: str, ok: bool, reason: str) -> None:
+        if reason != "removed":
+            self.metrics.loads.labels(name, version, "ok" if ok else "refused").inc()
+        if not ok:
+            self.metrics.refused.labels(name, version, reason).inc()
+
+    def _count_served(self) -> None:
+        repo = self.repo
+        for name in {n for n, _ in repo.served()} | {n for n, _ in repo.refused()}:
+            self.metrics.served.labels(name).set(len(repo.versions(name)))
+
+    def _fit_executor(self) -> None:
+        """Enough worker threads for the widest model: a tuned model runs its chosen number of
+        parallel sessions (streams). A wider one arriving later gets a new, larger pool; the
+        old one finishes its work and is shut down with the plane."""
+        streams = [self.repo.get(n, v).model.streams for n, v in self.repo.served()]
+        size = max([self.config.workers, *streams])
+        if self._executor is not None and size <= self._executor_size:
+            return
+        if self._executor is not None:
+            self._old_executors.append(self._executor)
+        self._executor = ThreadPoolExecutor(size, thread_name_prefix="labkit-ort")
+        self._executor_size = size
+
+    async def _after_reload(self) -> None:
+        self._count_served()
+        self._fit_executor()
+        live = set(self.repo.served())
+        for key in [k for k in self._batchers if k not in live]:
+            await self._batchers.pop(key).close()
