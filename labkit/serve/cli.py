@@ -31,7 +31,12 @@ def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
         "Inference Protocol v2 REST API, with micro-batching, Prometheus /metrics, hot reload "
         "of new versions and a graceful SIGTERM.",
     )
-    p.add_argument("source", metavar="STORE_OR_BUNDLE", help="bundle store root or bundle dir")
+    p.add_argument(
+        "source",
+        metavar="STORE_OR_BUNDLE",
+        help="bundle store (a directory, file://, or s3:// / gs:// with labkit[remote]) "
+        "or one bundle directory",
+    )
     p.add_argument(
         "--host",
         default="127.0.0.1",
@@ -61,6 +66,19 @@ def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
         type=float,
         default=d.reload_interval_s,
         help="seconds between store scans; 0 disables hot reload",
+    )
+    p.add_argument(
+        "--alias",
+        default=d.alias,
+        help=f"unversioned requests go to the version this alias points at, when the model "
+        f"has it (default {d.alias}); else to the latest version",
+    )
+    p.add_argument(
+        "--versions",
+        default=d.versions,
+        metavar="POLICY",
+        help="which versions to load: all (default), aliases (only alias targets), latest:N "
+        "(the N highest, plus alias targets)",
     )
     p.add_argument(
         "--drain-delay",
@@ -209,6 +227,8 @@ def config_from_args(args: argparse.Namespace) -> ServeConfig:
         tuning=not args.no_tuning,
         tune_budget_s=args.tune_budget_s if args.tune else None,
         trusted_keys=tuple(args.trusted_key) if args.trusted_key else None,
+        alias=args.alias,
+        versions=args.versions,
     )
 
 
@@ -222,7 +242,9 @@ def run_serve(args: argparse.Namespace) -> int:
             from labkit.runtime.signing import load_trusted_keys
 
             load_trusted_keys(config.trusted_keys)
-        if not Path(args.source).is_dir():
+        from labkit.bundle.location import is_remote, local_path
+
+        if not is_remote(args.source) and not local_path(args.source).is_dir():
             raise LabkitError(f"{args.source} is not a directory (a bundle store or a bundle)")
         if args.ray:
             from labkit.serve.ray_app import run_ray

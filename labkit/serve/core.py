@@ -69,6 +69,9 @@ class DataPlane:
             tuning=config.tuning,
             tune_budget_s=config.tune_budget_s,
             trusted_keys=config.trusted_keys,
+            follow=config.alias,
+            versions=config.versions,
+            on_alias=self._on_alias,
         )
         self.admission = Admission(limits_of(config), self.metrics)
         self.reloader: Reloader | None = None
@@ -210,6 +213,10 @@ class DataPlane:
             self.metrics.loads.labels(name, version, "ok" if ok else "refused").inc()
         if not ok:
             self.metrics.refused.labels(name, version, reason).inc()
+
+    def _on_alias(self, name: str, alias: str, version: str, in_service: bool) -> None:
+        metric = self.metrics.alias_switches if in_service else self.metrics.alias_held
+        metric.labels(name, alias, version).inc()
 
     def _count_served(self) -> None:
         repo = self.repo

@@ -11,7 +11,6 @@ filesystem: a model name or version from a URL is only a key into the in-memory 
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from collections.abc import Callable, Sequence
@@ -20,19 +19,20 @@ from pathlib import Path
 
 import numpy as np
 
-from labkit.bundle import MANIFEST_NAME, Store
+from labkit.bundle import MANIFEST_NAME
+from labkit.bundle.aliases import DEFAULT_ALIAS, check_alias
+from labkit.bundle.location import is_remote, local_path
 from labkit.bundle.semver import Version
-from labkit.errors import LabkitError, StoreError
+from labkit.errors import LabkitError
 from labkit.runtime import Model, load, verify
-from labkit.serve.errors import NotFound
+from labkit.serve.errors import NotFound, ServeError
+from labkit.serve.following import AliasEventHook, AliasRoutes, VersionPolicy
+from labkit.serve.sources import StoreSource, StoreUnavailable
+from labkit.serve.sources import fingerprint as _fingerprint
 
 __all__ = ["ModelRepository", "ServedModel", "StoreUnavailable", "batch_dim", "rule_of"]
 
 log = logging.getLogger("labkit.serve")
-
-
-class StoreUnavailable(StoreError):
-    """The store root cannot be listed right now; what is loaded keeps serving."""
 
 
 LoadEvent = Callable[[str, str, bool, str], None]  # name, version, ok, reason (rule if refused)
@@ -130,33 +130,6 @@ class ServedModel:
         return self.model.version
 
 
-_digests: dict[Path, tuple[tuple[object, ...], str]] = {}
-
-
-def _fingerprint(path: Path) -> str:
-    """Digest of a bundle directory's file names and contents (not mtimes: a refused version
-    is retried when what is in it changes, not when something merely touches it). Re-read
-    only when a file's size, inode, mtime or ctime moved (ctime cannot be set back by hand)."""
-    files = sorted(p for p in path.rglob("*") if p.is_file())
-    stats = tuple(
-        (str(f), st.st_size, st.st_ino, st.st_mtime_ns, st.st_ctime_ns)
-        for f in files
-        for st in [f.stat()]
-    )
-    cached = _digests.get(path)
-    if cached is not None and cached[0] == stats:
-        return cached[1]
-    digest = hashlib.sha256()
-    for file in files:
-        digest.update(str(file.relative_to(path)).encode() + b"\0")
-        with open(file, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-        digest.update(b"\0")
-    _digests[path] = (stats, digest.hexdigest())
-    return digest.hexdigest()
-
-
 def rule_of(exc: BaseException) -> str:
     """The bundle rule a refusal broke, else the exception's type: a bounded metric label."""
     rule = getattr(exc, "rule", None)
@@ -174,9 +147,13 @@ class ModelRepository:
         tuning: bool = True,
         tune_budget_s: float | None = None,
         trusted_keys: Sequence[str] | None = None,
+        follow: str = DEFAULT_ALIAS,
+        versions: str | VersionPolicy = "all",
+        on_alias: AliasEventHook | None = None,
     ) -> None:
         self._tuning, self._tune_budget_s = tuning, tune_budget_s
-        self.source = Path(source)
+        self.source: Path | str = str(source) if is_remote(source) else local_path(source)
+        self.policy = VersionPolicy.parse(versions)
         self._trusted = None
         if trusted_keys is not None:  # read once: a bad key file stops startup
             from labkit.runtime.signing import load_trusted_keys
@@ -186,7 +163,12 @@ class ModelRepository:
                 "serving only bundles signed by: %s",
                 ", ".join(f"sha256:{k.fingerprint[:16]}… ({k.path})" for k in self._trusted),
             )
-        self.single = (self.source / MANIFEST_NAME).is_file()
+        self.single = isinstance(self.source, Path) and (self.source / MANIFEST_NAME).is_file()
+        # a store (not one bundle): versions listed through it, aliases followed
+        self._store = None if self.single else StoreSource(self.source)
+        self.routes = (
+            AliasRoutes(self._store.files, check_alias(follow), on_alias) if self._store else None
+        )
         self._threads = threads
         self._self_test = self_test
         self._on_event = on_event or (lambda *_: None)
@@ -195,9 +177,21 @@ class ModelRepository:
 
     # lookups (event loop; no I/O)
     def get(self, name: str, version: str | None = None) -> ServedModel:
+        """``version``: a version, an alias (``prod``, ``staging`` …) or ``latest``; None
+        follows the server's alias when the model has it, else the latest version."""
         versions = self._table.get(name)
         if not versions:
             raise NotFound(f"unknown model {name!r}; serving: {sorted(self._table) or 'none'}")
+        if self.routes is not None:
+            asked = version
+            version, why = self.routes.resolve(name, version)
+            if why is not None:
+                known = self.routes.aliases.get(name, {})
+                if asked is not None and asked not in known:
+                    raise NotFound(why)
+                raise ServeError(why, status=503)
+        elif version == "latest":
+            version = None
         if version is None:
             return versions[self.versions(name)[-1]]
         found = versions.get(version)
@@ -247,47 +241,98 @@ class ModelRepository:
             dim = None
         return ServedModel(model, dim)
 
-    def _candidates(self) -> dict[tuple[str, str], Path]:
+    def _candidates(self) -> dict[tuple[str, str], Path | None]:
+        """Versions to have loaded → their directory (None: pulled when loaded)."""
         if self.single:
             from labkit.bundle import read_manifest
 
             try:
-                m = read_manifest(self.source)
+                m = read_manifest(Path(self.source))
             except Exception as exc:  # noqa: BLE001 - any failure refuses, never crashes
                 reason = f"{type(exc).__name__}: {exc}"
                 self._refused[(str(self.source), "")] = ("", reason)
                 log.error("refused %s [%s]: %s", self.source, rule_of(exc), reason)
                 self._on_event(str(self.source), "", False, rule_of(exc))
                 return {}
-            return {(m.name, m.version): self.source}
-        if not self.source.is_dir():  # unmounted or moved: keep serving what is loaded
-            raise StoreUnavailable(f"store root {self.source} is not a directory")
-        store = Store(self.source)
-        found = {(n, v): store.root / n / v for n in store.names() for v in store.versions(n)}
-        if not found and self._table:  # an empty mount point looks like this too
+            return {(m.name, m.version): Path(self.source)}
+        assert self._store is not None and self.routes is not None
+        listed = self._store.versions()
+        if not listed and self._table:  # an empty mount point looks like this too
             raise StoreUnavailable(
                 f"store root {self.source} holds no versions; keeping the "
                 f"{len(self.served())} loaded until it does"
             )
+        aliases = self.routes.scan(listed)
+        found: dict[tuple[str, str], Path | None] = {}
+        for name, versions in listed.items():
+            keep = self.routes.keep(name)
+            bad = [v for (n, v) in self._refused if n == name]
+            for v in self.policy.wanted(versions, aliases.get(name, {}), keep, bad):
+                found[(name, v)] = None if self._store.remote else self._store.path(name, v)
         return found
 
+    def _stamp(self, name: str, version: str, path: Path | None) -> str:
+        if path is not None or self._store is None:
+            return _fingerprint(path) if path is not None else ""
+        return self._store.stamp(name, version)
+
     def refresh(self) -> list[tuple[str, str, bool, str]]:
-        """Sync with the store: load new versions, drop removed ones. Blocking; thread-safe
-        only against concurrent lookups (one refresher at a time). Raises only when the store
-        root cannot be listed (nothing is unloaded then)."""
+        """Sync with the store: load new versions, drop removed ones (or ones the policy no
+        longer wants), point aliases at what serves. Blocking; thread-safe only against
+        concurrent lookups (one refresher at a time). Raises only when the store root
+        cannot be listed (nothing is unloaded then)."""
         events: list[tuple[str, str, bool, str]] = []
         candidates = self._candidates()
+        self._load_new(candidates, events)
+        for _ in range(8):  # an alias whose target was just refused wants an earlier one
+            if self.policy.kind == "all":
+                break
+            more = {k: p for k, p in self._candidates().items() if k not in candidates}
+            if not more:
+                break
+            candidates.update(more)
+            self._load_new(more, events)
+        for name, versions in list(self._table.items()):
+            gone = [v for v in versions if (name, v) not in candidates]
+            if gone:
+                table = dict(self._table)
+                kept = {v: m for v, m in versions.items() if v not in gone}
+                if kept:
+                    table[name] = kept
+                else:
+                    table.pop(name)
+                self._table = table
+                for v in gone:
+                    log.info("%s %s left the store (or the --versions policy)", name, v)
+                    events.append((name, v, True, "removed"))
+        if self.routes is not None:
+            self.routes.route(
+                {n: set(vs) for n, vs in self._table.items()},
+                {k: reason for k, (_, reason) in self._refused.items()},
+            )
+        for event in events:
+            self._on_event(*event)
+        return events
+
+    def _load_new(
+        self,
+        candidates: dict[tuple[str, str], Path | None],
+        events: list[tuple[str, str, bool, str]],
+    ) -> None:
         for (name, version), path in candidates.items():
             if version in self._table.get(name, {}):
                 continue
             previous = self._refused.get((name, version))
             if previous:
                 try:
-                    if _fingerprint(path) == previous[0]:
+                    if self._stamp(name, version, path) == previous[0]:
                         continue
-                except OSError:
+                except (OSError, LabkitError):
                     continue  # vanished between listing and reading
             try:
+                if path is None:
+                    assert self._store is not None
+                    path = self._store.path(name, version)  # pulled and verified first
                 served = self._load(path)
                 if (served.name, served.version) != (name, version):
                     raise LabkitError(
@@ -296,8 +341,8 @@ class ModelRepository:
             except Exception as exc:  # noqa: BLE001 - one bad version never stops the others
                 reason = f"{type(exc).__name__}: {exc}"
                 try:
-                    stamp = _fingerprint(path)
-                except OSError:
+                    stamp = self._stamp(name, version, candidates[(name, version)])
+                except (OSError, LabkitError):
                     stamp = ""
                 self._refused[(name, version)] = (stamp, reason)
                 log.error("refused %s %s [%s]: %s", name, version, rule_of(exc), reason)
@@ -316,19 +361,3 @@ class ModelRepository:
                 "on" if served.batch_dim else "off",
             )
             events.append((name, version, True, "loaded"))
-        for name, versions in list(self._table.items()):
-            gone = [v for v in versions if (name, v) not in candidates]
-            if gone:
-                table = dict(self._table)
-                kept = {v: m for v, m in versions.items() if v not in gone}
-                if kept:
-                    table[name] = kept
-                else:
-                    table.pop(name)
-                self._table = table
-                for v in gone:
-                    log.info("%s %s left the store; no longer served", name, v)
-                    events.append((name, v, True, "removed"))
-        for event in events:
-            self._on_event(*event)
-        return events
