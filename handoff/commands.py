@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any
 
 from handoff.export_options import request_options
 from handoff.progress import StagePrinter
-from labkit.bundle.listing import BundleEntry
 from labkit.bundle.manifest import SIGNATURE_NAME
 from labkit.errors import LabkitError
 from labkit.request import HandoffRequest, resolve_store
@@ -319,6 +318,7 @@ def bench_lines(rep: dict[str, Any]) -> list[str]:
 def cmd_list(args: argparse.Namespace) -> int:
     from handoff.store_cmds import alias_lines
     from labkit.bundle import default_store
+    from labkit.bundle.listing import list_bundles
     from labkit.bundle.location import is_remote
     from labkit.runtime.remote import open_store
 
@@ -332,34 +332,32 @@ def cmd_list(args: argparse.Namespace) -> int:
         )
         return 2
     rows: list[dict[str, Any]] = []
+    aliases: dict[str, dict[str, Any]] = {}
     notes: dict[str, list[str]] = {}
-    for name in store.names():
-        try:
-            aliases = store.aliases(name)
-            notes[name] = alias_lines(aliases, last=3)
-        except (LabkitError, OSError) as exc:
-            aliases, notes[name] = {}, [f"aliases: unreadable: {exc}"]
-        for version in store.versions(name):
+    for e in list_bundles(store):
+        if e.name not in notes:
             try:
-                m = store.manifest(name, version)
+                aliases[e.name] = store.aliases(e.name)
+                notes[e.name] = alias_lines(aliases[e.name], last=3)
             except (LabkitError, OSError) as exc:
-                rows.append({"name": name, "version": version, "error": str(exc)})
-                continue
-            e = BundleEntry(name, version, Path(name) / version, m)
-            rows.append(
-                {
-                    "name": name,
-                    "version": version,
-                    "default_variant": m.default_variant,
-                    "speedup_p50": e.speedup_p50,
-                    "parity": e.parity_ok,
-                    "change": m.change.kind,
-                    "tuning": _list_tuning(store, name, version, m),
-                    "aliases": {
-                        a: al.to_dict() for a, al in aliases.items() if al.version == version
-                    },
-                }
-            )
+                aliases[e.name], notes[e.name] = {}, [f"aliases: unreadable: {exc}"]
+        if e.manifest is None:
+            rows.append({"name": e.name, "version": e.version, "error": e.problem})
+            continue
+        rows.append(
+            {
+                "name": e.name,
+                "version": e.version,
+                "default_variant": e.manifest.default_variant,
+                "speedup_p50": e.speedup_p50,
+                "parity": e.parity_ok,
+                "change": e.manifest.change.kind,
+                "tuning": _list_tuning(store, e.name, e.version, e.manifest),
+                "aliases": {
+                    a: al.to_dict() for a, al in aliases[e.name].items() if al.version == e.version
+                },
+            }
+        )
     if args.json:
         _print_json(rows)
         return 0
@@ -381,8 +379,7 @@ def cmd_list(args: argparse.Namespace) -> int:
                 + ", ".join(sorted(r["aliases"]))
             )
             print(f"{'':<34}tuning: {r['tuning']}")
-        last_of_model = i + 1 == len(rows) or rows[i + 1]["name"] != r["name"]
-        if last_of_model:
+        if i + 1 == len(rows) or rows[i + 1]["name"] != r["name"]:  # after a model's rows
             for line in notes.get(r["name"], []):
                 print(f"  {line}")
     print("SPEED-UP: the default variant's batch-1 latency speed-up over PyTorch eager")

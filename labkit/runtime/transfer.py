@@ -152,6 +152,9 @@ def push(
     if signature is not None:
         uploads.append((SIGNATURE_NAME, signature))
     for rel, data in uploads:
+        # Another pusher may commit this version meanwhile: stop before overwriting its files
+        if _remote_manifest(store, prefix) not in (None, manifest_bytes):
+            raise _raced(url)
         store.fs.pipe_file(store.files.full(f"{prefix}/{rel}"), data)
         if on_file is not None:
             on_file(rel)
@@ -159,8 +162,16 @@ def push(
     if not store.files.create(f"{prefix}/{MANIFEST_NAME}", manifest_bytes):
         if _remote_manifest(store, prefix) == manifest_bytes:
             return url, False  # the same bundle, committed by another pusher
-        raise StoreError(f"{url} was committed by another push at the same time")
+        raise _raced(url)
     return url, True
+
+
+def _raced(url: str) -> StoreError:
+    return StoreError(
+        f"another bundle was committed as {url} while this push was uploading; files of "
+        f"this push may have replaced some of it, which readers then refuse ([digest]): "
+        f"check it with 'handoff verify {url}'"
+    )
 
 
 def _remove_leftovers(store: RemoteStore, prefix: str, keep: set[str]) -> None:
