@@ -34,6 +34,14 @@ def _print_json(obj: Any) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    from labkit.bundle.location import is_remote
+
+    if args.store and is_remote(args.store):
+        raise LabkitError(
+            f"--store {args.store}: a handoff writes a local store (versions are assigned "
+            "there); export, then publish with 'handoff push STORE/NAME/VERSION "
+            f"{args.store}'"
+        )
     printer = StagePrinter()
     if args.sign_key:
         _sign_with(args.sign_key)

@@ -250,3 +250,29 @@ def test_a_missing_driver_names_the_pip_command() -> None:
             f"handoff: error: {package} is not installed; it is needed for this step. "
             "Install it with: pip install 'labkit[remote]'"
         )
+
+
+def test_serve_without_the_driver_and_export_to_a_bucket_say_what_to_do(tmp_path: Path) -> None:
+    code = (
+        "import sys; sys.modules['s3fs'] = None\n"
+        "from handoff.cli import main; raise SystemExit(main(sys.argv[1:]))"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    serve = subprocess.run(
+        [sys.executable, "-c", code, "serve", "s3://bucket/store"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert serve.returncode == 2
+    assert serve.stderr.strip().endswith("Install it with: pip install 'labkit[remote]'")
+    export = subprocess.run(
+        [sys.executable, "-m", "handoff", "export", "model.py:build", "--store", "s3://b/s"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert export.returncode == 1
+    assert "then publish with 'handoff push STORE/NAME/VERSION s3://b/s'" in export.stderr
+    assert not list(tmp_path.iterdir())  # no ./s3:/b/s store written by mistake

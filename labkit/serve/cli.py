@@ -269,6 +269,9 @@ def run_serve(args: argparse.Namespace) -> int:
             log_level=args.log_level,
             http=args.http,
         )
+    except MissingDependencyError as exc:  # names its own extra (e.g. labkit[remote])
+        print(f"handoff serve: {exc}", file=sys.stderr)
+        return 2
     except ImportError as exc:
         missing = MissingDependencyError(exc.name or "starlette", "ray" if args.ray else "serve")
         print(f"handoff serve: {missing}", file=sys.stderr)
