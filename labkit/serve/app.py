@@ -15,6 +15,7 @@ import contextlib
 import logging
 import os
 from collections.abc import AsyncIterator
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -23,6 +24,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from labkit.errors import MissingDependencyError
 from labkit.serve.codec import InferRequest, encode_response, parse_request
 from labkit.serve.config import ServeConfig
 from labkit.serve.core import DataPlane
@@ -153,6 +155,21 @@ ROUTES = [
 ]
 
 
+async def _start_grpc(plane: DataPlane) -> Any:
+    """The gRPC front end beside REST when ``grpc_port`` is set (``labkit[grpc]``)."""
+    config = plane.config
+    if config.grpc_port is None:
+        return None
+    try:
+        from labkit.serve.grpc_front import GrpcFront
+    except ImportError as exc:
+        raise MissingDependencyError(exc.name or "grpcio", "grpc") from exc
+    front = GrpcFront(plane)
+    await front.start(config.grpc_host, config.grpc_port)
+    plane.on_stop_accepting(lambda: front.stop_accepting(config.graceful_timeout_s))
+    return front
+
+
 def create_app(
     source: str | os.PathLike[str] | DataPlane, config: ServeConfig | None = None
 ) -> Starlette:
@@ -163,9 +180,12 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await plane.start()
+        grpc_front = await _start_grpc(plane)
         try:
             yield
         finally:
+            if grpc_front is not None:
+                await grpc_front.stop(plane.config.graceful_timeout_s)
             await plane.stop()
 
     door = Middleware(

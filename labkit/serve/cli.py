@@ -26,10 +26,10 @@ TOKEN_ENV = "LABKIT_SERVE_TOKEN"  # noqa: S105 - the name of a variable, not a s
 def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "serve",
-        help="serve a bundle store over the Open Inference Protocol (v2 REST)",
+        help="serve a bundle store over the Open Inference Protocol (v2 REST, gRPC)",
         description="Serve every version in STORE (or one bundle directory) over the Open "
-        "Inference Protocol v2 REST API, with micro-batching, Prometheus /metrics, hot reload "
-        "of new versions and a graceful SIGTERM.",
+        "Inference Protocol v2 REST API (and gRPC with --grpc-port), with micro-batching, "
+        "Prometheus /metrics, hot reload of new versions and a graceful SIGTERM.",
     )
     p.add_argument(
         "source",
@@ -37,6 +37,7 @@ def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="bundle store (a directory, file://, or s3:// / gs:// with labkit[remote]) "
         "or one bundle directory",
     )
+    d = ServeConfig()  # the defaults' one home
     p.add_argument(
         "--host",
         default="127.0.0.1",
@@ -44,13 +45,20 @@ def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument("--port", type=int, default=8000)
     p.add_argument(
+        "--grpc-port",
+        type=int,
+        default=d.grpc_port,
+        metavar="PORT",
+        help="also serve the Open Inference Protocol over gRPC on this port (Triton's is 8001; "
+        "off unless given; pip install 'labkit[grpc]')",
+    )
+    p.add_argument(
         "--token",
         default=None,
         help=f"require 'Authorization: Bearer TOKEN' (prefer ${TOKEN_ENV} or "
         "--token-file: arguments are visible in ps)",
     )
     p.add_argument("--token-file", type=Path, default=None)
-    d = ServeConfig()  # the defaults' one home
     p.add_argument(
         "--max-batch-size", type=int, default=d.max_batch_size, help="1 disables batching"
     )
@@ -229,6 +237,8 @@ def config_from_args(args: argparse.Namespace) -> ServeConfig:
         trusted_keys=tuple(args.trusted_key) if args.trusted_key else None,
         alias=args.alias,
         versions=args.versions,
+        grpc_port=args.grpc_port,
+        grpc_host=args.host,
     )
 
 
@@ -247,6 +257,8 @@ def run_serve(args: argparse.Namespace) -> int:
         if not is_remote(args.source) and not local_path(args.source).is_dir():
             raise LabkitError(f"{args.source} is not a directory (a bundle store or a bundle)")
         if args.ray:
+            if config.grpc_port is not None:
+                raise LabkitError("--grpc-port is not available with --ray (REST only there)")
             from labkit.serve.ray_app import run_ray
 
             return run_ray(

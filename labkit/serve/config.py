@@ -50,6 +50,8 @@ class ServeConfig:
     trusted_keys: tuple[str, ...] | None = None  # PEM public keys; None: signatures not required
     alias: str = "prod"  # unversioned requests follow this alias when a model has it
     versions: str = "all"  # which versions to load: all | aliases | latest:N
+    grpc_port: int | None = None  # serve gRPC too (Triton's default is 8001); None: REST only
+    grpc_host: str = "127.0.0.1"
 
     def __post_init__(self) -> None:
         for name in (
@@ -76,6 +78,8 @@ class ServeConfig:
         for name in ("header_timeout_s", "keepalive_timeout_s", "body_timeout_s"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.grpc_port is not None and not 0 <= self.grpc_port <= 65535:
+            raise ValueError(f"grpc_port must be 0..65535, got {self.grpc_port}")
         if self.max_body_budget_bytes < self.max_body_bytes:
             raise ValueError(
                 f"max_body_budget_bytes ({self.max_body_budget_bytes}) must be at "

@@ -23,6 +23,7 @@ import numpy as np
 from labkit.errors import LabkitError
 from labkit.serve.admission import Admission, limits_of
 from labkit.serve.batching import Batcher, BatchStats
+from labkit.serve.classification import top_k
 from labkit.serve.codec import InferRequest
 from labkit.serve.config import ServeConfig
 from labkit.serve.errors import Overloaded
@@ -30,11 +31,12 @@ from labkit.serve.metadata import ModelMetadata, ServerMetadata, model_metadata,
 from labkit.serve.metrics import Metrics
 from labkit.serve.reload import Reloader
 from labkit.serve.repository import ModelRepository, ServedModel
-from labkit.serve.validation import bind_inputs, select_outputs
+from labkit.serve.validation import WantedOutput, bind_inputs, check_parameters, select_outputs
 
 __all__ = ["DataPlane", "InferResult", "NothingToServe", "OutputTensor"]
 
 log = logging.getLogger("labkit.serve")
+_OFFLOAD_CLASSES = 1 << 14  # values ranked for classification off the event loop past this
 
 
 class NothingToServe(LabkitError):
@@ -55,6 +57,14 @@ class InferResult:
     id: str | None
     outputs: list[OutputTensor]
     stats: BatchStats
+
+
+def _answer(served: ServedModel, wanted: WantedOutput, array: np.ndarray) -> np.ndarray:
+    if wanted.classification is None:
+        return array
+    spec = next(s for s in served.model.outputs if s.name == wanted.name)
+    by_row = bool(spec.shape) and isinstance(spec.shape[0], str)
+    return top_k(array, wanted.classification, by_row=by_row, labels=served.model.labels)
 
 
 class DataPlane:
@@ -81,6 +91,7 @@ class DataPlane:
         self._executor_size = 0
         self._old_executors: list[ThreadPoolExecutor] = []
         self._batchers: dict[tuple[str, str], Batcher] = {}
+        self._stoppers: list[Callable[[], object]] = []
 
     # -- lifecycle -------------------------------------------------------------------------
     def scan(self) -> None:
@@ -118,6 +129,16 @@ class DataPlane:
     def begin_drain(self) -> None:
         """Shutdown has begun: not ready from now on; requests are still answered."""
         self.set_ready(False)
+
+    def on_stop_accepting(self, callback: Callable[[], object]) -> None:
+        """Register what stops a front end from taking new requests (another listener than
+        the one the ASGI server closes itself, e.g. gRPC's)."""
+        self._stoppers.append(callback)
+
+    def stop_accepting(self) -> None:
+        """The drain delay is over: every front end stops taking new requests (event loop)."""
+        for callback in self._stoppers:
+            callback()
 
     async def stop(self) -> None:
         """Stop watching, finish what is queued and running, stop the worker threads."""
@@ -186,6 +207,7 @@ class DataPlane:
         decode: Callable[[], InferRequest],
         *,
         offload: bool = False,
+        protocol: str = "rest",
     ) -> InferResult:
         """Decode (``decode`` turns the front end's bytes into a request), check the request
         against the model's signature, run it in a batch and return the outputs asked for.
@@ -194,16 +216,25 @@ class DataPlane:
         batcher.begin_arrival()  # worth waiting for: its inputs are being decoded
         try:
 
-            def bind() -> tuple[InferRequest, dict[str, np.ndarray], list[tuple[str, bool]]]:
+            def bind() -> tuple[InferRequest, dict[str, np.ndarray], list[WantedOutput]]:
                 request = decode()
+                check_parameters(request)
+                wanted = select_outputs(request, served)
                 feeds = bind_inputs(request, served, max_elements=self.config.max_body_bytes)
-                return request, feeds, select_outputs(request, served)
+                return request, feeds, wanted
 
             request, feeds, wanted = await asyncio.to_thread(bind) if offload else bind()
         finally:
             batcher.end_arrival()
         result, stats = await batcher.run(feeds)
-        outputs = [OutputTensor(name, result[name], binary) for name, binary in wanted]
+
+        def answer() -> list[OutputTensor]:
+            return [
+                OutputTensor(w.name, _answer(served, w, result[w.name]), w.binary) for w in wanted
+            ]
+
+        classes = sum(result[w.name].size for w in wanted if w.classification)
+        outputs = await asyncio.to_thread(answer) if classes > _OFFLOAD_CLASSES else answer()
         self.metrics.inferences.labels(served.name, served.version).inc()
         return InferResult(served.name, served.version, request.id, outputs, stats)
 

@@ -17,7 +17,6 @@ away mid-body ends its request quietly (counted as 499, never as a server error)
 from __future__ import annotations
 
 import asyncio
-import hmac
 import sys
 import time
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
@@ -27,12 +26,12 @@ from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
 from labkit.serve.admission import Admission, Ticket
+from labkit.serve.auth import check_authorization
 from labkit.serve.errors import (
     ClientGone,
     PayloadTooLarge,
     RequestTimeout,
     ServeError,
-    Unauthorized,
 )
 from labkit.serve.metrics import Metrics
 
@@ -46,12 +45,6 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 OPEN_ROUTES = frozenset({"/v2/health/live", "/v2/health/ready"})  # no token: probes
 ADMITTED_ROUTES = frozenset({"infer"})  # routes that take an in-flight slot
-
-
-def _authorization_ok(header: bytes, token: bytes) -> bool:
-    """``Bearer <token>``; the scheme is case-insensitive (RFC 7235), the token is not."""
-    scheme, _, credentials = header.partition(b" ")
-    return scheme.lower() == b"bearer" and hmac.compare_digest(credentials.strip(), token)
 
 
 class FrontDoor:
@@ -93,12 +86,16 @@ class FrontDoor:
             await send(message)
 
         try:
-            if self._token is not None and route not in OPEN_ROUTES:
-                got = dict(scope.get("headers") or []).get(b"authorization", b"")
-                if not _authorization_ok(got, self._token):
-                    refusal = Unauthorized("missing or wrong bearer token")
-                    await error_response(refusal)(scope, receive, send_wrapper)
-                    return
+            headers = scope.get("headers") or []
+            try:
+                check_authorization(
+                    [v for k, v in headers if k == b"authorization"],
+                    self._token,
+                    required=route not in OPEN_ROUTES,
+                )
+            except ServeError as refusal:
+                await error_response(refusal)(scope, receive, send_wrapper)
+                return
             if route == "other" and await self._redirect_slash(scope, send_wrapper):
                 return
             declared = dict(scope.get("headers") or []).get(b"content-length", b"")

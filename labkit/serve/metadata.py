@@ -24,7 +24,7 @@ __all__ = [
     "server_metadata",
 ]
 
-EXTENSIONS = ("binary_tensor_data",)
+EXTENSIONS = ("binary_tensor_data", "classification")
 # Triton's platform names where it has one; another engine reports its own name.
 PLATFORMS = {"onnxruntime": "onnxruntime_onnx", "openvino": "openvino"}
 

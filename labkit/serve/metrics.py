@@ -34,6 +34,19 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
+        self.grpc_requests = Counter(
+            "labkit_grpc_requests",
+            "gRPC calls answered, by method and status code",
+            ["method", "code"],
+            registry=r,
+        )
+        self.grpc_latency = Histogram(
+            "labkit_grpc_request_duration_seconds",
+            "Time from a gRPC call's arrival to its answer, by method",
+            ["method"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
         self.inferences = Counter(
             "labkit_inferences",
             "Successful inferences, by model and version",

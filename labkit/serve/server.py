@@ -8,6 +8,7 @@ exits 0. A second signal during the drain exits immediately.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import signal
@@ -58,8 +59,17 @@ class DrainingServer(uvicorn.Server):
         else:
             self._stop()
 
+    async def startup(self, sockets: Any = None) -> None:
+        self._loop = asyncio.get_running_loop()
+        await super().startup(sockets)
+
     def _stop(self) -> None:
         self.should_exit = True
+        # the other listeners (gRPC) stop taking new calls when HTTP does
+        plane = self._labkit_app.state.labkit
+        loop = getattr(self, "_loop", None)
+        if loop is not None:
+            loop.call_soon_threadsafe(plane.stop_accepting)
 
 
 def protocol_class(config: ServeConfig, http: str = "auto") -> type[Any]:

@@ -10,10 +10,11 @@ import pytest
 
 from labkit.serve.admission import Admission, Limits
 from labkit.serve.app import ROUTES
+from labkit.serve.auth import authorization_ok as _authorization_ok
 from labkit.serve.codec import decode_json_data, encode_response, parse_request
 from labkit.serve.config import ServeConfig
 from labkit.serve.errors import BadRequest, PayloadTooLarge, ServeError
-from labkit.serve.frontdoor import FrontDoor, _authorization_ok
+from labkit.serve.frontdoor import FrontDoor
 from labkit.serve.jsondata import NumericData
 from labkit.serve.metrics import Metrics
 
