@@ -167,3 +167,41 @@ def test_promote_and_rollback_switch_answers_under_steady_load(
     assert re.search(r"alias prod → 1\.2\.0 not put into service \(.*self-test failed", logs)
     assert "it keeps answering with 1.0.0" in logs
     print(f"promotion picked up {lag:.2f} s after 'handoff promote' returned ({interval} s scans)")
+
+
+def test_both_protocols_resolve_aliases_to_concrete_versions(
+    bundles: Bundles, tmp_path: Path
+) -> None:
+    """REST and gRPC share the one lookup: no version follows prod, a version field may
+    name an alias or latest, and the answer always names the concrete version."""
+    grpcclient = pytest.importorskip("tritonclient.grpc")
+    from serve_helpers import free_port
+    from tritonclient.utils import InferenceServerException
+
+    store = bundles.store_with(tmp_path / "store", "mlp-1.0.0", "mlp-1.1.0")
+    al.promote(Store(store).files, "mlp", "prod", "1.0.0")
+    x = np.random.default_rng(1).standard_normal((2, 8)).astype(np.float32)
+    port = free_port()
+    args = ("--reload-interval", "0", "--grpc-port", str(port), "--threads", "1")
+    with running(store, tmp_path, *args) as server:
+        client = grpcclient.InferenceServerClient(f"127.0.0.1:{port}")
+        inp = grpcclient.InferInput("input_0", list(x.shape), "FP32")
+        inp.set_data_from_numpy(x)
+        try:
+            for asked, concrete in (("", "1.0.0"), ("prod", "1.0.0"), ("latest", "1.1.0")):
+                got = client.infer("mlp", [inp], model_version=asked)
+                assert got.get_response(as_json=True)["model_version"] == concrete, asked
+                np.testing.assert_array_equal(
+                    got.as_numpy("output"), load(store / "mlp" / concrete).predict(x)["output"]
+                )
+            with pytest.raises(InferenceServerException, match="no alias 'staging'") as err:
+                client.infer("mlp", [inp], model_version="staging")
+            assert err.value.status() == "StatusCode.NOT_FOUND"
+        finally:
+            client.close()
+        with server.client() as c:
+            assert c.post("/v2/models/mlp/infer", json=infer_body(x)).json()["model_version"] == (
+                "1.0.0"
+            )
+            missing = c.post("/v2/models/mlp/versions/staging/infer", json=infer_body(x))
+            assert missing.status_code == 404 and "no alias 'staging'" in missing.json()["error"]
