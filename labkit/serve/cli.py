@@ -256,6 +256,10 @@ def run_serve(args: argparse.Namespace) -> int:
 
         if not is_remote(args.source) and not local_path(args.source).is_dir():
             raise LabkitError(f"{args.source} is not a directory (a bundle store or a bundle)")
+        if is_remote(args.source):  # say why at once, not from inside the server's startup
+            from labkit.serve.sources import StoreSource
+
+            StoreSource(args.source).versions()
         if args.ray:
             if config.grpc_port is not None:
                 raise LabkitError("--grpc-port is not available with --ray (REST only there)")
