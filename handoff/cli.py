@@ -35,6 +35,9 @@ EPILOG = """examples:
   handoff verify bundles/digits-mlp/1.0.0 --trusted-key signing.pub
   handoff tune bundles/digits-mlp/1.0.0               # fastest way to run it on this host
   handoff diff bundles/digits-mlp/1.0.0 bundles/digits-mlp/1.1.0
+  handoff promote bundles/digits-mlp/1.1.0            # prod -> 1.1.0 (verified here first)
+  handoff rollback bundles/digits-mlp                 # prod back to its previous target
+  handoff push bundles/digits-mlp/1.1.0 s3://bucket/models   # labkit[remote]
   handoff serve bundles --port 8000                  # Open Inference Protocol v2
   handoff export-triton bundles/digits-mlp triton-repo  # every version, for Triton
 
@@ -182,12 +185,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=commands.cmd_bench)
 
-    p = sub.add_parser("list", help="list the bundles in a store")
+    p = sub.add_parser("list", help="list the bundles in a store, with their aliases")
     p.add_argument("store", metavar="STORE", nargs="?", default=None)
     p.add_argument("--json", action="store_true")
     add_profile_dir_argument(p)
     p.set_defaults(func=commands.cmd_list)
 
+    from handoff.store_cmds import add_store_parsers
+
+    add_store_parsers(sub)
     add_tune_parser(sub)
 
     _add_optional(sub, "labkit.serve.cli", "add_serve_parser", "serve", "serve")

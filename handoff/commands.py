@@ -21,11 +21,27 @@ if TYPE_CHECKING:
     from labkit.bundle.manifest import Manifest
 
 
+def _local(location: str) -> Path:
+    """A bundle argument on this host: a path as given, or a remote ``STORE/NAME/VERSION``
+    (s3://, gs://, file://) pulled into the local cache and verified there."""
+    from labkit.runtime.remote import local_bundle
+
+    return local_bundle(location)
+
+
 def _print_json(obj: Any) -> None:
     print(json.dumps(obj, indent=2, default=str))
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    from labkit.bundle.location import is_remote
+
+    if args.store and is_remote(args.store):
+        raise LabkitError(
+            f"--store {args.store}: a handoff writes a local store (versions are assigned "
+            "there); export, then publish with 'handoff push STORE/NAME/VERSION "
+            f"{args.store}'"
+        )
     printer = StagePrinter()
     if args.sign_key:
         _sign_with(args.sign_key)
@@ -93,7 +109,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from labkit.runtime import Model, verify
 
     keys = _trusted_keys(args.trusted_key)
-    vb = verify(args.bundle)  # once; each variant's bytes are re-hashed as they are read
+    vb = verify(_local(args.bundle))  # once; each variant's bytes are re-hashed as they are read
     signer = None
     if keys is not None:  # before any session exists, like load(trusted_keys=...)
         from labkit.runtime.signing import check_signature
@@ -148,8 +164,14 @@ def _trusted_keys(paths: list[str] | None) -> Any:
 
 
 def cmd_sign(args: argparse.Namespace) -> int:
+    from labkit.bundle.location import is_remote
     from labkit.runtime.signing import SIGN_KEY_ENV, sign_bundle, sign_profile
 
+    if is_remote(args.bundle):
+        raise LabkitError(
+            f"{args.bundle}: sign the local bundle, then 'handoff push' it (a published "
+            "version is never changed in place; pushing adds a new signature to it)"
+        )
     key = args.key or os.environ.get(SIGN_KEY_ENV)
     if not key:
         raise LabkitError(f"no signing key: pass --key KEY.pem or set ${SIGN_KEY_ENV}")
@@ -183,12 +205,13 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     from labkit.bundle import read_manifest
     from labkit.runtime.signing import signature_info
 
-    m = read_manifest(Path(args.bundle))
+    root = _local(args.bundle)
+    m = read_manifest(root)
     if args.json:
         # The manifest's own fields, plus two about this host that are not in it.
         doc = json.loads(m.to_json())
-        doc["signing"] = _signing_status(Path(args.bundle))
-        doc["tuning"] = _tuning_status(Path(args.bundle), m, args.profile_dir)
+        doc["signing"] = _signing_status(root)
+        doc["tuning"] = _tuning_status(root, m, args.profile_dir)
         _print_json(doc)
         return 0
     print(f"{m.name} {m.version}  (created {m.created}, task {m.task or '-'})")
@@ -214,10 +237,31 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     if src:
         print(f"  source: {src.path} (sha256 {src.sha256[:16]}…)")
     print(f"  files: {len(m.files)}, {sum(f.size for f in m.files)} bytes")
-    sig = signature_info(args.bundle)
+    sig = signature_info(root)
     print(f"  signature: {sig.describe() if sig else 'none (unsigned)'}")
-    print(f"  tuning: {_tuning(Path(args.bundle), m, args.profile_dir)}")
+    print(f"  tuning: {_tuning(root, m, args.profile_dir)}")
+    for line in _aliases_of(args.bundle, m):
+        print(f"  {line}")
     return 0
+
+
+def _aliases_of(location: str, m: Manifest) -> list[str]:
+    """The aliases of the bundle's store that point (or pointed) here, with history."""
+    from handoff.store_cmds import alias_lines
+    from labkit.bundle.location import is_remote, split_bundle_url
+    from labkit.runtime.remote import open_store
+
+    try:
+        if is_remote(location):
+            store_url, name, _ = split_bundle_url(location)
+        else:
+            path = Path(location).resolve()
+            store_url, name = str(path.parent.parent), path.parent.name
+        if name != m.name:
+            return []
+        return alias_lines(open_store(store_url).aliases(m.name), m.version)
+    except LabkitError as exc:
+        return [f"aliases: unreadable: {exc}"]
 
 
 def _signing_status(root: Path) -> dict[str, Any]:
@@ -265,8 +309,9 @@ def cmd_diff(args: argparse.Namespace) -> int:
     from labkit.bundle.diff import diff
     from labkit.runtime.drift import output_drift
 
-    d = diff(read_manifest(Path(args.a)), read_manifest(Path(args.b)))
-    d["outputs"] = output_drift(args.a, args.b)
+    a, b = _local(args.a), _local(args.b)
+    d = diff(read_manifest(a), read_manifest(b))
+    d["outputs"] = output_drift(a, b)
     if args.json:
         _print_json(d)
         return 0
@@ -306,7 +351,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from labkit.runtime.bench import bench_bundle
 
     rep = bench_bundle(
-        Path(args.bundle), rounds=args.rounds, batch=args.batch, threads=args.threads
+        _local(args.bundle), rounds=args.rounds, batch=args.batch, threads=args.threads
     )
     if args.json:
         _print_json(rep)
@@ -337,17 +382,29 @@ def bench_lines(rep: dict[str, Any]) -> list[str]:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from labkit.bundle import Store, default_store
+    from handoff.store_cmds import alias_lines
+    from labkit.bundle import default_store
     from labkit.bundle.listing import list_bundles
+    from labkit.bundle.location import is_remote
+    from labkit.runtime.remote import open_store
 
-    store = Store(args.store or default_store())
-    if not store.root.is_dir():
+    location = str(args.store or default_store())
+    store = open_store(location)
+    if not is_remote(location) and not Path(store.root).is_dir():
         raise NotFoundError(
             f"no store at {store.root}: the directory does not exist"
             + ("" if args.store else " (pass STORE or set $LABKIT_STORE)")
         )
     rows: list[dict[str, Any]] = []
+    aliases: dict[str, dict[str, Any]] = {}
+    notes: dict[str, list[str]] = {}
     for e in list_bundles(store):
+        if e.name not in notes:
+            try:
+                aliases[e.name] = store.aliases(e.name)
+                notes[e.name] = alias_lines(aliases[e.name], last=3)
+            except (LabkitError, OSError) as exc:
+                aliases[e.name], notes[e.name] = {}, [f"aliases: unreadable: {exc}"]
         if e.manifest is None:
             rows.append({"name": e.name, "version": e.version, "error": e.problem})
             continue
@@ -359,7 +416,10 @@ def cmd_list(args: argparse.Namespace) -> int:
                 "speedup_p50": e.speedup_p50,
                 "parity": e.parity_ok,
                 "change": e.manifest.change.kind,
-                "tuning": _tuning(store.path(e.name, e.version), e.manifest, args.profile_dir),
+                "tuning": _list_tuning(store, e.name, e.version, e.manifest, args.profile_dir),
+                "aliases": {
+                    a: al.to_dict() for a, al in aliases[e.name].items() if al.version == e.version
+                },
             }
         )
     if args.json:
@@ -368,16 +428,35 @@ def cmd_list(args: argparse.Namespace) -> int:
     if not rows:
         print(f"no bundles in {store.root}")
         return 0
-    print(f"{'NAME':<24}{'VERSION':<10}{'DEFAULT':<14}{'SPEED-UP':>8}  {'PARITY':<11}CHANGE")
-    for r in rows:
+    print(
+        f"{'NAME':<24}{'VERSION':<10}{'DEFAULT':<14}{'SPEED-UP':>8}  {'PARITY':<11}"
+        f"{'CHANGE':<8}ALIASES"
+    )
+    for i, r in enumerate(rows):
         if "error" in r:
             print(f"{r['name']:<24}{r['version']:<10}UNREADABLE: {r['error']}")
-            continue
-        sp = f"{r['speedup_p50']:.2f}x" if r["speedup_p50"] else "-"
-        print(
-            f"{r['name']:<24}{r['version']:<10}{r['default_variant']:<14}{sp:>8}  "
-            f"{'pass' if r['parity'] else 'FAIL':<11}{r['change']}"
-        )
-        print(f"{'':<34}tuning: {r['tuning']}")
+        else:
+            sp = f"{r['speedup_p50']:.2f}x" if r["speedup_p50"] else "-"
+            print(
+                f"{r['name']:<24}{r['version']:<10}{r['default_variant']:<14}{sp:>8}  "
+                f"{'pass' if r['parity'] else 'FAIL':<11}{r['change']:<8}"
+                + ", ".join(sorted(r["aliases"]))
+            )
+            print(f"{'':<34}tuning: {r['tuning']}")
+        if i + 1 == len(rows) or rows[i + 1]["name"] != r["name"]:  # after a model's rows
+            for line in notes.get(r["name"], []):
+                print(f"  {line}")
     print("SPEED-UP: the default variant's batch-1 latency speed-up over PyTorch eager")
     return 0
+
+
+def _list_tuning(
+    store: Any, name: str, version: str, m: Manifest, profile_dir: str | None = None
+) -> str:
+    """Local stores: the profile beside the bundle. Remote: the one beside the cached copy."""
+    from labkit.bundle import Store
+
+    if isinstance(store, Store):
+        return _tuning(store.path(name, version), m, profile_dir)
+    cached = store.cache.root / name / version
+    return _tuning(cached, m, profile_dir) if cached.is_dir() else "not pulled to this host yet"

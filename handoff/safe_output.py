@@ -22,7 +22,7 @@ from typing import Any, TextIO
 from labkit.errors import one_line
 
 # handoff commands whose output quotes manifest strings
-MANIFEST_COMMANDS = frozenset({"inspect", "diff", "verify", "list"})
+MANIFEST_COMMANDS = frozenset({"inspect", "diff", "verify", "list", "promote", "rollback", "push"})
 
 
 def escape_text(text: str) -> str:

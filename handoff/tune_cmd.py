@@ -115,13 +115,14 @@ def print_profile(doc: dict[str, Any]) -> None:
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
+    from labkit.runtime.remote import local_bundle
     from labkit.runtime.tune import tune
 
     def say(msg: str) -> None:
         print(f"tune: {msg}", file=sys.stderr, flush=True)
 
     doc = tune(
-        args.bundle,
+        local_bundle(args.bundle),  # a remote bundle: tuned on its cached copy
         objective=args.objective,
         budget_s=args.budget_s,
         batch=args.batch,

@@ -26,6 +26,7 @@ STDLIB_OK = {
     "typing",
     "pathlib",
     "zipfile",
+    "urllib",
 }
 
 
@@ -135,3 +136,20 @@ def test_request_vocabulary_is_standard_library_only() -> None:
     from labkit.request import STAGES as home
 
     assert STAGES is home
+
+
+def test_remote_stores_are_optional() -> None:
+    """fsspec is imported only when a URL is used: the runtime's core install and every
+    command on a local store run without it (labkit[remote])."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, labkit.runtime, labkit.runtime.remote, labkit.runtime.transfer, "
+        "handoff.cli, handoff.store_cmds; from labkit.runtime.remote import open_store; "
+        "open_store('.'); open_store('file:///tmp'); "
+        "bad = {'fsspec', 's3fs'} & set(sys.modules); print(sorted(bad)); "
+        "raise SystemExit(1 if bad else 0)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stdout + proc.stderr

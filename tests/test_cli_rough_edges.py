@@ -62,7 +62,15 @@ def test_list_has_a_header_row(store: Path) -> None:
     proc = handoff("list", str(store))
     assert proc.returncode == 0, proc.stderr
     lines = [ln for ln in proc.stdout.splitlines() if not ln.startswith(" ")]  # not details
-    assert lines[0].split() == ["NAME", "VERSION", "DEFAULT", "SPEED-UP", "PARITY", "CHANGE"]
+    assert lines[0].split() == [
+        "NAME",
+        "VERSION",
+        "DEFAULT",
+        "SPEED-UP",
+        "PARITY",
+        "CHANGE",
+        "ALIASES",
+    ]
     assert [ln.split()[:2] for ln in lines[1:4]] == [
         ["mlp", "1.0.0"],
         ["mlp", "1.1.0"],

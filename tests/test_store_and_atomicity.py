@@ -93,7 +93,7 @@ def test_error_while_writing_leaves_nothing(tmp_path: Path, monkeypatch) -> None
     import labkit.bundle.writer as writer
 
     calls = {"n": 0}
-    real = writer._write_file
+    real = writer.write_file
 
     def failing(path: Path, data: bytes) -> None:
         calls["n"] += 1
@@ -101,7 +101,7 @@ def test_error_while_writing_leaves_nothing(tmp_path: Path, monkeypatch) -> None
             raise OSError(28, "No space left on device")
         real(path, data)
 
-    monkeypatch.setattr(writer, "_write_file", failing)
+    monkeypatch.setattr(writer, "write_file", failing)
     with pytest.raises(OSError, match="No space"):
         run(_spec(0), store=tmp_path, options=FAST)
     assert not (tmp_path / "m").exists()

@@ -9,17 +9,31 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from labkit.bundle.manifest import Manifest
 from labkit.bundle.store import Store
 from labkit.errors import LabkitError
 
 
+class StoreLike(Protocol):
+    """A local :class:`Store` or a remote one (``labkit.runtime.remote.RemoteStore``)."""
+
+    @property
+    def root(self) -> Path | str: ...
+
+    def names(self) -> list[str]: ...
+
+    def versions(self, name: str) -> list[str]: ...
+
+    def manifest(self, name: str, version: str | None = None) -> Manifest: ...
+
+
 @dataclass(frozen=True)
 class BundleEntry:
     name: str
     version: str
-    path: Path
+    path: Path | str  # a URL for a bundle in a remote store
     manifest: Manifest | None  # None when the bundle could not be read
     problem: str | None = None  # why, in one line
 
@@ -41,15 +55,18 @@ class BundleEntry:
 
 
 def list_bundles(
-    store: Store | str | os.PathLike[str], *, latest_only: bool = False
+    store: StoreLike | str | os.PathLike[str], *, latest_only: bool = False
 ) -> list[BundleEntry]:
     """Every version of every bundle (or the latest of each), names and versions ascending."""
-    st = store if isinstance(store, Store) else Store(store)
+    st: StoreLike = Store(store) if isinstance(store, (str, os.PathLike)) else store
     out = []
     for name in st.names():
         versions = st.versions(name)
         for version in versions[-1:] if latest_only else versions:
-            path = st.root / name / version
+            root = st.root
+            path: Path | str = (
+                root / name / version if isinstance(root, Path) else f"{root}/{name}/{version}"
+            )
             try:
                 out.append(BundleEntry(name, version, path, st.manifest(name, version)))
             except (LabkitError, OSError) as exc:

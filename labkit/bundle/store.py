@@ -6,11 +6,13 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from labkit.bundle.aliases import Alias, read_alias, read_aliases
 from labkit.bundle.changes import WORDING, major_reason
 from labkit.bundle.integrity import read_manifest
 from labkit.bundle.manifest import NAME_RE, Manifest
 from labkit.bundle.parts import Fingerprint
 from labkit.bundle.semver import Version, is_version
+from labkit.bundle.storefiles import LocalFiles
 from labkit.errors import StoreError
 
 FIRST_VERSION = "1.0.0"
@@ -113,3 +115,18 @@ class Store:
         # A new major resets minor/patch relative to the newest version of any kind.
         new = Version.parse(latest).bump(kind)
         return Plan(kind, str(new), latest, reason)
+
+    # aliases ([aliases] in docs/bundle-format.md)
+    @property
+    def files(self) -> LocalFiles:
+        return LocalFiles(self.root)
+
+    def aliases(self, name: str) -> dict[str, Alias]:
+        return read_aliases(self.files, name)
+
+    def alias(self, name: str, alias: str) -> Alias | None:
+        return read_alias(self.files, name, alias)
+
+    def local_path(self, name: str, version: str) -> Path:
+        """Where the bundle can be read on this host (for a local store: where it is)."""
+        return self.path(name, version)

@@ -25,7 +25,7 @@ from labkit.errors import StoreError
 STAGING = ".staging"
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -33,7 +33,7 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _write_file(path: Path, data: bytes) -> None:
+def write_file(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "xb") as f:
         f.write(data)
@@ -46,17 +46,6 @@ def _write_file(path: Path, data: bytes) -> None:
 # could only remove bits, and mkdtemp makes 0700 regardless of it).
 DIR_MODE = 0o755
 FILE_MODE = 0o644
-
-
-def _publish_modes(
-    stage: Path, files: dict[str, bytes], folders: set[Path], modes: Mapping[str, int]
-) -> None:
-    for rel in [*files, MANIFEST_NAME]:
-        # A copied source keeps its own mode ([source]), never more than FILE_MODE: a
-        # notebook only its owner could read is not published to everyone.
-        os.chmod(stage / rel, FILE_MODE & modes.get(rel, FILE_MODE))
-    for folder in folders:
-        os.chmod(folder, DIR_MODE)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -77,6 +66,53 @@ def clean_stale_staging(store_root: Path) -> None:
         pid = entry.name.split("-")[0]
         if pid.isdigit() and not _pid_alive(int(pid)):
             shutil.rmtree(entry, ignore_errors=True)
+
+
+def new_stage(store_root: Path, name: str, version: str) -> Path:
+    """A fresh staging directory for ``name/version`` under ``store_root/.staging``."""
+    (store_root / STAGING).mkdir(parents=True, exist_ok=True)
+    clean_stale_staging(store_root)
+    return Path(
+        tempfile.mkdtemp(prefix=f"{os.getpid()}-{name}-{version}-", dir=store_root / STAGING)
+    )
+
+
+def commit_stage(stage: Path, target: Path, modes: Mapping[str, int] | None = None) -> Path:
+    """Publish a complete staging directory as ``target``: [modes], every file and folder
+    fsynced, verified, then one rename. On any failure the stage is removed and nothing
+    appears at ``target``. The files must already be fsynced (``write_file`` does).
+    ``modes``: a file's own mode by bundle path (a copied source, [source]), never more
+    than FILE_MODE: a notebook only its owner could read is not published to everyone."""
+    modes = modes or {}
+    try:
+        folders = {stage}
+        for dirpath, dirnames, filenames in os.walk(stage):
+            folders.update(Path(dirpath) / d for d in dirnames)
+            for fname in filenames:
+                rel = (Path(dirpath) / fname).relative_to(stage).as_posix()
+                os.chmod(Path(dirpath) / fname, FILE_MODE & modes.get(rel, FILE_MODE))
+        for folder in folders:
+            os.chmod(folder, DIR_MODE)
+        for folder in sorted(folders, key=lambda p: len(p.parts), reverse=True):
+            fsync_dir(folder)
+        verify(stage)
+        if not target.parent.is_dir():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.chmod(target.parent, DIR_MODE)  # a NAME folder this writer made: [modes]
+        try:
+            os.rename(stage, target)
+        except OSError as exc:
+            if exc.errno in (errno.EEXIST, errno.ENOTEMPTY):
+                raise StoreError(
+                    f"{target} was written by another handoff at the same "
+                    "time; run the handoff again to get the next version"
+                ) from None
+            raise
+        fsync_dir(target.parent)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    return target
 
 
 def write_bundle(
@@ -102,39 +138,12 @@ def write_bundle(
     manifest_bytes = replace(manifest, name=name, version=version, files=listing).to_json()
     Manifest.from_json(manifest_bytes)  # refuse a bad manifest before anything is written
 
-    (store_root / STAGING).mkdir(parents=True, exist_ok=True)
-    clean_stale_staging(store_root)
-    stage = Path(
-        tempfile.mkdtemp(prefix=f"{os.getpid()}-{name}-{version}-", dir=store_root / STAGING)
-    )
+    stage = new_stage(store_root, name, version)
     try:
         for rel, data in files.items():
-            _write_file(stage / rel, data)
-        _write_file(stage / MANIFEST_NAME, manifest_bytes)
-        folders = {stage}
-        for rel in files:
-            parent = (stage / rel).parent
-            while parent != stage:
-                folders.add(parent)
-                parent = parent.parent
-        _publish_modes(stage, files, folders, modes or {})
-        for folder in sorted(folders, key=lambda p: len(p.parts), reverse=True):
-            _fsync_dir(folder)
-        verify(stage)
-        if not target.parent.is_dir():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.chmod(target.parent, DIR_MODE)  # a NAME folder this writer made: [modes]
-        try:
-            os.rename(stage, target)
-        except OSError as exc:
-            if exc.errno in (errno.EEXIST, errno.ENOTEMPTY):
-                raise StoreError(
-                    f"{target} was written by another handoff at the same "
-                    "time; run the handoff again to get the next version"
-                ) from None
-            raise
-        _fsync_dir(target.parent)
+            write_file(stage / rel, data)
+        write_file(stage / MANIFEST_NAME, manifest_bytes)
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise
-    return target
+    return commit_stage(stage, target, modes)

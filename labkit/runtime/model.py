@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from labkit.bundle.integrity import VerifiedBundle, verify
+from labkit.bundle.location import scheme
 from labkit.bundle.manifest import Manifest
 from labkit.bundle.parts import Variant
 from labkit.bundle.tolerance import Tolerance
@@ -228,6 +229,10 @@ def load(
     ``model.tuning`` (and the log), never an error. ``None`` uses none, a path uses that
     file. ``variant``, ``threads``, ``engine`` and ``precision`` given here win over it.
 
+    ``path`` may be a URL (``s3://bucket/store/NAME/VERSION``, ``gs://…``, ``file://…``;
+    ``pip install 'labkit[remote]'``): the bundle is pulled into the local cache
+    (``$LABKIT_CACHE``), verified there, and everything below runs on that copy.
+
     With ``trusted_keys`` (PEM public key paths), only a bundle signed by one of them over
     exactly its files is loaded ([signature-trust]); this needs ``labkit[sign]``. A profile
     may then only choose the signed arithmetic: exact precision, which on an engine other
@@ -237,6 +242,10 @@ def load(
     """
     from labkit.runtime.profile import resolve
 
+    if scheme(path) is not None:  # s3://, gs://, file://: pulled into the cache first
+        from labkit.runtime.remote import local_bundle
+
+        path = local_bundle(path)
     vb = verify(path)
     keys = None
     if trusted_keys is not None:

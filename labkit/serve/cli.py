@@ -33,7 +33,12 @@ def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
         "Inference Protocol v2 REST API (and gRPC with --grpc-port), with micro-batching, "
         "Prometheus /metrics, hot reload of new versions and a graceful SIGTERM.",
     )
-    p.add_argument("source", metavar="STORE_OR_BUNDLE", help="bundle store root or bundle dir")
+    p.add_argument(
+        "source",
+        metavar="STORE_OR_BUNDLE",
+        help="bundle store (a directory, file://, or s3:// / gs:// with labkit[remote]) "
+        "or one bundle directory",
+    )
     d = ServeConfig()  # the defaults' one home
     p.add_argument(
         "--host",
@@ -84,6 +89,19 @@ def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
         metavar="S",
         help="a store watcher making no progress this long (loading one version) is reported "
         "and replaced (--tune adds its budget)",
+    )
+    p.add_argument(
+        "--alias",
+        default=d.alias,
+        help=f"unversioned requests go to the version this alias points at, when the model "
+        f"has it (default {d.alias}); else to the latest version",
+    )
+    p.add_argument(
+        "--versions",
+        default=d.versions,
+        metavar="POLICY",
+        help="which versions to load: all (default), aliases (only alias targets), latest:N "
+        "(the N highest, plus alias targets)",
     )
     p.add_argument(
         "--drain-delay",
@@ -242,6 +260,8 @@ def config_from_args(args: argparse.Namespace) -> ServeConfig:
         tuning=not args.no_tuning,
         tune_budget_s=args.tune_budget_s if args.tune else None,
         trusted_keys=tuple(args.trusted_key) if args.trusted_key else None,
+        alias=args.alias,
+        versions=args.versions,
         grpc_port=args.grpc_port,
         grpc_host=args.host,
         access_log=args.access_log,
@@ -261,8 +281,14 @@ def run_serve(args: argparse.Namespace) -> int:
             from labkit.runtime.signing import load_trusted_keys
 
             load_trusted_keys(config.trusted_keys)
-        if not Path(args.source).is_dir():
+        from labkit.bundle.location import is_remote, local_path
+
+        if not is_remote(args.source) and not local_path(args.source).is_dir():
             raise LabkitError(f"{args.source} is not a directory (a bundle store or a bundle)")
+        if is_remote(args.source):  # say why at once, not from inside the server's startup
+            from labkit.serve.sources import StoreSource
+
+            StoreSource(args.source).versions()
         if args.ray:
             if config.grpc_port is not None:
                 raise LabkitError("--grpc-port is not available with --ray (REST only there)")
@@ -293,6 +319,9 @@ def run_serve(args: argparse.Namespace) -> int:
             log_format=args.log_format,
             http=args.http,
         )
+    except MissingDependencyError as exc:  # names its own extra (e.g. labkit[remote])
+        print(f"handoff serve: {exc}", file=sys.stderr)
+        return 2
     except ImportError as exc:
         missing = (
             exc

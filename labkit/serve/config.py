@@ -48,6 +48,8 @@ class ServeConfig:
     tuning: bool = True  # use this host's `handoff tune` profile when one matches
     tune_budget_s: float | None = None  # tune untuned versions before serving them
     trusted_keys: tuple[str, ...] | None = None  # PEM public keys; None: signatures not required
+    alias: str = "prod"  # unversioned requests follow this alias when a model has it
+    versions: str = "all"  # which versions to load: all | aliases | latest:N
     grpc_port: int | None = None  # serve gRPC too (Triton's default is 8001); None: REST only
     grpc_host: str = "127.0.0.1"
     access_log: bool = False  # one line per request (logger labkit.access)
@@ -97,5 +99,10 @@ class ServeConfig:
                 f"max_body_budget_bytes ({self.max_body_budget_bytes}) must be at "
                 f"least max_body_bytes ({self.max_body_bytes})"
             )
+        from labkit.bundle.aliases import check_alias
+        from labkit.serve.following import VersionPolicy
+
+        check_alias(self.alias)
+        VersionPolicy.parse(self.versions)
         if self.token is not None and len(self.token) < 8:
             raise ValueError("the bearer token must be at least 8 characters")

@@ -100,6 +100,9 @@ class DataPlane:
             max_batch_size=config.max_batch_size,
             profile_dir=config.profile_dir,
             allow_reduced_precision=config.allow_reduced_precision,
+            follow=config.alias,
+            versions=config.versions,
+            on_alias=self._on_alias,
         )
         self.admission = Admission(limits_of(config), self.metrics)
         self.reloader = Reloader(
@@ -322,6 +325,10 @@ class DataPlane:
         m.of(m.loads, name, version, "ok" if ok else "refused").inc()
         if not ok:
             m.of(m.refused, name, version, reason).inc()
+
+    def _on_alias(self, name: str, alias: str, version: str, in_service: bool) -> None:
+        metric = self.metrics.alias_switches if in_service else self.metrics.alias_held
+        metric.labels(name, alias, version).inc()
 
     def _count_served(self) -> None:
         repo = self.repo

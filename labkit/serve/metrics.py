@@ -130,6 +130,19 @@ class Metrics:
             ["model"],
             registry=r,
         )
+        self.alias_switches = Counter(
+            "labkit_alias_switches",
+            "An alias's target put into service (unversioned requests follow it from then)",
+            ["model", "alias", "version"],
+            registry=r,
+        )
+        self.alias_held = Counter(
+            "labkit_alias_held",
+            "An alias's target not put into service on this host (refused here, or not in "
+            "the store): the alias keeps answering with an earlier target",
+            ["model", "alias", "version"],
+            registry=r,
+        )
         self.ready = Gauge("labkit_ready", "1 when the server reports ready", registry=r)
         self.watcher_stalls = Counter(
             "labkit_watcher_stalls",
