@@ -46,6 +46,25 @@ def ort_extended(src: Path, dst: Path) -> dict[str, Any]:
     return {"graph_optimization_level": "ORT_ENABLE_EXTENDED", "ops": op_counts(onnx.load(dst))}
 
 
+def _has_cache_option(fn: Any) -> bool:
+    """ONNX Runtime's quantizer saves/loads calibration ranges since 1.32."""
+    import inspect
+
+    return "calibration_cache_path" in inspect.signature(fn).parameters
+
+
+def activation_matmuls(model: onnx.ModelProto) -> list[str]:
+    """Names of the MatMuls whose second input is computed, not a weight (attention's
+    products): ``Quantize.weights_only`` leaves them in float."""
+    weights = {i.name for i in model.graph.initializer}
+    weights |= {o for n in model.graph.node if n.op_type == "Constant" for o in n.output}
+    return [
+        n.name
+        for n in model.graph.node
+        if n.op_type == "MatMul" and len(n.input) > 1 and n.input[1] not in weights
+    ]
+
+
 def _rows(batches: Sequence[Batch]) -> list[Batch]:
     return [
         {k: v[i : i + 1] for k, v in b.items()}
@@ -109,9 +128,15 @@ def quantize(
     calibration: Sequence[Batch],
     workdir: Path,
     exclude: Sequence[str] = (),
+    calibration_cache: Path | None = None,
 ) -> dict[str, Any]:
     """Quantize ``src`` into ``dst``; ``exclude`` names nodes (of the pre-processed graph,
-    see :func:`prepared_path`) kept in fp32."""
+    see :func:`prepared_path`) kept in fp32.
+
+    ``calibration_cache`` (static mode): a file where the first call saves the calibrated
+    activation ranges and later calls for the same graph, options and data load them
+    (excluding nodes does not change them), so per-layer sensitivity does not calibrate
+    again for every block: each calibration runs the whole graph on every batch."""
     from onnxruntime.quantization import (
         QuantFormat,
         quantize_dynamic,
@@ -139,13 +164,19 @@ def quantize(
             )
         else:
             rewritten = 0
+            if q.weights_only:
+                exclude = [*exclude, *activation_matmuls(onnx.load(str(pre)))]
             # ORT's histogram calibrators (entropy, percentile) stack every batch into one
             # array, so batches of different sizes fail there: feed them one row at a time.
             feed = calibration if q.calibration_method == "minmax" else _rows(calibration)
+            cache = {}
+            if calibration_cache is not None and _has_cache_option(quantize_static):
+                cache = {"calibration_cache_path": str(calibration_cache)}
             quantize_static(
                 str(pre),
                 str(dst),
                 _Reader(feed),
+                **cache,
                 quant_format=QuantFormat.QDQ,
                 op_types_to_quantize=list(q.op_types),
                 per_channel=q.per_channel,
@@ -153,7 +184,10 @@ def quantize(
                 weight_type=_qtype(q.weight_type),
                 calibrate_method=_calibrator(q.calibration_method),
                 nodes_to_exclude=list(exclude),
-                extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+                extra_options={
+                    "DefaultTensorType": onnx.TensorProto.FLOAT,
+                    "ActivationSymmetric": q.activation_symmetric,
+                },
             )
     ops = op_counts(onnx.load(str(dst)))
     quantized_ops = sum(

@@ -60,6 +60,10 @@ class Context:
         return list(self.ref.spec.output_names)
 
     @functools.cached_property
+    def graph(self) -> Graph:
+        return Graph.load(self.exported)
+
+    @functools.cached_property
     def calibration(self) -> list[Batch]:
         """Calibration batches: the user's ``calibration`` file when given, else the
         parity inputs: the real ones (``parity_inputs``) when there are any, else all."""
