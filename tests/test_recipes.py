@@ -177,7 +177,9 @@ def _bert() -> tuple[torch.nn.Module, dict[str, torch.Tensor]]:
 
 
 @pytest.mark.slow
-def test_hf_bert_runs_on_every_engine_that_computes_it_right(noisy: None, tmp_path: Path) -> None:
+def test_hf_bert_runs_on_every_engine_that_computes_it_right(
+    noisy: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """The done-when of issue 14: a Hugging Face BERT's portable graph passes the fp32
     tolerance on OpenVINO f32 and the budget at bf16; a wrong engine is rejected with its
     reason, never timed, and the report lists no configuration that did not pass."""
@@ -231,6 +233,9 @@ def test_hf_bert_runs_on_every_engine_that_computes_it_right(noisy: None, tmp_pa
     text = result.summary()
     assert "passed on: onnxruntime-fp32, openvino-fp32" in text
     assert "rejected noisy-fp32: logits: max |Δ|" in text
+    inspect = _inspect(result.path, capsys)
+    assert "    passed on: onnxruntime-fp32, openvino-fp32" in inspect
+    assert "    rejected noisy-fp32: logits: max |Δ|" in inspect
 
     # The portable graph: every node in a standard domain (counted), the fused one not.
     portable = onnx.load(str(result.path / "models" / "fp32.onnx"))
@@ -248,6 +253,14 @@ def test_hf_bert_runs_on_every_engine_that_computes_it_right(noisy: None, tmp_pa
     with torch.no_grad():
         want = bert(input_ids=ids, attention_mask=mask).logits.numpy()
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+def _inspect(path: Path, capsys: pytest.CaptureFixture[str]) -> str:
+    from handoff.cli import main
+
+    capsys.readouterr()
+    assert main(["inspect", str(path)]) == 0
+    return capsys.readouterr().out
 
 
 def _two_inputs() -> bytes:
