@@ -1,7 +1,8 @@
 """int8 for transformers: the static QDQ recipe against OpenVINO bf16 and ORT int8-dynamic.
 
     python benchmarks/int8_transformer.py [--layers 6 --hidden 384 --seq 128]
-                                          [--batch 16] [--rounds 7] [--json out.json]
+                                          [--batch 16] [--rounds 7] [--min-top1 0.9]
+                                          [--configs LABEL,...] [--json out.json]
 
 A Hugging Face ``BertForSequenceClassification`` (random weights, from a config; dict
 inputs, dynamic sequence axis) is handed off on this machine with quantization on and no
@@ -81,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--min-top1", type=float, default=0.9)
+    ap.add_argument("--configs", help="comma-separated labels to time (default: all passed)")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
     threads = physical_cores()
@@ -102,6 +104,9 @@ def main(argv: list[str] | None = None) -> int:
         for r in result.rejected:
             print(f"  left out {r['name']}: {r['reason'][:200]}")
         passed = [(v, c) for v in m.variants for c in v.passed()]
+        if args.configs:
+            wanted = set(args.configs.split(","))
+            passed = [(v, c) for v, c in passed if f"{v.name}/{c.config}" in wanted]
         for v in m.variants:
             for c in v.rejected():
                 print(f"  rejected {v.name}/{c.config}: {(c.reason or '')[:200]}")
