@@ -153,3 +153,19 @@ def test_remote_stores_are_optional() -> None:
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_nothing_above_the_engine_seam_imports_onnxruntime_to_classify_errors() -> None:
+    """Engines turn their own error types into InputError / EngineError (runtime.engines), so
+    serve/ and handoff/ never import onnxruntime, and the pipeline only where it builds graphs
+    with ONNX Runtime's optimizer and quantizer (never to open a session or read an error)."""
+    build_tools = {"optimize.py"}
+    for pkg in ("labkit/serve", "handoff", "labkit/pipeline"):
+        for py in (ROOT / pkg).rglob("*.py"):
+            mods = imports_of(py)
+            if "onnxruntime" in top(mods):
+                assert pkg == "labkit/pipeline" and py.name in build_tools, py
+            assert not any(m.startswith("onnxruntime.capi") for m in mods), py
+    for py in (ROOT / "labkit/pipeline").rglob("*.py"):
+        text = py.read_text()
+        assert "InferenceSession(" not in text or py.name in build_tools, py

@@ -15,7 +15,6 @@ from typing import Any
 
 import torch
 
-from labkit.bundle.parts import Variant
 from labkit.pipeline.freeze import Batch, run_torch
 from labkit.pipeline.options import BenchOptions
 from labkit.registry import ModelSpec
@@ -23,7 +22,7 @@ from labkit.runtime import engines
 from labkit.runtime.bench import WorkerRunner, bench_feeds, environment, interleave, write_inputs
 from labkit.runtime.cost import cost, price_per_core_hour
 from labkit.runtime.engines import Candidate
-from labkit.runtime.machine import cpu_info, usable_cpus
+from labkit.runtime.machine import usable_cpus
 
 EAGER = "pytorch-eager"
 
@@ -51,20 +50,15 @@ class EagerRunner:
         pass
 
 
-def other_engines(variants: Sequence[Variant]) -> list[Candidate]:
-    """Candidates of the optional engines installed here (e.g. OpenVINO) for these variants.
+def other_engines(passed: Sequence[Candidate]) -> list[Candidate]:
+    """The configurations of the optional engines (e.g. OpenVINO) among ``passed``: those
+    that passed parity at handoff (``labkit.pipeline.judge.passed_candidates``).
 
     Timed beside the variants so the report shows them; the bundle stays ONNX-only, and
-    whether one may be used is decided by ``handoff tune`` on the deployment host.
+    whether one may be used is decided by ``handoff tune`` on the deployment host. A
+    configuration that computes wrong answers is never timed.
     """
-    cpu = cpu_info()
-    return [
-        Candidate(v.name, e.name, p)
-        for e in engines.engines()
-        if e.name != engines.DEFAULT_ENGINE
-        for v in variants
-        for p in e.precisions(v, cpu)
-    ]
+    return [c for c in passed if c.engine != engines.DEFAULT_ENGINE]
 
 
 def benchmark(

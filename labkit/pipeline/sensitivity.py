@@ -113,6 +113,7 @@ def rescue(
         return None  # excluding the only block leaves nothing quantized
     work = tmp / f"{q.name}-sensitivity"
     work.mkdir(exist_ok=True)
+    cache = work / "calibration.json"  # calibrated once, for every block and retry
     everything = [n for nodes in groups.values() for n in nodes]
     table: list[dict[str, Any]] = []
     for i, (block, nodes) in enumerate(groups.items()):
@@ -126,6 +127,7 @@ def rescue(
                 calibration,
                 work,
                 exclude=[n for n in everything if n not in keep],
+                calibration_cache=cache,
             )
         except (LabkitError, ValueError, RuntimeError):
             continue  # this block alone does not quantize: it cannot be the culprit
@@ -147,7 +149,13 @@ def rescue(
         out = work / f"exclude{k}.onnx"
         try:
             info = quantize(
-                exported, out, q, calibration, work, exclude=[n for r in worst for n in r["nodes"]]
+                exported,
+                out,
+                q,
+                calibration,
+                work,
+                exclude=[n for r in worst for n in r["nodes"]],
+                calibration_cache=cache,
             )
         except (LabkitError, ValueError, RuntimeError):
             return None
@@ -158,6 +166,9 @@ def rescue(
                     "block": r["block"],
                     "nodes": r["nodes"],
                     "reason": f"quantized alone it gave {_describe(r)}; kept in fp32",
+                    "metric": r["metric"],
+                    "metric_value": r["metric_value"],
+                    "max_rel": r["max_rel"],
                 }
                 for r in worst
             ]

@@ -20,7 +20,7 @@ import pytest
 import labkit.request as request_mod
 from labkit.notebook import protocol as p
 from labkit.notebook.handler import HandoffHandler
-from labkit.pipeline.run import _source_entry
+from labkit.pipeline.assemble import source_entry as _source_entry
 from labkit.request import HandoffRequest
 
 SHADOW = b"root:$6$saltsalt$hashhashhash:19000:0:99999:7:::\n"
