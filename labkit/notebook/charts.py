@@ -69,6 +69,35 @@ def split_of(name: str) -> tuple[str, str]:
     return "train", name
 
 
+def panels_of(history: Mapping[str, Sequence[float]]) -> list[str]:
+    return [p for p in PANELS if any(metric_panel(k) == p for k in history)] or ["loss"]
+
+
+def y_ranges(history: Mapping[str, Sequence[float]]) -> list[list[float] | None]:
+    """Per panel, an explicit y range when its values are constant (plotly would draw a
+    constant 1e-3 on -0.5…1, where it reads as 0): the value ± half of it; None: autorange."""
+    out: list[list[float] | None] = []
+    for panel in panels_of(history):
+        values = [
+            float(y)
+            for k, ys in history.items()
+            if metric_panel(k) == panel
+            for y in ys
+            if math.isfinite(y)
+        ]
+        if values and max(values) - min(values) <= 1e-9 * max(abs(values[0]), 1e-30):
+            v = values[0]
+            pad = abs(v) * 0.5 if v else 1.0
+            out.append([v - pad, v + pad])
+        else:
+            out.append(None)
+    return out
+
+
+def _axis(i: int) -> str:
+    return f"yaxis{i + 1 if i else ''}"
+
+
 def training_figure(
     history: Mapping[str, Sequence[float]],
     elapsed: Sequence[float],
@@ -76,12 +105,14 @@ def training_figure(
     title: str,
     diverged: Mapping[str, int],
     widget: bool = False,
+    ended: str | None = None,
 ) -> Any:
-    """One subplot per panel in use; a validation line is dashed beside its train twin."""
+    """One subplot per panel in use; a validation line is dashed beside its train twin.
+    ``ended`` (once the run is over) says why in the title: finished, stopped, diverged."""
     go = _plotly()
     from plotly.subplots import make_subplots
 
-    panels = [p for p in PANELS if any(metric_panel(k) == p for k in history)] or ["loss"]
+    panels = panels_of(history)
     fig = make_subplots(
         rows=len(panels),
         cols=1,
@@ -112,11 +143,12 @@ def training_figure(
             col=1,
         )
     fig.update_xaxes(title_text="step", row=len(panels), col=1)
+    ranges = y_ranges(history)
+    for i, r in enumerate(ranges):
+        if r is not None:
+            fig.layout[_axis(i)].range = r
     warn = "; ".join(f"{k} diverged at step {s}" for k, s in diverged.items())
-    secs = elapsed[-1] if elapsed else 0.0
-    head = (
-        f"{escape(title)} — step {max((len(v) for v in history.values()), default=0)}, {secs:.1f} s"
-    )
+    head = training_title(title, history, elapsed, ended)
     fig.update_layout(
         title={
             "text": head
@@ -139,9 +171,11 @@ def training_figure(
                         "method": "relayout",
                         "args": [
                             {
-                                f"yaxis{i or ''}.type": "linear"
-                                for i in range(len(panels) + 1)
-                                if i != 1
+                                **{f"{_axis(i)}.type": "linear" for i in range(len(panels))},
+                                **{
+                                    f"{_axis(i)}.range" if r else f"{_axis(i)}.autorange": r or True
+                                    for i, r in enumerate(ranges)
+                                },
                             }
                         ],
                     },
@@ -150,9 +184,8 @@ def training_figure(
                         "method": "relayout",
                         "args": [
                             {
-                                f"yaxis{i or ''}.type": "log"
-                                for i in range(len(panels) + 1)
-                                if i != 1
+                                **{f"{_axis(i)}.type": "log" for i in range(len(panels))},
+                                **{f"{_axis(i)}.autorange": True for i in range(len(panels))},
                             }
                         ],
                     },
@@ -161,6 +194,19 @@ def training_figure(
         ],
     )
     return fig
+
+
+def training_title(
+    title: str,
+    history: Mapping[str, Sequence[float]],
+    elapsed: Sequence[float],
+    ended: str | None,
+) -> str:
+    """``fit — step 120, 3.4 s`` while running; ``fit — stopped at step 120, 3.4 s`` after."""
+    steps = max((len(v) for v in history.values()), default=0)
+    secs = elapsed[-1] if elapsed else 0.0
+    where = f"{ended} at step {steps}" if ended else f"step {steps}"
+    return f"{escape(title)} — {escape(where)}, {secs:.1f} s"
 
 
 def pareto_figure(

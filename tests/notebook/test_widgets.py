@@ -212,7 +212,7 @@ def test_progress_falls_back_to_text_outside_a_notebook() -> None:
             p.log(loss=1.0 / (i + 1))
         p.log(acc=0.5)
     text = out.getvalue()
-    assert text.endswith("fit step 4: loss=0.3333 acc=0.5\n")
+    assert text.endswith("fit step 4 (finished): loss=0.3333 acc=0.5\n")
     assert p.history["loss"][:3] == [1.0, 0.5, pytest.approx(1 / 3)]
     assert all(math.isnan(x) for x in p.history["acc"][:3])  # padded before its first log
     assert p._repr_mimebundle_()["text/plain"] == p.text()
