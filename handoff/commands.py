@@ -183,10 +183,16 @@ def cmd_inspect(args: argparse.Namespace) -> int:
             f"{'pass' if parity.get('passed') else 'FAIL'} (max rel "
             f"{parity.get('max_rel', float('nan')):.2e}){speed}{mark}"
         )
+    from labkit.result_text import decision_lines
+
+    for line in decision_lines(m.to_dict()):  # what the handoff decided, with its numbers
+        print(f"  {line}")
     exporter, src = m.provenance.exporter, m.provenance.source
     print(f"  exporter: {exporter.describe()}")
     if src:
         print(f"  source: {src.path} (sha256 {src.sha256[:16]}…)")
+    if m.provenance.experiment:
+        print(f"  from {m.provenance.experiment.describe()}")
     print(f"  files: {len(m.files)}, {sum(f.size for f in m.files)} bytes")
     sig = signature_info(args.bundle)
     print(f"  signature: {sig.describe() if sig else 'none (unsigned)'}")
@@ -237,9 +243,15 @@ def cmd_diff(args: argparse.Namespace) -> int:
         va, vb = out["variants"]
         print(f"  outputs on {out['inputs']} (default variants {va} → {vb}):")
         for name, o in out["outputs"].items():
+            agree = (
+                f", top-1 agreement {o['top1_agreement']:.1%} ({o['agreeing_rows']} of "
+                f"{o['rows']} rows predict the same class)"
+                if "top1_agreement" in o
+                else ""
+            )
             print(
                 f"    {name}: max abs difference {o['max_abs']:.3g}, max rel difference "
-                f"{o['max_rel']:.3g}"
+                f"{o['max_rel']:.3g}{agree}"
             )
     return 0
 
