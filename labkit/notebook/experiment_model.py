@@ -98,11 +98,8 @@ class Experiment:
         """The best finished trial by the experiment's metric (or ``metric``, whose direction
         comes from its name or ``goal``), optionally among those at most ``max_latency_ms``
         on this CPU."""
-        o = (
-            self.objective
-            if metric is None and goal is None
-            else objective(metric or self.metric, goal)
-        )
+        same = metric in (None, self.metric) and goal in (None, self.objective.goal)
+        o = self.objective if same else objective(metric or self.metric, goal)
         ok = [
             t
             for t in self.trials

@@ -245,6 +245,7 @@ def test_random_search_is_seeded_and_optuna_is_told_the_goal(tmp_path: Path) -> 
     assert len(exp.trials) == 4 and exp.best().metrics["err"] == min(
         t.metrics["err"] for t in exp.trials
     )
+    assert exp.best("err") is exp.best()
     run = json.loads((exp.path / "run.json").read_text())
     assert run["search"]["kind"] == "random" and run["search"]["seed"] == 0
 

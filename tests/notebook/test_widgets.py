@@ -249,3 +249,41 @@ def test_summary_html_has_no_raw_user_text() -> None:
     Weird.__name__ = "<b>Weird</b>"
     html = summary(Weird(), torch.randn(1, 2), latency=False)._repr_html_()
     assert re.search(r"&lt;b&gt;Weird", html)
+
+
+def test_in_cell_handoff_progress_is_one_html_output_updated_per_stage(monkeypatch) -> None:
+    """labkit.handoff in a cell: one display (by id) updated at each stage event; text lines
+    on stderr outside a kernel (the CLI's printer)."""
+    from labkit.notebook import handoff_view
+    from labkit.request import STAGES, ProgressEvent
+
+    shown: list[tuple[str, dict]] = []
+    monkeypatch.setattr(
+        "IPython.display.display",
+        lambda obj, raw=False, display_id=None: shown.append(("display", obj)),
+    )
+    monkeypatch.setattr(
+        "IPython.display.update_display",
+        lambda obj, raw=False, display_id=None: shown.append(("update", obj)),
+    )
+    cell = handoff_view.CellProgress("handoff digits")
+    cell(ProgressEvent("freeze", "start"))
+    cell(ProgressEvent("freeze", "done", elapsed_s=1.25))
+    cell(ProgressEvent("export", "start"))
+    cell(ProgressEvent("export", "info", "exported with the dynamo exporter"))
+    middle = shown[-1][1]
+    assert [kind for kind, _ in shown] == ["display"] + ["update"] * 4
+    assert "running" in middle["text/html"] and "1.2 s" in middle["text/html"]
+    assert "exported with the dynamo exporter" in middle["text/html"]
+    assert middle["text/plain"].startswith("handoff digits: ✓ freeze 1.2s  … export")
+    for stage in STAGES[1:]:
+        cell(ProgressEvent(stage, "done" if stage == "export" else "skip", "identical"))
+    assert cell.finished and "finished" in shown[-1][1]["text/html"]
+
+    monkeypatch.setattr(handoff_view, "in_kernel", lambda: False)
+    err = io.StringIO()
+    monkeypatch.setattr("sys.stderr", err)
+    printer = handoff_view.progress_display("handoff digits")
+    printer(ProgressEvent("freeze", "start"))
+    printer(ProgressEvent("freeze", "done", elapsed_s=0.5))
+    assert err.getvalue().splitlines() == ["[1/6] freeze    …", "[1/6] freeze    done in 0.5s"]
