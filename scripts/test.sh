@@ -13,8 +13,8 @@ echo "== lint and format (ruff) and types (mypy)"
 .venv/bin/ruff check . || status=$?
 .venv/bin/ruff format --check . || status=$?
 .venv/bin/mypy || status=$?
-echo "== pytest"
-.venv/bin/python -m pytest -q "$@" || status=$?
+echo "== pytest (one worker per core: pytest-xdist)"
+.venv/bin/python -m pytest -q -n "${PYTEST_WORKERS:-auto}" "$@" || status=$?
 if [ -x scripts/test-extension.sh ]; then
   scripts/test-extension.sh || status=$?
 fi

@@ -126,6 +126,7 @@ def test_store_reaches_the_notebooks_own_cells_and_nothing_runs_twice(tmp_path: 
     assert "[1/6] freeze" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_stage_times_are_measured_in_the_kernel(tmp_path: Path) -> None:
     nb = _notebook(
         tmp_path / "t.ipynb",

@@ -1,7 +1,9 @@
-"""Serve bundles over the Open Inference Protocol v2 (REST), on Ray Serve, or via Triton.
+"""Serve bundles over the Open Inference Protocol v2 (REST and gRPC), on Ray Serve, or via
+Triton.
 
-Needs ``pip install 'labkit[serve]'`` (starlette, uvicorn, prometheus-client); Ray Serve needs
-``labkit[ray]``. Imports the runtime, never torch or onnx. See ``docs/serving.md``.
+Needs ``pip install 'labkit[serve]'`` (starlette, uvicorn, prometheus-client); gRPC needs
+``labkit[grpc]``, tracing ``labkit[otel]``, Ray Serve ``labkit[ray]``. Imports the runtime,
+never torch or onnx. See ``docs/serving.md``.
 """
 
 from __future__ import annotations
@@ -17,13 +19,13 @@ if TYPE_CHECKING:
 __all__ = ["ServeConfig", "create_app", "deployment", "export_triton", "serve"]
 
 
-def create_app(source: Any, config: ServeConfig | None = None) -> Starlette:
+def create_app(source: Any, config: ServeConfig | None = None, **kwargs: Any) -> Starlette:
     """The ASGI app serving a store or a bundle (see :func:`labkit.serve.app.create_app`)."""
     try:
         from labkit.serve.app import create_app as _create_app
     except ImportError as exc:
         raise MissingDependencyError(exc.name or "starlette", "serve") from exc
-    return _create_app(source, config)
+    return _create_app(source, config, **kwargs)
 
 
 def serve(source: Any, config: ServeConfig | None = None, **kwargs: Any) -> int:

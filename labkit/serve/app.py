@@ -1,10 +1,11 @@
-"""The ASGI app: Open Inference Protocol v2 REST endpoints over a :class:`ModelRepository`.
+"""The REST front end: Open Inference Protocol v2 endpoints over a :class:`DataPlane`.
 
-``create_app(source, config)`` returns a Starlette app whose lifespan loads every version in
-the store (or the one bundle), starts the store watcher, and on shutdown drains the batch
-queues. Cross-cutting behaviour (token, admission, bodies, metrics) is the front door,
-:mod:`labkit.serve.frontdoor`, which shares this module's route table. Endpoints raise
-:class:`ServeError`; the one handler registered for it writes every refusal.
+``create_app(source, config)`` returns a Starlette app whose lifespan starts the data plane
+(load every version, start the store watcher) and on shutdown drains it. The endpoints only
+translate HTTP to data-plane calls and back; cross-cutting HTTP behaviour (token, admission,
+bodies, metrics) is the front door, :mod:`labkit.serve.frontdoor`, which shares this module's
+route table. Endpoints raise :class:`ServeError`; the one handler registered for it writes
+every refusal.
 """
 
 from __future__ import annotations
@@ -14,9 +15,6 @@ import contextlib
 import logging
 import os
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from importlib import metadata as importlib_metadata
 from typing import Any
 
 from starlette.applications import Starlette
@@ -26,112 +24,49 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from labkit.serve.batching import Batcher
-from labkit.serve.codec import encode_response, parse_request
+from labkit.errors import MissingDependencyError
+from labkit.serve.codec import InferRequest, encode_response, parse_request
 from labkit.serve.config import ServeConfig
+from labkit.serve.core import DataPlane
 from labkit.serve.errors import ClientGone, Overloaded, ServeError
-from labkit.serve.frontdoor import FrontDoor, Limits, error_response
-from labkit.serve.metrics import CONTENT_TYPE_LATEST, Metrics
-from labkit.serve.reload import Reloader
-from labkit.serve.repository import ModelRepository
-from labkit.serve.validation import bind_inputs, select_outputs
+from labkit.serve.frontdoor import FrontDoor, error_response
+from labkit.serve.metrics import CONTENT_TYPE_LATEST
 
-__all__ = ["ROUTES", "ServerState", "create_app"]
+__all__ = ["ROUTES", "create_app", "plane_of"]
 
 log = logging.getLogger("labkit.serve")
 _OFFLOAD_BYTES = 256 * 1024  # parse/encode bigger bodies on a thread, not on the event loop
 _MEDIA_TYPES = {"", "application/json", "application/octet-stream"}
 
 
-def _server_version() -> str:
-    try:
-        return importlib_metadata.version("labkit")
-    except importlib_metadata.PackageNotFoundError:
-        import labkit
-
-        return str(getattr(labkit, "__version__", "0+unknown"))
-
-
-@dataclass
-class ServerState:
-    config: ServeConfig
-    repo: ModelRepository
-    metrics: Metrics
-    ready: bool = False
-    executor: ThreadPoolExecutor | None = None
-    batchers: dict[tuple[str, str], Batcher] = field(default_factory=dict)
-    reloader: Reloader | None = None
-
-    def set_ready(self, value: bool) -> None:
-        self.ready = value
-        self.metrics.ready.set(1 if value else 0)
-
-    def batcher(self, name: str, version: str) -> Batcher:
-        found = self.batchers.get((name, version))
-        if found is None:
-            if self.executor is None:
-                raise Overloaded("server is starting; retry")
-            c = self.config
-            found = Batcher(
-                self.repo.get(name, version),
-                self.executor,
-                self.metrics,
-                max_batch_size=c.max_batch_size,
-                max_delay_s=c.max_batch_delay_ms / 1000,
-                max_queue=c.max_queue,
-                queue_timeout_s=c.queue_timeout_ms / 1000,
-                retry_after=c.retry_after_s,
-                concurrency=max(c.workers, self.repo.get(name, version).model.streams),
-            )
-            self.batchers[(name, version)] = found
-        return found
-
-    async def prune(self) -> None:
-        """Stop the batchers of versions no longer served (after their queues drain)."""
-        live = set(self.repo.served())
-        for key in [k for k in self.batchers if k not in live]:
-            await self.batchers.pop(key).close()
-
-
-def _state(request: Request) -> ServerState:
-    state: ServerState = request.app.state.labkit
-    return state
+def plane_of(request: Request) -> DataPlane:
+    plane: DataPlane = request.app.state.labkit
+    return plane
 
 
 async def server_metadata(request: Request) -> Response:
-    return JSONResponse(
-        {"name": "labkit", "version": _server_version(), "extensions": ["binary_tensor_data"]}
-    )
+    return JSONResponse(plane_of(request).server_metadata().to_json())
 
 
 async def live(request: Request) -> Response:
-    return JSONResponse({"live": True})
-
-
-def _ready(state: ServerState) -> bool:
-    reloader_ok = state.reloader is None or state.reloader.alive
-    return state.ready and reloader_ok and bool(state.repo.served())
+    return JSONResponse({"live": plane_of(request).is_live()})
 
 
 async def ready(request: Request) -> Response:
-    ok = _ready(_state(request))
+    ok = plane_of(request).is_ready()
     return JSONResponse({"ready": ok}, status_code=200 if ok else 503)
 
 
 async def model_metadata(request: Request) -> Response:
-    state, p = _state(request), request.path_params
-    served = state.repo.get(p["name"], p.get("version"))
-    return JSONResponse(served.metadata(state.repo.versions(served.name)))
+    p = request.path_params
+    return JSONResponse(plane_of(request).model_metadata(p["name"], p.get("version")).to_json())
 
 
 async def model_ready(request: Request) -> Response:
-    state, p = _state(request), request.path_params
-    name, version = p["name"], p.get("version")
-    if version is not None and (name, version) in state.repo.refused():
-        return JSONResponse({"name": name, "ready": False}, status_code=503)
-    served = state.repo.get(name, version)
-    ok = _ready(state)
-    return JSONResponse({"name": served.name, "ready": ok}, status_code=200 if ok else 503)
+    p = request.path_params
+    name = p["name"]
+    ok = plane_of(request).model_ready(name, p.get("version"))
+    return JSONResponse({"name": name, "ready": ok}, status_code=200 if ok else 503)
 
 
 async def _read_body(request: Request) -> bytearray:
@@ -145,9 +80,9 @@ async def _read_body(request: Request) -> bytearray:
 
 
 async def infer(request: Request) -> Response:
-    state, p = _state(request), request.path_params
-    config = state.config
-    served = state.repo.get(p["name"], p.get("version"))
+    plane, p = plane_of(request), request.path_params
+    served = plane.resolve(p["name"], p.get("version"))
+    request.scope["labkit.served"] = (served.name, served.version)  # for the access log
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media not in _MEDIA_TYPES:
         raise ServeError(
@@ -156,34 +91,28 @@ async def infer(request: Request) -> Response:
             status=415,
         )
     header_len = request.headers.get("inference-header-content-length")
-    batcher = state.batcher(served.name, served.version)
+    plane.batcher(served)  # 503 now if the server is starting: before the body is read
     body = await _read_body(request)
-    batcher.begin_arrival()  # only now: a slow upload is not company worth waiting for
-    try:
+    big = len(body) > _OFFLOAD_BYTES
 
-        def decode() -> tuple[Any, Any, Any]:
-            req = parse_request(body, header_len, max_depth=config.max_json_depth)
-            feeds = bind_inputs(req, served, max_elements=config.max_body_bytes)
-            return req, feeds, select_outputs(req, served)
+    def decode() -> InferRequest:
+        return parse_request(body, header_len, max_depth=plane.config.max_json_depth)
 
-        big = len(body) > _OFFLOAD_BYTES
-        req, feeds, wanted = await asyncio.to_thread(decode) if big else decode()
-    finally:
-        batcher.end_arrival()
-    body = bytearray()  # the decoded tensors do not refer to it: free it before inference
-    result = await batcher.infer(feeds)
-    outputs = [(name, result[name], binary) for name, binary in wanted]
+    result = await plane.infer(served, decode, offload=big, carrier=request.headers)
+    body = bytearray()  # the decoded tensors do not refer to it: free it before encoding
+    outputs = [(o.name, o.array, o.binary) for o in result.outputs]
 
     def encode() -> tuple[bytes, dict[str, str]]:
-        return encode_response(served.name, served.version, outputs, request_id=req.id)
+        return encode_response(
+            result.model_name, result.model_version, outputs, request_id=result.id
+        )
 
     payload, headers = await asyncio.to_thread(encode) if big else encode()
-    state.metrics.inferences.labels(served.name, served.version).inc()
     return Response(payload, headers=headers)
 
 
 async def metrics_endpoint(request: Request) -> Response:
-    return Response(_state(request).metrics.render(), media_type=CONTENT_TYPE_LATEST)
+    return Response(plane_of(request).metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
 
 async def _serve_error(request: Request, exc: Exception) -> Response:
@@ -227,76 +156,53 @@ ROUTES = [
 ]
 
 
-def limits_of(config: ServeConfig) -> Limits:
-    return Limits(
-        max_inflight=config.max_inflight,
-        max_body_bytes=config.max_body_bytes,
-        max_body_budget=config.max_body_budget_bytes,
-        body_timeout_s=config.body_timeout_s,
-        retry_after_s=config.retry_after_s,
-    )
+async def _start_grpc(plane: DataPlane) -> Any:
+    """The gRPC front end beside REST when ``grpc_port`` is set (``labkit[grpc]``)."""
+    config = plane.config
+    if config.grpc_port is None:
+        return None
+    try:
+        from labkit.serve.grpc_front import GrpcFront
+    except ImportError as exc:
+        raise MissingDependencyError(exc.name or "grpcio", "grpc") from exc
+    front = GrpcFront(plane)
+    await front.start(config.grpc_host, config.grpc_port)
+    plane.on_stop_accepting(lambda: front.stop_accepting(config.graceful_timeout_s))
+    return front
 
 
-def create_app(source: str | os.PathLike[str], config: ServeConfig | None = None) -> Starlette:
-    """Build the app for a bundle store (every version served) or a single bundle directory."""
-    config = config or ServeConfig()
-    metrics = Metrics()
-
-    def on_event(name: str, version: str, ok: bool, reason: str) -> None:
-        if reason != "removed":
-            metrics.loads.labels(name, version, "ok" if ok else "refused").inc()
-        if not ok:
-            metrics.refused.labels(name, version, reason).inc()
-
-    repo = ModelRepository(
-        source,
-        threads=config.threads,
-        self_test=config.self_test,
-        on_event=on_event,
-        tuning=config.tuning,
-        tune_budget_s=config.tune_budget_s,
-        trusted_keys=config.trusted_keys,
-    )
-    state = ServerState(config, repo, metrics)
-
-    def count_served() -> None:
-        for name in {n for n, _ in repo.served()} | {n for n, _ in repo.refused()}:
-            metrics.served.labels(name).set(len(repo.versions(name)))
+def create_app(
+    source: str | os.PathLike[str] | DataPlane,
+    config: ServeConfig | None = None,
+    *,
+    tracer_provider: Any = None,
+) -> Starlette:
+    """The app for a bundle store (every version served), a single bundle directory, or a
+    data plane built by the caller (which then owns its config). ``tracer_provider``: an
+    OpenTelemetry provider for inference spans (default: the global one, if configured)."""
+    if isinstance(source, DataPlane):
+        plane = source
+    else:
+        plane = DataPlane(source, config, tracer_provider=tracer_provider)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        await asyncio.to_thread(repo.refresh)
-        if not repo.served():
-            refused = "; ".join(f"{n} {v}: {r}" for (n, v), r in repo.refused().items())
-            message = f"nothing to serve in {repo.source}" + (f" ({refused})" if refused else "")
-            log.error("%s", message)
-            raise RuntimeError(message)
-        count_served()
-        # A tuned model runs its chosen number of parallel sessions (streams).
-        streams = max(repo.get(n, v).model.streams for n, v in repo.served())
-        state.executor = ThreadPoolExecutor(
-            max(config.workers, streams), thread_name_prefix="labkit-ort"
-        )
-        if not repo.single and config.reload_interval_s > 0:
-            state.reloader = Reloader(
-                repo,
-                config.reload_interval_s,
-                after=lambda: _after_reload(state, count_served),
-                on_death=lambda: state.set_ready(False),
-            )
-        state.set_ready(True)
+        await plane.start()
+        grpc_front = await _start_grpc(plane)
         try:
             yield
         finally:
-            state.set_ready(False)
-            if state.reloader is not None:
-                await state.reloader.stop()
-            for batcher in list(state.batchers.values()):
-                await batcher.close()
-            state.executor.shutdown(wait=True)
+            if grpc_front is not None:
+                await grpc_front.stop(plane.config.graceful_timeout_s)
+            await plane.stop()
 
     door = Middleware(
-        FrontDoor, token=config.token, limits=limits_of(config), metrics=metrics, routes=ROUTES
+        FrontDoor,
+        token=plane.config.token,
+        admission=plane.admission,
+        metrics=plane.metrics,
+        routes=ROUTES,
+        access_log=plane.config.access_log,
     )
     app = Starlette(
         routes=ROUTES,
@@ -309,10 +215,5 @@ def create_app(source: str | os.PathLike[str], config: ServeConfig | None = None
         },
     )
     app.router.redirect_slashes = False  # the front door redirects, without trusting Host
-    app.state.labkit = state
+    app.state.labkit = plane
     return app
-
-
-async def _after_reload(state: ServerState, count_served: Any) -> None:
-    count_served()
-    await state.prune()

@@ -26,12 +26,21 @@ from labkit.serve.errors import BadRequest, Overloaded, ServeError
 from labkit.serve.metrics import Metrics
 from labkit.serve.repository import ServedModel
 
-__all__ = ["Batcher"]
+__all__ = ["BatchStats", "Batcher"]
 
 log = logging.getLogger("labkit.serve")
 Arrays = dict[str, np.ndarray]
 _ORT_INPUT_ERRORS = (ort_state.InvalidArgument,)
 _ORT_ERRORS = (ort_state.Fail, ort_state.RuntimeException, ort_state.EPFail)
+
+
+@dataclass(frozen=True)
+class BatchStats:
+    """How one request ran: with how many requests and rows, after how long in the queue."""
+
+    requests: int
+    rows: int
+    queued_s: float
 
 
 @dataclass
@@ -41,6 +50,7 @@ class _Item:
     key: tuple[object, ...]
     future: asyncio.Future[Arrays]
     enqueued: float = field(default_factory=time.monotonic)
+    stats: BatchStats | None = None
 
 
 class Batcher:
@@ -71,8 +81,9 @@ class Batcher:
         self._slots = asyncio.Semaphore(concurrency)  # batches of this model running at once
         self._running: set[asyncio.Task[None]] = set()
         labels = (served.name, served.version)
-        self._depth = metrics.queue_depth.labels(*labels)
-        self._sizes = metrics.batch_size.labels(*labels)
+        self._depth = metrics.of(metrics.queue_depth, *labels)
+        self._sizes = metrics.of(metrics.batch_size, *labels)
+        self._queued = metrics.of(metrics.queue_time, *labels)
         self._rejected = metrics.rejected
         self._task = asyncio.get_running_loop().create_task(self._loop())
 
@@ -89,6 +100,11 @@ class Batcher:
         self._wake.set()
 
     async def infer(self, feeds: Arrays) -> Arrays:
+        result, _ = await self.run(feeds)
+        return result
+
+    async def run(self, feeds: Arrays) -> tuple[Arrays, BatchStats]:
+        """Queue one request; its outputs, and how it ran."""
         if self._closing:
             raise Overloaded("model is being unloaded; retry", retry_after=self._retry_after)
         if len(self._queue) >= self._max_queue:
@@ -103,7 +119,8 @@ class Batcher:
         self._queue.append(item)
         self._depth.set(len(self._queue))
         self._wake.set()
-        return await item.future
+        result = await item.future
+        return result, item.stats or BatchStats(1, rows, 0.0)
 
     async def close(self) -> None:
         """Finish what is queued and running, then stop."""
@@ -168,6 +185,10 @@ class Batcher:
                 self._slots.release()
                 continue
             self._sizes.observe(len(batch))
+            started = time.monotonic()
+            for item in batch:
+                item.stats = BatchStats(len(batch), rows, started - item.enqueued)
+                self._queued.observe(item.stats.queued_s)
             task = asyncio.get_running_loop().create_task(self._run(batch))
             self._running.add(task)
             task.add_done_callback(self._finished)

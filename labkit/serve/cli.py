@@ -8,7 +8,6 @@ each sets ``func`` to a function of the parsed namespace that returns an exit co
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 from pathlib import Path
@@ -17,6 +16,8 @@ from typing import Any
 from labkit.errors import LabkitError, MissingDependencyError
 from labkit.runtime.tune import DEFAULT_BUDGET_S as DEFAULT_TUNE_BUDGET_S
 from labkit.serve.config import MiB, ServeConfig
+from labkit.serve.logs import FORMATS
+from labkit.serve.logs import configure as configure_logging
 
 __all__ = ["add_export_triton_parser", "add_serve_parser", "config_from_args"]
 
@@ -26,12 +27,13 @@ TOKEN_ENV = "LABKIT_SERVE_TOKEN"  # noqa: S105 - the name of a variable, not a s
 def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "serve",
-        help="serve a bundle store over the Open Inference Protocol (v2 REST)",
+        help="serve a bundle store over the Open Inference Protocol (v2 REST, gRPC)",
         description="Serve every version in STORE (or one bundle directory) over the Open "
-        "Inference Protocol v2 REST API, with micro-batching, Prometheus /metrics, hot reload "
-        "of new versions and a graceful SIGTERM.",
+        "Inference Protocol v2 REST API (and gRPC with --grpc-port), with micro-batching, "
+        "Prometheus /metrics, hot reload of new versions and a graceful SIGTERM.",
     )
     p.add_argument("source", metavar="STORE_OR_BUNDLE", help="bundle store root or bundle dir")
+    d = ServeConfig()  # the defaults' one home
     p.add_argument(
         "--host",
         default="127.0.0.1",
@@ -39,13 +41,20 @@ def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument("--port", type=int, default=8000)
     p.add_argument(
+        "--grpc-port",
+        type=int,
+        default=d.grpc_port,
+        metavar="PORT",
+        help="also serve the Open Inference Protocol over gRPC on this port (Triton's is 8001; "
+        "off unless given; pip install 'labkit[grpc]')",
+    )
+    p.add_argument(
         "--token",
         default=None,
         help=f"require 'Authorization: Bearer TOKEN' (prefer ${TOKEN_ENV} or "
         "--token-file: arguments are visible in ps)",
     )
     p.add_argument("--token-file", type=Path, default=None)
-    d = ServeConfig()  # the defaults' one home
     p.add_argument(
         "--max-batch-size", type=int, default=d.max_batch_size, help="1 disables batching"
     )
@@ -61,6 +70,19 @@ def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
         type=float,
         default=d.reload_interval_s,
         help="seconds between store scans; 0 disables hot reload",
+    )
+    p.add_argument(
+        "--require-models",
+        action="store_true",
+        help="exit (2) when the store holds nothing to serve, instead of waiting for versions",
+    )
+    p.add_argument(
+        "--stall-timeout",
+        type=float,
+        default=d.stall_timeout_s,
+        metavar="S",
+        help="a store watcher making no progress this long (loading one version) is reported "
+        "and replaced (--tune adds its budget)",
     )
     p.add_argument(
         "--drain-delay",
@@ -144,6 +166,22 @@ def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
     )
+    observe = p.add_argument_group("observability")
+    observe.add_argument(
+        "--log-format",
+        default="text",
+        choices=list(FORMATS),
+        help="one format for every line, labkit's and uvicorn's (json: one object per line)",
+    )
+    observe.add_argument(
+        "--access-log", action="store_true", help="log one line per request (REST and gRPC)"
+    )
+    observe.add_argument(
+        "--otel",
+        action="store_true",
+        help="trace inference with OpenTelemetry, exported over OTLP (OTEL_EXPORTER_OTLP_* "
+        "variables; pip install 'labkit[otel]')",
+    )
     ray = p.add_argument_group("Ray Serve (pip install 'labkit[ray]')")
     ray.add_argument("--ray", action="store_true", help="run as a Ray Serve deployment")
     ray.add_argument("--replicas", type=int, default=1, help="initial/min replicas")
@@ -209,13 +247,17 @@ def config_from_args(args: argparse.Namespace) -> ServeConfig:
         tuning=not args.no_tuning,
         tune_budget_s=args.tune_budget_s if args.tune else None,
         trusted_keys=tuple(args.trusted_key) if args.trusted_key else None,
+        grpc_port=args.grpc_port,
+        grpc_host=args.host,
+        access_log=args.access_log,
+        require_models=args.require_models,
+        stall_timeout_s=args.stall_timeout,
     )
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(args.log_level, args.log_format)
+    tracer_provider = None
     try:
         config = config_from_args(args)
         if config.trusted_keys is not None:  # a bad key file is a startup error
@@ -225,6 +267,8 @@ def run_serve(args: argparse.Namespace) -> int:
         if not Path(args.source).is_dir():
             raise LabkitError(f"{args.source} is not a directory (a bundle store or a bundle)")
         if args.ray:
+            if config.grpc_port is not None:
+                raise LabkitError("--grpc-port is not available with --ray (REST only there)")
             from labkit.serve.ray_app import run_ray
 
             return run_ray(
@@ -237,6 +281,10 @@ def run_serve(args: argparse.Namespace) -> int:
                 max_queued_requests=args.max_queued_requests,
                 address=args.ray_address,
             )
+        if args.otel:
+            from labkit.serve.tracing import configure_otlp
+
+            tracer_provider = configure_otlp()
         from labkit.serve.server import serve
 
         return serve(
@@ -245,15 +293,23 @@ def run_serve(args: argparse.Namespace) -> int:
             host=args.host,
             port=args.port,
             log_level=args.log_level,
+            log_format=args.log_format,
             http=args.http,
         )
     except ImportError as exc:
-        missing = MissingDependencyError(exc.name or "starlette", "ray" if args.ray else "serve")
+        missing = (
+            exc
+            if isinstance(exc, MissingDependencyError)  # it names its extra (grpc, otel)
+            else MissingDependencyError(exc.name or "starlette", "ray" if args.ray else "serve")
+        )
         print(f"handoff serve: {missing}", file=sys.stderr)
         return 2
     except (LabkitError, ValueError, OSError) as exc:
         print(f"handoff serve: {exc}", file=sys.stderr)
         return 2
+    finally:
+        if tracer_provider is not None:
+            tracer_provider.shutdown()  # flush the spans still queued
 
 
 def run_export_triton(args: argparse.Namespace) -> int:

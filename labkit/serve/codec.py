@@ -33,6 +33,7 @@ __all__ = [
     "loads_strict",
     "oip_datatype",
     "parse_request",
+    "tensor_bytes",
 ]
 
 OIP_TO_NUMPY: dict[str, np.dtype[Any]] = {
@@ -74,21 +75,32 @@ def oip_datatype(numpy_name: str) -> str:
 
 @dataclass(frozen=True)
 class RequestInput:
+    """One input tensor as a front end received it: exactly one of ``data`` (JSON values),
+    ``binary`` (raw little-endian bytes) or ``array`` (values a front end already typed,
+    flat, e.g. gRPC's typed contents)."""
+
     name: str
     datatype: str
     shape: tuple[int, ...]
     data: Any = None  # JSON tensor data (list, or NumericData not yet decoded), when not binary
     binary: bytes | bytearray | None = None  # raw little-endian bytes, with the binary extension
+    array: np.ndarray | None = None
+    parameters: dict[str, Any] = field(default_factory=dict)  # those the front end left
 
 
 @dataclass(frozen=True)
 class RequestOutput:
     name: str
     binary: bool | None  # None: not said; falls back to the request's binary_data_output
+    parameters: dict[str, Any] = field(default_factory=dict)  # those the front end left
 
 
 @dataclass(frozen=True)
 class InferRequest:
+    """A protocol-neutral inference request. ``parameters`` (here and on inputs and
+    outputs) hold only what the front end did not consume itself; the data plane refuses
+    any it does not support (:func:`labkit.serve.validation.check_parameters`)."""
+
     inputs: list[RequestInput]
     outputs: list[RequestOutput] | None
     id: str | None = None
@@ -165,7 +177,7 @@ def parse_request(
     req_id = doc.get("id")
     _expect(req_id is None or isinstance(req_id, str), "id must be a string")
     params = _parameters(doc.get("parameters"), "request")
-    binary_output = params.get("binary_data_output", False)
+    binary_output = params.pop("binary_data_output", False)
     _expect(isinstance(binary_output, bool), "binary_data_output must be a boolean")
     raw_inputs = doc.get("inputs")
     _expect(isinstance(raw_inputs, list) and len(raw_inputs) > 0, "inputs must be a non-empty list")
@@ -181,13 +193,13 @@ def parse_request(
         _expect(isinstance(datatype, str), f"{where}.datatype must be a string")
         shape = _shape(item.get("shape"), where)
         p = _parameters(item.get("parameters"), where)
-        size = p.get("binary_data_size")
+        size = p.pop("binary_data_size", None)
         if size is None:
             _expect("data" in item, f"input {name!r} has neither data nor binary_data_size")
             data = item["data"]
             if isinstance(data, str) and data in numeric:
                 data = numeric.pop(data)
-            inputs.append(RequestInput(name, datatype, shape, data=data))
+            inputs.append(RequestInput(name, datatype, shape, data=data, parameters=p))
             continue
         _expect(
             isinstance(size, int) and not isinstance(size, bool) and size >= 0,
@@ -195,7 +207,8 @@ def parse_request(
         )
         _expect("data" not in item, f"input {name!r} has both data and binary_data_size")
         _expect(offset + size <= len(blob), f"input {name!r}: binary data runs past the body")
-        inputs.append(RequestInput(name, datatype, shape, binary=blob[offset : offset + size]))
+        raw = blob[offset : offset + size]
+        inputs.append(RequestInput(name, datatype, shape, binary=raw, parameters=p))
         offset += size
     _expect(offset == len(blob), f"{len(blob) - offset} bytes of binary data belong to no input")
     return InferRequest(inputs, _outputs(doc.get("outputs")), req_id, binary_output, params)
@@ -213,9 +226,10 @@ def _outputs(raw: Any) -> list[RequestOutput] | None:
         )
         unknown = sorted(set(item) - _OUTPUT_KEYS)
         _expect(not unknown, f"unknown field(s) in outputs[{i}]: {unknown}")
-        binary = _parameters(item.get("parameters"), f"outputs[{i}]").get("binary_data")
+        p = _parameters(item.get("parameters"), f"outputs[{i}]")
+        binary = p.pop("binary_data", None)
         _expect(binary is None or isinstance(binary, bool), "binary_data must be a boolean")
-        result.append(RequestOutput(item["name"], binary))
+        result.append(RequestOutput(item["name"], binary, p))
     return result
 
 
@@ -342,7 +356,9 @@ def _to_json(arr: np.ndarray) -> list[bytes]:
     return parts
 
 
-def _to_bytes(arr: np.ndarray) -> bytes:
+def tensor_bytes(arr: np.ndarray) -> bytes:
+    """A tensor as the binary extension (and gRPC raw contents) carry it: little-endian
+    values, BYTES elements each after a 4-byte little-endian length."""
     if arr.dtype == object or arr.dtype.kind in "SU":
         parts = []
         for v in arr.ravel():
@@ -372,7 +388,7 @@ def encode_response(
             "shape": [int(d) for d in arr.shape],
         }
         if binary:
-            blob = _to_bytes(arr)
+            blob = tensor_bytes(arr)
             entry["parameters"] = {"binary_data_size": len(blob)}
             blobs.append(blob)
         else:

@@ -48,6 +48,12 @@ class ServeConfig:
     tuning: bool = True  # use this host's `handoff tune` profile when one matches
     tune_budget_s: float | None = None  # tune untuned versions before serving them
     trusted_keys: tuple[str, ...] | None = None  # PEM public keys; None: signatures not required
+    grpc_port: int | None = None  # serve gRPC too (Triton's default is 8001); None: REST only
+    grpc_host: str = "127.0.0.1"
+    access_log: bool = False  # one line per request (logger labkit.access)
+    require_models: bool = False  # exit (2) instead of waiting when there is nothing to serve
+    stall_timeout_s: float = 300.0  # a store watcher silent this long is stuck, and replaced
+    max_stuck_watchers: int = 4  # stuck watcher threads tolerated before scanning pauses
 
     def __post_init__(self) -> None:
         for name in (
@@ -59,6 +65,7 @@ class ServeConfig:
             "workers",
             "max_connections",
             "max_header_bytes",
+            "max_stuck_watchers",
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
@@ -71,9 +78,16 @@ class ServeConfig:
         ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        for name in ("header_timeout_s", "keepalive_timeout_s", "body_timeout_s"):
+        for name in (
+            "header_timeout_s",
+            "keepalive_timeout_s",
+            "body_timeout_s",
+            "stall_timeout_s",
+        ):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.grpc_port is not None and not 0 <= self.grpc_port <= 65535:
+            raise ValueError(f"grpc_port must be 0..65535, got {self.grpc_port}")
         if self.max_body_budget_bytes < self.max_body_bytes:
             raise ValueError(
                 f"max_body_budget_bytes ({self.max_body_budget_bytes}) must be at "

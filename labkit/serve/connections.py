@@ -40,12 +40,13 @@ class ConnectionLimits:
     keepalive_timeout_s: float
 
 
-def effective_max_connections(wanted: int) -> int:
-    """``wanted``, lowered to stay under the open-file limit (``ulimit -n``)."""
+def effective_max_connections(wanted: int, listeners: int = 1) -> int:
+    """``wanted``, lowered to stay under the open-file limit (``ulimit -n``); with several
+    listeners (REST and gRPC) each gets its share of that limit, so together they fit."""
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft == resource.RLIM_INFINITY:
         return wanted
-    return max(1, min(wanted, int(soft) - _FD_RESERVE))
+    return max(1, min(wanted, (int(soft) - _FD_RESERVE) // max(1, listeners)))
 
 
 def _raw_response(status: int, reason: str, message: str) -> bytes:

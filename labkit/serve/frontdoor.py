@@ -17,27 +17,26 @@ away mid-body ends its request quietly (counted as 499, never as a server error)
 from __future__ import annotations
 
 import asyncio
-import hmac
 import sys
 import time
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
+from labkit.serve.admission import Admission, Ticket
+from labkit.serve.auth import check_authorization
 from labkit.serve.errors import (
     ClientGone,
-    Overloaded,
     PayloadTooLarge,
     RequestTimeout,
     ServeError,
-    Unauthorized,
 )
+from labkit.serve.logs import access_log
 from labkit.serve.metrics import Metrics
 
-__all__ = ["FrontDoor", "Limits", "error_response"]
+__all__ = ["FrontDoor", "error_response"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -49,38 +48,24 @@ OPEN_ROUTES = frozenset({"/v2/health/live", "/v2/health/ready"})  # no token: pr
 ADMITTED_ROUTES = frozenset({"infer"})  # routes that take an in-flight slot
 
 
-@dataclass(frozen=True)
-class Limits:
-    max_inflight: int  # inferences whose body has arrived, at once
-    max_body_bytes: int  # one request body
-    max_body_budget: int  # bytes of request bodies held by the server at once
-    body_timeout_s: float  # from the end of the headers to the end of the body
-    retry_after_s: int
-
-
-def _authorization_ok(header: bytes, token: bytes) -> bool:
-    """``Bearer <token>``; the scheme is case-insensitive (RFC 7235), the token is not."""
-    scheme, _, credentials = header.partition(b" ")
-    return scheme.lower() == b"bearer" and hmac.compare_digest(credentials.strip(), token)
-
-
 class FrontDoor:
     def __init__(
         self,
         app: ASGIApp,
         *,
         token: str | None,
-        limits: Limits,
+        admission: Admission,
         metrics: Metrics,
         routes: Sequence[BaseRoute],
+        access_log: bool = False,
     ) -> None:
         self.app = app
-        self.limits = limits
+        self._access_log = access_log
+        self.admission = admission
+        self.limits = admission.limits
         self.metrics = metrics
         self._routes = [r for r in routes if isinstance(r, Route)]
         self._token = token.encode() if token else None
-        self._inflight = 0  # admitted inferences
-        self._held = 0  # body bytes held by requests
 
     def route_of(self, path: str) -> str:
         """A bounded label for metrics (never the raw path: clients choose paths)."""
@@ -104,12 +89,16 @@ class FrontDoor:
             await send(message)
 
         try:
-            if self._token is not None and route not in OPEN_ROUTES:
-                got = dict(scope.get("headers") or []).get(b"authorization", b"")
-                if not _authorization_ok(got, self._token):
-                    refusal = Unauthorized("missing or wrong bearer token")
-                    await error_response(refusal)(scope, receive, send_wrapper)
-                    return
+            headers = scope.get("headers") or []
+            try:
+                check_authorization(
+                    [v for k, v in headers if k == b"authorization"],
+                    self._token,
+                    required=route not in OPEN_ROUTES,
+                )
+            except ServeError as refusal:
+                await error_response(refusal)(scope, receive, send_wrapper)
+                return
             if route == "other" and await self._redirect_slash(scope, send_wrapper):
                 return
             declared = dict(scope.get("headers") or []).get(b"content-length", b"")
@@ -123,8 +112,26 @@ class FrontDoor:
             await self.app(scope, request.receive, send_wrapper)
         finally:
             request.release()
+            took = time.perf_counter() - start
             self.metrics.requests.labels(route, str(request.status)).inc()
-            self.metrics.latency.labels(route).observe(time.perf_counter() - start)
+            self.metrics.latency.labels(route).observe(took)
+            if self._access_log:
+                self._log(scope, request.status, took)
+
+    def _log(self, scope: Scope, status: int, took: float) -> None:
+        client = scope.get("client") or ("-", 0)
+        raw: bytes = scope.get("raw_path") or scope.get("path", "").encode()
+        served = scope.get("labkit.served") or (None, None)
+        access_log(
+            protocol="rest",
+            client=str(client[0]),
+            method=str(scope.get("method", "-")),
+            path=raw.decode("latin-1"),
+            status=status,
+            duration_s=took,
+            model=served[0],
+            version=served[1],
+        )
 
     async def _redirect_slash(self, scope: Scope, send: Send) -> bool:
         """``/v2/models/m/`` -> 307 to ``/v2/models/m``, with a relative Location (never
@@ -148,7 +155,8 @@ class FrontDoor:
 
 
 class _Request:
-    """One request's body accounting: bytes held, deadline, in-flight slot."""
+    """One request's body accounting (bytes held, deadline, in-flight slot), against the
+    data plane's shared :class:`Admission`."""
 
     def __init__(self, door: FrontDoor, route: str, receive: Receive, start: float) -> None:
         self.door = door
@@ -156,8 +164,7 @@ class _Request:
         self._receive = receive
         self._deadline = start + door.limits.body_timeout_s
         self.status = 500
-        self._held = 0
-        self._admitted = False
+        self._ticket = Ticket()
 
     async def receive(self) -> Message:
         door, limits = self.door, self.door.limits
@@ -179,45 +186,13 @@ class _Request:
             raise ClientGone("the client closed the connection")
         if message["type"] != "http.request":
             return message
-        size = len(message.get("body", b""))
-        self._held += size
-        door._held += size
-        if self._held > limits.max_body_bytes:
-            raise PayloadTooLarge(f"request body exceeds the cap of {limits.max_body_bytes} bytes")
-        if door._held > limits.max_body_budget and door._held > self._held:
-            door.metrics.rejected.labels("memory").inc()
-            raise Overloaded(
-                f"request bodies in flight exceed the memory budget of "
-                f"{limits.max_body_budget} bytes; retry",
-                retry_after=limits.retry_after_s,
-            )
+        door.admission.hold(self._ticket, len(message.get("body", b"")))
         if not message.get("more_body", False) and self.route in ADMITTED_ROUTES:
-            self._admit()
+            door.admission.admit(self._ticket)
         return message
 
-    def _admit(self) -> None:
-        door = self.door
-        if self._admitted:
-            return
-        if door._inflight >= door.limits.max_inflight:
-            door.metrics.rejected.labels("inflight").inc()
-            raise Overloaded(
-                f"server overloaded: more than {door.limits.max_inflight} "
-                "inferences in flight; retry later",
-                retry_after=door.limits.retry_after_s,
-            )
-        self._admitted = True
-        door._inflight += 1
-        door.metrics.inflight.set(door._inflight)
-
     def release(self) -> None:
-        door = self.door
-        door._held -= self._held
-        self._held = 0
-        if self._admitted:
-            self._admitted = False
-            door._inflight -= 1
-            door.metrics.inflight.set(door._inflight)
+        self.door.admission.release(self._ticket)
 
 
 def error_response(exc: ServeError) -> JSONResponse:

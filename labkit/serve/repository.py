@@ -11,13 +11,13 @@ filesystem: a model name or version from a URL is only a key into the in-memory 
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -25,8 +25,8 @@ from labkit.bundle import MANIFEST_NAME, Store
 from labkit.bundle.semver import Version
 from labkit.errors import LabkitError, StoreError
 from labkit.runtime import Model, load, verify
-from labkit.serve.codec import oip_datatype
 from labkit.serve.errors import NotFound
+from labkit.serve.stamps import StampCache, stat_stamp
 
 __all__ = ["ModelRepository", "ServedModel", "StoreUnavailable", "batch_dim", "rule_of"]
 
@@ -38,6 +38,8 @@ class StoreUnavailable(StoreError):
 
 
 LoadEvent = Callable[[str, str, bool, str], None]  # name, version, ok, reason (rule if refused)
+Event = tuple[str, str, bool, str]  # reasons: loaded, removed, forgotten, stuck, or a rule
+STUCK = "stuck"  # the stamp of a version the watcher gave up on, until it is next looked at
 _PROBE_ROWS = 4
 
 
@@ -131,46 +133,6 @@ class ServedModel:
     def version(self) -> str:
         return self.model.version
 
-    def metadata(self, versions: list[str]) -> dict[str, Any]:
-        def tensor(spec: Any) -> dict[str, Any]:
-            shape = [d if isinstance(d, int) else -1 for d in spec.shape]
-            return {"name": spec.name, "datatype": oip_datatype(spec.dtype), "shape": shape}
-
-        return {
-            "name": self.name,
-            "versions": versions,
-            "platform": "onnxruntime_onnx",
-            "inputs": [tensor(s) for s in self.model.inputs],
-            "outputs": [tensor(s) for s in self.model.outputs],
-        }
-
-
-_digests: dict[Path, tuple[tuple[object, ...], str]] = {}
-
-
-def _fingerprint(path: Path) -> str:
-    """Digest of a bundle directory's file names and contents (not mtimes: a refused version
-    is retried when what is in it changes, not when something merely touches it). Re-read
-    only when a file's size, inode, mtime or ctime moved (ctime cannot be set back by hand)."""
-    files = sorted(p for p in path.rglob("*") if p.is_file())
-    stats = tuple(
-        (str(f), st.st_size, st.st_ino, st.st_mtime_ns, st.st_ctime_ns)
-        for f in files
-        for st in [f.stat()]
-    )
-    cached = _digests.get(path)
-    if cached is not None and cached[0] == stats:
-        return cached[1]
-    digest = hashlib.sha256()
-    for file in files:
-        digest.update(str(file.relative_to(path)).encode() + b"\0")
-        with open(file, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-        digest.update(b"\0")
-    _digests[path] = (stats, digest.hexdigest())
-    return digest.hexdigest()
-
 
 def rule_of(exc: BaseException) -> str:
     """The bundle rule a refusal broke, else the exception's type: a bounded metric label."""
@@ -206,7 +168,10 @@ class ModelRepository:
         self._self_test = self_test
         self._on_event = on_event or (lambda *_: None)
         self._table: dict[str, dict[str, ServedModel]] = {}
-        self._refused: dict[tuple[str, str], tuple[str, str]] = {}  # -> (digest, reason)
+        self._refused: dict[tuple[str, str], tuple[str, str]] = {}  # -> (stamp, reason)
+        self._stamps = StampCache()
+        # One scan commits at a time; a scan abandoned by the watcher commits nothing more
+        self._commit_lock = threading.Lock()
 
     # lookups (event loop; no I/O)
     def get(self, name: str, version: str | None = None) -> ServedModel:
@@ -222,6 +187,9 @@ class ModelRepository:
                 f"serving: {self.versions(name)}"
             )
         return found
+
+    def serves(self, name: str, version: str) -> bool:
+        return version in self._table.get(name, {})
 
     def versions(self, name: str) -> list[str]:
         return sorted(self._table.get(name, {}), key=Version.parse)
@@ -286,22 +254,45 @@ class ModelRepository:
             )
         return found
 
-    def refresh(self) -> list[tuple[str, str, bool, str]]:
-        """Sync with the store: load new versions, drop removed ones. Blocking; thread-safe
-        only against concurrent lookups (one refresher at a time). Raises only when the store
-        root cannot be listed (nothing is unloaded then)."""
-        events: list[tuple[str, str, bool, str]] = []
+    def refresh(
+        self,
+        *,
+        beat: Callable[[tuple[str, str] | None], None] | None = None,
+        current: Callable[[], bool] | None = None,
+        listed: Callable[[], None] | None = None,
+    ) -> list[Event]:
+        """Sync with the store: load new versions, drop removed ones, forget refused ones
+        whose directory went. Blocking; thread-safe against lookups. ``beat`` is called
+        before each step (with the version about to load, else None): the watcher's
+        heartbeat. Each change is committed (and its event sent) as soon as it is made, and
+        only while ``current()`` is true: a scan the watcher gave up on changes nothing more
+        when it wakes up. ``listed`` is called once the store root was listed. Raises only
+        when the store root cannot be listed (nothing is unloaded then)."""
+        beat = beat or (lambda _key: None)
+        current = current or (lambda: True)
+        events: list[Event] = []
+
+        def commit(event: Event, change: Callable[[], None]) -> bool:
+            with self._commit_lock:
+                if not current():
+                    return False
+                change()
+                events.append(event)
+            self._on_event(*event)
+            return True
+
+        beat(None)
         candidates = self._candidates()
+        if listed is not None:
+            listed()
+        self._stamps.keep_only(set(candidates.values()))
         for (name, version), path in candidates.items():
             if version in self._table.get(name, {}):
                 continue
+            beat((name, version))
             previous = self._refused.get((name, version))
-            if previous:
-                try:
-                    if _fingerprint(path) == previous[0]:
-                        continue
-                except OSError:
-                    continue  # vanished between listing and reading
+            if previous and self._unchanged(path, *previous):
+                continue
             try:
                 served = self._load(path)
                 if (served.name, served.version) != (name, version):
@@ -310,40 +301,74 @@ class ModelRepository:
                     )
             except Exception as exc:  # noqa: BLE001 - one bad version never stops the others
                 reason = f"{type(exc).__name__}: {exc}"
-                try:
-                    stamp = _fingerprint(path)
-                except OSError:
-                    stamp = ""
-                self._refused[(name, version)] = (stamp, reason)
-                log.error("refused %s %s [%s]: %s", name, version, rule_of(exc), reason)
-                events.append((name, version, False, rule_of(exc)))
+                stamp = self._stamp(path)
+                if commit(
+                    (name, version, False, rule_of(exc)),
+                    partial(self._refuse, name, version, stamp, reason),
+                ):
+                    log.error("refused %s %s [%s]: %s", name, version, rule_of(exc), reason)
                 continue
-            self._refused.pop((name, version), None)
-            table = dict(self._table)  # copy-on-write: lookups never see a half-built table
-            table[name] = {**table.get(name, {}), version: served}
-            self._table = table
-            log.info(
-                "serving %s %s (%s%s, batching %s)",
-                name,
-                version,
-                served.model.candidate.label,
-                ", tuned" if served.model.tuning["profile"] else "",
-                "on" if served.batch_dim else "off",
-            )
-            events.append((name, version, True, "loaded"))
+            if commit((name, version, True, "loaded"), partial(self._add, served)):
+                log.info(
+                    "serving %s %s (%s%s, batching %s)",
+                    name,
+                    version,
+                    served.model.candidate.label,
+                    ", tuned" if served.model.tuning["profile"] else "",
+                    "on" if served.batch_dim else "off",
+                )
+        beat(None)
         for name, versions in list(self._table.items()):
-            gone = [v for v in versions if (name, v) not in candidates]
-            if gone:
-                table = dict(self._table)
-                kept = {v: m for v, m in versions.items() if v not in gone}
-                if kept:
-                    table[name] = kept
-                else:
-                    table.pop(name)
-                self._table = table
-                for v in gone:
+            for v in [v for v in versions if (name, v) not in candidates]:
+                if commit((name, v, True, "removed"), partial(self._drop, name, v)):
                     log.info("%s %s left the store; no longer served", name, v)
-                    events.append((name, v, True, "removed"))
-        for event in events:
-            self._on_event(*event)
+        if not self.single:  # a refused version whose directory went is forgotten (404)
+            for key in [k for k in self._refused if k not in candidates]:
+                commit((*key, False, "forgotten"), partial(self._forget, key))
         return events
+
+    def mark_stuck(self, name: str, version: str, reason: str) -> None:
+        """Refuse a version whose loading made no progress (the watcher gave up on it). It is
+        retried only when its directory's entries change (see :func:`stat_stamp`)."""
+        with self._commit_lock:
+            self._refused[(name, version)] = (STUCK, reason)
+        self._on_event(name, version, False, "stuck")
+
+    # helpers (scan thread)
+    def _unchanged(self, path: Path, stamp: str, reason: str) -> bool:
+        try:
+            if stamp == STUCK:  # first look since it got stuck: remember its entries only
+                self._refused[(path.parent.name, path.name)] = (stat_stamp(path), reason)
+                return True
+            if stamp.startswith("stat:"):
+                return stat_stamp(path) == stamp
+            return self._stamps.content_stamp(path) == stamp
+        except OSError:
+            return True  # vanished between listing and reading: the next scan sees it
+
+    def _stamp(self, path: Path) -> str:
+        try:
+            return self._stamps.content_stamp(path)
+        except OSError:
+            return ""
+
+    def _refuse(self, name: str, version: str, stamp: str, reason: str) -> None:
+        self._refused[(name, version)] = (stamp, reason)
+
+    def _forget(self, key: tuple[str, str]) -> None:
+        self._refused.pop(key, None)
+
+    def _add(self, served: ServedModel) -> None:
+        self._refused.pop((served.name, served.version), None)
+        table = dict(self._table)  # copy-on-write: lookups never see a half-built table
+        table[served.name] = {**table.get(served.name, {}), served.version: served}
+        self._table = table
+
+    def _drop(self, name: str, version: str) -> None:
+        table = dict(self._table)
+        kept = {v: m for v, m in table.get(name, {}).items() if v != version}
+        if kept:
+            table[name] = kept
+        else:
+            table.pop(name, None)
+        self._table = table

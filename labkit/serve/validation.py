@@ -8,16 +8,18 @@ anything is allocated from them, so a dimension of 2**62 costs nothing.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
 from labkit.errors import InputError
 from labkit.runtime.signature import check_shape
+from labkit.serve.classification import PARAMETER, classification_count
 from labkit.serve.codec import InferRequest, decode_binary, decode_json_data, oip_datatype
 from labkit.serve.errors import BadRequest
 from labkit.serve.repository import ServedModel
 
-__all__ = ["bind_inputs", "select_outputs"]
+__all__ = ["WantedOutput", "bind_inputs", "check_parameters", "select_outputs"]
 
 
 def _describe(spec: object) -> str:
@@ -59,6 +61,13 @@ def bind_inputs(
             )
         if item.binary is not None:
             feeds[item.name] = decode_binary(item.binary, item.datatype, item.shape, item.name)
+        elif item.array is not None:
+            if item.array.size != count:
+                raise BadRequest(
+                    f"input {item.name!r}: {item.array.size} elements for shape "
+                    f"{list(item.shape)} ({count} expected)"
+                )
+            feeds[item.name] = item.array.reshape(item.shape)
         else:
             feeds[item.name] = decode_json_data(item.data, item.datatype, item.shape, item.name)
     missing = [n for n in specs if n not in seen]
@@ -67,16 +76,45 @@ def bind_inputs(
     return feeds
 
 
-def select_outputs(request: InferRequest, served: ServedModel) -> list[tuple[str, bool]]:
-    """Which outputs to return, in order, and whether each goes back as binary."""
-    names = [s.name for s in served.model.outputs]
+@dataclass(frozen=True)
+class WantedOutput:
+    name: str
+    binary: bool
+    classification: int | None = None  # top-k classes instead of raw values
+
+
+def _unsupported(where: str, parameters: dict[str, object], allowed: tuple[str, ...]) -> None:
+    unknown = sorted(k for k in parameters if k not in allowed)
+    if unknown:
+        also = f"; supported here: {', '.join(allowed)}" if allowed else ""
+        raise BadRequest(f"unsupported inference parameter(s) {unknown} on {where}{also}")
+
+
+def check_parameters(request: InferRequest) -> None:
+    """Every parameter a front end left is one this server does not support: 400 naming it,
+    never silently ignored (an ignored one changes what the client thinks it got)."""
+    _unsupported("the request", request.parameters, ())
+    for item in request.inputs:
+        _unsupported(f"input {item.name!r}", item.parameters, ())
+
+
+def select_outputs(request: InferRequest, served: ServedModel) -> list[WantedOutput]:
+    """Which outputs to return, in order, how (binary or not), and as classes or values."""
+    specs = {s.name: s for s in served.model.outputs}
+    names = list(specs)
     if request.outputs is None:
-        return [(n, request.binary_output) for n in names]
-    chosen: list[tuple[str, bool]] = []
+        return [WantedOutput(n, request.binary_output) for n in names]
+    chosen: list[WantedOutput] = []
     for out in request.outputs:
-        if out.name not in names:
+        if out.name not in specs:
             raise BadRequest(f"unknown output {out.name!r}; the model's outputs are: {names}")
-        if any(out.name == n for n, _ in chosen):
+        if any(out.name == w.name for w in chosen):
             raise BadRequest(f"output {out.name!r} is requested twice")
-        chosen.append((out.name, request.binary_output if out.binary is None else out.binary))
+        _unsupported(f"output {out.name!r}", out.parameters, (PARAMETER,))
+        k = None
+        if PARAMETER in out.parameters:
+            datatype = oip_datatype(specs[out.name].dtype)
+            k = classification_count(out.parameters[PARAMETER], out.name, datatype)
+        binary = request.binary_output if out.binary is None else out.binary
+        chosen.append(WantedOutput(out.name, binary, k))
     return chosen

@@ -203,6 +203,7 @@ def test_graceful_timeout_below_one_second_is_not_forever(store: Path, tmp_path:
     assert code == 0 and took < 5, (code, took)
 
 
+@pytest.mark.slow
 def test_four_concurrent_60_mib_json_bodies_stay_under_1_gb(store: Path, tmp_path: Path) -> None:
     block, repeats = 10_000, 78  # 780,000 rows of 8 floats, ~10 characters each: ~60 MiB
     rows = block * repeats

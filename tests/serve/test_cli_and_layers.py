@@ -87,14 +87,23 @@ def test_serve_refuses_a_store_with_nothing_valid(tmp_path: Path) -> None:
     (tmp_path / "mlp" / "1.0.0" / "manifest.json").write_text("{}")
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.run(
-        [sys.executable, "-m", "labkit.serve", "serve", str(tmp_path), "--port", "0"],
+        [
+            sys.executable,
+            "-m",
+            "labkit.serve",
+            "serve",
+            str(tmp_path),
+            "--port",
+            "0",
+            "--require-models",
+        ],
         capture_output=True,
         text=True,
         timeout=60,
         env=env,
     )
-    assert proc.returncode != 0
-    assert "nothing to serve" in proc.stdout + proc.stderr
+    assert proc.returncode == 2
+    assert "nothing to serve" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_serve_never_imports_torch_or_onnx(bundles: Bundles) -> None:
@@ -133,3 +142,24 @@ def test_public_surface() -> None:
         "export_triton",
         "serve",
     ]
+
+
+def test_a_busy_grpc_port_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        proc = subprocess.run(
+            [sys.executable, "-m", "handoff", "serve", str(tmp_path), "--grpc-port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+        )
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (
+        f"handoff serve: cannot listen for gRPC on 127.0.0.1:{port}: Address already in use; "
+        "choose another --grpc-port"
+    )

@@ -8,11 +8,13 @@ import json
 import numpy as np
 import pytest
 
+from labkit.serve.admission import Admission, Limits
 from labkit.serve.app import ROUTES
+from labkit.serve.auth import authorization_ok as _authorization_ok
 from labkit.serve.codec import decode_json_data, encode_response, parse_request
 from labkit.serve.config import ServeConfig
 from labkit.serve.errors import BadRequest, PayloadTooLarge, ServeError
-from labkit.serve.frontdoor import FrontDoor, Limits, _authorization_ok
+from labkit.serve.frontdoor import FrontDoor
 from labkit.serve.jsondata import NumericData
 from labkit.serve.metrics import Metrics
 
@@ -186,12 +188,13 @@ def test_bearer_scheme_rules() -> None:
 
 
 def test_front_door_labels_come_from_the_route_table() -> None:
+    metrics = Metrics()
     door = FrontDoor(
         lambda *a: None,
         token=None,
-        metrics=Metrics(),
+        metrics=metrics,
         routes=ROUTES,  # type: ignore[arg-type, return-value]
-        limits=Limits(1, 1, 1, 1.0, 1),
+        admission=Admission(Limits(1, 1, 1, 1.0, 1), metrics),
     )
     assert door.route_of("/v2/models/m/versions/1.0.0/infer") == "infer"
     assert door.route_of("/v2/models/m/ready") == "model_ready"

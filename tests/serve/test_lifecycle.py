@@ -9,6 +9,7 @@ import shutil
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -34,7 +35,7 @@ def _infer_body(x: np.ndarray, binary_output: bool = False) -> dict[str, object]
 
 def test_sigterm_unready_first_then_drains_in_flight(bundles: Bundles, tmp_path: Path) -> None:
     store = bundles.store_with(tmp_path / "store", "mlp-1.0.0")
-    drain = 0.5
+    drain = 1.5  # room for three requests on a loaded machine before it stops accepting
     server = start_server(
         store,
         tmp_path,
@@ -63,12 +64,22 @@ def test_sigterm_unready_first_then_drains_in_flight(bundles: Bundles, tmp_path:
         body = header.encode() + big.tobytes()
         slow: dict[str, object] = {}
 
+        def upload() -> Iterator[bytes]:
+            # in flight by construction: the rest of the body comes after the drain delay,
+            # when the server no longer accepts connections but must finish this request
+            yield body[: len(body) // 2]
+            time.sleep(drain + 0.5)
+            yield body[len(body) // 2 :]
+
         def send_slow() -> None:
             with httpx.Client(timeout=120) as c:
                 r = c.post(
                     f"{server.url}/v2/models/mlp/infer",
-                    content=body,
-                    headers={"Inference-Header-Content-Length": str(len(header))},
+                    content=upload(),
+                    headers={
+                        "Inference-Header-Content-Length": str(len(header)),
+                        "Content-Length": str(len(body)),
+                    },
                 )
                 slow["done_at"] = time.monotonic()
                 slow["status"] = r.status_code

@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from serve_helpers import REPO, Bundles, running
 
 from labkit.runtime import load
@@ -54,6 +55,7 @@ def _binary_request(x: np.ndarray, rid: int) -> bytes:
     ).encode() + body
 
 
+@pytest.mark.slow
 def test_overload_is_refused_fast_and_accepted_stay_fast(bundles: Bundles, tmp_path: Path) -> None:
     store = bundles.store_with(tmp_path / "store", "seq")
     model = load(bundles.paths["seq"])

@@ -164,6 +164,14 @@ def test_raw_binary_request_without_content_type(server: Server, bundles: Bundle
 
 
 def test_metrics_exposed(server: Server) -> None:
+    x = _x(1)
+    body = {
+        "inputs": [
+            {"name": "input_0", "shape": [1, 8], "datatype": "FP32", "data": x.ravel().tolist()}
+        ]
+    }
+    with server.client() as c:  # whatever ran before on this worker's server, one inference did
+        assert c.post("/v2/models/mlp/infer", json=body).status_code == 200
     text = server.metrics()
     for name in (
         "labkit_requests_total",
