@@ -98,9 +98,9 @@ def _export(source: str, request: HandoffRequest, printer: StagePrinter) -> list
 
 
 def _print_result(r: dict[str, Any]) -> None:
-    from labkit.notebook.render import render_result_text
+    from labkit.result_text import render_text
 
-    print(render_result_text(r))
+    print(render_text(r))
     if r.get("signed_by"):
         print(f"  signed with key sha256:{r['signed_by'][:16]}… ({SIGNATURE_NAME})")
 
@@ -165,7 +165,8 @@ def _trusted_keys(paths: list[str] | None) -> Any:
 
 def cmd_sign(args: argparse.Namespace) -> int:
     from labkit.bundle.location import is_remote
-    from labkit.runtime.signing import SIGN_KEY_ENV, sign_bundle, sign_profile
+    from labkit.runtime.profile import sign_profile
+    from labkit.runtime.signing import SIGN_KEY_ENV, sign_bundle
 
     if is_remote(args.bundle):
         raise LabkitError(
@@ -232,16 +233,16 @@ def cmd_inspect(args: argparse.Namespace) -> int:
             f"{'pass' if parity.get('passed') else 'FAIL'} (max rel "
             f"{parity.get('max_rel', float('nan')):.2e}){speed}{mark}"
         )
-        if v.checks is not None:  # what passed parity where the bundle was made
-            print(f"    passed on: {', '.join(c.config for c in v.passed()) or 'none'}")
-            for c in v.rejected():
-                print(f"    rejected {c.config}: {c.reason}")
-        elif v.runs_on is not None:
-            print(f"    runs on: {', '.join(v.runs_on)}")
+    from labkit.result_text import decision_lines
+
+    for line in decision_lines(m.to_dict()):  # what the handoff decided, with its numbers
+        print(f"  {line}")
     exporter, src = m.provenance.exporter, m.provenance.source
     print(f"  exporter: {exporter.describe()}")
     if src:
         print(f"  source: {src.path} (sha256 {src.sha256[:16]}…)")
+    if m.provenance.experiment:
+        print(f"  from {m.provenance.experiment.describe()}")
     print(f"  files: {len(m.files)}, {sum(f.size for f in m.files)} bytes")
     sig = signature_info(root)
     print(f"  signature: {sig.describe() if sig else 'none (unsigned)'}")
@@ -346,9 +347,15 @@ def cmd_diff(args: argparse.Namespace) -> int:
         va, vb = out["variants"]
         print(f"  outputs on {out['inputs']} (default variants {va} → {vb}):")
         for name, o in out["outputs"].items():
+            agree = (
+                f", top-1 agreement {o['top1_agreement']:.1%} ({o['agreeing_rows']} of "
+                f"{o['rows']} rows predict the same class)"
+                if "top1_agreement" in o
+                else ""
+            )
             print(
                 f"    {name}: max abs difference {o['max_abs']:.3g}, max rel difference "
-                f"{o['max_rel']:.3g}"
+                f"{o['max_rel']:.3g}{agree}"
             )
     return 0
 

@@ -29,9 +29,10 @@ TS_PATH = ROOT / "extension" / "src" / "generated" / "contract.ts"
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from labkit.bundle import Exporter, Manifest, Variant  # noqa: E402
+from labkit.bundle import Baseline, DefaultRule, Exporter, Manifest, Variant  # noqa: E402
 from labkit.bundle.checks import JUDGED_ON  # noqa: E402
 from labkit.bundle.manifest import MAX_VARIANTS, NAME_RE  # noqa: E402
+from labkit.bundle.origin import GOALS, ExperimentTrial  # noqa: E402
 from labkit.bundle.parts import CHANGE_KINDS  # noqa: E402
 from labkit.bundle.tensors import DTYPES  # noqa: E402
 from labkit.bundle.tolerance import METRICS  # noqa: E402
@@ -57,6 +58,8 @@ ROOTS: tuple[type, ...] = (
     protocol.ModelsReply,
     protocol.BundlesReply,
     protocol.HandoffReply,
+    protocol.TrialHandoffRequest,
+    protocol.ExperimentOutput,
 )
 # What the type hints do not say, each imported from its home rather than copied: JSON keys
 # that differ from the attribute, closed sets of values checked by the readers, and dict
@@ -72,6 +75,8 @@ ENUMS: dict[tuple[str, str], list[Any]] = {
     ("Tolerance", "metric"): [*METRICS, None],
     ("EngineCheck", "judged_on"): list(JUDGED_ON),
     ("Quantization", "judged_on"): [*JUDGED_ON, None],
+    ("ExperimentTrial", "goal"): list(GOALS),
+    ("ExperimentOutput", "goal"): list(GOALS),
 }
 # Bounds on arrays the readers enforce ([variants]).
 MAX_ITEMS: dict[tuple[str, str], int] = {("Manifest", "variants"): MAX_VARIANTS}
@@ -79,6 +84,7 @@ RESULT_FIELDS = {("HandoffEvent", "result"), ("HandoffReply", "result")}
 # Unknown keys kept for forward compatibility, merged into the parent object's JSON.
 MERGED_FIELDS = {"extra"}
 NO_CHANGE = "none"  # a handoff that wrote nothing (labkit.bundle.store.Plan.kind)
+OPTIONAL_RESULT_FIELDS = {"signed_by", "baseline", "default_rule", "stage_seconds", "experiment"}
 
 
 def _ref(cls: type) -> dict[str, Any]:
@@ -198,6 +204,9 @@ class SchemaBuilder:
             "required": [*variant["required"], "speedup"],
         }
         self.define(Exporter)
+        self.define(Baseline)
+        self.define(ExperimentTrial)
+        self.define(DefaultRule)
         text = {"type": "string"}
         props = {
             "name": manifest["name"],
@@ -222,13 +231,22 @@ class SchemaBuilder:
             # fingerprint (sha256 of the PEM public key) of the key that signed the bundle;
             # optional, so results recorded before signing existed still validate
             "signed_by": {"anyOf": [text, {"type": "null"}]},
+            # the manifest's baseline and default_rule, and each stage's wall seconds; optional
+            # like signed_by (results recorded before they existed), null when not recorded
+            "baseline": {"anyOf": [_ref(Baseline), {"type": "null"}]},
+            "default_rule": {"anyOf": [_ref(DefaultRule), {"type": "null"}]},
+            # the experiment trial the model was (provenance.experiment); optional
+            "experiment": {"anyOf": [_ref(ExperimentTrial), {"type": "null"}]},
+            "stage_seconds": {
+                "anyOf": [{"type": "object", "additionalProperties": number}, {"type": "null"}]
+            },
         }
         self.defs["HandoffResult"] = {
             "type": "object",
             "description": "What a handoff returns "
             "(HandoffResult.to_dict()): the version written or found identical, and why.",
             "properties": props,
-            "required": [k for k in props if k != "signed_by"],
+            "required": [k for k in props if k not in OPTIONAL_RESULT_FIELDS],
             "additionalProperties": False,
         }
 
@@ -241,6 +259,7 @@ def constants() -> dict[str, Any]:
         "STAGES": list(STAGES),
         "STAGE_STATUSES": list(STAGE_STATUSES),
         "BUNDLE_NAME_PATTERN": f"^(?:{NAME_RE.pattern})$",
+        "EXPERIMENT_MIME": protocol.EXPERIMENT_MIME,
     }
 
 

@@ -132,7 +132,12 @@ def test_experiment_trial_and_its_handoff_leave_the_model_training(tmp_path: Pat
         return {"model": model, "val_acc": 0.5 + hidden / 100, "example_inputs": x[:4]}
 
     exp = labkit.experiment(
-        train, {"hidden": [1]}, name="untouched", store=tmp_path / "exp", widgets=False
+        train,
+        {"hidden": [1]},
+        name="untouched",
+        metric="val_acc",
+        store=tmp_path / "exp",
+        widgets=False,
     )
     model, opt = kept["model"]
     before = _flags(model)

@@ -231,11 +231,11 @@ def test_hf_bert_runs_on_every_engine_that_computes_it_right(
     assert "noisy" not in shown  # no table, no speed figure for what did not pass
     assert f"- `fp32/noisy-fp32`: {rejected['fp32/noisy-fp32']}" in rest
     text = result.summary()
-    assert "passed on: onnxruntime-fp32, openvino-fp32" in text
-    assert "rejected noisy-fp32: logits: max |Δ|" in text
+    assert "fp32 passed on: onnxruntime-fp32, openvino-fp32" in text
+    assert "fp32 on noisy fp32: rejected — logits: max |Δ|" in text
     inspect = _inspect(result.path, capsys)
-    assert "    passed on: onnxruntime-fp32, openvino-fp32" in inspect
-    assert "    rejected noisy-fp32: logits: max |Δ|" in inspect
+    assert "  fp32 passed on: onnxruntime-fp32, openvino-fp32" in inspect
+    assert "  fp32 on noisy fp32: rejected — logits: max |Δ|" in inspect
 
     # The portable graph: every node in a standard domain (counted), the fused one not.
     portable = onnx.load(str(result.path / "models" / "fp32.onnx"))

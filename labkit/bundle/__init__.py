@@ -8,6 +8,7 @@ Standard library only (NumPy for golden ``.npz`` files). The normative spec is
 from labkit.bundle.checks import JUDGED_ON, EngineCheck, ExcludedLayer, Quantization
 from labkit.bundle.integrity import VerifiedBundle, read_manifest, verify
 from labkit.bundle.manifest import MANIFEST_NAME, NAME_RE, SCHEMA_VERSION, Manifest
+from labkit.bundle.origin import ExperimentTrial
 from labkit.bundle.parts import (
     Change,
     Exporter,
@@ -18,6 +19,7 @@ from labkit.bundle.parts import (
     Source,
     Variant,
 )
+from labkit.bundle.speed import Baseline, DefaultRule
 from labkit.bundle.store import Plan, Store, default_store
 from labkit.bundle.tensors import Signature, TensorSpec
 from labkit.bundle.tolerance import Tolerance, metric_for_task
@@ -28,9 +30,12 @@ __all__ = [
     "MANIFEST_NAME",
     "NAME_RE",
     "SCHEMA_VERSION",
+    "Baseline",
     "Change",
+    "DefaultRule",
     "EngineCheck",
     "ExcludedLayer",
+    "ExperimentTrial",
     "Exporter",
     "FileEntry",
     "Fingerprint",

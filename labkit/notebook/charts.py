@@ -17,11 +17,11 @@ from html import escape
 from typing import Any
 
 from labkit.errors import MissingDependencyError
+from labkit.notebook.objective import infer_goal, pareto_front, words
 
 __all__ = [
     "PANELS",
     "metric_panel",
-    "pareto_front",
     "pareto_figure",
     "speed_bars",
     "figure_json",
@@ -32,7 +32,6 @@ __all__ = [
 
 PLOTLY_MIME = "application/vnd.plotly.v1+json"
 PANELS = ("loss", "accuracy", "learning rate", "other")
-_ACCURACY_WORDS = ("acc", "top1", "top5", "f1", "precision", "recall", "auc", "iou", "map")
 _SPLITS = ("train", "val", "valid", "validation", "test", "eval")
 _COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2")
 
@@ -50,9 +49,9 @@ def metric_panel(name: str) -> str:
     low = name.lower()
     if low in ("lr", "learning_rate") or low.endswith("_lr") or "learning_rate" in low:
         return "learning rate"
-    if "loss" in low:
+    if "loss" in words(name):
         return "loss"
-    if any(w in low for w in _ACCURACY_WORDS):
+    if infer_goal(name) == "max":  # accuracy-like: the words of labkit.notebook.objective
         return "accuracy"
     return "other"
 
@@ -70,6 +69,35 @@ def split_of(name: str) -> tuple[str, str]:
     return "train", name
 
 
+def panels_of(history: Mapping[str, Sequence[float]]) -> list[str]:
+    return [p for p in PANELS if any(metric_panel(k) == p for k in history)] or ["loss"]
+
+
+def y_ranges(history: Mapping[str, Sequence[float]]) -> list[list[float] | None]:
+    """Per panel, an explicit y range when its values are constant (plotly would draw a
+    constant 1e-3 on -0.5…1, where it reads as 0): the value ± half of it; None: autorange."""
+    out: list[list[float] | None] = []
+    for panel in panels_of(history):
+        values = [
+            float(y)
+            for k, ys in history.items()
+            if metric_panel(k) == panel
+            for y in ys
+            if math.isfinite(y)
+        ]
+        if values and max(values) - min(values) <= 1e-9 * max(abs(values[0]), 1e-30):
+            v = values[0]
+            pad = abs(v) * 0.5 if v else 1.0
+            out.append([v - pad, v + pad])
+        else:
+            out.append(None)
+    return out
+
+
+def _axis(i: int) -> str:
+    return f"yaxis{i + 1 if i else ''}"
+
+
 def training_figure(
     history: Mapping[str, Sequence[float]],
     elapsed: Sequence[float],
@@ -77,12 +105,14 @@ def training_figure(
     title: str,
     diverged: Mapping[str, int],
     widget: bool = False,
+    ended: str | None = None,
 ) -> Any:
-    """One subplot per panel in use; a validation line is dashed beside its train twin."""
+    """One subplot per panel in use; a validation line is dashed beside its train twin.
+    ``ended`` (once the run is over) says why in the title: finished, stopped, diverged."""
     go = _plotly()
     from plotly.subplots import make_subplots
 
-    panels = [p for p in PANELS if any(metric_panel(k) == p for k in history)] or ["loss"]
+    panels = panels_of(history)
     fig = make_subplots(
         rows=len(panels),
         cols=1,
@@ -113,11 +143,12 @@ def training_figure(
             col=1,
         )
     fig.update_xaxes(title_text="step", row=len(panels), col=1)
+    ranges = y_ranges(history)
+    for i, r in enumerate(ranges):
+        if r is not None:
+            fig.layout[_axis(i)].range = r
     warn = "; ".join(f"{k} diverged at step {s}" for k, s in diverged.items())
-    secs = elapsed[-1] if elapsed else 0.0
-    head = (
-        f"{escape(title)} — step {max((len(v) for v in history.values()), default=0)}, {secs:.1f} s"
-    )
+    head = training_title(title, history, elapsed, ended)
     fig.update_layout(
         title={
             "text": head
@@ -140,9 +171,11 @@ def training_figure(
                         "method": "relayout",
                         "args": [
                             {
-                                f"yaxis{i or ''}.type": "linear"
-                                for i in range(len(panels) + 1)
-                                if i != 1
+                                **{f"{_axis(i)}.type": "linear" for i in range(len(panels))},
+                                **{
+                                    f"{_axis(i)}.range" if r else f"{_axis(i)}.autorange": r or True
+                                    for i, r in enumerate(ranges)
+                                },
                             }
                         ],
                     },
@@ -151,9 +184,8 @@ def training_figure(
                         "method": "relayout",
                         "args": [
                             {
-                                f"yaxis{i or ''}.type": "log"
-                                for i in range(len(panels) + 1)
-                                if i != 1
+                                **{f"{_axis(i)}.type": "log" for i in range(len(panels))},
+                                **{f"{_axis(i)}.autorange": True for i in range(len(panels))},
                             }
                         ],
                     },
@@ -164,32 +196,38 @@ def training_figure(
     return fig
 
 
-def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
-    """Indices of the points no other point beats: lower latency (x) and higher accuracy (y)."""
-    front = []
-    for i, (x, y) in enumerate(points):
-        if not any((x2 <= x and y2 >= y) and (x2 < x or y2 > y) for x2, y2 in points):
-            front.append(i)
-    return sorted(front, key=lambda i: points[i][0])
+def training_title(
+    title: str,
+    history: Mapping[str, Sequence[float]],
+    elapsed: Sequence[float],
+    ended: str | None,
+) -> str:
+    """``fit — step 120, 3.4 s`` while running; ``fit — stopped at step 120, 3.4 s`` after."""
+    steps = max((len(v) for v in history.values()), default=0)
+    secs = elapsed[-1] if elapsed else 0.0
+    where = f"{ended} at step {steps}" if ended else f"step {steps}"
+    return f"{escape(title)} — {escape(where)}, {secs:.1f} s"
 
 
 def pareto_figure(
     labels: Sequence[str],
     latency_ms: Sequence[float],
-    accuracy: Sequence[float],
+    values: Sequence[float],
     *,
-    metric: str,
+    label: str,
+    goal: str,
     title: str,
 ) -> Any:
-    """Accuracy against measured CPU latency, the Pareto front drawn as a step line."""
+    """A metric against measured CPU latency, the Pareto front (by ``goal``: "min" or "max")
+    drawn as a step line; ``label`` is the axis title ("val_loss, lower is better")."""
     go = _plotly()
-    pts = list(zip(latency_ms, accuracy))
-    front = pareto_front(pts)
+    pts = list(zip(latency_ms, values))
+    front = pareto_front(pts, goal=goal)
     fig = go.Figure()
     fig.add_trace(
         go.Scatter(
             x=list(latency_ms),
-            y=list(accuracy),
+            y=list(values),
             mode="markers+text",
             text=list(labels),
             textposition="top center",
@@ -211,7 +249,7 @@ def pareto_figure(
         title={"text": escape(title)},
         height=380,
         xaxis={"title": {"text": "CPU latency, batch 1 (ms, ONNX Runtime)"}},
-        yaxis={"title": {"text": escape(metric)}},
+        yaxis={"title": {"text": escape(label)}},
     )
     return fig
 
@@ -225,8 +263,7 @@ SPEED_SERIES = (
 def speed_bars(result: Mapping[str, Any]) -> tuple[list[str], dict[str, list[float | None]]]:
     """Variant names and their speed-ups vs PyTorch eager per series, for the variants that
     were benchmarked; the default variant's label says so."""
-    # Lazily, and from render: it is the one lenient reader of a result's fields.
-    from labkit.notebook.render import speedup
+    from labkit.result_text import speedup  # the one lenient reader of a result
 
     default = result.get("default_variant")
     labels: list[str] = []

@@ -8,7 +8,11 @@ widget is replaced by a static plotly figure saved in the notebook, so the plot 
 reopening and headless runs. Elsewhere (a script, a terminal) it prints a text line.
 
 A non-finite value is never dropped silently: the metric is marked "diverged at step N" in
-the title, the text line and :attr:`TrainingProgress.diverged`.
+the title, the text line and :attr:`TrainingProgress.diverged`; with
+``stop_on_nonfinite=True`` it also asks the loop to stop (``p.should_stop``). Once the block
+ends, the title and the text say why the run ended: finished, stopped (and why), diverged, or
+ended by an exception. A panel whose values are all equal (a constant learning rate) gets a
+y range around its value instead of plotly's default, where 1e-3 reads as 0.
 
 Stopping: the loop checks ``p.should_stop``. The Stop button sets it; so does the kernel's
 interrupt (■) while the block runs — the first interrupt asks the loop to stop at its next
@@ -31,12 +35,10 @@ __all__ = ["TrainingProgress", "progress"]
 
 
 def _in_kernel() -> bool:
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return False
-    shell = get_ipython()  # type: ignore[no-untyped-call]
-    if shell is None or getattr(shell, "kernel", None) is None:
+    """In a kernel, with the widget libraries the live plot needs."""
+    from labkit.notebook.env import in_kernel
+
+    if not in_kernel():
         return False
     try:
         import ipywidgets  # noqa: F401
@@ -56,8 +58,12 @@ class TrainingProgress:
         every: float = 0.25,
         stream: TextIO | None = None,
         widgets: bool | None = None,
+        stop_on_nonfinite: bool = False,
     ) -> None:
         self.title = title
+        self.stop_on_nonfinite = stop_on_nonfinite
+        self.stop_reason: str | None = None  # why the loop was asked to stop
+        self.ended: str | None = None  # set when the block ends: why the run ended
         self.history: dict[str, list[float]] = {}
         self.elapsed: list[float] = []
         self.diverged: dict[str, int] = {}
@@ -81,7 +87,10 @@ class TrainingProgress:
         """True once Stop was pressed (or the kernel interrupted): end the loop cleanly."""
         return self._stop.is_set()
 
-    def stop(self) -> None:
+    def stop(self, reason: str = "Stop pressed") -> None:
+        """Ask the loop to end at its next ``should_stop`` check (``reason`` is shown)."""
+        if not self._stop.is_set():
+            self.stop_reason = reason
         self._stop.set()
 
     def log(self, **metrics: float) -> None:
@@ -94,8 +103,11 @@ class TrainingProgress:
             if not math.isfinite(v) and key not in self.diverged:
                 self.diverged[key] = step
                 lead = "\n" if self._midline else ""
-                self._stream.write(f"{lead}⚠ {key} diverged at step {step} ({v})\n")
+                stopping = " — stopping (stop_on_nonfinite)" if self.stop_on_nonfinite else ""
+                self._stream.write(f"{lead}⚠ {key} diverged at step {step} ({v}){stopping}\n")
                 self._midline = False
+                if self.stop_on_nonfinite and not self._stop.is_set():
+                    self.stop(f"{key} was {v} at step {step}")
         self.steps = step
         self.elapsed.append(time.monotonic() - self._start)
         for series in self.history.values():
@@ -123,12 +135,22 @@ class TrainingProgress:
         if self._old_sigint is not None:
             signal.signal(signal.SIGINT, self._old_sigint)
             self._old_sigint = None
+        self.ended = self._why_ended(exc_type)
         self._show(final=True)
+
+    def _why_ended(self, exc_type: type[BaseException] | None) -> str:
+        if exc_type is not None:
+            return f"ended by {exc_type.__name__}"
+        if self._stop.is_set():
+            return f"stopped ({self.stop_reason or 'Stop pressed'})"
+        if self.diverged:
+            return "finished, diverged"
+        return "finished"
 
     def _on_sigint(self, signum: int, frame: FrameType | None) -> None:
         if self._stop.is_set():  # the second interrupt: the loop did not check, raise
             raise KeyboardInterrupt
-        self._stop.set()
+        self.stop("kernel interrupt")
 
     # -- what is shown ---------------------------------------------------------------------
     def text(self) -> str:
@@ -140,25 +162,35 @@ class TrainingProgress:
             finite = [x for x in series if math.isfinite(x)]
             if finite:
                 parts.append(f"{key}={finite[-1]:.4g}")
-        stopped = " (stopped)" if self.should_stop else ""
-        return f"{self.title} step {self.steps}{stopped}: " + " ".join(parts)
+        if self.ended:
+            state = f" ({self.ended})"
+        else:
+            state = " (stopping)" if self.should_stop else ""
+        return f"{self.title} step {self.steps}{state}: " + " ".join(parts)
 
     def figure(self, *, widget: bool = False) -> Any:
         from labkit.notebook.charts import training_figure
 
         return training_figure(
-            self.history, self.elapsed, title=self.title, diverged=self.diverged, widget=widget
+            self.history,
+            self.elapsed,
+            title=self.title,
+            diverged=self.diverged,
+            widget=widget,
+            ended=self.ended,
         )
 
     def _html(self) -> str:
+        # the one home of which way a metric is better (lr, grad_norm: neither)
+        from labkit.notebook.objective import infer_goal
+
         rows = []
         for key, series in self.history.items():
             finite = [x for x in series if math.isfinite(x)]
             last = f"{finite[-1]:.4g}" if finite else "—"
+            goal = infer_goal(key)  # "best" only where the name says which way is better
             best = (
-                (f"{min(finite):.4g}" if "loss" in key.lower() else f"{max(finite):.4g}")
-                if finite
-                else "—"
+                f"{(min(finite) if goal == 'min' else max(finite)):.4g}" if finite and goal else "—"
             )
             flag = (
                 f'<b style="color:#d62728">diverged at step {self.diverged[key]}</b>'
@@ -171,7 +203,7 @@ class TrainingProgress:
         secs = self.elapsed[-1] if self.elapsed else 0.0
         return (
             f'<div class="labkit-progress"><b>{escape(self.title)}</b>: {self.steps} steps, '
-            f"{secs:.1f} s{' (stopped)' if self.should_stop else ''}"
+            f"{secs:.1f} s{f' — {escape(self.ended)}' if self.ended else ''}"
             '<table class="labkit-table"><tr><th>metric</th><th>last</th><th>best</th>'
             f"<th></th></tr>{''.join(rows)}</table></div>"
         )
@@ -204,6 +236,8 @@ class TrainingProgress:
         display(box, display_id=self._display_id)  # type: ignore[no-untyped-call]
 
     def _redraw(self) -> None:
+        from labkit.notebook.charts import training_title, y_ranges
+
         """Update the live figure in place; rebuild it only when a new metric appeared
         (building a subplot figure costs far more than sending new points)."""
         names = [t.name for t in self._fig.data]
@@ -226,8 +260,11 @@ class TrainingProgress:
             title = str(self._fig.layout.title.text)
             flag = title[title.find("<br>") :] if "<br>" in title else ""  # the divergence line
             self._fig.layout.title.text = (
-                f"{escape(self.title)} — step {self.steps}, {self.elapsed[-1]:.1f} s{flag}"
+                training_title(self.title, self.history, self.elapsed, None) + flag
             )
+            for i, r in enumerate(y_ranges(self.history)):  # a constant panel, until it moves
+                axis = self._fig.layout[f"yaxis{i + 1 if i else ''}"]
+                axis.range, axis.autorange = (r, False) if r else (None, True)
 
     def _show(self, final: bool = False) -> None:
         if self._fig is not None:
@@ -280,7 +317,14 @@ def _peek_clicks(button: Any, flag: threading.Event) -> None:
 
 
 def progress(
-    title: str = "training", *, every: float = 0.25, widgets: bool | None = None
+    title: str = "training",
+    *,
+    every: float = 0.25,
+    widgets: bool | None = None,
+    stop_on_nonfinite: bool = False,
 ) -> TrainingProgress:
-    """A context manager showing live training metrics; see :class:`TrainingProgress`."""
-    return TrainingProgress(title, every=every, widgets=widgets)
+    """A context manager showing live training metrics; see :class:`TrainingProgress`.
+    ``stop_on_nonfinite=True``: a NaN/inf value asks the loop to stop (``p.should_stop``)."""
+    return TrainingProgress(
+        title, every=every, widgets=widgets, stop_on_nonfinite=stop_on_nonfinite
+    )

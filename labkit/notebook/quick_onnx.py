@@ -48,12 +48,16 @@ class QuickExport:
     modules: frozenset[str] = frozenset()  # the model's module paths, to resolve node scopes
     exporter: str = "torchscript"
     scopes: dict[str, str] = field(default_factory=dict)  # dynamo node -> module (metadata)
+    profiled_run_us: float | None = None  # median whole run in the profiled session
 
     def latency_ms(self, budget_s: float = 0.4) -> float:
         return median_ms(lambda: self.session.run(None, self.feed), budget_s)
 
     def layer_times_us(self, runs: int = 20) -> dict[str, float]:
-        """Mean CPU µs per call for each module, from ONNX Runtime's profiler."""
+        """Median CPU µs per call for each module, from ONNX Runtime's profiler, on the
+        *unfused* graph (basic optimizations: one kernel per exported node, so every time
+        has an owner). The same session's median whole run is kept in ``profiled_run_us``:
+        the per-module times plus what runs between kernels add up to it."""
         import onnxruntime as ort
 
         with tempfile.TemporaryDirectory() as tmp:
@@ -75,10 +79,14 @@ class QuickExport:
 
         self.scopes = module_paths(onnx.load_from_string(self.model_bytes))
         per_node: dict[str, list[float]] = {}
+        whole: list[float] = []
         for ev in events:
             name = str(ev.get("name", ""))
             if ev.get("cat") == "Node" and name.endswith("_kernel_time"):
                 per_node.setdefault(name[: -len("_kernel_time")], []).append(float(ev["dur"]))
+            elif ev.get("cat") == "Session" and name == "model_run":
+                whole.append(float(ev["dur"]))
+        self.profiled_run_us = statistics.median(whole) if whole else None
         totals: dict[str, float] = {}
         for node, durations in per_node.items():
             # The median per node: the first call's one-off allocations are not its cost.

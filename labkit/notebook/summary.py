@@ -38,6 +38,7 @@ class ModelSummary:
     depth: int | None = 3
     latency_ms: dict[str, float | None] = field(default_factory=dict)
     layer_cpu_us: dict[str, float] = field(default_factory=dict)  # module -> µs per call (ORT)
+    layer_cpu_run_us: float | None = None  # the profiled whole run the layer times add up to
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -55,9 +56,42 @@ class ModelSummary:
         )
         return total or None
 
+    @property
+    def other_us(self) -> float | None:
+        """The profiled run's time outside the per-layer kernels (between them, framework
+        overhead): layers + other = the whole profiled run."""
+        if not self.layer_cpu_us or self.layer_cpu_run_us is None:
+            return None
+        return max(0.0, self.layer_cpu_run_us - sum(self.layer_cpu_us.values()))
+
+    def cpu_total_us(self) -> float:
+        """What the per-layer times are shares of: the profiled run (or their sum)."""
+        layers = sum(self.layer_cpu_us.values())
+        return max(self.layer_cpu_run_us or 0.0, layers) or 1.0
+
+    def cpu_note(self) -> str:
+        """How the per-layer times were measured and what they add up to."""
+        if not self.layer_cpu_us:
+            return ""
+        layers = sum(self.layer_cpu_us.values())
+        run = self.layer_cpu_run_us
+        total = (
+            f"layers {layers:.0f} µs + other {self.other_us or 0:.0f} µs (between kernels) = "
+            f"{run:.0f} µs per profiled run"
+            if run is not None
+            else f"layers {layers:.0f} µs in all"
+        )
+        return (
+            "CPU µs per layer: ONNX Runtime's profiler on the unfused graph (basic "
+            f"optimizations, one kernel per exported node), median of 20 runs; {total}. "
+            "The profiler adds time to every kernel, so small layers read high: compare "
+            "shares; the latency above is the optimized graph, unprofiled"
+        )
+
     def hotspots(self, n: int = 5) -> list[tuple[str, float, float]]:
-        """The ``n`` modules with the most CPU time: (module, µs, share of the total)."""
-        total = sum(self.layer_cpu_us.values()) or 1.0
+        """The ``n`` modules with the most CPU time: (module, µs, share of the profiled
+        run)."""
+        total = self.cpu_total_us()
         top = sorted(self.layer_cpu_us.items(), key=lambda kv: -kv[1])[:n]
         return [(m, us, us / total) for m, us in top]
 
@@ -71,6 +105,7 @@ class ModelSummary:
             "activation_bytes": self.activation_bytes,
             "latency_ms": dict(self.latency_ms),
             "layer_cpu_us": dict(self.layer_cpu_us),
+            "layer_cpu_run_us": self.layer_cpu_run_us,
             "warnings": list(self.warnings),
             "notes": list(self.notes),
             "layers": [asdict(r) for r in self.layers],
@@ -93,23 +128,20 @@ class ModelSummary:
                 f"  {label:<{width}}  {r.kind:<18} {r.output_shape:<18} "
                 f"{r.parameters:>10,}  {_si(r.mult_adds):>8}  {_us(self.cpu_us(r))}"
             )
+        if self.other_us is not None:
+            lines.append(
+                f"  {'(other)':<{width}}  {'':<18} {'':<18} {'':>10}  {'':>8}  {self.other_us:.0f}"
+            )
         for runtime, ms in self.latency_ms.items():
             lines.append(f"  latency {runtime}: " + _ms(ms))
         lines.extend(f"  hot: {m} {us:.0f} µs ({share:.0%})" for m, us, share in self.hotspots())
+        if self.layer_cpu_us:
+            lines.append(f"  note: {self.cpu_note()}")
         lines.extend(f"  WARNING: {w}" for w in self.warnings)
         lines.extend(f"  note: {n}" for n in self.notes)
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
-        rows = "".join(
-            f'<tr><td style="padding-left:{(r.depth - 1) * 14 + 4}px">'
-            f"{escape(r.name.rsplit('.', 1)[-1])}</td><td>{escape(r.kind)}</td>"
-            f"<td>{escape(r.input_shape)}</td><td>{escape(r.output_shape)}</td>"
-            f"<td>{r.parameters:,}</td><td>{r.parameters - r.trainable:,}</td>"
-            f"<td>{_si(r.mult_adds)}</td><td>{_si(r.activation_bytes)}B</td>"
-            f"<td>{_us(self.cpu_us(r))}</td></tr>"
-            for r in self.shown()
-        )
         lat = "".join(
             f"<tr><td>{escape(k)}</td><td>{_ms(v)}</td></tr>" for k, v in self.latency_ms.items()
         )
@@ -118,18 +150,106 @@ class ModelSummary:
         )
         warn = "".join(f'<li style="color:#b35900">{escape(w)}</li>' for w in self.warnings)
         notes = "".join(f"<li>{escape(n)}</li>" for n in self.notes)
+        if self.layer_cpu_us:
+            notes += f"<li>{escape(self.cpu_note())}</li>"
         return (
             f'<div class="labkit-summary"><b>{escape(self.model)}</b>: '
             f"{escape(self._headline())}"
             f"{'<ul class=labkit-warnings>' + warn + '</ul>' if warn else ''}"
-            '<table class="labkit-table"><tr><th>layer</th><th>type</th><th>input</th>'
-            "<th>output</th><th>parameters</th><th>frozen</th><th>mult-adds</th>"
-            f"<th>activations</th><th>CPU µs (ORT)</th></tr>{rows}</table>"
+            f"{layer_tree_html(self)}"
             '<table class="labkit-table"><tr><th>CPU latency (this machine, p50)</th>'
             f"<th></th></tr>{lat}</table>"
             f"{'<p>where the CPU time goes:</p><ul>' + hot + '</ul>' if hot else ''}"
             f"{'<ul>' + notes + '</ul>' if notes else ''}</div>"
         )
+
+
+# -- the layer table as a tree: nested <details>, open down to ``depth`` ---------------------
+_COLS = (
+    ("layer", 340),
+    ("type", 150),
+    ("input", 130),
+    ("output", 130),
+    ("parameters", 90),
+    ("frozen", 70),
+    ("mult-adds", 80),
+    ("activations", 85),
+    ("CPU µs", 70),
+)
+_INDENT = 18  # px per nesting level; the layer column shrinks by as much, so columns align
+
+
+def _row_table(cells: list[str], depth: int, head: bool = False) -> str:
+    tag = "th" if head else "td"
+    tds = "".join(
+        f'<{tag} style="width:{w - (_INDENT * depth if i == 0 else 0)}px;overflow:hidden;'
+        f'text-overflow:ellipsis;white-space:nowrap;text-align:{"left" if i < 4 else "right"}">'
+        f"{c}</{tag}>"
+        for i, (c, (_, w)) in enumerate(zip(cells, _COLS))
+    )
+    return (
+        '<table class="labkit-table" style="display:inline-table;table-layout:fixed;'
+        f'border-collapse:collapse;margin:0"><tr>{tds}</tr></table>'
+    )
+
+
+def _label(name: str) -> str:
+    parent, _, leaf = name.rpartition(".")
+    path = f'<span style="color:#888">{escape(parent)}.</span>' if parent else ""
+    return f'<span title="{escape(name)}">{path}<b>{escape(leaf)}</b></span>'
+
+
+def layer_tree_html(s: ModelSummary) -> str:
+    """Every module with its full path, nested under its parent; containers are
+    ``<details>`` (click to fold), open down to ``s.depth``. The per-layer CPU column sums
+    the module's kernels; an "(other)" row holds the profiled run's time between them."""
+    names = {r.name for r in s.layers}
+    children: dict[str, list[LayerRow]] = {}
+    for r in s.layers:
+        parent = r.name
+        while "." in parent:
+            parent = parent.rpartition(".")[0]
+            if parent in names:
+                break
+        else:
+            parent = ""
+        children.setdefault(parent, []).append(r)
+
+    def cells(r: LayerRow) -> list[str]:
+        return [
+            _label(r.name),
+            escape(r.kind),
+            escape(r.input_shape),
+            escape(r.output_shape),
+            f"{r.parameters:,}",
+            f"{r.parameters - r.trainable:,}",
+            _si(r.mult_adds),
+            f"{_si(r.activation_bytes)}B",
+            _us(s.cpu_us(r)),
+        ]
+
+    def node(r: LayerRow, level: int) -> str:
+        kids = children.get(r.name, [])
+        row = _row_table(cells(r), level)
+        if not kids:
+            return f'<div style="padding-left:14px">{row}</div>'
+        is_open = " open" if s.depth is None or r.depth < s.depth else ""
+        inner = "".join(node(k, level + 1) for k in kids)
+        return (
+            f'<details{is_open} style="margin:0"><summary>{row}</summary>'
+            f'<div style="margin-left:{_INDENT}px">{inner}</div></details>'
+        )
+
+    body = "".join(node(r, 0) for r in children.get("", []))
+    top = s.layer_cpu_us.get("(top level)")
+    if top:
+        loose = ["<i>(top level: ops outside any submodule)</i>", *[""] * 7, f"{top:.0f}"]
+        body += f'<div style="padding-left:14px">{_row_table(loose, 0)}</div>'
+    if s.other_us is not None:
+        other = ["<i>(other: between kernels)</i>", *[""] * 7, f"{s.other_us:.0f}"]
+        body += f'<div style="padding-left:14px">{_row_table(other, 0)}</div>'
+    head = _row_table([escape(n) for n, _ in _COLS], 0, head=True)
+    return f'<div class="labkit-layers"><div style="padding-left:14px">{head}</div>{body}</div>'
 
 
 def _ms(v: float | None) -> str:
@@ -230,6 +350,7 @@ def summary(
                 result.latency_ms["onnxruntime"] = quick.latency_ms()
                 if profile:
                     result.layer_cpu_us = quick.layer_times_us()
+                    result.layer_cpu_run_us = quick.profiled_run_us
     pt, ox = result.latency_ms.get("pytorch"), result.latency_ms.get("onnxruntime")
     if pt and ox:
         result.notes.append(

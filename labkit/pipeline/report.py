@@ -141,12 +141,11 @@ def render(m: Manifest, parity: dict[str, Any], bench: dict[str, Any] | None) ->
             f"{env.get('threads')} threads.",
         ]
         lines += _cost_and_engines(m, bench)
-    src = m.provenance.source
+    src, trial = m.provenance.source, m.provenance.experiment
+    if src or trial:
+        lines += ["", "## Provenance", ""]
     if src:
-        lines += [
-            "",
-            "## Provenance",
-            "",
-            f"Source `{src.path}` (sha256 {src.sha256[:16]}…), copy in `{src.copy}`.",
-        ]
+        lines.append(f"Source `{src.path}` (sha256 {src.sha256[:16]}…), copy in `{src.copy}`.")
+    if trial:
+        lines.append(f"From {trial.describe()}.")
     return "\n".join(lines) + "\n"

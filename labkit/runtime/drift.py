@@ -1,8 +1,10 @@
 """How much two bundles' outputs differ on the same inputs (``handoff diff``).
 
 Both default variants run on A's golden inputs, in ONNX Runtime only (no torch), and are
-compared with the same statistics as parity and self-tests (A is the reference). This is
-only done when the signatures let B take A's inputs; otherwise the reason is reported.
+compared with the same statistics as parity and self-tests (A is the reference). For a
+classifier (A's task), each output also gets its top-1 agreement: the share of golden rows
+whose predicted class is the same in both versions — what a retrain changed for users. This
+is only done when the signatures let B take A's inputs; otherwise the reason is reported.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import os
 from typing import Any
 
 from labkit.bundle.integrity import verify
+from labkit.bundle.tolerance import TOP1
 from labkit.errors import LabkitError
 from labkit.runtime.compare import accumulate
 from labkit.runtime.model import Model
@@ -44,9 +47,17 @@ def output_drift(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> dict[s
     except (LabkitError, ValueError) as exc:
         return _not_compared(f"B does not accept A's golden inputs: {exc}")
     rows = next(iter(inputs.values())).shape[0] if inputs else 0
+    classifier = ma.manifest.task == "classification"
+    outputs: dict[str, dict[str, Any]] = {}
+    for n, s in stats.items():
+        outputs[n] = {"max_abs": s.max_abs, "max_rel": s.max_rel}
+        if classifier:  # rows compared, and on how many the predicted class is the same
+            outputs[n].update(
+                {"top1_agreement": s.metric(TOP1), "rows": s.rows, "agreeing_rows": s.agree}
+            )
     return {
         "compared": True,
         "inputs": f"{rows} golden input rows of A",
         "variants": [ma.variant, mb.variant],
-        "outputs": {n: {"max_abs": s.max_abs, "max_rel": s.max_rel} for n, s in stats.items()},
+        "outputs": outputs,
     }

@@ -54,6 +54,7 @@ __all__ = [
     "read",
     "read_bytes",
     "resolve",
+    "sign_profile",
     "signature_path",
     "write",
 ]
@@ -341,3 +342,19 @@ def resolve(
     if prof is None:
         return None, one_line(f"tuning profile {path} ignored: {why}")
     return prof, None
+
+
+def sign_profile(
+    path: str | os.PathLike[str], key: str | os.PathLike[str], *, password: str | None = None
+) -> tuple[Path, str]:
+    """Sign a host profile with a PEM EC private key: ``PROFILE.json.sig`` beside it (its
+    path and the key's fingerprint are returned). With it, a server given the key as trusted
+    may run the profile's choice even where it is not the signed bundle's exact arithmetic:
+    the key's owner vouches for it. The profile must pass the strict reader first."""
+    from labkit.runtime.signing import sign_profile_file
+
+    target = Path(path)
+    data = read_bytes(target)
+    HostProfile.from_json(data)  # never bless a profile no reader would accept
+    out = signature_path(target)
+    return out, sign_profile_file(target, data, out, key, password=password)

@@ -41,7 +41,7 @@ __all__ = [
     "check_signature",
     "load_trusted_keys",
     "sign_bundle",
-    "sign_profile",
+    "sign_profile_file",
     "signature_info",
 ]
 
@@ -384,20 +384,18 @@ def check_profile_signature(sig_path: Path, data: bytes, keys: Sequence[TrustedK
     return key
 
 
-def sign_profile(
-    path: str | os.PathLike[str], key: str | os.PathLike[str], *, password: str | None = None
-) -> tuple[Path, str]:
-    """Sign a host profile with a PEM EC private key: ``PROFILE.json.sig`` beside it (the
-    key's fingerprint is returned with its path). With it, a server given the key as trusted
-    may run the profile's choice even where it is not the signed bundle's exact arithmetic:
-    the key's owner vouches for it. The profile must pass the strict reader first."""
-    from labkit.bundle.profile import HostProfile
-    from labkit.runtime.profile import read_bytes, signature_path
-
+def sign_profile_file(
+    target: Path,
+    data: bytes,
+    out: Path,
+    key: str | os.PathLike[str],
+    *,
+    password: str | None = None,
+) -> str:
+    """Sign the host profile ``target`` (whose checked bytes are ``data``) with a PEM EC
+    private key into ``out``; the key's fingerprint. ``labkit.runtime.profile.sign_profile``
+    reads and validates the profile first (the public entry)."""
     ms = _ms()
-    target = Path(path)
-    data = read_bytes(target)
-    HostProfile.from_json(data)  # never bless a profile no reader would accept
     try:
         from cryptography.hazmat.primitives import serialization
 
@@ -410,7 +408,6 @@ def sign_profile(
     hashing = ms.hashing.Config().use_file_serialization(
         hashing_algorithm="sha256", allow_symlinks=False
     )
-    out = signature_path(target)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".sig.tmp", dir=target.parent)
     os.close(fd)
     tmp = Path(tmp_name)
@@ -433,4 +430,4 @@ def sign_profile(
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
-    return out, fingerprint
+    return fingerprint

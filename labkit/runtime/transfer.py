@@ -21,17 +21,32 @@ import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, Protocol
 
+from labkit.bundle import Store
 from labkit.bundle.integrity import MAX_FILE_BYTES, MAX_TOTAL_BYTES, verify
 from labkit.bundle.manifest import MANIFEST_NAME, MAX_MANIFEST_BYTES, SIGNATURE_NAME, Manifest
 from labkit.bundle.writer import STAGING, commit_stage, new_stage, write_file
 from labkit.errors import IntegrityError, StoreError
-from labkit.runtime.remote import RemoteStore
 from labkit.runtime.signing import MAX_SIGNATURE_BYTES
 
 __all__ = ["copy_into", "fetch", "push"]
 
 log = logging.getLogger("labkit.runtime")
+
+
+class RemoteStore(Protocol):
+    """What pulling and pushing need of :class:`labkit.runtime.remote.RemoteStore` (which
+    calls into this module, so it is named here by shape rather than imported)."""
+
+    url: str
+    fs: Any
+    files: Any  # labkit.runtime.remote.RemoteFiles
+    cache: Store  # the local cache's store
+
+    def manifest_bytes(self, name: str, version: str) -> bytes: ...
+
+
 _CHUNK = 1 << 20
 
 

@@ -125,6 +125,13 @@ def test_nested_depth_frozen_parameters_and_uncalled_containers() -> None:
     assert "(40 frozen)" in repr(s)
     assert "layers" not in repr(s)  # depth 1 hides it
     assert "    0" in repr(summary(net, torch.randn(1, 4), depth=None, latency=False))
+    # HTML: every module under its parent, full path, containers fold; open down to depth
+    html = s._repr_html_()
+    assert html.count("<details") == 2  # body, body.layers (the leaves are rows)
+    assert html.count("<details open") == 0  # depth=1: only depth-1 rows show unfolded
+    assert 'title="body.layers.1"' in html and "body.layers.</span><b>1</b>" in html
+    full = summary(net, torch.randn(1, 4), depth=None, latency=False)._repr_html_()
+    assert full.count("<details open") == 2
 
 
 def test_dict_inputs_and_a_clear_error_for_unknown_keys() -> None:
@@ -202,4 +209,12 @@ def test_layer_cpu_time_maps_to_modules() -> None:
     assert all(us > 0 for us in s.layer_cpu_us.values())
     hot = s.hotspots(2)
     assert hot[0][0] == "0"  # 256×512 dwarfs 512×4
-    assert sum(share for _, _, share in s.hotspots(99)) == pytest.approx(1.0)
+    # the layers and "other" add up to the profiled run they were measured in
+    assert s.layer_cpu_run_us is not None and s.other_us is not None
+    assert sum(s.layer_cpu_us.values()) + s.other_us == pytest.approx(s.layer_cpu_run_us)
+    assert sum(share for _, _, share in s.hotspots(99)) + s.other_us / s.cpu_total_us() == (
+        pytest.approx(1.0)
+    )
+    html = s._repr_html_()
+    assert "unfused graph" in html and "(other: between kernels)" in html
+    assert "unfused graph" in repr(s) and "(other)" in repr(s)

@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
 ORDER = ["quickstart.ipynb", "retrain.ipynb", "experiments.ipynb"]  # retrain needs quickstart
 PLOTLY = "application/vnd.plotly.v1+json"
+EXPERIMENT_MIME = "application/vnd.labkit.experiment+json"
 
 
 def execute(folder: Path, name: str) -> tuple[dict, float]:
@@ -55,6 +56,9 @@ def test_examples_run_twice_in_a_row(tmp_path: Path, monkeypatch: pytest.MonkeyP
         nb, seconds = execute(folder, "quickstart.ipynb")
         out = text_of(nb)
         assert "labkit-summary" in out and "labkit-result" in out
+        # labkit.handoff in a cell showed its stages, and the saved output is the final state
+        assert "labkit-handoff-progress" in out and "— finished" in out
+        assert "digits MLP — finished at step" in out  # the training plot says how it ended
         # the training plot is saved as a static figure, so it shows again after reopening
         saved = [o for c in nb.cells for o in c.get("outputs", []) if PLOTLY in o.get("data", {})]
         assert saved and {t["name"] for t in saved[0]["data"][PLOTLY]["data"]} == {
@@ -74,8 +78,16 @@ def test_examples_run_twice_in_a_row(tmp_path: Path, monkeypatch: pytest.MonkeyP
         nb, _ = execute(folder, "experiments.ipynb")
         out = text_of(nb)
         assert "6 of 6 trials, done" in out and "labkit-result" in out
+        assert "ranked by <b>val_acc, higher is better</b>" in out
+        kept = [o for c in nb.cells for o in c.get("outputs", [])]
+        assert not [
+            o for o in kept if "application/vnd.jupyter.widget-view+json" in o.get("data", {})
+        ]
+        assert any(EXPERIMENT_MIME in o.get("data", {}) for o in kept)
+        assert "from experiment digits-width" in out  # the bundle's provenance names the trial
         runs = sorted((folder / "experiments" / "digits-width").iterdir())
         assert len(runs) == round_ and len(list(runs[-1].glob("trial-*.json"))) == 6
+        assert len(list(runs[-1].glob("trial-*.safetensors"))) == 6
         assert (store / "digits-sweep" / "1.0.0" / "manifest.json").is_file()
         assert not (store / "digits-sweep" / "2.0.0").exists()  # same trial: never major
 

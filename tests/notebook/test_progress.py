@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from labkit.notebook.charts import PLOTLY_MIME, metric_panel, pareto_front, split_of
+from labkit.notebook.charts import PLOTLY_MIME, metric_panel, split_of
+from labkit.notebook.objective import pareto_front
 from labkit.notebook.progress import TrainingProgress
 
 pytest.importorskip("plotly")
@@ -63,7 +64,7 @@ def test_non_finite_values_are_flagged_not_dropped() -> None:
             p.log(loss=loss, acc=0.1 * i)
     assert p.diverged == {"loss": 3}
     assert "⚠ loss diverged at step 3 (nan)" in out.getvalue()
-    assert p.text().startswith("fit step 5: loss DIVERGED at step 3")
+    assert p.text().startswith("fit step 5 (finished, diverged): loss DIVERGED at step 3")
     fig = p.figure()
     assert "loss diverged at step 3" in fig.layout.title.text
     assert list(fig.data[0].y) == [0.5, 0.3, None, None, 0.1]
@@ -78,13 +79,59 @@ def test_text_fallback_and_padding() -> None:
         for i in range(3):
             p.log(loss=1.0 / (i + 1))
         p.log(acc=0.5)
-    assert out.getvalue().endswith("fit step 4: loss=0.3333 acc=0.5\n")
+    assert out.getvalue().endswith("fit step 4 (finished): loss=0.3333 acc=0.5\n")
     assert math.isnan(p.history["acc"][0]) and p.history["acc"][3] == 0.5
 
 
 def test_pareto_front_keeps_the_undominated_points() -> None:
     pts = [(1.0, 0.80), (2.0, 0.90), (3.0, 0.85), (0.5, 0.70), (2.0, 0.88)]
     assert pareto_front(pts) == [3, 0, 1]
+    assert pareto_front(pts, goal="max") == [3, 0, 1]
+    # a loss: lower is better, so the front is the fast-and-low points
+    losses = [(1.0, 0.30), (2.0, 0.10), (3.0, 0.20), (0.5, 0.50), (2.0, 0.12)]
+    assert pareto_front(losses, goal="min") == [3, 0, 1]
+    assert pareto_front([(1.0, 0.3), (2.0, 0.1)], goal="max") == [0]  # the old reading
+
+
+def test_a_constant_series_gets_a_readable_axis() -> None:
+    with TrainingProgress("fit", every=0.0, stream=io.StringIO(), widgets=False) as p:
+        for i in range(5):
+            p.log(loss=1.0 / (i + 1), lr=1e-3)
+    fig = p.figure()
+    lr_axis = fig.layout.yaxis2  # panels: loss, learning rate
+    assert {t.name: t.yaxis for t in fig.data}["lr"] == "y2"
+    assert list(lr_axis.range) == pytest.approx([5e-4, 1.5e-3])  # not -0.5…1, where 1e-3 is 0
+    assert fig.layout.yaxis.range is None  # a moving loss autoscales
+    linear = fig.layout.updatemenus[0].buttons[0].args[0]
+    assert linear["yaxis2.range"] == pytest.approx([5e-4, 1.5e-3])
+    assert linear["yaxis.autorange"] is True
+
+
+def test_the_final_title_says_why_the_run_ended() -> None:
+    def run(losses: list[float], **kw: Any) -> TrainingProgress:
+        with TrainingProgress("fit", every=0.0, stream=io.StringIO(), widgets=False, **kw) as p:
+            for loss in losses:
+                if p.should_stop:
+                    break
+                p.log(loss=loss)
+        return p
+
+    done = run([0.5, 0.4])
+    assert done.ended == "finished" and "finished at step 2" in done.figure().layout.title.text
+    assert done.text().startswith("fit step 2 (finished)")
+    diverged = run([0.5, float("nan"), 0.4])
+    assert diverged.ended == "finished, diverged" and diverged.steps == 3
+    # stop_on_nonfinite: a NaN run stops at the next check
+    stopped = run([0.5, float("nan"), 0.4, 0.3], stop_on_nonfinite=True)
+    assert stopped.steps == 2 and stopped.should_stop
+    assert stopped.ended == "stopped (loss was nan at step 2)"
+    assert "stopped (loss was nan at step 2) at step 2" in stopped.figure().layout.title.text
+    assert "stopped (loss was nan at step 2)" in stopped._repr_mimebundle_()["text/html"]
+    with pytest.raises(ValueError):
+        with TrainingProgress("fit", every=0.0, stream=io.StringIO(), widgets=False) as p:
+            p.log(loss=1.0)
+            raise ValueError("data loader broke")
+    assert p.ended == "ended by ValueError"
 
 
 # -- a real kernel: the Stop button and the interrupt reach a running loop --------------
@@ -169,7 +216,8 @@ def test_stop_button_ends_the_running_loop_and_a_static_figure_remains(kc: Any) 
     fig = data[PLOTLY_MIME]
     assert {t["name"]: t["yaxis"] for t in fig["data"]} == {"loss": "y", "val_loss": "y"}
     assert len(fig["data"][0]["y"]) == steps
-    assert "(stopped)" in data["text/plain"]
+    assert "(stopped (Stop pressed))" in data["text/plain"]
+    assert f"stopped (Stop pressed) at step {steps}" in fig["layout"]["title"]["text"]
 
 
 def test_kernel_interrupt_asks_the_loop_to_stop_instead_of_raising(kc: Any) -> None:

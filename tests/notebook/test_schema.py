@@ -229,3 +229,27 @@ def test_the_side_panels_listing_matches_the_schema(tiny_store: Path, tmp_path: 
     bundles = {b["name"]: b for b in sent[0]["payload"]["bundles"]}
     assert bundles["tiny"]["versions"] == ["1.0.0"] and bundles["tiny"]["parity_ok"] is True
     assert bundles["tiny"]["speedup"] > 0 and bundles["broken"]["problem"]
+
+
+def test_the_experiment_output_and_the_trial_request_match_the_schema(tmp_path: Path) -> None:
+    """What the extension draws per-trial buttons from, and what a button sends back."""
+    import labkit
+    from labkit.notebook.experiment_view import trials_bundle
+    from labkit.notebook.protocol import EXPERIMENT_MIME, TrialHandoffRequest
+
+    exp = labkit.experiment(
+        lambda x: {"model": None, "val_loss": x, "note": "text"},
+        [{"x": 0.5}, {"x": float("nan")}],
+        name="schema",
+        metric="val_loss",
+        store=tmp_path,
+        widgets=False,
+    )
+    data = trials_bundle(exp)[EXPERIMENT_MIME]
+    validate("ExperimentOutput", data)
+    assert SCHEMA["x-constants"]["EXPERIMENT_MIME"] == EXPERIMENT_MIME
+    request = TrialHandoffRequest(data["experiment"], data["run"], 1, store=data["store"])
+    validate("TrialHandoffRequest", request.to_dict())
+    assert TrialHandoffRequest.from_dict(request.to_dict()) == request
+    with pytest.raises(jsonschema.ValidationError):
+        validate("ExperimentOutput", {**data, "goal": "up"})

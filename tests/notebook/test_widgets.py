@@ -142,7 +142,12 @@ def test_render_tolerates_missing_fields() -> None:
 
 
 def test_a_real_handoff_result_displays_its_speed_figure(tmp_path: Path, monkeypatch) -> None:
+    """The notebook layer registers the result's renderings as IPython formatters (the
+    pipeline imports none of it): HTML, plain text, and the table then the chart."""
+    from IPython.core.interactiveshell import InteractiveShell
+
     import labkit
+    from labkit.notebook.activation import register_formatters
     from labkit.notebook.charts import PLOTLY_MIME
     from labkit.pipeline import BenchOptions, HandoffOptions, run
 
@@ -150,17 +155,23 @@ def test_a_real_handoff_result_displays_its_speed_figure(tmp_path: Path, monkeyp
     model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))
     spec = labkit.register(model, torch.randn(4, 8), name="tiny", task="classification")
     result = run(spec, store=tmp_path / "store", options=HandoffOptions(bench=BenchOptions.quick()))
+    assert not hasattr(result, "_repr_html_") and not hasattr(result, "_ipython_display_")
+    shell = InteractiveShell.instance()
+    register_formatters(shell)
+    formatters = shell.display_formatter.formatters
+    html = formatters["text/html"](result)
+    assert html == render_result_html(result.to_dict()) and "<svg" not in html
+    assert formatters["text/plain"](result) == result.summary()
     shown: list = []
     monkeypatch.setattr("IPython.display.display", lambda obj, raw=False: shown.append(obj))
-    result._ipython_display_()  # what a notebook cell's last line `result` calls
+    assert shell.display_formatter.ipython_display_formatter(result)  # a cell's `result`
     table, chart = shown
     p50, tput = chart[PLOTLY_MIME]["data"]
     names = [v.name for v in result.variants]
     assert p50["x"] == [f"{n} (default)" if n == result.default_variant else n for n in names]
     assert p50["y"] == [v.speedup["p50"] for v in result.variants]
     assert tput["y"] == [v.speedup["throughput"] for v in result.variants]
-    assert table["text/html"] == result._repr_html_() and "<svg" not in table["text/html"]
-    assert table["text/plain"] == result.summary()
+    assert table == {"text/html": html, "text/plain": result.summary()}
 
 
 def test_summary_counts_layers_flops_and_measures_latency() -> None:
@@ -201,7 +212,7 @@ def test_progress_falls_back_to_text_outside_a_notebook() -> None:
             p.log(loss=1.0 / (i + 1))
         p.log(acc=0.5)
     text = out.getvalue()
-    assert text.endswith("fit step 4: loss=0.3333 acc=0.5\n")
+    assert text.endswith("fit step 4 (finished): loss=0.3333 acc=0.5\n")
     assert p.history["loss"][:3] == [1.0, 0.5, pytest.approx(1 / 3)]
     assert all(math.isnan(x) for x in p.history["acc"][:3])  # padded before its first log
     assert p._repr_mimebundle_()["text/plain"] == p.text()
@@ -238,3 +249,41 @@ def test_summary_html_has_no_raw_user_text() -> None:
     Weird.__name__ = "<b>Weird</b>"
     html = summary(Weird(), torch.randn(1, 2), latency=False)._repr_html_()
     assert re.search(r"&lt;b&gt;Weird", html)
+
+
+def test_in_cell_handoff_progress_is_one_html_output_updated_per_stage(monkeypatch) -> None:
+    """labkit.handoff in a cell: one display (by id) updated at each stage event; text lines
+    on stderr outside a kernel (the CLI's printer)."""
+    from labkit.notebook import handoff_view
+    from labkit.request import STAGES, ProgressEvent
+
+    shown: list[tuple[str, dict]] = []
+    monkeypatch.setattr(
+        "IPython.display.display",
+        lambda obj, raw=False, display_id=None: shown.append(("display", obj)),
+    )
+    monkeypatch.setattr(
+        "IPython.display.update_display",
+        lambda obj, raw=False, display_id=None: shown.append(("update", obj)),
+    )
+    cell = handoff_view.CellProgress("handoff digits")
+    cell(ProgressEvent("freeze", "start"))
+    cell(ProgressEvent("freeze", "done", elapsed_s=1.25))
+    cell(ProgressEvent("export", "start"))
+    cell(ProgressEvent("export", "info", "exported with the dynamo exporter"))
+    middle = shown[-1][1]
+    assert [kind for kind, _ in shown] == ["display"] + ["update"] * 4
+    assert "running" in middle["text/html"] and "1.2 s" in middle["text/html"]
+    assert "exported with the dynamo exporter" in middle["text/html"]
+    assert middle["text/plain"].startswith("handoff digits: ✓ freeze 1.2s  … export")
+    for stage in STAGES[1:]:
+        cell(ProgressEvent(stage, "done" if stage == "export" else "skip", "identical"))
+    assert cell.finished and "finished" in shown[-1][1]["text/html"]
+
+    monkeypatch.setattr(handoff_view, "in_kernel", lambda: False)
+    err = io.StringIO()
+    monkeypatch.setattr("sys.stderr", err)
+    printer = handoff_view.progress_display("handoff digits")
+    printer(ProgressEvent("freeze", "start"))
+    printer(ProgressEvent("freeze", "done", elapsed_s=0.5))
+    assert err.getvalue().splitlines() == ["[1/6] freeze    …", "[1/6] freeze    done in 0.5s"]
