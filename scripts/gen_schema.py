@@ -56,6 +56,8 @@ ROOTS: tuple[type, ...] = (
     protocol.ModelsReply,
     protocol.BundlesReply,
     protocol.HandoffReply,
+    protocol.ReportReply,
+    protocol.DiffReply,
 )
 # What the type hints do not say, each imported from its home rather than copied: JSON keys
 # that differ from the attribute, closed sets of values checked by the readers, and dict

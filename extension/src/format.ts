@@ -1,6 +1,12 @@
 /** Pure formatting helpers for the dialog, result view and side panel. */
 
-import { BUNDLE_NAME_RE, IHandoffResult, IVariant, STAGES } from './protocol';
+import {
+  BUNDLE_NAME_RE,
+  IBundleSummary,
+  IHandoffResult,
+  IVariant,
+  STAGES
+} from './protocol';
 
 export function formatNumber(value: unknown, digits = 3): string {
   if (typeof value !== 'number' || !Number.isFinite(value)) {
@@ -99,4 +105,25 @@ export const REGISTER_HINT =
 /** A bundle name a user may type: the store's rule, checked before asking the kernel. */
 export function validBundleName(name: string): boolean {
   return BUNDLE_NAME_RE.test(name);
+}
+
+/** The display cells of one bundle's row (name, versions, default, speed-up, parity). */
+export function bundleCells(b: IBundleSummary): string[] {
+  return [
+    b.name,
+    b.versions.join(', '),
+    b.default_variant ?? '—',
+    formatSpeedup(b.speedup),
+    b.parity_ok === true
+      ? 'pass'
+      : b.parity_ok === false
+        ? 'FAIL'
+        : (b.problem ?? '—')
+  ];
+}
+
+/** The version a row's diff compares the latest one against, or null with one version. */
+export function previousVersion(b: IBundleSummary): string | null {
+  const i = b.versions.indexOf(b.latest);
+  return i > 0 ? b.versions[i - 1] : null;
 }

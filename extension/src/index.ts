@@ -10,6 +10,7 @@ import {
   showDialog
 } from '@jupyterlab/apputils';
 import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
+import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
 import { LabIcon } from '@jupyterlab/ui-components';
 import { Widget } from '@lumino/widgets';
 
@@ -22,12 +23,16 @@ import {
 } from './format';
 import { HandoffClient, HandoffError, IKernelLike } from './kernel';
 import { IHandoffOptions, OptionsBody } from './options';
+import { BundleDocView } from './bundleview';
 import { BundlesPanel } from './panel';
 import {
   IBundleSummary,
+  IDiffReply,
   IHandoffReply,
   IHandoffRequest,
-  IModelsReply
+  IModelsReply,
+  IReportReply,
+  RequestType
 } from './protocol';
 import { HandoffView } from './view';
 
@@ -107,12 +112,92 @@ async function connect(
   return client;
 }
 
+/**
+ * The one Handoff panel: a tab in the main area beside the notebook, created by the first
+ * handoff and reused (activated, reset) by every later one, so the notebook keeps its width.
+ */
+class HandoffPanelHolder {
+  private _main: MainAreaWidget<HandoffView> | null = null;
+
+  constructor(private _app: JupyterFrontEnd) {}
+
+  get view(): HandoffView | null {
+    return this._main && !this._main.isDisposed ? this._main.content : null;
+  }
+
+  /** Reset the panel for a handoff of `model` and bring it to the front. */
+  show(model: string, notebook: NotebookPanel): HandoffView {
+    let main = this._main;
+    if (!main || main.isDisposed) {
+      main = new MainAreaWidget({ content: new HandoffView() });
+      main.id = 'labkit-handoff';
+      main.title.icon = handoffIcon;
+      main.title.closable = true;
+      this._main = main;
+    }
+    main.content.start(model);
+    main.title.label = main.content.title.label;
+    if (!main.isAttached) {
+      this._app.shell.add(main, 'main', {
+        mode: 'tab-after',
+        ref: notebook.id
+      });
+    }
+    this._app.shell.activateById(main.id);
+    return main.content;
+  }
+}
+
+/** The one tab the Bundles panel opens a report or a diff in (created once, reused). */
+class BundleDocHolder {
+  private _main: MainAreaWidget<BundleDocView> | null = null;
+
+  constructor(
+    private _app: JupyterFrontEnd,
+    private _rendermime: IRenderMimeRegistry
+  ) {}
+
+  show(title: string): BundleDocView {
+    let main = this._main;
+    if (!main || main.isDisposed) {
+      main = new MainAreaWidget({
+        content: new BundleDocView(this._rendermime)
+      });
+      main.id = 'labkit-bundle-doc-panel';
+      main.title.icon = handoffIcon;
+      main.title.closable = true;
+      this._main = main;
+    }
+    main.content.loading(title);
+    main.title.label = title;
+    if (!main.isAttached) {
+      this._app.shell.add(main, 'main', { mode: 'tab-after' });
+    }
+    this._app.shell.activateById(main.id);
+    return main.content;
+  }
+
+  /** The tab follows the view's title once the reply named the versions. */
+  retitle(): void {
+    if (this._main && !this._main.isDisposed) {
+      this._main.title.label = this._main.content.title.label;
+    }
+  }
+}
+
+const BUSY =
+  'A handoff is running: wait for it to finish before starting another.';
+
 async function runHandoff(
-  app: JupyterFrontEnd,
   tracker: INotebookTracker,
-  bundles: BundlesPanel
+  bundles: BundlesPanel,
+  panels: HandoffPanelHolder
 ): Promise<void> {
   const panel = tracker.currentWidget;
+  if (panels.view?.running) {
+    Notification.warning(BUSY, { autoClose: 5000 });
+    return;
+  }
   let client: HandoffClient | null;
   try {
     client = await connect(panel);
@@ -154,15 +239,15 @@ async function runHandoff(
       );
       return;
     }
+    if (panels.view?.running) {
+      // another notebook's handoff started while this dialog was open
+      Notification.warning(BUSY, { autoClose: 5000 });
+      return;
+    }
     if (panel.context.model.dirty) {
       await panel.context.save();
     }
-    const view = new HandoffView(opts.name || opts.model);
-    const main = new MainAreaWidget({ content: view });
-    main.id = view.id;
-    main.title.label = view.title.label;
-    main.title.icon = handoffIcon;
-    app.shell.add(main, 'main', { mode: 'split-right', ref: panel.id });
+    const view = panels.show(opts.name || opts.model, panel);
     try {
       const request: IHandoffRequest = {
         model: opts.model,
@@ -203,14 +288,16 @@ async function runHandoff(
   }
 }
 
-async function listBundles(
+/** One request to the current notebook's kernel (the Bundles panel's reads). */
+async function askKernel<T>(
   tracker: INotebookTracker,
-  store: string | null
-): Promise<{ store: string; bundles: IBundleSummary[] }> {
+  type: RequestType,
+  payload: Record<string, unknown>
+): Promise<T> {
   const panel = tracker.currentWidget;
   if (!panel) {
     throw new Error(
-      'Open a notebook whose kernel has imported labkit to list its bundles.'
+      'Open a notebook whose kernel has imported labkit to read its bundles.'
     );
   }
   const client = new HandoffClient(kernelOf(panel));
@@ -220,13 +307,64 @@ async function listBundles(
       throw new Error(
         state === 'no-kernel'
           ? 'No kernel is running for the current notebook.'
-          : 'Run "import labkit" in the current notebook to list bundles.'
+          : 'Run "import labkit" in the current notebook to read bundles.'
       );
     }
-    return await client.request('list_bundles', store ? { store } : {});
+    return await client.request<T>(type, payload);
   } finally {
     client.dispose();
   }
+}
+
+function listBundles(
+  tracker: INotebookTracker,
+  store: string | null
+): Promise<{ store: string; bundles: IBundleSummary[] }> {
+  return askKernel(tracker, 'list_bundles', store ? { store } : {});
+}
+
+/** The latest version's report.md, rendered in the bundle tab. */
+async function openReport(
+  tracker: INotebookTracker,
+  docs: BundleDocHolder,
+  bundle: IBundleSummary,
+  store: string
+): Promise<void> {
+  const title = `Report: ${bundle.name} ${bundle.latest}`;
+  const view = docs.show(title);
+  try {
+    const reply = await askKernel<IReportReply>(tracker, 'bundle_report', {
+      store,
+      name: bundle.name,
+      version: bundle.latest
+    });
+    await view.showReport(reply);
+  } catch (err) {
+    view.showError(title, (err as Error).message);
+  }
+  docs.retitle();
+}
+
+/** `handoff diff` of the version before the latest against the latest, from the kernel. */
+async function diffPrevious(
+  tracker: INotebookTracker,
+  docs: BundleDocHolder,
+  bundle: IBundleSummary,
+  store: string
+): Promise<void> {
+  const title = `Diff: ${bundle.name} ${bundle.latest}`;
+  const view = docs.show(title);
+  try {
+    const reply = await askKernel<IDiffReply>(tracker, 'bundle_diff', {
+      store,
+      name: bundle.name,
+      version: bundle.latest
+    });
+    view.showDiff(reply);
+  } catch (err) {
+    view.showError(title, (err as Error).message);
+  }
+  docs.retitle();
 }
 
 const plugin: JupyterFrontEndPlugin<void> = {
@@ -234,14 +372,20 @@ const plugin: JupyterFrontEndPlugin<void> = {
   description:
     'Hand off a PyTorch model from the notebook to a verified labkit bundle.',
   autoStart: true,
-  requires: [INotebookTracker],
+  requires: [INotebookTracker, IRenderMimeRegistry],
   optional: [ICommandPalette],
   activate: (
     app: JupyterFrontEnd,
     tracker: INotebookTracker,
+    rendermime: IRenderMimeRegistry,
     palette: ICommandPalette | null
   ) => {
-    const bundles = new BundlesPanel(store => listBundles(tracker, store));
+    const panels = new HandoffPanelHolder(app);
+    const docs = new BundleDocHolder(app, rendermime);
+    const bundles = new BundlesPanel(store => listBundles(tracker, store), {
+      openReport: (b, store) => void openReport(tracker, docs, b, store),
+      diffPrevious: (b, store) => void diffPrevious(tracker, docs, b, store)
+    });
     bundles.title.icon = handoffIcon;
     app.shell.add(bundles, 'right', { rank: 900 });
 
@@ -251,7 +395,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
         'Hand off the model registered in this notebook to a verified labkit bundle',
       icon: args => (args.toolbar ? handoffIcon : undefined),
       isEnabled: () => tracker.currentWidget !== null,
-      execute: () => runHandoff(app, tracker, bundles)
+      execute: () => runHandoff(tracker, bundles, panels)
     });
     app.commands.addCommand(CommandIDs.refresh, {
       label: 'Refresh labkit bundles',

@@ -27,6 +27,7 @@ export {
 export type {
   IBundleSummary,
   IBundlesReply,
+  IDiffReply,
   IErrorInfo,
   IHandoffEvent,
   IHandoffReply,
@@ -36,6 +37,7 @@ export type {
   IModelInfo,
   IModelsReply,
   IProgressEvent,
+  IReportReply,
   IRequestOptions,
   IResultVariant,
   RequestType,

@@ -11,6 +11,13 @@ import {
   variantRows
 } from './format';
 import { IErrorInfo, IHandoffReply, IProgressEvent, STAGES } from './protocol';
+import {
+  KEPT_HEADERS,
+  engineRows,
+  judgedOn,
+  keptLayers,
+  keptRows
+} from './decisions';
 
 const STATUS_OF: Record<string, string> = {
   start: 'running',
@@ -19,20 +26,51 @@ const STATUS_OF: Record<string, string> = {
   skip: 'skipped'
 };
 
+/** The one Handoff panel: every handoff from the UI reuses it (`start` resets it). */
 export class HandoffView extends Widget {
   private _stages = new Map<string, HTMLElement>();
+  private _heading: HTMLElement;
   private _status: HTMLElement;
+  private _list: HTMLElement;
   private _body: HTMLElement;
   private _plots: HTMLElement[] = [];
+  private _runs = 0;
+  private _running = false;
 
-  constructor(modelName: string) {
+  constructor() {
     super();
     this.addClass('labkit-HandoffView');
-    this.id = `labkit-handoff-${Date.now().toString(36)}`;
-    this.title.label = `Handoff: ${modelName}`;
+    this.id = 'labkit-handoff-view';
+    this.title.label = 'Handoff';
     this.title.closable = true;
-    const list = h('ol', { class: 'labkit-stages' });
-    for (const stage of STAGES) {
+    this._heading = h('h2', {}, 'Handoff');
+    this._status = h('p', { class: 'labkit-status' }, '');
+    this._list = h('ol', { class: 'labkit-stages' });
+    this._body = h('div', { class: 'labkit-body' });
+    this.node.append(this._heading, this._status, this._list, this._body);
+  }
+
+  /** Whether a handoff is running in this panel (its result or error not shown yet). */
+  get running(): boolean {
+    return this._running;
+  }
+
+  /** How many handoffs this panel has shown (`data-run` on the node, for tests too). */
+  get runs(): number {
+    return this._runs;
+  }
+
+  /** Clear the panel for a new handoff of `modelName`: every stage pending again. */
+  start(modelName: string): void {
+    this._purgePlots();
+    this._runs += 1;
+    this._running = true;
+    this.node.dataset.run = String(this._runs);
+    this.title.label = `Handoff: ${modelName}`;
+    this._heading.textContent = `Handoff: ${modelName}`;
+    this._status.textContent = `Handing off ${modelName}…`;
+    this._stages.clear();
+    const items = STAGES.map(stage => {
       const item = h(
         'li',
         {
@@ -44,20 +82,10 @@ export class HandoffView extends Widget {
         h('span', { class: 'labkit-stage-message' }, '')
       );
       this._stages.set(stage, item);
-      list.appendChild(item);
-    }
-    this._status = h(
-      'p',
-      { class: 'labkit-status' },
-      `Handing off ${modelName}…`
-    );
-    this._body = h('div', { class: 'labkit-body' });
-    this.node.append(
-      h('h2', {}, `Handoff: ${modelName}`),
-      this._status,
-      list,
-      this._body
-    );
+      return item;
+    });
+    this._list.replaceChildren(...items);
+    this._body.replaceChildren();
   }
 
   progress(p: IProgressEvent): void {
@@ -88,6 +116,7 @@ export class HandoffView extends Widget {
   /** The finished handoff. Stages keep the status their events gave them (a stage that
    *  was skipped stays skipped); an unchanged model reads as neutral, not as a success. */
   showResult(reply: IHandoffReply): void {
+    this._running = false;
     const result = reply.result;
     const unchanged = isUnchanged(result);
     this._status.textContent = unchanged
@@ -136,8 +165,11 @@ export class HandoffView extends Widget {
         ),
         chart ? h('h4', {}, 'Speed vs PyTorch eager') : null,
         chart,
+        decisions(result),
         rejected.length ? h('h4', {}, 'Left out of the bundle') : null,
-        rejected.length ? h('ul', {}, ...rejected) : null
+        rejected.length
+          ? h('ul', { class: 'labkit-rejected' }, ...rejected)
+          : null
       )
     );
     if (chart && spec) {
@@ -156,16 +188,22 @@ export class HandoffView extends Widget {
     }
   }
 
-  dispose(): void {
+  private _purgePlots(): void {
     if (this._plots.length) {
+      const plots = this._plots.splice(0);
       void import('plotly.js-basic-dist-min').then(Plotly =>
-        this._plots.splice(0).forEach(el => Plotly.purge(el))
+        plots.forEach(el => Plotly.purge(el))
       );
     }
+  }
+
+  dispose(): void {
+    this._purgePlots();
     super.dispose();
   }
 
   showError(error: IErrorInfo): void {
+    this._running = false;
     const stage = error.stage;
     if (stage && this._stages.has(stage)) {
       this._stages.get(stage)!.dataset.status = 'fail';
@@ -182,4 +220,55 @@ export class HandoffView extends Widget {
       )
     );
   }
+}
+
+/** "What was decided": layers kept in fp32 with their measured sensitivity, the inputs each
+ *  quantized variant was judged on, the engine configurations that passed or not. */
+function decisions(result: IHandoffReply['result']): HTMLElement | null {
+  const kept = keptLayers(result);
+  const judged = judgedOn(result);
+  const engines = engineRows(result);
+  if (!kept.length && !judged.length && !engines.length) {
+    return null;
+  }
+  return h(
+    'div',
+    { class: 'labkit-decisions' },
+    h('h4', {}, 'What was decided'),
+    judged.length
+      ? h(
+          'ul',
+          { class: 'labkit-judged-on' },
+          ...judged.map(j =>
+            h(
+              'li',
+              { 'data-variant': j.variant, 'data-judged-on': j.judgedOn },
+              h('b', {}, j.variant),
+              ` was judged on ${j.text}`
+            )
+          )
+        )
+      : null,
+    kept.length
+      ? h('h5', {}, 'Layers kept in fp32 (quantization sensitivity)')
+      : null,
+    kept.length
+      ? table(KEPT_HEADERS, keptRows(kept), 'labkit-table labkit-kept')
+      : null,
+    engines.length
+      ? h('h5', {}, 'Engine configurations judged at handoff')
+      : null,
+    engines.length
+      ? table(
+          ['variant', 'engine', 'verdict', 'measured / why rejected'],
+          engines.map(e => [
+            e.variant,
+            e.config,
+            e.passed ? 'passed' : 'rejected',
+            e.detail
+          ]),
+          'labkit-table labkit-engines'
+        )
+      : null
+  );
 }

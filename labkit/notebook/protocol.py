@@ -34,12 +34,14 @@ __all__ = [
     "TARGET",
     "BundleSummary",
     "BundlesReply",
+    "DiffReply",
     "HandoffReply",
     "HelloReply",
     "ModelInfo",
     "ModelsReply",
     "TensorInfo",
     "ProtocolError",
+    "ReportReply",
     "Request",
     "error_reply",
     "optional_str",
@@ -52,7 +54,9 @@ __all__ = [
 # 2: the handoff payload is a HandoffRequest; progress has "skip" and elapsed_s.
 PROTOCOL_VERSION = 2
 TARGET = "labkit.handoff"
-REQUEST_TYPES = ("hello", "list_models", "handoff", "list_bundles")
+# bundle_report and bundle_diff are new request types, not new shapes of existing messages:
+# an older kernel answers them with "unknown request type", which the panel shows.
+REQUEST_TYPES = ("hello", "list_models", "handoff", "list_bundles", "bundle_report", "bundle_diff")
 _MAX_ID = 128
 _MAX_TEXT = 4096
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -131,6 +135,29 @@ class BundlesReply:
 
     store: str
     bundles: list[BundleSummary]
+
+
+@dataclass(frozen=True)
+class ReportReply:
+    """A bundle's ``report.md`` (read from the verified bundle), for the Bundles panel."""
+
+    name: str
+    version: str
+    path: str
+    markdown: str
+
+
+@dataclass(frozen=True)
+class DiffReply:
+    """What changed from ``from_version`` to ``to_version`` of one bundle: ``diff`` is
+    ``handoff diff --json`` (``labkit.runtime.drift.bundle_diff``), ``lines`` what
+    ``handoff diff`` prints."""
+
+    name: str
+    from_version: str
+    to_version: str
+    diff: dict[str, Any]
+    lines: list[str]
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@
 
 export const PROTOCOL_VERSION = 2;
 export const COMM_TARGET = 'labkit.handoff';
-export const REQUEST_TYPES = ['hello', 'list_models', 'handoff', 'list_bundles'] as const;
+export const REQUEST_TYPES = ['hello', 'list_models', 'handoff', 'list_bundles', 'bundle_report', 'bundle_diff'] as const;
 export const STAGES = ['freeze', 'export', 'parity', 'optimize', 'benchmark', 'bundle'] as const;
 export const STAGE_STATUSES = ['start', 'done', 'fail', 'info', 'skip'] as const;
 export const BUNDLE_NAME_RE = new RegExp("^(?:[a-z0-9][a-z0-9._-]{0,63})$");
@@ -39,6 +39,15 @@ export interface IChange {
   kind: 'first' | 'major' | 'minor' | 'patch';
   from: string | null;
   reason: string;
+}
+
+/** What changed from ``from_version`` to ``to_version`` of one bundle: ``diff`` is ``handoff diff --json`` (``labkit.runtime.drift.bundle_diff``), ``lines`` what ``handoff diff`` prints. */
+export interface IDiffReply {
+  name: string;
+  from_version: string;
+  to_version: string;
+  diff: Record<string, unknown>;
+  lines: string[];
 }
 
 /** A failed handoff: ``type`` is the error class (or a request-level kind such as ``ModelNotChosen``), ``stage`` the stage that failed, if one did. */
@@ -179,6 +188,14 @@ export interface IProvenance {
   options?: Record<string, unknown> | null;
   model?: Record<string, unknown> | null;
   [key: string]: unknown;
+}
+
+/** A bundle's ``report.md`` (read from the verified bundle), for the Bundles panel. */
+export interface IReportReply {
+  name: string;
+  version: string;
+  path: string;
+  markdown: string;
 }
 
 /** What a user may choose about a handoff, JSON-safe; the runner turns it into :class:`labkit.pipeline.HandoffOptions` in one place. */

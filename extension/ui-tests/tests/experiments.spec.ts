@@ -39,7 +39,11 @@ test('an experiment of 4 trials: table, accuracy vs latency, hand off a trial', 
   const plot = page.locator('.js-plotly-plot').first();
   await expect(plot).toBeVisible();
   const fig = await plot.evaluate((el: any) =>
-    el.data.map((t: any) => ({ name: t.name, x: Array.from(t.x), y: Array.from(t.y) }))
+    el.data.map((t: any) => ({
+      name: t.name,
+      x: Array.from(t.x),
+      y: Array.from(t.y)
+    }))
   );
   expect(fig[0].x).toHaveLength(4);
   expect(fig[0].x.every((ms: any) => Number(ms) > 0)).toBe(true);
@@ -48,10 +52,14 @@ test('an experiment of 4 trials: table, accuracy vs latency, hand off a trial', 
   expect(front).toEqual([...front].sort((a, b) => a - b)); // faster ones are less accurate
   await shot(page, 'experiment-table-and-plot');
 
-  const button = page.locator('.labkit-handoff-trial', { hasText: 'hand off trial #2' });
+  const button = page.locator('.labkit-handoff-trial', {
+    hasText: 'hand off trial #2'
+  });
   await expect(button).toBeVisible();
   await button.click();
   await expect(page.locator('.labkit-result')).toBeVisible({ timeout: 240000 });
   await shot(page, 'experiment-handed-off');
-  expect(fs.existsSync(path.join(STORE, 'ui-sweep', '1.0.0', 'manifest.json'))).toBe(true);
+  expect(
+    fs.existsSync(path.join(STORE, 'ui-sweep', '1.0.0', 'manifest.json'))
+  ).toBe(true);
 });

@@ -1,0 +1,216 @@
+import { engineRows, judgedOn, keptLayers, keptRows } from '../decisions';
+import { bundleCells, previousVersion } from '../format';
+import { IBundleSummary, IVariant } from '../protocol';
+
+function variant(fields: Partial<IVariant> & { name: string }): IVariant {
+  return {
+    file: `models/${fields.name}.onnx`,
+    sha256: '0'.repeat(64),
+    precision: 'fp32',
+    tolerance: { rel: 1e-4, metric: 'top1_agreement', min_metric: null },
+    speedup: null,
+    ...fields
+  };
+}
+
+/** The int8 record of the outlier-head model (tests/test_sensitivity.py), as written. */
+const rescued = variant({
+  name: 'int8-dynamic',
+  precision: 'int8',
+  quantization: {
+    options: { name: 'int8-dynamic' },
+    judged_on: 'generated',
+    excluded: [
+      {
+        block: 'head',
+        nodes: ['node_MatMul_4'],
+        reason:
+          'quantized alone it gave top1_agreement 0.62 (max rel 3.1e-01); kept in fp32'
+      }
+    ],
+    sensitivity: [
+      {
+        block: 'head',
+        nodes: ['node_MatMul_4'],
+        passed: false,
+        metric: 'top1_agreement',
+        metric_value: 0.625,
+        max_rel: 0.31
+      },
+      {
+        block: 'fc1',
+        nodes: ['node_MatMul_0'],
+        passed: true,
+        metric: 'top1_agreement',
+        metric_value: 1.0,
+        max_rel: 0.004
+      }
+    ]
+  }
+});
+
+describe('layers kept in fp32', () => {
+  it('reads each excluded block with the sensitivity measured for it', () => {
+    const rows = keptLayers({ variants: [variant({ name: 'fp32' }), rescued] });
+    expect(rows).toEqual([
+      {
+        variant: 'int8-dynamic',
+        block: 'head',
+        nodes: 1,
+        metric: 'top1_agreement',
+        metricValue: 0.625,
+        maxRel: 0.31,
+        reason:
+          'quantized alone it gave top1_agreement 0.62 (max rel 3.1e-01); kept in fp32'
+      }
+    ]);
+    expect(keptRows(rows)).toEqual([
+      [
+        'int8-dynamic',
+        'head',
+        'top1_agreement 0.625',
+        '0.31',
+        'quantized alone it gave top1_agreement 0.62 (max rel 3.1e-01); kept in fp32'
+      ]
+    ]);
+  });
+
+  it("prefers the excluded entry's own measurement and counts its nodes", () => {
+    const v = variant({
+      name: 'int8-static',
+      quantization: {
+        options: {},
+        excluded: [
+          {
+            block: 'encoder.layer.0',
+            nodes: ['a', 'b', 'c'],
+            reason: 'kept',
+            metric: 'cosine',
+            metric_value: 0.97,
+            max_rel: 0.05
+          }
+        ]
+      }
+    });
+    const [row] = keptLayers({ variants: [v] });
+    expect(row.metricValue).toBe(0.97);
+    expect(row.maxRel).toBe(0.05);
+    expect(keptRows([row])[0].slice(1, 4)).toEqual([
+      'encoder.layer.0 (3 nodes)',
+      'cosine 0.97',
+      '0.05'
+    ]);
+  });
+
+  it('is empty for fp32 variants and records without exclusions', () => {
+    const plain = variant({
+      name: 'int8-dynamic',
+      quantization: { options: {}, excluded: [] }
+    });
+    expect(
+      keptLayers({ variants: [variant({ name: 'fp32' }), plain] })
+    ).toEqual([]);
+  });
+});
+
+describe('judged on', () => {
+  it('says which inputs each quantized variant was judged on', () => {
+    const real = variant({
+      name: 'int8-static',
+      quantization: { options: {}, judged_on: 'real' }
+    });
+    expect(
+      judgedOn({ variants: [variant({ name: 'fp32' }), rescued, real] })
+    ).toEqual([
+      {
+        variant: 'int8-dynamic',
+        judgedOn: 'generated',
+        text: 'generated inputs only (no parity_inputs given)'
+      },
+      {
+        variant: 'int8-static',
+        judgedOn: 'real',
+        text: 'real inputs (parity_inputs)'
+      }
+    ]);
+  });
+});
+
+describe('engine configurations', () => {
+  it('lists passed ones first, rejected ones with their reason', () => {
+    const v = variant({
+      name: 'fp32',
+      checks: [
+        {
+          engine: 'openvino',
+          precision: 'bf16',
+          passed: false,
+          reason: 'max rel 0.5 > 0.01'
+        },
+        {
+          engine: 'onnxruntime',
+          precision: 'fp32',
+          passed: true,
+          max_rel: 2e-7,
+          metric: 'top1_agreement',
+          metric_value: 1
+        }
+      ]
+    });
+    expect(engineRows({ variants: [v] })).toEqual([
+      {
+        variant: 'fp32',
+        config: 'onnxruntime-fp32',
+        passed: true,
+        detail: 'max rel 2.00e-7, top1_agreement 1'
+      },
+      {
+        variant: 'fp32',
+        config: 'openvino-bf16',
+        passed: false,
+        detail: 'max rel 0.5 > 0.01'
+      }
+    ]);
+  });
+});
+
+describe('bundles panel rows', () => {
+  const b: IBundleSummary = {
+    name: 'digits',
+    versions: ['1.0.0', '1.1.0'],
+    latest: '1.1.0',
+    path: '/s/digits/1.1.0',
+    default_variant: 'int8-dynamic',
+    speedup: 2.345,
+    parity_ok: true
+  };
+
+  it('shows a row and diffs the latest against the version before it', () => {
+    expect(bundleCells(b)).toEqual([
+      'digits',
+      '1.0.0, 1.1.0',
+      'int8-dynamic',
+      '2.35×',
+      'pass'
+    ]);
+    expect(previousVersion(b)).toBe('1.0.0');
+    expect(
+      previousVersion({ ...b, versions: ['1.0.0'], latest: '1.0.0' })
+    ).toBe(null);
+  });
+
+  it('shows why an unreadable bundle is not summarized', () => {
+    const broken = {
+      ...b,
+      default_variant: null,
+      speedup: null,
+      parity_ok: null,
+      problem: 'manifest.json: bad JSON'
+    };
+    expect(bundleCells(broken).slice(2)).toEqual([
+      '—',
+      '—',
+      'manifest.json: bad JSON'
+    ]);
+  });
+});
