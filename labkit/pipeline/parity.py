@@ -88,10 +88,10 @@ def check_parity(
 ) -> ParityReport:
     names = list(ref.spec.output_names)
     judged: list[InputSet] = ref.sets
-    judged_on = "all inputs"
+    judged_on = "generated" if real_data_only else "all"  # bundle.checks.JUDGED_ON
     if real_data_only and any(s.kind == "real" for s in ref.sets):
         judged = [s for s in ref.sets if s.kind == "real"]
-        judged_on = "real data (parity_inputs)"
+        judged_on = "real"
     per_set, pairs, errors = [], [], []
     for s in ref.sets:
         try:

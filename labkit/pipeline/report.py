@@ -85,10 +85,10 @@ def render(m: Manifest, parity: dict[str, Any], bench: dict[str, Any] | None) ->
             f"| {_fmt(b.get('p50_ms'), '.3f')} | {_fmt(sp.get('p50'), '.2f')}× | "
             f"{_fmt(sp.get('throughput'), '.2f')}× |"
         )
-    kept = [(v.name, e) for v in m.variants for e in (v.quantization or {}).get("excluded") or []]
+    kept = [(v.name, e) for v in m.variants if v.quantization for e in v.quantization.excluded]
     if kept:  # see labkit.pipeline.sensitivity
         lines += ["", "## Layers kept in fp32 (quantization sensitivity)", ""]
-        lines += [f"- `{name}`: `{e['block']}` — {e['reason']}" for name, e in kept]
+        lines += [f"- `{name}`: `{e.block}` — {e.reason}" for name, e in kept]
     rejected = parity.get("rejected") or []
     if rejected:
         lines += ["", "## Left out", ""]

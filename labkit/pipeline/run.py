@@ -23,6 +23,7 @@ from labkit.bundle import (
     Golden,
     Manifest,
     Provenance,
+    Quantization,
     Signature,
     Source,
     Store,
@@ -381,7 +382,9 @@ def _optimize(
                 hashlib.sha256(qbytes).hexdigest(),
                 "int8",
                 _self_test_tolerance(budget, golden, qpred, outputs),
-                quantization=qinfo,
+                quantization=Quantization.from_dict(
+                    {**qinfo, "judged_on": rep_q.judged_on}, "quantization"
+                ),
                 parity=rep_q.summary(),
             )
         )

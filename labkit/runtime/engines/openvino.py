@@ -89,8 +89,7 @@ class OpenVINOEngine:
     def precisions(self, variant: Variant, cpu: Mapping[str, Any]) -> tuple[str, ...]:
         if variant.precision == "fp32":
             return (EXACT, BF16) if cpu_has_bf16(cpu) else (EXACT,)
-        quant = variant.quantization or {}
-        if (quant.get("options") or {}).get("mode") == "static":
+        if variant.quantization is not None and variant.quantization.mode == "static":
             return (EXACT,)
         return ()
 
