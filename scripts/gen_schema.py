@@ -29,7 +29,7 @@ TS_PATH = ROOT / "extension" / "src" / "generated" / "contract.ts"
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from labkit.bundle import Exporter, Manifest, Variant  # noqa: E402
+from labkit.bundle import Baseline, DefaultRule, Exporter, Manifest, Variant  # noqa: E402
 from labkit.bundle.checks import JUDGED_ON  # noqa: E402
 from labkit.bundle.manifest import NAME_RE  # noqa: E402
 from labkit.bundle.parts import CHANGE_KINDS  # noqa: E402
@@ -79,6 +79,7 @@ RESULT_FIELDS = {("HandoffEvent", "result"), ("HandoffReply", "result")}
 # Unknown keys kept for forward compatibility, merged into the parent object's JSON.
 MERGED_FIELDS = {"extra"}
 NO_CHANGE = "none"  # a handoff that wrote nothing (labkit.bundle.store.Plan.kind)
+OPTIONAL_RESULT_FIELDS = {"signed_by", "baseline", "default_rule", "stage_seconds"}
 
 
 def _ref(cls: type) -> dict[str, Any]:
@@ -196,6 +197,8 @@ class SchemaBuilder:
             "required": [*variant["required"], "speedup"],
         }
         self.define(Exporter)
+        self.define(Baseline)
+        self.define(DefaultRule)
         text = {"type": "string"}
         props = {
             "name": manifest["name"],
@@ -220,13 +223,20 @@ class SchemaBuilder:
             # fingerprint (sha256 of the PEM public key) of the key that signed the bundle;
             # optional, so results recorded before signing existed still validate
             "signed_by": {"anyOf": [text, {"type": "null"}]},
+            # the manifest's baseline and default_rule, and each stage's wall seconds; optional
+            # like signed_by (results recorded before they existed), null when not recorded
+            "baseline": {"anyOf": [_ref(Baseline), {"type": "null"}]},
+            "default_rule": {"anyOf": [_ref(DefaultRule), {"type": "null"}]},
+            "stage_seconds": {
+                "anyOf": [{"type": "object", "additionalProperties": number}, {"type": "null"}]
+            },
         }
         self.defs["HandoffResult"] = {
             "type": "object",
             "description": "What a handoff returns "
             "(HandoffResult.to_dict()): the version written or found identical, and why.",
             "properties": props,
-            "required": [k for k in props if k != "signed_by"],
+            "required": [k for k in props if k not in OPTIONAL_RESULT_FIELDS],
             "additionalProperties": False,
         }
 

@@ -18,6 +18,7 @@ from labkit.bundle.parts import (
     Source,
     Variant,
 )
+from labkit.bundle.speed import Baseline, DefaultRule
 from labkit.bundle.store import Plan, Store, default_store
 from labkit.bundle.tensors import Signature, TensorSpec
 from labkit.bundle.tolerance import Tolerance, metric_for_task
@@ -28,7 +29,9 @@ __all__ = [
     "MANIFEST_NAME",
     "NAME_RE",
     "SCHEMA_VERSION",
+    "Baseline",
     "Change",
+    "DefaultRule",
     "EngineCheck",
     "ExcludedLayer",
     "Exporter",

@@ -14,10 +14,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from labkit.bundle._check import extra, fail, require
+from labkit.bundle._check import extra, fail, optional, require
 from labkit.bundle._json import dumps_canonical, loads_strict
 from labkit.bundle.parts import Change, FileEntry, Fingerprint, Golden, Provenance, Variant
 from labkit.bundle.semver import Version
+from labkit.bundle.speed import Baseline, DefaultRule
 from labkit.bundle.tensors import Signature
 from labkit.errors import FormatError
 
@@ -43,6 +44,8 @@ _KEYS = (
     "golden",
     "change",
     "provenance",
+    "baseline",
+    "default_rule",
     "files",
     DIGEST_FIELD,
 )
@@ -81,6 +84,11 @@ class Manifest:
     golden: Golden
     change: Change
     provenance: Provenance
+    # How eager was measured and whether the speed-ups are reliable; None: not benchmarked
+    # (or written before the field existed). See labkit/bundle/speed.py.
+    baseline: Baseline | None = None
+    # Why default_variant is the default; None in bundles written before the field existed.
+    default_rule: DefaultRule | None = None
     files: tuple[FileEntry, ...] = ()  # filled in by write_bundle
     schema_version: int = SCHEMA_VERSION
     extra: Mapping[str, Any] = field(default_factory=dict)  # unknown top-level fields
@@ -125,6 +133,8 @@ class Manifest:
             Variant.from_dict(v, f"variants[{i}]")
             for i, v in enumerate(require(m, "variants", list, ""))
         )
+        baseline = optional(m, "baseline", dict, "")
+        rule = optional(m, "default_rule", dict, "")
         out = cls(
             name=name,
             version=version,
@@ -138,6 +148,8 @@ class Manifest:
             golden=Golden.from_dict(require(m, "golden", dict, "")),
             change=Change.from_dict(require(m, "change", dict, "")),
             provenance=Provenance.from_dict(require(m, "provenance", dict, "")),
+            baseline=None if baseline is None else Baseline.from_dict(baseline),
+            default_rule=None if rule is None else DefaultRule.from_dict(rule),
             files=files,
             schema_version=sv,
             extra=extra(m, _KEYS),
@@ -182,6 +194,19 @@ class Manifest:
                 f"{self.default_variant!r} is not one of {sorted(seen)}",
                 rule="variants",
             )
+        rule = self.default_rule
+        if rule is not None:
+            if rule.chosen != self.default_variant:
+                raise fail(
+                    "default_rule.chosen",
+                    f"{rule.chosen!r} is not the default_variant {self.default_variant!r}",
+                    rule="speed",
+                )
+            unknown = sorted({rule.incumbent, *rule.scores} - seen)
+            if unknown:
+                raise fail(
+                    "default_rule", f"names variants the bundle lacks: {unknown}", rule="speed"
+                )
         for key in ("inputs", "expected"):
             gpath = getattr(self.golden, key)
             if files and gpath not in listed:
@@ -210,6 +235,9 @@ class Manifest:
             "golden": self.golden.to_dict(),
             "change": self.change.to_dict(),
             "provenance": self.provenance.to_dict(),
+            # Absent rather than null when unset: re-writing an older manifest changes nothing.
+            **({"baseline": self.baseline.to_dict()} if self.baseline else {}),
+            **({"default_rule": self.default_rule.to_dict()} if self.default_rule else {}),
             "files": [f.to_dict() for f in self.files],
         }
 

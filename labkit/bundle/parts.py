@@ -295,7 +295,15 @@ class Source:
         return {"kind": self.kind, "path": self.path, "sha256": self.sha256, "copy": self.copy}
 
 
-_PROVENANCE_KEYS = ("source", "exporter", "libraries", "cpu", "options", "model")
+_PROVENANCE_KEYS = (
+    "source",
+    "exporter",
+    "libraries",
+    "cpu",
+    "options",
+    "model",
+    "stage_seconds",
+)
 
 
 @dataclass(frozen=True)
@@ -308,6 +316,8 @@ class Provenance:
     cpu: Doc
     options: Doc | None = None  # HandoffOptions.to_dict()
     model: Doc | None = None  # class, parameters, flops_per_sample
+    # Wall time of each handoff stage (freeze … benchmark), seconds; None: not recorded.
+    stage_seconds: Mapping[str, float] | None = None
     extra: Doc = field(default_factory=dict)
 
     @classmethod
@@ -325,6 +335,7 @@ class Provenance:
             cpu=require(v, "cpu", dict, p),
             options=optional(v, "options", dict, p),
             model=optional(v, "model", dict, p),
+            stage_seconds=_seconds(optional(v, "stage_seconds", dict, p), f"{p}stage_seconds"),
             extra=extra(v, _PROVENANCE_KEYS),
         )
 
@@ -340,4 +351,17 @@ class Provenance:
             out["options"] = self.options
         if self.model is not None:
             out["model"] = self.model
+        if self.stage_seconds is not None:
+            out["stage_seconds"] = dict(self.stage_seconds)
         return out
+
+
+def _seconds(value: Doc | None, where: str) -> dict[str, float] | None:
+    if value is None:
+        return None
+    out = {}
+    for k, s in value.items():
+        if not isinstance(s, (int, float)) or isinstance(s, bool) or not 0 <= s < float("inf"):
+            raise fail(f"{where}.{k}", f"must be a number of seconds >= 0, got {s!r}")
+        out[k] = float(s)
+    return out

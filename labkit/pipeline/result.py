@@ -51,6 +51,7 @@ class HandoffResult:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON for ``handoff export --json``, the notebook comm and the extension."""
+        m = self.manifest
         return {
             "name": self.name,
             "version": self.version,
@@ -65,6 +66,11 @@ class HandoffResult:
             "benchmark": self.benchmark,
             "exporter": self.manifest.provenance.exporter.to_dict(),
             "signed_by": self.signed_by,
+            "baseline": m.baseline.to_dict() if m.baseline else None,
+            "default_rule": m.default_rule.to_dict() if m.default_rule else None,
+            "stage_seconds": dict(m.provenance.stage_seconds)
+            if m.provenance.stage_seconds is not None
+            else None,
         }
 
     def summary(self) -> str:

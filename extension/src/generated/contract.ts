@@ -13,6 +13,21 @@ export type Stage = (typeof STAGES)[number];
 export type StageStatus = (typeof STAGE_STATUSES)[number];
 export type RequestType = (typeof REQUEST_TYPES)[number];
 
+/** How PyTorch eager was measured for the speed-ups, and whether it was consistent. */
+export interface IBaseline {
+  method: string;
+  threads: number[];
+  batch: number;
+  rounds: number;
+  attempts: number;
+  reliable: boolean;
+  spread: number;
+  spread_bound: number;
+  row_ratio: number | null;
+  row_ratio_bound: number;
+  problems: string[];
+}
+
 /** One bundle name in a store, as the side panel shows it: its versions and a summary of the latest (``labkit.notebook.bundles.list_bundles`` writes it). */
 export interface IBundleSummary {
   name: string;
@@ -39,6 +54,20 @@ export interface IChange {
   kind: 'first' | 'major' | 'minor' | 'patch';
   from: string | null;
   reason: string;
+}
+
+/** Why ``default_variant`` is the default: the rule, and the numbers it was applied to. */
+export interface IDefaultRule {
+  rule: string;
+  chosen: string;
+  incumbent: string;
+  previous: string | null;
+  previous_version: string | null;
+  reliable: boolean;
+  reason: string;
+  scores: Record<string, number>;
+  noise: number | null;
+  margin: number | null;
 }
 
 /** What changed from ``from_version`` to ``to_version`` of one bundle: ``diff`` is ``handoff diff --json`` (``labkit.runtime.drift.bundle_diff``), ``lines`` what ``handoff diff`` prints. */
@@ -149,6 +178,9 @@ export interface IHandoffResult {
   benchmark: Record<string, unknown> | null;
   exporter: IExporter;
   signed_by?: string | null;
+  baseline?: IBaseline | null;
+  default_rule?: IDefaultRule | null;
+  stage_seconds?: Record<string, number> | null;
 }
 
 /** Who answers: the kernel's protocol and labkit versions, default store and folder. */
@@ -173,6 +205,8 @@ export interface IManifest {
   golden: IGolden;
   change: IChange;
   provenance: IProvenance;
+  baseline?: IBaseline | null;
+  default_rule?: IDefaultRule | null;
   files?: IFileEntry[];
   schema_version?: number;
   [key: string]: unknown;
@@ -210,6 +244,7 @@ export interface IProvenance {
   cpu: Record<string, unknown>;
   options?: Record<string, unknown> | null;
   model?: Record<string, unknown> | null;
+  stage_seconds?: Record<string, number> | null;
   [key: string]: unknown;
 }
 
