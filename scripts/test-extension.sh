@@ -3,7 +3,7 @@
 # Galata browser tests in Debian's headless Chromium against a real JupyterLab, kernel and
 # pipeline. Run from the repository root after `pip install -e '.[dev]'` into .venv.
 # The last line is `N passed, M failed` for the browser tests; the exit code is non-zero if
-# anything failed.
+# anything failed. Arguments go to Playwright: `-g "Bundles panel"` runs the matching tests.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -61,7 +61,7 @@ export LABKIT_PYTHON=$VENV/bin/python
 rm -f "$RESULTS"
 ui_rc=0
 start=$(date +%s)
-(cd extension/ui-tests && timeout 1200 jlpm playwright test) || ui_rc=$?
+(cd extension/ui-tests && timeout 1200 jlpm playwright test "$@") || ui_rc=$?
 echo "galata took $(( $(date +%s) - start ))s; screenshots in test-artifacts/ui/"
 
 counts=$(node -e '

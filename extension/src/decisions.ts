@@ -6,18 +6,10 @@
  */
 
 import { formatNumber } from './format';
-import { IHandoffResult, IVariant } from './protocol';
-
-function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
+import { IHandoffResult } from './protocol';
 
 function num(value: unknown): number | null {
   return typeof value === 'number' && Number.isFinite(value) ? value : null;
-}
-
-function str(value: unknown): string | null {
-  return typeof value === 'string' && value ? value : null;
 }
 
 /** One layer (a module's block of nodes) a quantized variant keeps in fp32. */
@@ -33,48 +25,23 @@ export interface IKeptLayer {
   reason: string;
 }
 
-/** The sensitivity the variant measured for `block` (quantized alone), if it kept it. */
-function measured(
-  quantization: Record<string, unknown>,
-  block: string
-): Record<string, unknown> {
-  const table = quantization.sensitivity;
-  if (!Array.isArray(table)) {
-    return {};
-  }
-  return table.find(r => isObject(r) && r.block === block) ?? {};
-}
-
 /** The layers kept in fp32, per quantized variant, most sensitive first (the order the
- *  kernel's sensitivity analysis excluded them in). */
+ *  kernel's sensitivity analysis excluded them in), each with what it measured when it
+ *  alone was quantized. */
 export function keptLayers(
   result: Pick<IHandoffResult, 'variants'>
 ): IKeptLayer[] {
-  const rows: IKeptLayer[] = [];
-  for (const v of result.variants ?? []) {
-    const q = v.quantization;
-    if (!isObject(q) || !Array.isArray(q.excluded)) {
-      continue;
-    }
-    for (const e of q.excluded) {
-      if (!isObject(e) || typeof e.block !== 'string') {
-        continue;
-      }
-      // The excluded entry carries its own measurement; older records keep it only in
-      // the sensitivity table.
-      const m = { ...measured(q, e.block), ...e };
-      rows.push({
-        variant: v.name,
-        block: e.block,
-        nodes: Array.isArray(e.nodes) ? e.nodes.length : 0,
-        metric: str(m.metric),
-        metricValue: num(m.metric_value),
-        maxRel: num(m.max_rel),
-        reason: str(e.reason) ?? ''
-      });
-    }
-  }
-  return rows;
+  return (result.variants ?? []).flatMap(v =>
+    (v.quantization?.excluded ?? []).map(e => ({
+      variant: v.name,
+      block: e.block,
+      nodes: e.nodes.length,
+      metric: e.metric ?? null,
+      metricValue: num(e.metric_value),
+      maxRel: num(e.max_rel),
+      reason: e.reason
+    }))
+  );
 }
 
 export const KEPT_HEADERS = [
@@ -105,7 +72,7 @@ export interface IJudgedOn {
   text: string;
 }
 
-const JUDGED_TEXT: Record<string, string> = {
+const JUDGED_TEXT: Record<'real' | 'generated' | 'all', string> = {
   real: 'real inputs (parity_inputs)',
   generated: 'generated inputs only (no parity_inputs given)',
   all: 'every input set'
@@ -114,19 +81,10 @@ const JUDGED_TEXT: Record<string, string> = {
 export function judgedOn(
   result: Pick<IHandoffResult, 'variants'>
 ): IJudgedOn[] {
-  const rows: IJudgedOn[] = [];
-  for (const v of result.variants ?? []) {
-    const q = v.quantization;
-    const on = isObject(q) ? str(q.judged_on) : null;
-    if (on) {
-      rows.push({
-        variant: v.name,
-        judgedOn: on,
-        text: JUDGED_TEXT[on] ?? on
-      });
-    }
-  }
-  return rows;
+  return (result.variants ?? []).flatMap(v => {
+    const on = v.quantization?.judged_on;
+    return on ? [{ variant: v.name, judgedOn: on, text: JUDGED_TEXT[on] }] : [];
+  });
 }
 
 /** One engine configuration (engine, precision) of a variant judged at handoff. */
@@ -137,34 +95,83 @@ export interface IEngineRow {
   detail: string;
 }
 
-function checksOf(v: IVariant): Record<string, unknown>[] {
-  const checks = (v as Record<string, unknown>).checks;
-  return Array.isArray(checks) ? checks.filter(isObject) : [];
-}
-
 /** Every engine configuration judged at handoff, passed ones first. */
 export function engineRows(
   result: Pick<IHandoffResult, 'variants'>
 ): IEngineRow[] {
-  const rows: IEngineRow[] = [];
-  for (const v of result.variants ?? []) {
-    for (const c of checksOf(v)) {
-      const passed = c.passed === true;
-      const metric = str(c.metric);
-      const value = num(c.metric_value);
+  const rows = (result.variants ?? []).flatMap(v =>
+    (v.checks ?? []).map(c => {
       const stats = [
         num(c.max_rel) === null ? '' : `max rel ${formatNumber(c.max_rel)}`,
-        metric && value !== null ? `${metric} ${formatNumber(value, 4)}` : ''
+        c.metric && num(c.metric_value) !== null
+          ? `${c.metric} ${formatNumber(c.metric_value, 4)}`
+          : ''
       ]
         .filter(Boolean)
         .join(', ');
-      rows.push({
+      return {
         variant: v.name,
-        config: `${str(c.engine) ?? '?'}-${str(c.precision) ?? '?'}`,
-        passed,
-        detail: passed ? stats : (str(c.reason) ?? stats)
-      });
-    }
-  }
+        config: `${c.engine}-${c.precision}`,
+        passed: c.passed,
+        detail: c.passed ? stats : (c.reason ?? stats)
+      };
+    })
+  );
   return rows.sort((a, b) => Number(b.passed) - Number(a.passed));
+}
+
+/** Why the default variant is the default: the kernel's rule and reason, and the score
+ *  of every variant it compared (geometric mean of its batch-1 and batch-N speed-ups). */
+export interface IDefaultWhy {
+  chosen: string;
+  rule: string;
+  reason: string;
+  reliable: boolean;
+  rows: string[][];
+  /** "noise ±3.0%, margin 5.0%" when measured, else ''. */
+  bounds: string;
+}
+
+export const SCORE_HEADERS = ['variant', 'score', ''];
+
+function percent(value: number | null | undefined): string | null {
+  const v = num(value);
+  return v === null ? null : `${(v * 100).toFixed(1)}%`;
+}
+
+export function defaultWhy(
+  result: Pick<IHandoffResult, 'default_rule'>
+): IDefaultWhy | null {
+  const r = result.default_rule;
+  if (!r) {
+    return null;
+  }
+  const rows = Object.entries(r.scores)
+    .sort((a, b) => b[1] - a[1])
+    .map(([name, score]) => [
+      name,
+      `${score.toFixed(2)}×`,
+      [
+        name === r.chosen ? 'default' : '',
+        name === r.incumbent ? 'incumbent' : ''
+      ]
+        .filter(Boolean)
+        .join(', ')
+    ]);
+  const noise = percent(r.noise);
+  const margin = percent(r.margin);
+  const bounds = [
+    noise ? `noise ±${noise}` : '',
+    margin ? `margin ${margin}` : ''
+  ]
+    .filter(Boolean)
+    .join(', ');
+  return {
+    chosen: r.chosen,
+    rule: r.rule,
+    reason: r.reason,
+    reliable: r.reliable,
+    rows,
+    bounds
+  };
 }

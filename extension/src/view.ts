@@ -13,6 +13,8 @@ import {
 import { IErrorInfo, IHandoffReply, IProgressEvent, STAGES } from './protocol';
 import {
   KEPT_HEADERS,
+  SCORE_HEADERS,
+  defaultWhy,
   engineRows,
   judgedOn,
   keptLayers,
@@ -222,19 +224,38 @@ export class HandoffView extends Widget {
   }
 }
 
-/** "What was decided": layers kept in fp32 with their measured sensitivity, the inputs each
- *  quantized variant was judged on, the engine configurations that passed or not. */
+/** "What was decided": why the default is the default (the rule and its numbers), the
+ *  layers kept in fp32 with their measured sensitivity, the inputs each quantized variant
+ *  was judged on, the engine configurations that passed or were rejected. */
 function decisions(result: IHandoffReply['result']): HTMLElement | null {
+  const why = defaultWhy(result);
   const kept = keptLayers(result);
   const judged = judgedOn(result);
   const engines = engineRows(result);
-  if (!kept.length && !judged.length && !engines.length) {
+  if (!why && !kept.length && !judged.length && !engines.length) {
     return null;
   }
   return h(
     'div',
     { class: 'labkit-decisions' },
     h('h4', {}, 'What was decided'),
+    why
+      ? h(
+          'div',
+          {
+            class: 'labkit-default-rule',
+            'data-chosen': why.chosen,
+            'data-reliable': String(why.reliable)
+          },
+          h('h5', {}, `Why ${why.chosen} is the default`),
+          h('p', { class: 'labkit-default-reason' }, why.reason),
+          why.rows.length
+            ? table(SCORE_HEADERS, why.rows, 'labkit-table labkit-scores')
+            : null,
+          why.bounds ? h('p', { class: 'labkit-hint' }, why.bounds) : null,
+          h('p', { class: 'labkit-hint labkit-rule' }, `Rule: ${why.rule}`)
+        )
+      : null,
     judged.length
       ? h(
           'ul',

@@ -1,4 +1,10 @@
-import { engineRows, judgedOn, keptLayers, keptRows } from '../decisions';
+import {
+  defaultWhy,
+  engineRows,
+  judgedOn,
+  keptLayers,
+  keptRows
+} from '../decisions';
 import { bundleCells, previousVersion } from '../format';
 import { IBundleSummary, IVariant } from '../protocol';
 
@@ -25,80 +31,57 @@ const rescued = variant({
         block: 'head',
         nodes: ['node_MatMul_4'],
         reason:
-          'quantized alone it gave top1_agreement 0.62 (max rel 3.1e-01); kept in fp32'
+          'quantized alone it gave max rel err 0.00811, top1_agreement 0.6667; kept in fp32',
+        metric: 'top1_agreement',
+        metric_value: 0.6666667,
+        max_rel: 0.0081134
       }
     ],
-    sensitivity: [
-      {
-        block: 'head',
-        nodes: ['node_MatMul_4'],
-        passed: false,
-        metric: 'top1_agreement',
-        metric_value: 0.625,
-        max_rel: 0.31
-      },
-      {
-        block: 'fc1',
-        nodes: ['node_MatMul_0'],
-        passed: true,
-        metric: 'top1_agreement',
-        metric_value: 1.0,
-        max_rel: 0.004
-      }
-    ]
+    sensitivity: []
   }
 });
 
 describe('layers kept in fp32', () => {
   it('reads each excluded block with the sensitivity measured for it', () => {
-    const rows = keptLayers({ variants: [variant({ name: 'fp32' }), rescued] });
+    const rows = keptLayers({
+      variants: [variant({ name: 'fp32' }), rescued]
+    });
     expect(rows).toEqual([
       {
         variant: 'int8-dynamic',
         block: 'head',
         nodes: 1,
         metric: 'top1_agreement',
-        metricValue: 0.625,
-        maxRel: 0.31,
+        metricValue: 0.6666667,
+        maxRel: 0.0081134,
         reason:
-          'quantized alone it gave top1_agreement 0.62 (max rel 3.1e-01); kept in fp32'
+          'quantized alone it gave max rel err 0.00811, top1_agreement 0.6667; kept in fp32'
       }
     ]);
     expect(keptRows(rows)).toEqual([
       [
         'int8-dynamic',
         'head',
-        'top1_agreement 0.625',
-        '0.31',
-        'quantized alone it gave top1_agreement 0.62 (max rel 3.1e-01); kept in fp32'
+        'top1_agreement 0.6667',
+        '8.11e-3',
+        'quantized alone it gave max rel err 0.00811, top1_agreement 0.6667; kept in fp32'
       ]
     ]);
   });
 
-  it("prefers the excluded entry's own measurement and counts its nodes", () => {
+  it('counts a block of several nodes, and says so when nothing was measured', () => {
     const v = variant({
       name: 'int8-static',
       quantization: {
         options: {},
         excluded: [
-          {
-            block: 'encoder.layer.0',
-            nodes: ['a', 'b', 'c'],
-            reason: 'kept',
-            metric: 'cosine',
-            metric_value: 0.97,
-            max_rel: 0.05
-          }
+          { block: 'encoder.layer.0', nodes: ['a', 'b', 'c'], reason: 'kept' }
         ]
       }
     });
-    const [row] = keptLayers({ variants: [v] });
-    expect(row.metricValue).toBe(0.97);
-    expect(row.maxRel).toBe(0.05);
-    expect(keptRows([row])[0].slice(1, 4)).toEqual([
-      'encoder.layer.0 (3 nodes)',
-      'cosine 0.97',
-      '0.05'
+    const rows = keptLayers({ variants: [v] });
+    expect(keptRows(rows)).toEqual([
+      ['int8-static', 'encoder.layer.0 (3 nodes)', '—', '—', 'kept']
     ]);
   });
 
@@ -138,6 +121,7 @@ describe('judged on', () => {
 
 describe('engine configurations', () => {
   it('lists passed ones first, rejected ones with their reason', () => {
+    const tolerance = { rel: 1e-4, metric: null, min_metric: null };
     const v = variant({
       name: 'fp32',
       checks: [
@@ -145,12 +129,17 @@ describe('engine configurations', () => {
           engine: 'openvino',
           precision: 'bf16',
           passed: false,
+          tolerance,
+          judged_on: 'all',
+          max_rel: 0.5,
           reason: 'max rel 0.5 > 0.01'
         },
         {
           engine: 'onnxruntime',
           precision: 'fp32',
           passed: true,
+          tolerance,
+          judged_on: 'all',
           max_rel: 2e-7,
           metric: 'top1_agreement',
           metric_value: 1
@@ -171,6 +160,51 @@ describe('engine configurations', () => {
         detail: 'max rel 0.5 > 0.01'
       }
     ]);
+  });
+});
+
+describe('default variant rule', () => {
+  const rule = {
+    rule: 'the incumbent stays the default unless …',
+    chosen: 'int8-dynamic',
+    incumbent: 'fp32',
+    previous: null,
+    previous_version: null,
+    reliable: true,
+    reason: 'int8-dynamic beats fp32 (1.412×; margin 5.0%, noise 3.1%)',
+    scores: { fp32: 1.81, 'int8-dynamic': 2.556 },
+    noise: 0.0312,
+    margin: 0.05
+  };
+
+  it('shows the reason, each score best first, and the noise and margin', () => {
+    expect(defaultWhy({ default_rule: rule })).toEqual({
+      chosen: 'int8-dynamic',
+      rule: rule.rule,
+      reason: rule.reason,
+      reliable: true,
+      rows: [
+        ['int8-dynamic', '2.56×', 'default'],
+        ['fp32', '1.81×', 'incumbent']
+      ],
+      bounds: 'noise ±3.1%, margin 5.0%'
+    });
+  });
+
+  it('has no scores when the numbers were unreliable, and nothing without a rule', () => {
+    const unreliable = {
+      ...rule,
+      chosen: 'fp32',
+      reliable: false,
+      scores: {},
+      noise: null,
+      margin: null
+    };
+    const why = defaultWhy({ default_rule: unreliable })!;
+    expect(why.rows).toEqual([]);
+    expect(why.bounds).toBe('');
+    expect(defaultWhy({ default_rule: null })).toBeNull();
+    expect(defaultWhy({})).toBeNull();
   });
 });
 

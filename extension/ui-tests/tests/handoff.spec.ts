@@ -423,9 +423,7 @@ test('the result view shows the layers a model needed kept in fp32, and the repo
   );
   const int8 = manifest.variants.find((v: any) => v.name === 'int8-dynamic');
   expect(int8.quantization.excluded.map((e: any) => e.block)).toEqual(['head']);
-  const head = int8.quantization.sensitivity.find(
-    (r: any) => r.block === 'head'
-  );
+  const head = int8.quantization.excluded[0];
 
   // The decision and the measurement behind it, as the bundle records them.
   const kept = result.locator('table.labkit-kept');
@@ -437,7 +435,12 @@ test('the result view shows the layers a model needed kept in fp32, and the repo
   await expect(cells.nth(2)).toHaveText(
     `${head.metric} ${Number(head.metric_value.toPrecision(4))}`
   );
-  await expect(cells.nth(4)).toHaveText(int8.quantization.excluded[0].reason);
+  await expect(cells.nth(4)).toHaveText(head.reason);
+  // no parity_inputs in this notebook: the int8 verdict was reached on generated inputs
+  expect(int8.quantization.judged_on).toBe('generated');
+  await expect(
+    result.locator('.labkit-judged-on li[data-variant="int8-dynamic"]')
+  ).toHaveAttribute('data-judged-on', 'generated');
   await result.locator('.labkit-decisions').scrollIntoViewIfNeeded();
   await shot(page, 'handoff-kept-in-fp32');
 
