@@ -12,7 +12,8 @@ module.exports = {
     'src/format.ts',
     'src/kernel.ts',
     'src/chart.ts',
-    'src/decisions.ts'
+    'src/decisions.ts',
+    'src/stages.ts'
   ],
   coverageReporters: ['text-summary', 'lcov'],
   reporters: ['default']

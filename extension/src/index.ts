@@ -5,13 +5,11 @@ import {
 import {
   Dialog,
   ICommandPalette,
-  MainAreaWidget,
   Notification,
   showDialog
 } from '@jupyterlab/apputils';
 import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
 import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
-import { LabIcon } from '@jupyterlab/ui-components';
 import { Widget } from '@lumino/widgets';
 
 import { h } from './dom';
@@ -23,7 +21,6 @@ import {
 } from './format';
 import { HandoffClient, HandoffError, IKernelLike } from './kernel';
 import { IHandoffOptions, OptionsBody } from './options';
-import { BundleDocView } from './bundleview';
 import { BundlesPanel } from './panel';
 import {
   IBundleSummary,
@@ -34,7 +31,8 @@ import {
   IReportReply,
   RequestType
 } from './protocol';
-import { HandoffView } from './view';
+import { handoffIcon } from './icon';
+import { BundleDocHolder, HandoffPanelHolder } from './tabs';
 
 const PLUGIN_ID = 'labkit-handoff:plugin';
 
@@ -42,14 +40,6 @@ export namespace CommandIDs {
   export const handoff = 'labkit:handoff';
   export const refresh = 'labkit:refresh-bundles';
 }
-
-export const handoffIcon = new LabIcon({
-  name: 'labkit-handoff:handoff',
-  svgstr:
-    '<svg xmlns="http://www.w3.org/2000/svg" width="16" height="16" viewBox="0 0 24 24">' +
-    '<path class="jp-icon3" fill="#616161" d="M3 11h11.2l-3.6-3.6L12 6l6 6-6 6-1.4-1.4 ' +
-    '3.6-3.6H3zm16-7h2v16h-2z"/></svg>'
-});
 
 function kernelOf(panel: NotebookPanel | null): IKernelLike | null {
   return (
@@ -110,79 +100,6 @@ async function connect(
     return null;
   }
   return client;
-}
-
-/**
- * The one Handoff panel: a tab in the main area beside the notebook, created by the first
- * handoff and reused (activated, reset) by every later one, so the notebook keeps its width.
- */
-class HandoffPanelHolder {
-  private _main: MainAreaWidget<HandoffView> | null = null;
-
-  constructor(private _app: JupyterFrontEnd) {}
-
-  get view(): HandoffView | null {
-    return this._main && !this._main.isDisposed ? this._main.content : null;
-  }
-
-  /** Reset the panel for a handoff of `model` and bring it to the front. */
-  show(model: string, notebook: NotebookPanel): HandoffView {
-    let main = this._main;
-    if (!main || main.isDisposed) {
-      main = new MainAreaWidget({ content: new HandoffView() });
-      main.id = 'labkit-handoff';
-      main.title.icon = handoffIcon;
-      main.title.closable = true;
-      this._main = main;
-    }
-    main.content.start(model);
-    main.title.label = main.content.title.label;
-    if (!main.isAttached) {
-      this._app.shell.add(main, 'main', {
-        mode: 'tab-after',
-        ref: notebook.id
-      });
-    }
-    this._app.shell.activateById(main.id);
-    return main.content;
-  }
-}
-
-/** The one tab the Bundles panel opens a report or a diff in (created once, reused). */
-class BundleDocHolder {
-  private _main: MainAreaWidget<BundleDocView> | null = null;
-
-  constructor(
-    private _app: JupyterFrontEnd,
-    private _rendermime: IRenderMimeRegistry
-  ) {}
-
-  show(title: string): BundleDocView {
-    let main = this._main;
-    if (!main || main.isDisposed) {
-      main = new MainAreaWidget({
-        content: new BundleDocView(this._rendermime)
-      });
-      main.id = 'labkit-bundle-doc-panel';
-      main.title.icon = handoffIcon;
-      main.title.closable = true;
-      this._main = main;
-    }
-    main.content.loading(title);
-    main.title.label = title;
-    if (!main.isAttached) {
-      this._app.shell.add(main, 'main', { mode: 'tab-after' });
-    }
-    this._app.shell.activateById(main.id);
-    return main.content;
-  }
-
-  /** The tab follows the view's title once the reply named the versions. */
-  retitle(): void {
-    if (this._main && !this._main.isDisposed) {
-      this._main.title.label = this._main.content.title.label;
-    }
-  }
 }
 
 const BUSY =

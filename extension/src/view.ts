@@ -4,13 +4,9 @@ import { Widget } from '@lumino/widgets';
 
 import { IPlotSpec, chartLabel, plotSpec } from './chart';
 import { h, table } from './dom';
-import {
-  VARIANT_HEADERS,
-  isUnchanged,
-  stageIndex,
-  variantRows
-} from './format';
-import { IErrorInfo, IHandoffReply, IProgressEvent, STAGES } from './protocol';
+import { VARIANT_HEADERS, isUnchanged, variantRows } from './format';
+import { IErrorInfo, IHandoffReply, IProgressEvent } from './protocol';
+import { StageList, stageLine } from './stages';
 import {
   KEPT_HEADERS,
   SCORE_HEADERS,
@@ -21,19 +17,11 @@ import {
   keptRows
 } from './decisions';
 
-const STATUS_OF: Record<string, string> = {
-  start: 'running',
-  done: 'done',
-  fail: 'fail',
-  skip: 'skipped'
-};
-
 /** The one Handoff panel: every handoff from the UI reuses it (`start` resets it). */
 export class HandoffView extends Widget {
-  private _stages = new Map<string, HTMLElement>();
+  private _stages = new StageList();
   private _heading: HTMLElement;
   private _status: HTMLElement;
-  private _list: HTMLElement;
   private _body: HTMLElement;
   private _plots: HTMLElement[] = [];
   private _runs = 0;
@@ -47,9 +35,13 @@ export class HandoffView extends Widget {
     this.title.closable = true;
     this._heading = h('h2', {}, 'Handoff');
     this._status = h('p', { class: 'labkit-status' }, '');
-    this._list = h('ol', { class: 'labkit-stages' });
     this._body = h('div', { class: 'labkit-body' });
-    this.node.append(this._heading, this._status, this._list, this._body);
+    this.node.append(
+      this._heading,
+      this._status,
+      this._stages.node,
+      this._body
+    );
   }
 
   /** Whether a handoff is running in this panel (its result or error not shown yet). */
@@ -71,47 +63,15 @@ export class HandoffView extends Widget {
     this.title.label = `Handoff: ${modelName}`;
     this._heading.textContent = `Handoff: ${modelName}`;
     this._status.textContent = `Handing off ${modelName}…`;
-    this._stages.clear();
-    const items = STAGES.map(stage => {
-      const item = h(
-        'li',
-        {
-          class: 'labkit-stage',
-          'data-stage': stage,
-          'data-status': 'pending'
-        },
-        h('span', { class: 'labkit-stage-name' }, stage),
-        h('span', { class: 'labkit-stage-message' }, '')
-      );
-      this._stages.set(stage, item);
-      return item;
-    });
-    this._list.replaceChildren(...items);
+    this._stages.reset();
     this._body.replaceChildren();
   }
 
   progress(p: IProgressEvent): void {
-    const item = this._stages.get(p.stage);
-    if (!item) {
-      return;
-    }
-    if (p.status !== 'info') {
-      item.dataset.status = STATUS_OF[p.status] ?? p.status;
-    }
-    const msg = item.querySelector('.labkit-stage-message');
-    const took =
-      p.status === 'done' && typeof p.elapsed_s === 'number'
-        ? `${p.elapsed_s.toFixed(1)} s`
-        : '';
-    const text =
-      p.status === 'skip'
-        ? `skipped${p.message ? `: ${p.message}` : ''}`
-        : [took, p.message].filter(Boolean).join(' — ');
-    if (msg && text) {
-      msg.textContent = text;
-    }
-    if (p.status === 'start') {
-      this._status.textContent = `Stage ${stageIndex(p.stage) + 1}/${STAGES.length}: ${p.stage}…`;
+    this._stages.progress(p);
+    const line = stageLine(p);
+    if (line) {
+      this._status.textContent = line;
     }
   }
 
@@ -207,9 +167,7 @@ export class HandoffView extends Widget {
   showError(error: IErrorInfo): void {
     this._running = false;
     const stage = error.stage;
-    if (stage && this._stages.has(stage)) {
-      this._stages.get(stage)!.dataset.status = 'fail';
-    }
+    this._stages.fail(stage);
     this._status.textContent = 'Handoff failed.';
     this._body.replaceChildren(
       h(

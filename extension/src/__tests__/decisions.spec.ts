@@ -7,6 +7,7 @@ import {
 } from '../decisions';
 import { bundleCells, previousVersion } from '../format';
 import { IBundleSummary, IVariant } from '../protocol';
+import { stageLine, stageText } from '../stages';
 
 function variant(fields: Partial<IVariant> & { name: string }): IVariant {
   return {
@@ -246,5 +247,37 @@ describe('bundles panel rows', () => {
       '—',
       'manifest.json: bad JSON'
     ]);
+  });
+});
+
+describe('stage chips', () => {
+  it('say how long a stage took, why it was skipped, and which stage runs', () => {
+    expect(
+      stageText({
+        stage: 'export',
+        status: 'done',
+        message: '',
+        elapsed_s: 3.27
+      })
+    ).toBe('3.3 s');
+    expect(
+      stageText({
+        stage: 'benchmark',
+        status: 'info',
+        message: 'round 3/8',
+        elapsed_s: null
+      })
+    ).toBe('round 3/8');
+    expect(
+      stageText({
+        stage: 'bundle',
+        status: 'skip',
+        message: 'identical to 1.0.0'
+      })
+    ).toBe('skipped: identical to 1.0.0');
+    expect(stageLine({ stage: 'parity', status: 'start' })).toBe(
+      'Stage 3/6: parity…'
+    );
+    expect(stageLine({ stage: 'parity', status: 'done' })).toBeNull();
   });
 });
