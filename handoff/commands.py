@@ -76,9 +76,9 @@ def _export(source: str, request: HandoffRequest, printer: StagePrinter) -> list
 
 
 def _print_result(r: dict[str, Any]) -> None:
-    from labkit.notebook.render import render_result_text
+    from labkit.result_text import render_text
 
-    print(render_result_text(r))
+    print(render_text(r))
     if r.get("signed_by"):
         print(f"  signed with key sha256:{r['signed_by'][:16]}… ({SIGNATURE_NAME})")
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from labkit.bundle.manifest import NAME_RE  # one name rule: the bundle format's
+from labkit.bundle.origin import ExperimentTrial
 from labkit.dynamic_axes import BATCH, check_batch, normalize, propagate
 from labkit.errors import MissingDependencyError, RegistrationError
 from labkit.io_tree import (
@@ -54,6 +55,7 @@ class ModelSpec:
     source: Path | None = None
     call: CallPlan | None = None  # how flat inputs become forward's arguments
     notes: tuple[str, ...] = ()  # what registration decided on the user's behalf
+    experiment: ExperimentTrial | None = None  # the experiment trial it is (provenance)
 
     def plan(self) -> CallPlan:
         return self.call or CallPlan(self.input_names, len(self.input_names))

@@ -32,6 +32,7 @@ if str(ROOT) not in sys.path:
 from labkit.bundle import Baseline, DefaultRule, Exporter, Manifest, Variant  # noqa: E402
 from labkit.bundle.checks import JUDGED_ON  # noqa: E402
 from labkit.bundle.manifest import NAME_RE  # noqa: E402
+from labkit.bundle.origin import GOALS, ExperimentTrial  # noqa: E402
 from labkit.bundle.parts import CHANGE_KINDS  # noqa: E402
 from labkit.bundle.tensors import DTYPES  # noqa: E402
 from labkit.bundle.tolerance import METRICS  # noqa: E402
@@ -59,6 +60,8 @@ ROOTS: tuple[type, ...] = (
     protocol.HandoffReply,
     protocol.ReportReply,
     protocol.DiffReply,
+    protocol.TrialHandoffRequest,
+    protocol.ExperimentOutput,
 )
 # What the type hints do not say, each imported from its home rather than copied: JSON keys
 # that differ from the attribute, closed sets of values checked by the readers, and dict
@@ -74,12 +77,14 @@ ENUMS: dict[tuple[str, str], list[Any]] = {
     ("Tolerance", "metric"): [*METRICS, None],
     ("EngineCheck", "judged_on"): list(JUDGED_ON),
     ("Quantization", "judged_on"): [*JUDGED_ON, None],
+    ("ExperimentTrial", "goal"): list(GOALS),
+    ("ExperimentOutput", "goal"): list(GOALS),
 }
 RESULT_FIELDS = {("HandoffEvent", "result"), ("HandoffReply", "result")}
 # Unknown keys kept for forward compatibility, merged into the parent object's JSON.
 MERGED_FIELDS = {"extra"}
 NO_CHANGE = "none"  # a handoff that wrote nothing (labkit.bundle.store.Plan.kind)
-OPTIONAL_RESULT_FIELDS = {"signed_by", "baseline", "default_rule", "stage_seconds"}
+OPTIONAL_RESULT_FIELDS = {"signed_by", "baseline", "default_rule", "stage_seconds", "experiment"}
 
 
 def _ref(cls: type) -> dict[str, Any]:
@@ -198,6 +203,7 @@ class SchemaBuilder:
         }
         self.define(Exporter)
         self.define(Baseline)
+        self.define(ExperimentTrial)
         self.define(DefaultRule)
         text = {"type": "string"}
         props = {
@@ -227,6 +233,8 @@ class SchemaBuilder:
             # like signed_by (results recorded before they existed), null when not recorded
             "baseline": {"anyOf": [_ref(Baseline), {"type": "null"}]},
             "default_rule": {"anyOf": [_ref(DefaultRule), {"type": "null"}]},
+            # the experiment trial the model was (provenance.experiment); optional
+            "experiment": {"anyOf": [_ref(ExperimentTrial), {"type": "null"}]},
             "stage_seconds": {
                 "anyOf": [{"type": "object", "additionalProperties": number}, {"type": "null"}]
             },
@@ -249,6 +257,7 @@ def constants() -> dict[str, Any]:
         "STAGES": list(STAGES),
         "STAGE_STATUSES": list(STAGE_STATUSES),
         "BUNDLE_NAME_PATTERN": f"^(?:{NAME_RE.pattern})$",
+        "EXPERIMENT_MIME": protocol.EXPERIMENT_MIME,
     }
 
 

@@ -113,7 +113,7 @@ def test_default_store_and_listing_have_one_home() -> None:
 
 
 def test_result_summary_and_tolerance_judging_have_one_home() -> None:
-    _only_in("parity max rel err", ROOT / "labkit/notebook/render.py")
+    _only_in("parity max rel err", ROOT / "labkit/result_text.py")
     _only_in("max |Δ| =", BUNDLE / "tolerance.py")
     _only_in("def metric_for_task", BUNDLE / "tolerance.py")
     assert not [p for p in SOURCES if "cosine_mean" in _text(p)]  # one name per metric

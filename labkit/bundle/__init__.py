@@ -8,6 +8,7 @@ Standard library only (NumPy for golden ``.npz`` files). The normative spec is
 from labkit.bundle.checks import JUDGED_ON, EngineCheck, ExcludedLayer, Quantization
 from labkit.bundle.integrity import VerifiedBundle, read_manifest, verify
 from labkit.bundle.manifest import MANIFEST_NAME, NAME_RE, SCHEMA_VERSION, Manifest
+from labkit.bundle.origin import ExperimentTrial
 from labkit.bundle.parts import (
     Change,
     Exporter,
@@ -34,6 +35,7 @@ __all__ = [
     "DefaultRule",
     "EngineCheck",
     "ExcludedLayer",
+    "ExperimentTrial",
     "Exporter",
     "FileEntry",
     "Fingerprint",

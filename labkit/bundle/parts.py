@@ -12,6 +12,7 @@ from typing import Any
 from labkit.bundle._check import check_type, extra, fail, hex64, obj, optional, require
 from labkit.bundle.changes import CHANGE_KINDS
 from labkit.bundle.checks import EngineCheck, Quantization
+from labkit.bundle.origin import ExperimentTrial
 from labkit.bundle.paths import check_path
 from labkit.bundle.tolerance import Tolerance
 
@@ -303,6 +304,7 @@ _PROVENANCE_KEYS = (
     "options",
     "model",
     "stage_seconds",
+    "experiment",
 )
 
 
@@ -318,6 +320,8 @@ class Provenance:
     model: Doc | None = None  # class, parameters, flops_per_sample
     # Wall time of each handoff stage (freeze … benchmark), seconds; None: not recorded.
     stage_seconds: Mapping[str, float] | None = None
+    # The experiment trial the model was (labkit.experiment); None: it was not one.
+    experiment: ExperimentTrial | None = None
     extra: Doc = field(default_factory=dict)
 
     @classmethod
@@ -336,6 +340,7 @@ class Provenance:
             options=optional(v, "options", dict, p),
             model=optional(v, "model", dict, p),
             stage_seconds=_seconds(optional(v, "stage_seconds", dict, p), f"{p}stage_seconds"),
+            experiment=_experiment(optional(v, "experiment", dict, p), f"{p}experiment"),
             extra=extra(v, _PROVENANCE_KEYS),
         )
 
@@ -353,7 +358,13 @@ class Provenance:
             out["model"] = self.model
         if self.stage_seconds is not None:
             out["stage_seconds"] = dict(self.stage_seconds)
+        if self.experiment is not None:
+            out["experiment"] = self.experiment.to_dict()
         return out
+
+
+def _experiment(value: Doc | None, where: str) -> ExperimentTrial | None:
+    return None if value is None else ExperimentTrial.from_dict(value, where)
 
 
 def _seconds(value: Doc | None, where: str) -> dict[str, float] | None:

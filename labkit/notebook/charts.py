@@ -17,11 +17,11 @@ from html import escape
 from typing import Any
 
 from labkit.errors import MissingDependencyError
+from labkit.notebook.objective import infer_goal, pareto_front, words
 
 __all__ = [
     "PANELS",
     "metric_panel",
-    "pareto_front",
     "pareto_figure",
     "speed_bars",
     "figure_json",
@@ -32,7 +32,6 @@ __all__ = [
 
 PLOTLY_MIME = "application/vnd.plotly.v1+json"
 PANELS = ("loss", "accuracy", "learning rate", "other")
-_ACCURACY_WORDS = ("acc", "top1", "top5", "f1", "precision", "recall", "auc", "iou", "map")
 _SPLITS = ("train", "val", "valid", "validation", "test", "eval")
 _COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2")
 
@@ -50,9 +49,9 @@ def metric_panel(name: str) -> str:
     low = name.lower()
     if low in ("lr", "learning_rate") or low.endswith("_lr") or "learning_rate" in low:
         return "learning rate"
-    if "loss" in low:
+    if "loss" in words(name):
         return "loss"
-    if any(w in low for w in _ACCURACY_WORDS):
+    if infer_goal(name) == "max":  # accuracy-like: the words of labkit.notebook.objective
         return "accuracy"
     return "other"
 
@@ -164,32 +163,25 @@ def training_figure(
     return fig
 
 
-def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
-    """Indices of the points no other point beats: lower latency (x) and higher accuracy (y)."""
-    front = []
-    for i, (x, y) in enumerate(points):
-        if not any((x2 <= x and y2 >= y) and (x2 < x or y2 > y) for x2, y2 in points):
-            front.append(i)
-    return sorted(front, key=lambda i: points[i][0])
-
-
 def pareto_figure(
     labels: Sequence[str],
     latency_ms: Sequence[float],
-    accuracy: Sequence[float],
+    values: Sequence[float],
     *,
-    metric: str,
+    label: str,
+    goal: str,
     title: str,
 ) -> Any:
-    """Accuracy against measured CPU latency, the Pareto front drawn as a step line."""
+    """A metric against measured CPU latency, the Pareto front (by ``goal``: "min" or "max")
+    drawn as a step line; ``label`` is the axis title ("val_loss, lower is better")."""
     go = _plotly()
-    pts = list(zip(latency_ms, accuracy))
-    front = pareto_front(pts)
+    pts = list(zip(latency_ms, values))
+    front = pareto_front(pts, goal=goal)
     fig = go.Figure()
     fig.add_trace(
         go.Scatter(
             x=list(latency_ms),
-            y=list(accuracy),
+            y=list(values),
             mode="markers+text",
             text=list(labels),
             textposition="top center",
@@ -211,7 +203,7 @@ def pareto_figure(
         title={"text": escape(title)},
         height=380,
         xaxis={"title": {"text": "CPU latency, batch 1 (ms, ONNX Runtime)"}},
-        yaxis={"title": {"text": escape(metric)}},
+        yaxis={"title": {"text": escape(label)}},
     )
     return fig
 
@@ -225,8 +217,7 @@ SPEED_SERIES = (
 def speed_bars(result: Mapping[str, Any]) -> tuple[list[str], dict[str, list[float | None]]]:
     """Variant names and their speed-ups vs PyTorch eager per series, for the variants that
     were benchmarked; the default variant's label says so."""
-    # Lazily, and from render: it is the one lenient reader of a result's fields.
-    from labkit.notebook.render import speedup
+    from labkit.result_text import speedup  # the one lenient reader of a result
 
     default = result.get("default_variant")
     labels: list[str] = []

@@ -58,7 +58,7 @@ class HandoffHandler:
         registered: Callable[[], Mapping[str, Any]] | None = None,
         cwd: Path | None = None,
     ) -> None:
-        self._run = run
+        self._pipeline = run
         self._registered = registered or _default_registered
         self._cwd = cwd
 
@@ -124,9 +124,29 @@ class HandoffHandler:
         )
 
     def _do_handoff(self, req: p.Request, send: Send) -> p.HandoffReply:
+        return self._run(req, send, HandoffRequest.from_dict(req.payload), self._registered())
+
+    def _do_handoff_trial(self, req: p.Request, send: Send) -> p.HandoffReply:
+        """The per-trial button: the run open in this kernel, else reopened from its store
+        (a trial's model comes back from its saved weights through ``model_fn``)."""
+        from labkit.notebook.experiment_model import find_open, open_experiment
+
+        ask = p.TrialHandoffRequest.from_dict(req.payload)
+        root = resolve_experiments(ask.store, self.cwd)
+        exp = find_open(str(root), ask.experiment, ask.run) or open_experiment(
+            root, ask.experiment, ask.run
+        )
+        spec = exp.spec(ask.trial, name=ask.options.name)
+        request = HandoffRequest(
+            model=spec.name, store=ask.bundle_store, source=ask.source, options=ask.options
+        )
+        return self._run(req, send, request, {spec.name: spec})
+
+    def _run(
+        self, req: p.Request, send: Send, request: HandoffRequest, specs: Mapping[str, Any]
+    ) -> p.HandoffReply:
         from labkit.pipeline.runner import run_request
 
-        request = HandoffRequest.from_dict(req.payload)
         answers: list[p.HandoffReply] = []
 
         def emit(event: HandoffEvent) -> None:
@@ -146,8 +166,15 @@ class HandoffHandler:
         # Keep the notebook clean: anything printed during the run is kept out of its cells.
         sink = io.StringIO()
         with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
-            run_request(request, emit, specs=self._registered(), cwd=self.cwd, run=self._run)
+            run_request(request, emit, specs=specs, cwd=self.cwd, run=self._pipeline)
         return answers[-1]
+
+
+def resolve_experiments(given: str | None, cwd: Path) -> Path:
+    """The experiments store a request means: ``given``, else ``experiments``, relative to
+    the kernel's folder (where ``labkit.experiment`` writes by default)."""
+    path = Path(given).expanduser() if given else Path("experiments")
+    return (path if path.is_absolute() else cwd / path).resolve()
 
 
 def _speed_json(result: dict[str, Any]) -> dict[str, Any] | None:

@@ -31,12 +31,10 @@ __all__ = ["TrainingProgress", "progress"]
 
 
 def _in_kernel() -> bool:
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return False
-    shell = get_ipython()  # type: ignore[no-untyped-call]
-    if shell is None or getattr(shell, "kernel", None) is None:
+    """In a kernel, with the widget libraries the live plot needs."""
+    from labkit.notebook.env import in_kernel
+
+    if not in_kernel():
         return False
     try:
         import ipywidgets  # noqa: F401

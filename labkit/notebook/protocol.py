@@ -17,29 +17,42 @@ version, so either side refuses a peer it does not speak to::
                         "error": ErrorInfo}      # {"type", "message", "stage"}
 
 A handoff's :class:`~labkit.request.HandoffEvent` stream maps onto these: progress events
-become progress messages, the result the reply, an error the error reply.
+become progress messages, the result the reply, an error the error reply. A
+``handoff_trial`` request (the per-trial button of an experiment's output) is answered the
+same way: progress messages, then a :class:`HandoffReply` or an error reply.
+
+An experiment shows its trials as a display output of mimetype :data:`EXPERIMENT_MIME`
+whose data is an :class:`ExperimentOutput` (with an HTML fallback). It is saved in the
+notebook, so the extension can draw a "hand off" button per trial after the notebook is
+reopened or the kernel restarted: the button sends a :class:`TrialHandoffRequest` built from
+that data.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from labkit.request import ProgressEvent
+from labkit.errors import HandoffRequestError
+from labkit.request import ProgressEvent, RequestOptions
 
 __all__ = [
+    "EXPERIMENT_MIME",
     "PROTOCOL_VERSION",
     "REQUEST_TYPES",
     "TARGET",
     "BundleSummary",
     "BundlesReply",
     "DiffReply",
+    "ExperimentOutput",
     "HandoffReply",
     "HelloReply",
     "ModelInfo",
     "ModelsReply",
     "TensorInfo",
+    "TrialHandoffRequest",
+    "TrialRow",
     "ProtocolError",
     "ReportReply",
     "Request",
@@ -52,11 +65,22 @@ __all__ = [
 ]
 
 # 2: the handoff payload is a HandoffRequest; progress has "skip" and elapsed_s.
-PROTOCOL_VERSION = 2
+# 3: "handoff_trial" (TrialHandoffRequest), and the experiment output (EXPERIMENT_MIME);
+#    "bundle_report" and "bundle_diff" (the Bundles panel's report and diff).
+PROTOCOL_VERSION = 3
 TARGET = "labkit.handoff"
-# bundle_report and bundle_diff are new request types, not new shapes of existing messages:
-# an older kernel answers them with "unknown request type", which the panel shows.
-REQUEST_TYPES = ("hello", "list_models", "handoff", "list_bundles", "bundle_report", "bundle_diff")
+REQUEST_TYPES = (
+    "hello",
+    "list_models",
+    "handoff",
+    "list_bundles",
+    "handoff_trial",
+    "bundle_report",
+    "bundle_diff",
+)
+EXPERIMENT_MIME = "application/vnd.labkit.experiment+json"
+TRIAL_STATUSES = ("ok", "failed")
+RUN_STATES = ("running", "done", "interrupted")
 _MAX_ID = 128
 _MAX_TEXT = 4096
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -171,6 +195,92 @@ class HandoffReply:
     store: str
     headline: str
     figure: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class TrialRow:
+    """One trial as an experiment's output lists it. ``weights_saved``: its trained weights
+    are in the experiment store, so it can be handed off after a kernel restart (the model is
+    rebuilt by ``model_fn``); ``pareto`` and ``best`` follow the experiment's goal."""
+
+    id: int
+    params: dict[str, Any]
+    metrics: dict[str, Any]
+    latency_ms: float | None
+    status: str = field(metadata={"enum": TRIAL_STATUSES})
+    weights_saved: bool
+    pareto: bool
+    best: bool
+
+
+@dataclass(frozen=True)
+class ExperimentOutput:
+    """The data of an experiment's trials output (mimetype ``EXPERIMENT_MIME``): what the
+    extension needs to draw a "hand off" button per trial and send a ``handoff_trial``
+    request (``experiment``, ``run`` and ``store`` identify the run on disk)."""
+
+    experiment: str
+    run: str
+    store: str  # the experiments store (absolute path in the kernel's file system)
+    metric: str
+    goal: str  # "min" | "max" (labkit.bundle.origin.GOALS; the schema says so)
+    label: str  # "val_loss, lower is better"
+    state: str = field(metadata={"enum": RUN_STATES})
+    planned: int
+    bundle_name: str  # the bundle name a hand off writes unless options.name says otherwise
+    trials: list[TrialRow]
+
+
+@dataclass(frozen=True)
+class TrialHandoffRequest:
+    """Hand off one trial of an experiment run (the per-trial button). The kernel uses the
+    run if this kernel has it open, else reopens it from ``store``; ``bundle_store`` is where
+    the bundle goes (like ``HandoffRequest.store``), ``source`` the notebook to copy in."""
+
+    experiment: str
+    run: str
+    trial: int
+    store: str | None = None
+    bundle_store: str | None = None
+    source: str | None = None
+    options: RequestOptions = field(default_factory=RequestOptions)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "options": self.options.to_dict()}
+
+    @classmethod
+    def from_dict(cls, data: object) -> TrialHandoffRequest:
+        if not isinstance(data, dict):
+            raise HandoffRequestError("handoff_trial payload must be a JSON object")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise HandoffRequestError(
+                f"handoff_trial request has unknown field(s) {', '.join(unknown)}; "
+                f"known: {', '.join(sorted(known))}"
+            )
+        trial = data.get("trial")
+        if isinstance(trial, bool) or not isinstance(trial, int) or trial < 1:
+            raise HandoffRequestError(
+                f"handoff_trial: trial must be a trial id >= 1, got {trial!r}"
+            )
+        text = {}
+        for key in ("experiment", "run", "store", "bundle_store", "source"):
+            value = data.get(key)
+            if value is not None and (not isinstance(value, str) or len(value) > _MAX_TEXT):
+                raise HandoffRequestError(f"handoff_trial: {key} must be a string")
+            text[key] = value or None
+        if text["experiment"] is None or text["run"] is None:
+            raise HandoffRequestError("handoff_trial: experiment and run are required")
+        return cls(
+            experiment=text["experiment"],
+            run=text["run"],
+            trial=trial,
+            store=text["store"],
+            bundle_store=text["bundle_store"],
+            source=text["source"],
+            options=RequestOptions.from_dict(data.get("options") or {}),
+        )
 
 
 def _id_of(data: object) -> str | None:

@@ -1,8 +1,9 @@
-"""A handoff result (``HandoffResult.to_dict()``) as HTML (``_repr_html_``) and as the one
-plain-text summary (``handoff export``, ``str(result)``).
+"""A handoff result (``HandoffResult.to_dict()``) as HTML and as notebook outputs.
 
-Read leniently: any field may be missing and the page still renders what it has; only
-fields that ``HandoffResult.to_dict()`` writes are read.
+Registered as IPython display formatters by :mod:`labkit.notebook.activation` (the pipeline
+never imports this). Read leniently, with the readers and the decision wording of
+:mod:`labkit.result_text` (the one home of the plain text): any field may be
+missing and the page still renders what it has.
 """
 
 from __future__ import annotations
@@ -11,22 +12,21 @@ from collections.abc import Mapping
 from html import escape
 from typing import Any
 
+from labkit.notebook.charts import PLOTLY_MIME, speed_figure
+from labkit.result_text import (
+    decision_lines,
+    max_rel,
+    num,
+    p50_ms,
+    parity_ok,
+    pick,
+    render_text,
+    speedup,
+)
+
 __all__ = ["render_result_html", "render_result_outputs", "render_result_text"]
 
-
-def num(value: object) -> float | None:
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    return None
-
-
-def pick(d: object, *keys: str) -> Any:
-    """The first of ``keys`` present in mapping ``d`` (None otherwise)."""
-    if isinstance(d, Mapping):
-        for k in keys:
-            if d.get(k) is not None:
-                return d[k]
-    return None
+render_result_text = render_text  # the plain text has one home: labkit.result_text
 
 
 def fmt(value: object, digits: int = 3) -> str:
@@ -36,28 +36,6 @@ def fmt(value: object, digits: int = 3) -> str:
     if v != 0 and (abs(v) < 1e-2 or abs(v) >= 1e5):
         return f"{v:.2e}"
     return f"{v:.{digits}g}"
-
-
-def parity_ok(variant: Mapping[str, Any]) -> bool | None:
-    ok = pick(variant.get("parity"), "passed")
-    return ok if isinstance(ok, bool) else None
-
-
-def max_rel(variant: Mapping[str, Any]) -> float | None:
-    return num(pick(variant.get("parity"), "max_rel"))
-
-
-def p50_ms(variant: Mapping[str, Any]) -> float | None:
-    return num(pick(variant.get("benchmark"), "p50_ms"))
-
-
-def speedup(variant: Mapping[str, Any], kind: str = "p50") -> float | None:
-    """Speed-up vs PyTorch eager, ``speedup.{p50,throughput}``: on the result's variant, or
-    under ``benchmark`` in a manifest's variant."""
-    nested = variant.get("speedup")
-    if nested is None:
-        nested = pick(variant.get("benchmark"), "speedup")
-    return num(nested.get(kind)) if isinstance(nested, Mapping) else None
 
 
 def _badge(ok: bool | None) -> str:
@@ -93,6 +71,10 @@ def _parity_table(variants: list[Mapping[str, Any]], default: str | None) -> str
     return f'<table class="labkit-table">{head}{"".join(rows)}</table>'
 
 
+def _section(title: str, items: str, css: str) -> str:
+    return f'<p>{title}:</p><ul class="{css}">{items}</ul>' if items else ""
+
+
 def render_result_html(result: Mapping[str, Any]) -> str:
     """The handoff result as a self-contained HTML fragment (no scripts): what was written,
     the parity and speed table, what was left out. The speed chart is a plotly figure beside
@@ -108,6 +90,14 @@ def render_result_html(result: Mapping[str, Any]) -> str:
         f"<li><b>{escape(str(r.get('name')))}</b>: {escape(str(r.get('reason')))}</li>"
         for r in rejected
     )
+    decided = "".join(f"<li>{escape(line)}</li>" for line in decision_lines(result))
+    origin = result.get("experiment")
+    if isinstance(origin, Mapping):
+        decided = (
+            f"<li>from experiment {escape(str(origin.get('name')))}, run "
+            f"{escape(str(origin.get('run')))}, trial #{escape(str(origin.get('trial')))}"
+            "</li>" + decided
+        )
     return (
         '<div class="labkit-result">'
         f"<h3>{escape(str(result.get('name')))} {escape(str(result.get('version')))}</h3>"
@@ -116,6 +106,7 @@ def render_result_html(result: Mapping[str, Any]) -> str:
         f"</p><p>default variant: <b>{escape(str(default))}</b><br>"
         f"bundle: <code>{escape(str(result.get('path')))}</code></p>"
         f"{_parity_table(variants, default if isinstance(default, str) else None)}"
+        f"{_section('what the handoff decided', decided, 'labkit-decisions')}"
         f"{'<p>left out:</p><ul>' + rej + '</ul>' if rej else ''}"
         "</div>"
     )
@@ -130,7 +121,6 @@ def render_result_outputs(result: Mapping[str, Any]) -> list[dict[str, Any]]:
     reopening), with a text line for front ends that cannot draw it.
     """
     from labkit.errors import MissingDependencyError
-    from labkit.notebook.charts import PLOTLY_MIME, speed_figure
 
     outputs = [{"text/html": render_result_html(result), "text/plain": render_result_text(result)}]
     try:
@@ -142,32 +132,3 @@ def render_result_outputs(result: Mapping[str, Any]) -> list[dict[str, Any]]:
             {PLOTLY_MIME: fig.to_plotly_json(), "text/plain": "(speed-up chart: plotly figure)"}
         )
     return outputs
-
-
-def render_result_text(result: Mapping[str, Any]) -> str:
-    """The handoff result as plain text: what was written, each variant, what was left out."""
-    name, version, path = result.get("name"), result.get("version"), result.get("path")
-    if result.get("change") == "none":
-        return f"{name}: nothing changed since {version}; no new version written.\n  bundle: {path}"
-    lines = [
-        f"{name} {version}  ({result.get('change')}: {result.get('change_reason')})",
-        f"  bundle: {path}",
-        f"  report: {path}/report.md",
-    ]
-    default = result.get("default_variant")
-    for v in result.get("variants") or []:
-        if not isinstance(v, Mapping):
-            continue
-        sp, tp, err = speedup(v), speedup(v, "throughput"), max_rel(v)
-        speed = (
-            f"{sp:.2f}x batch-1 latency, {tp or 0:.2f}x throughput vs PyTorch eager"
-            if sp is not None
-            else "not benchmarked"
-        )
-        mark = "  <- default" if v.get("name") == default else ""
-        err_text = f"{err:.2e}" if err is not None else "?"
-        lines.append(f"  {v.get('name')!s:<13} parity max rel err {err_text}; {speed}{mark}")
-    for r in result.get("rejected") or []:
-        if isinstance(r, Mapping):
-            lines.append(f"  {r.get('name')!s:<13} left out: {str(r.get('reason'))[:200]}")
-    return "\n".join(lines)

@@ -71,25 +71,18 @@ class HandoffResult:
             "stage_seconds": dict(m.provenance.stage_seconds)
             if m.provenance.stage_seconds is not None
             else None,
+            "experiment": m.provenance.experiment.to_dict() if m.provenance.experiment else None,
         }
 
     def summary(self) -> str:
-        from labkit.notebook.render import render_result_text
+        """The result as plain text (what ``handoff export`` prints); the notebook's HTML
+        rendering is registered by ``labkit.notebook`` as an IPython display formatter."""
+        from labkit.result_text import render_text
 
-        return render_result_text(self.to_dict())
+        return render_text(self.to_dict())
 
     def __str__(self) -> str:
         return self.summary()
 
-    def _repr_html_(self) -> str:
-        from labkit.notebook.render import render_result_html
-
-        return render_result_html(self.to_dict())
-
-    def _ipython_display_(self) -> None:
-        from IPython.display import display
-
-        from labkit.notebook.render import render_result_outputs
-
-        for output in render_result_outputs(self.to_dict()):
-            display(output, raw=True)
+    def __repr__(self) -> str:
+        return f"<HandoffResult {self.name} {self.version} ({self.change}) at {self.path}>"

@@ -247,6 +247,7 @@ def _run(
                         "parameters": ref.parameters,
                         "flops_per_sample": ref.flops_per_sample,
                     },
+                    experiment=spec.experiment,
                 ),
             )
             files["reports/parity.json"] = dumps_canonical(parity_doc)

@@ -14,12 +14,17 @@ def data() -> tuple[torch.Tensor, torch.Tensor]:
     return x, y
 
 
+def build(hidden: int) -> torch.nn.Module:
+    """The untrained architecture of a trial (``model_fn``)."""
+    return torch.nn.Sequential(
+        torch.nn.Linear(8, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, 2)
+    )
+
+
 def train(hidden: int, steps: int = 60, lr: float = 0.05) -> dict[str, Any]:
     torch.manual_seed(hidden)
     x, y = data()
-    model = torch.nn.Sequential(
-        torch.nn.Linear(8, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, 2)
-    )
+    model = build(hidden)
     opt = torch.optim.SGD(model.parameters(), lr=lr)
     for _ in range(steps):
         opt.zero_grad()

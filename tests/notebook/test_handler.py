@@ -339,3 +339,57 @@ def test_headline_names_the_previous_version(
     from labkit.pipeline.runner import headline
 
     assert headline(FakeResult("digits", version, change, previous, reason)) == text
+
+
+def test_handoff_trial_uses_the_open_run_or_reopens_it_from_the_store(tmp_path: Path) -> None:
+    """The per-trial button: the run open in this kernel, else reopened from disk (after a
+    restart), where a trial's model needs model_fn — the error says what to run."""
+    import sys
+
+    torch = pytest.importorskip("torch")
+    sys.path.insert(0, str(Path(__file__).parent))
+    from exp_train_fn import build, train
+
+    import labkit
+    from labkit.notebook import experiment_model
+
+    exp = labkit.experiment(
+        train,
+        {"hidden": [4, 8]},
+        name="buttons",
+        metric="val_acc",
+        example_inputs=torch.randn(1, 8),
+        task="classification",
+        widgets=False,
+        store=tmp_path / "experiments",
+    )
+    payload = {"experiment": "buttons", "run": exp.run, "trial": 2, "bundle_store": "b"}
+    run = Recorder()
+    handler, sent = make(run=run, tmp=tmp_path)
+    handler.handle(req("handoff_trial", payload), sent.append)
+    assert sent[-1]["ok"], sent[-1]
+    assert [m["kind"] for m in sent] == ["progress"] * 12 + ["reply"]
+    spec = run.calls[0]["spec"]
+    assert spec.model is exp.trial(2).model and spec.experiment.trial == 2
+    assert run.calls[0]["store"] == (tmp_path / "b").resolve()
+
+    experiment_model._OPEN.clear()  # a restarted kernel: nothing open, only the store
+    sent.clear()
+    handler.handle(req("handoff_trial", payload), sent.append)
+    assert not sent[-1]["ok"]
+    assert "labkit.experiment.load('buttons', run=" in sent[-1]["error"]["message"]
+    labkit.experiment.load("buttons", store=tmp_path / "experiments", model_fn=build)
+    sent.clear()
+    handler.handle(req("handoff_trial", {**payload, "trial": 1}), sent.append)
+    assert sent[-1]["ok"], sent[-1]
+    rebuilt = run.calls[-1]["spec"].model
+    assert torch.equal(rebuilt[0].weight, exp.trial(1).model[0].weight)
+    for bad, text in (
+        ({**payload, "trial": 0}, "trial must be a trial id"),
+        ({**payload, "run": "../../etc"}, "is not a run id"),
+        ({**payload, "experiment": "abc\n"}, "not usable as a folder name"),
+        ({**payload, "extra": 1}, "unknown field"),
+    ):
+        sent.clear()
+        handler.handle(req("handoff_trial", bad), sent.append)
+        assert not sent[-1]["ok"] and text in sent[-1]["error"]["message"], sent[-1]

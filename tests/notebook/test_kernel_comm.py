@@ -1,5 +1,6 @@
-"""The comm target in a real IPython kernel: registration on import, live progress while the
-pipeline blocks the kernel's main thread, refusals, and a kernel that keeps working."""
+"""The comm target in a real IPython kernel: registration on first use (labkit.register), live
+progress while the pipeline blocks the kernel's main thread, refusals, and a kernel that keeps
+working."""
 
 from __future__ import annotations
 
@@ -102,7 +103,7 @@ def request(rtype: str, payload: dict[str, Any] | None = None, rid: str = "r") -
     }
 
 
-def test_target_registered_on_import_and_lists_models(kernel: Any) -> None:
+def test_target_registered_on_first_use_and_lists_models(kernel: Any) -> None:
     comm = open_comm(kernel)
     send(kernel, comm, request("list_models", rid="lm"))
     ((_, reply),) = collect(kernel, comm, "lm", timeout=30)

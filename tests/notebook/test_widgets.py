@@ -142,7 +142,12 @@ def test_render_tolerates_missing_fields() -> None:
 
 
 def test_a_real_handoff_result_displays_its_speed_figure(tmp_path: Path, monkeypatch) -> None:
+    """The notebook layer registers the result's renderings as IPython formatters (the
+    pipeline imports none of it): HTML, plain text, and the table then the chart."""
+    from IPython.core.interactiveshell import InteractiveShell
+
     import labkit
+    from labkit.notebook.activation import register_formatters
     from labkit.notebook.charts import PLOTLY_MIME
     from labkit.pipeline import BenchOptions, HandoffOptions, run
 
@@ -150,17 +155,23 @@ def test_a_real_handoff_result_displays_its_speed_figure(tmp_path: Path, monkeyp
     model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))
     spec = labkit.register(model, torch.randn(4, 8), name="tiny", task="classification")
     result = run(spec, store=tmp_path / "store", options=HandoffOptions(bench=BenchOptions.quick()))
+    assert not hasattr(result, "_repr_html_") and not hasattr(result, "_ipython_display_")
+    shell = InteractiveShell.instance()
+    register_formatters(shell)
+    formatters = shell.display_formatter.formatters
+    html = formatters["text/html"](result)
+    assert html == render_result_html(result.to_dict()) and "<svg" not in html
+    assert formatters["text/plain"](result) == result.summary()
     shown: list = []
     monkeypatch.setattr("IPython.display.display", lambda obj, raw=False: shown.append(obj))
-    result._ipython_display_()  # what a notebook cell's last line `result` calls
+    assert shell.display_formatter.ipython_display_formatter(result)  # a cell's `result`
     table, chart = shown
     p50, tput = chart[PLOTLY_MIME]["data"]
     names = [v.name for v in result.variants]
     assert p50["x"] == [f"{n} (default)" if n == result.default_variant else n for n in names]
     assert p50["y"] == [v.speedup["p50"] for v in result.variants]
     assert tput["y"] == [v.speedup["throughput"] for v in result.variants]
-    assert table["text/html"] == result._repr_html_() and "<svg" not in table["text/html"]
-    assert table["text/plain"] == result.summary()
+    assert table == {"text/html": html, "text/plain": result.summary()}
 
 
 def test_summary_counts_layers_flops_and_measures_latency() -> None:

@@ -2,12 +2,13 @@
 // Regenerate with `python scripts/gen_schema.py`; a test checks it is current.
 /* eslint-disable */
 
-export const PROTOCOL_VERSION = 2;
+export const PROTOCOL_VERSION = 3;
 export const COMM_TARGET = 'labkit.handoff';
-export const REQUEST_TYPES = ['hello', 'list_models', 'handoff', 'list_bundles', 'bundle_report', 'bundle_diff'] as const;
+export const REQUEST_TYPES = ['hello', 'list_models', 'handoff', 'list_bundles', 'handoff_trial', 'bundle_report', 'bundle_diff'] as const;
 export const STAGES = ['freeze', 'export', 'parity', 'optimize', 'benchmark', 'bundle'] as const;
 export const STAGE_STATUSES = ['start', 'done', 'fail', 'info', 'skip'] as const;
 export const BUNDLE_NAME_RE = new RegExp("^(?:[a-z0-9][a-z0-9._-]{0,63})$");
+export const EXPERIMENT_MIME = 'application/vnd.labkit.experiment+json';
 
 export type Stage = (typeof STAGES)[number];
 export type StageStatus = (typeof STAGE_STATUSES)[number];
@@ -109,6 +110,31 @@ export interface IExcludedLayer {
   max_rel?: number | null;
 }
 
+/** The data of an experiment's trials output (mimetype ``EXPERIMENT_MIME``): what the extension needs to draw a "hand off" button per trial and send a ``handoff_trial`` request (``experiment``, ``run`` and ``store`` identify the run on disk). */
+export interface IExperimentOutput {
+  experiment: string;
+  run: string;
+  store: string;
+  metric: string;
+  goal: 'min' | 'max';
+  label: string;
+  state: 'running' | 'done' | 'interrupted';
+  planned: number;
+  bundle_name: string;
+  trials: ITrialRow[];
+}
+
+/** The experiment trial a bundle's model is (``provenance.experiment``). */
+export interface IExperimentTrial {
+  name: string;
+  run: string;
+  trial: number;
+  params: Record<string, unknown>;
+  metrics: Record<string, unknown>;
+  metric: string;
+  goal: 'min' | 'max';
+}
+
 export interface IExporter {
   name: string;
   opset: number;
@@ -180,6 +206,7 @@ export interface IHandoffResult {
   signed_by?: string | null;
   baseline?: IBaseline | null;
   default_rule?: IDefaultRule | null;
+  experiment?: IExperimentTrial | null;
   stage_seconds?: Record<string, number> | null;
 }
 
@@ -245,6 +272,7 @@ export interface IProvenance {
   options?: Record<string, unknown> | null;
   model?: Record<string, unknown> | null;
   stage_seconds?: Record<string, number> | null;
+  experiment?: IExperimentTrial | null;
   [key: string]: unknown;
 }
 
@@ -321,6 +349,29 @@ export interface ITolerance {
   rel: number;
   metric?: 'top1_agreement' | 'cosine' | null;
   min_metric?: number | null;
+}
+
+/** Hand off one trial of an experiment run (the per-trial button). The kernel uses the run if this kernel has it open, else reopens it from ``store``; ``bundle_store`` is where the bundle goes (like ``HandoffRequest.store``), ``source`` the notebook to copy in. */
+export interface ITrialHandoffRequest {
+  experiment: string;
+  run: string;
+  trial: number;
+  store?: string | null;
+  bundle_store?: string | null;
+  source?: string | null;
+  options?: IRequestOptions;
+}
+
+/** One trial as an experiment's output lists it. ``weights_saved``: its trained weights are in the experiment store, so it can be handed off after a kernel restart (the model is rebuilt by ``model_fn``); ``pareto`` and ``best`` follow the experiment's goal. */
+export interface ITrialRow {
+  id: number;
+  params: Record<string, unknown>;
+  metrics: Record<string, unknown>;
+  latency_ms: number | null;
+  status: 'ok' | 'failed';
+  weights_saved: boolean;
+  pareto: boolean;
+  best: boolean;
 }
 
 /** One ONNX graph of the bundle and the tolerance its self-test is judged by. */
