@@ -175,3 +175,27 @@ export function defaultWhy(
     bounds
   };
 }
+
+/** Where a handed-off model came from when it was an experiment's trial, in one line:
+ *  "experiment ui-sweep, run r1, trial #2: hidden=16 · val_loss 0.3123 (goal: min)". */
+export function originLine(
+  result: Pick<IHandoffResult, 'experiment'>
+): string | null {
+  const e = result.experiment;
+  if (!e) {
+    return null;
+  }
+  const params = Object.entries(e.params)
+    .map(
+      ([k, v]) =>
+        `${k}=${typeof v === 'number' ? formatNumber(v, 4) : String(v)}`
+    )
+    .join(', ');
+  const value = e.metrics[e.metric];
+  const metric =
+    typeof value === 'number'
+      ? `${e.metric} ${formatNumber(value, 4)} (goal: ${e.goal})`
+      : '';
+  const facts = [params, metric].filter(Boolean).join(' · ');
+  return `experiment ${e.name}, run ${e.run}, trial #${e.trial}${facts ? `: ${facts}` : ''}`;
+}

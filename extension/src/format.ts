@@ -3,6 +3,7 @@
 import {
   BUNDLE_NAME_RE,
   IBundleSummary,
+  IExperimentOutput,
   IHandoffResult,
   IVariant,
   STAGES
@@ -126,4 +127,45 @@ export function bundleCells(b: IBundleSummary): string[] {
 export function previousVersion(b: IBundleSummary): string | null {
   const i = b.versions.indexOf(b.latest);
   return i > 0 ? b.versions[i - 1] : null;
+}
+
+/** One "hand off trial #N" button of an experiment's output. */
+export interface ITrialButton {
+  id: number;
+  label: string;
+  enabled: boolean;
+  title: string;
+}
+
+function shown(value: unknown): string {
+  return typeof value === 'number' ? formatNumber(value, 4) : String(value);
+}
+
+/** The buttons of an experiment's output: one per trial, the failed ones disabled. A trial
+ *  whose weights were saved can be handed off after a kernel restart too. */
+export function trialButtons(
+  data: Pick<IExperimentOutput, 'metric' | 'trials'>
+): ITrialButton[] {
+  return data.trials.map(t => {
+    const params = Object.entries(t.params)
+      .map(([k, v]) => `${k}=${shown(v)}`)
+      .join(', ');
+    const value = t.metrics[data.metric];
+    const facts = [
+      params,
+      value === undefined ? '' : `${data.metric} ${shown(value)}`
+    ].filter(Boolean);
+    const ok = t.status === 'ok';
+    const how = !ok
+      ? 'this trial failed: nothing to hand off'
+      : t.weights_saved
+        ? 'weights saved: can be handed off after a kernel restart too'
+        : 'weights not saved: only while this kernel still holds the model';
+    return {
+      id: t.id,
+      label: `hand off trial #${t.id}${t.best ? ' (best)' : ''}`,
+      enabled: ok,
+      title: [...facts, how].join(' · ')
+    };
+  });
 }

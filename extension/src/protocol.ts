@@ -20,6 +20,7 @@ import {
 export {
   BUNDLE_NAME_RE,
   COMM_TARGET,
+  EXPERIMENT_MIME,
   PROTOCOL_VERSION,
   STAGES,
   STAGE_STATUSES
@@ -29,6 +30,8 @@ export type {
   IBundlesReply,
   IDiffReply,
   IErrorInfo,
+  IExperimentOutput,
+  IExperimentTrial,
   IHandoffEvent,
   IHandoffReply,
   IHandoffRequest,
@@ -40,6 +43,8 @@ export type {
   IReportReply,
   IRequestOptions,
   IResultVariant,
+  ITrialHandoffRequest,
+  ITrialRow,
   RequestType,
   Stage,
   StageStatus

@@ -24,8 +24,9 @@ export class HandoffPanelHolder {
     return this._main && !this._main.isDisposed ? this._main.content : null;
   }
 
-  /** Reset the panel for a handoff of `model` and bring it to the front. */
-  show(model: string, notebook: NotebookPanel): HandoffView {
+  /** Reset the panel for a handoff of `model`; bring it to the front unless `activate` is
+   *  false (a trial button shows the stages in its own output: the notebook stays). */
+  show(model: string, notebook: NotebookPanel, activate = true): HandoffView {
     let main = this._main;
     if (!main || main.isDisposed) {
       main = new MainAreaWidget({ content: new HandoffView() });
@@ -39,11 +40,20 @@ export class HandoffPanelHolder {
     if (!main.isAttached) {
       this._app.shell.add(main, 'main', {
         mode: 'tab-after',
-        ref: notebook.id
+        ref: notebook.id,
+        activate
       });
     }
-    this._app.shell.activateById(main.id);
+    if (activate) {
+      this.activate();
+    }
     return main.content;
+  }
+
+  activate(): void {
+    if (this._main && !this._main.isDisposed) {
+      this._app.shell.activateById(this._main.id);
+    }
   }
 }
 

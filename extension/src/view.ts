@@ -14,7 +14,8 @@ import {
   engineRows,
   judgedOn,
   keptLayers,
-  keptRows
+  keptRows,
+  originLine
 } from './decisions';
 
 /** The one Handoff panel: every handoff from the UI reuses it (`start` resets it). */
@@ -84,6 +85,7 @@ export class HandoffView extends Widget {
     this._status.textContent = unchanged
       ? 'No new version was written.'
       : 'Handoff complete.';
+    const origin = originLine(result);
     const spec = plotSpec(reply);
     const chart = spec
       ? h('div', {
@@ -107,6 +109,7 @@ export class HandoffView extends Widget {
         },
         h('h3', {}, `${result.name} ${result.version}`),
         h('p', { class: 'labkit-change' }, reply.headline),
+        origin ? h('p', { class: 'labkit-origin' }, 'From ', origin) : null,
         h(
           'p',
           {},

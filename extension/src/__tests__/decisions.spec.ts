@@ -3,9 +3,10 @@ import {
   engineRows,
   judgedOn,
   keptLayers,
-  keptRows
+  keptRows,
+  originLine
 } from '../decisions';
-import { bundleCells, previousVersion } from '../format';
+import { bundleCells, previousVersion, trialButtons } from '../format';
 import { IBundleSummary, IVariant } from '../protocol';
 import { stageLine, stageText } from '../stages';
 
@@ -279,5 +280,84 @@ describe('stage chips', () => {
       'Stage 3/6: parity…'
     );
     expect(stageLine({ stage: 'parity', status: 'done' })).toBeNull();
+  });
+});
+
+describe('experiment trials', () => {
+  const data = {
+    metric: 'val_loss',
+    trials: [
+      {
+        id: 1,
+        params: { hidden: 4, lr: 0.1 },
+        metrics: { val_loss: 0.41234 },
+        latency_ms: 0.01,
+        status: 'ok' as const,
+        weights_saved: true,
+        pareto: true,
+        best: false
+      },
+      {
+        id: 2,
+        params: { hidden: 16, lr: 0.1 },
+        metrics: { val_loss: 0.2 },
+        latency_ms: 0.02,
+        status: 'ok' as const,
+        weights_saved: false,
+        pareto: true,
+        best: true
+      },
+      {
+        id: 3,
+        params: { hidden: 64, lr: 0.1 },
+        metrics: {},
+        latency_ms: null,
+        status: 'failed' as const,
+        weights_saved: false,
+        pareto: false,
+        best: false
+      }
+    ]
+  };
+
+  it('has a button per trial: the best named, a failed one disabled', () => {
+    expect(trialButtons(data)).toEqual([
+      {
+        id: 1,
+        label: 'hand off trial #1',
+        enabled: true,
+        title:
+          'hidden=4, lr=0.1 · val_loss 0.4123 · weights saved: can be handed off after a kernel restart too'
+      },
+      {
+        id: 2,
+        label: 'hand off trial #2 (best)',
+        enabled: true,
+        title:
+          'hidden=16, lr=0.1 · val_loss 0.2 · weights not saved: only while this kernel still holds the model'
+      },
+      {
+        id: 3,
+        label: 'hand off trial #3',
+        enabled: false,
+        title: 'hidden=64, lr=0.1 · this trial failed: nothing to hand off'
+      }
+    ]);
+  });
+
+  it('names the trial a bundle was handed off from', () => {
+    const experiment = {
+      name: 'ui-sweep',
+      run: 'r20261204-1',
+      trial: 2,
+      params: { hidden: 16 },
+      metrics: { val_loss: 0.31234, train_loss: 0.2 },
+      metric: 'val_loss',
+      goal: 'min' as const
+    };
+    expect(originLine({ experiment })).toBe(
+      'experiment ui-sweep, run r20261204-1, trial #2: hidden=16 · val_loss 0.3123 (goal: min)'
+    );
+    expect(originLine({ experiment: null })).toBeNull();
   });
 });
