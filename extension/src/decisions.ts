@@ -6,7 +6,7 @@
  */
 
 import { formatNumber } from './format';
-import { IHandoffResult } from './protocol';
+import { IHandoffResult, JUDGED_ON_WORDS } from './protocol';
 
 function num(value: unknown): number | null {
   return typeof value === 'number' && Number.isFinite(value) ? value : null;
@@ -72,18 +72,14 @@ export interface IJudgedOn {
   text: string;
 }
 
-const JUDGED_TEXT: Record<'real' | 'generated' | 'all', string> = {
-  real: 'real inputs (parity_inputs)',
-  generated: 'generated inputs only (no parity_inputs given)',
-  all: 'every input set'
-};
-
 export function judgedOn(
   result: Pick<IHandoffResult, 'variants'>
 ): IJudgedOn[] {
   return (result.variants ?? []).flatMap(v => {
     const on = v.quantization?.judged_on;
-    return on ? [{ variant: v.name, judgedOn: on, text: JUDGED_TEXT[on] }] : [];
+    return on
+      ? [{ variant: v.name, judgedOn: on, text: JUDGED_ON_WORDS[on] }]
+      : [];
   });
 }
 

@@ -226,7 +226,7 @@ function decisions(result: IHandoffReply['result']): HTMLElement | null {
               'li',
               { 'data-variant': j.variant, 'data-judged-on': j.judgedOn },
               h('b', {}, j.variant),
-              ` was judged on ${j.text}`
+              `: ${j.text}`
             )
           )
         )

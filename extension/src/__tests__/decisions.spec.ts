@@ -110,12 +110,12 @@ describe('judged on', () => {
       {
         variant: 'int8-dynamic',
         judgedOn: 'generated',
-        text: 'generated inputs only (no parity_inputs given)'
+        text: 'judged on the example inputs and inputs generated from them, not real data (pass parity_inputs=[real batches] to judge it on real data)'
       },
       {
         variant: 'int8-static',
         judgedOn: 'real',
-        text: 'real inputs (parity_inputs)'
+        text: 'judged on your real data (parity_inputs)'
       }
     ]);
   });

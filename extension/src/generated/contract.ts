@@ -9,6 +9,7 @@ export const STAGES = ['freeze', 'export', 'parity', 'optimize', 'benchmark', 'b
 export const STAGE_STATUSES = ['start', 'done', 'fail', 'info', 'skip'] as const;
 export const BUNDLE_NAME_RE = new RegExp("^(?:[a-z0-9][a-z0-9._-]{0,63})$");
 export const EXPERIMENT_MIME = 'application/vnd.labkit.experiment+json';
+export const JUDGED_ON_WORDS = {"real": "judged on your real data (parity_inputs)", "generated": "judged on the example inputs and inputs generated from them, not real data (pass parity_inputs=[real batches] to judge it on real data)", "all": "judged on every input set"} as const;
 
 export type Stage = (typeof STAGES)[number];
 export type StageStatus = (typeof STAGE_STATUSES)[number];
