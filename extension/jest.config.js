@@ -11,7 +11,9 @@ module.exports = {
     'src/protocol.ts',
     'src/format.ts',
     'src/kernel.ts',
-    'src/chart.ts'
+    'src/chart.ts',
+    'src/decisions.ts',
+    'src/stages.ts'
   ],
   coverageReporters: ['text-summary', 'lcov'],
   reporters: ['default']

@@ -312,51 +312,14 @@ def _describe_tuning(prof: Any, note: str | None) -> str:
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
-    from labkit.bundle import read_manifest
-    from labkit.bundle.diff import diff
-    from labkit.runtime.drift import output_drift
+    from labkit.runtime.drift import bundle_diff, diff_lines
 
-    a, b = _local(args.a), _local(args.b)
-    d = diff(read_manifest(a), read_manifest(b))
-    d["outputs"] = output_drift(a, b)
+    d = bundle_diff(_local(args.a), _local(args.b))
     if args.json:
         _print_json(d)
         return 0
-    if d["downgrade"]:
-        print(
-            f"{d['from']} → {d['to']}: downgrade to an older version — it undoes a "
-            f"{d['change']} update ({d['verdict']})"
-        )
-    else:
-        print(f"{d['from']} → {d['to']}: {d['change']} — {d['verdict']}")
-    print(f"  {d['reason']}")
-    for c in d["signature_changes"]:
-        print(f"  signature: {c}")
-    flags = [
-        k.replace("_changed", "")
-        for k in ("architecture_changed", "weights_changed", "metadata_changed")
-        if d[k]
-    ]
-    print(f"  changed: {', '.join(flags) or 'nothing'}")
-    if d["default_variant"][0] != d["default_variant"][1]:
-        print(f"  default variant: {d['default_variant'][0]} → {d['default_variant'][1]}")
-    out = d["outputs"]
-    if not out["compared"]:
-        print(f"  outputs: not compared: {out['reason']}")
-    else:
-        va, vb = out["variants"]
-        print(f"  outputs on {out['inputs']} (default variants {va} → {vb}):")
-        for name, o in out["outputs"].items():
-            agree = (
-                f", top-1 agreement {o['top1_agreement']:.1%} ({o['agreeing_rows']} of "
-                f"{o['rows']} rows predict the same class)"
-                if "top1_agreement" in o
-                else ""
-            )
-            print(
-                f"    {name}: max abs difference {o['max_abs']:.3g}, max rel difference "
-                f"{o['max_rel']:.3g}{agree}"
-            )
+    for line in diff_lines(d):
+        print(line)
     return 0
 
 

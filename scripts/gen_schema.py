@@ -46,6 +46,7 @@ from labkit.request import (  # noqa: E402
     ProgressEvent,
     RequestOptions,
 )
+from labkit.result_text import JUDGED_ON_WORDS  # noqa: E402
 
 ROOTS: tuple[type, ...] = (
     Manifest,
@@ -58,6 +59,8 @@ ROOTS: tuple[type, ...] = (
     protocol.ModelsReply,
     protocol.BundlesReply,
     protocol.HandoffReply,
+    protocol.ReportReply,
+    protocol.DiffReply,
     protocol.TrialHandoffRequest,
     protocol.ExperimentOutput,
 )
@@ -260,6 +263,8 @@ def constants() -> dict[str, Any]:
         "STAGE_STATUSES": list(STAGE_STATUSES),
         "BUNDLE_NAME_PATTERN": f"^(?:{NAME_RE.pattern})$",
         "EXPERIMENT_MIME": protocol.EXPERIMENT_MIME,
+        # what a quantized variant's verdict was reached on, in the words every view uses
+        "JUDGED_ON_WORDS": dict(JUDGED_ON_WORDS),
     }
 
 
@@ -315,6 +320,8 @@ def _ts_const(name: str, value: Any) -> str:
     if isinstance(value, list):
         items = ", ".join(json.dumps(v).replace('"', "'") for v in value)
         return f"export const {name} = [{items}] as const;"
+    if isinstance(value, dict):
+        return f"export const {name} = {json.dumps(value)} as const;"
     return f"export const {name} = {text};"
 
 

@@ -3,7 +3,7 @@
 # Galata browser tests in Debian's headless Chromium against a real JupyterLab, kernel and
 # pipeline. Run from the repository root after `pip install -e '.[dev]'` into .venv.
 # The last line is `N passed, M failed` for the browser tests; the exit code is non-zero if
-# anything failed.
+# anything failed. Arguments go to Playwright: `-g "Bundles panel"` runs the matching tests.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -23,14 +23,24 @@ fi
 echo "== building the extension"
 (cd extension && jlpm install >/dev/null && jlpm build:prod >/dev/null)
 
-# An editable install copied the built extension into the environment at install time;
-# refresh that copy so the browser tests run what was just built.
-SHARE="$(python -c 'import sys; print(sys.prefix)')/share/jupyter/labextensions/labkit-handoff"
-if [ ! -L "$SHARE" ]; then
-  rm -rf "$SHARE"
-  mkdir -p "$SHARE"
-  cp -R labkit/labextension/. "$SHARE/"
-  cp extension/install.json "$SHARE/install.json"
+# One temporary folder for the store, the server's root, the extension under test and
+# everything the server, kernels and browser put in TMPDIR; removed on exit.
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/labkit-ui.XXXXXX")
+trap 'rm -rf "$WORK"' EXIT
+mkdir -p "$WORK/store" "$WORK/root" "$WORK/tmp"
+
+# The server loads the extension just built from a private data folder first on JUPYTER_PATH
+# (the first copy found wins), so the environment's installed copy is neither used nor
+# changed; kernels import this checkout's labkit.
+EXT="$WORK/data/labextensions/labkit-handoff"
+mkdir -p "$EXT"
+cp -R labkit/labextension/. "$EXT/"
+cp extension/install.json "$EXT/install.json"
+export JUPYTER_PATH="$WORK/data${JUPYTER_PATH:+:$JUPYTER_PATH}"
+export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
+if ! jupyter labextension list 2>&1 | grep -q "$WORK/data/labextensions"; then
+  echo "JupyterLab does not see the extension under test in $WORK/data" >&2
+  exit 1
 fi
 if ! jupyter labextension list 2>&1 | grep -q 'labkit-handoff.*enabled'; then
   echo "labkit-handoff is not enabled in JupyterLab: run pip install -e '.[dev]'" >&2
@@ -43,11 +53,6 @@ jest_rc=0
 
 echo "== galata (Chromium: /usr/bin/chromium)"
 (cd extension/ui-tests && jlpm install >/dev/null)
-# One temporary folder for the store, the server's root and everything the server, kernels
-# and browser put in TMPDIR; removed on exit.
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/labkit-ui.XXXXXX")
-trap 'rm -rf "$WORK"' EXIT
-mkdir -p "$WORK/store" "$WORK/root" "$WORK/tmp"
 export TMPDIR=$WORK/tmp
 export LABKIT_STORE=$WORK/store
 export JUPYTERLAB_GALATA_ROOT_DIR=$WORK/root
@@ -56,7 +61,7 @@ export LABKIT_PYTHON=$VENV/bin/python
 rm -f "$RESULTS"
 ui_rc=0
 start=$(date +%s)
-(cd extension/ui-tests && timeout 1200 jlpm playwright test) || ui_rc=$?
+(cd extension/ui-tests && timeout 1200 jlpm playwright test "$@") || ui_rc=$?
 echo "galata took $(( $(date +%s) - start ))s; screenshots in test-artifacts/ui/"
 
 counts=$(node -e '

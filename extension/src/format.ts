@@ -1,6 +1,13 @@
 /** Pure formatting helpers for the dialog, result view and side panel. */
 
-import { BUNDLE_NAME_RE, IHandoffResult, IVariant, STAGES } from './protocol';
+import {
+  BUNDLE_NAME_RE,
+  IBundleSummary,
+  IExperimentOutput,
+  IHandoffResult,
+  IVariant,
+  STAGES
+} from './protocol';
 
 export function formatNumber(value: unknown, digits = 3): string {
   if (typeof value !== 'number' || !Number.isFinite(value)) {
@@ -99,4 +106,66 @@ export const REGISTER_HINT =
 /** A bundle name a user may type: the store's rule, checked before asking the kernel. */
 export function validBundleName(name: string): boolean {
   return BUNDLE_NAME_RE.test(name);
+}
+
+/** The display cells of one bundle's row (name, versions, default, speed-up, parity). */
+export function bundleCells(b: IBundleSummary): string[] {
+  return [
+    b.name,
+    b.versions.join(', '),
+    b.default_variant ?? '—',
+    formatSpeedup(b.speedup),
+    b.parity_ok === true
+      ? 'pass'
+      : b.parity_ok === false
+        ? 'FAIL'
+        : (b.problem ?? '—')
+  ];
+}
+
+/** The version a row's diff compares the latest one against, or null with one version. */
+export function previousVersion(b: IBundleSummary): string | null {
+  const i = b.versions.indexOf(b.latest);
+  return i > 0 ? b.versions[i - 1] : null;
+}
+
+/** One "hand off trial #N" button of an experiment's output. */
+export interface ITrialButton {
+  id: number;
+  label: string;
+  enabled: boolean;
+  title: string;
+}
+
+function shown(value: unknown): string {
+  return typeof value === 'number' ? formatNumber(value, 4) : String(value);
+}
+
+/** The buttons of an experiment's output: one per trial, the failed ones disabled. A trial
+ *  whose weights were saved can be handed off after a kernel restart too. */
+export function trialButtons(
+  data: Pick<IExperimentOutput, 'metric' | 'trials'>
+): ITrialButton[] {
+  return data.trials.map(t => {
+    const params = Object.entries(t.params)
+      .map(([k, v]) => `${k}=${shown(v)}`)
+      .join(', ');
+    const value = t.metrics[data.metric];
+    const facts = [
+      params,
+      value === undefined ? '' : `${data.metric} ${shown(value)}`
+    ].filter(Boolean);
+    const ok = t.status === 'ok';
+    const how = !ok
+      ? 'this trial failed: nothing to hand off'
+      : t.weights_saved
+        ? 'weights saved: can be handed off after a kernel restart too'
+        : 'weights not saved: only while this kernel still holds the model';
+    return {
+      id: t.id,
+      label: `hand off trial #${t.id}${t.best ? ' (best)' : ''}`,
+      enabled: ok,
+      title: [...facts, how].join(' · ')
+    };
+  });
 }

@@ -2,34 +2,16 @@ import {
   JupyterFrontEnd,
   JupyterFrontEndPlugin
 } from '@jupyterlab/application';
-import {
-  Dialog,
-  ICommandPalette,
-  MainAreaWidget,
-  Notification,
-  showDialog
-} from '@jupyterlab/apputils';
-import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
-import { LabIcon } from '@jupyterlab/ui-components';
-import { Widget } from '@lumino/widgets';
+import { ICommandPalette } from '@jupyterlab/apputils';
+import { INotebookTracker } from '@jupyterlab/notebook';
+import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
 
-import { h } from './dom';
-import {
-  IMPORT_HINT,
-  REGISTER_HINT,
-  isUnchanged,
-  validBundleName
-} from './format';
-import { HandoffClient, HandoffError, IKernelLike } from './kernel';
-import { IHandoffOptions, OptionsBody } from './options';
+import { diffPrevious, listBundles, openReport } from './bundles';
+import { runHandoff, runTrialHandoff } from './handoff';
+import { handoffIcon } from './icon';
 import { BundlesPanel } from './panel';
-import {
-  IBundleSummary,
-  IHandoffReply,
-  IHandoffRequest,
-  IModelsReply
-} from './protocol';
-import { HandoffView } from './view';
+import { BundleDocHolder, HandoffPanelHolder } from './tabs';
+import { trialsRendererFactory } from './trials';
 
 const PLUGIN_ID = 'labkit-handoff:plugin';
 
@@ -38,210 +20,25 @@ export namespace CommandIDs {
   export const refresh = 'labkit:refresh-bundles';
 }
 
-export const handoffIcon = new LabIcon({
-  name: 'labkit-handoff:handoff',
-  svgstr:
-    '<svg xmlns="http://www.w3.org/2000/svg" width="16" height="16" viewBox="0 0 24 24">' +
-    '<path class="jp-icon3" fill="#616161" d="M3 11h11.2l-3.6-3.6L12 6l6 6-6 6-1.4-1.4 ' +
-    '3.6-3.6H3zm16-7h2v16h-2z"/></svg>'
-});
-
-function kernelOf(panel: NotebookPanel | null): IKernelLike | null {
-  return (
-    (panel?.sessionContext.session?.kernel as unknown as IKernelLike) ?? null
-  );
-}
-
-function message(title: string, text: string, code?: string): Promise<unknown> {
-  const body = h(
-    'div',
-    { class: 'labkit-message' },
-    h('p', {}, text),
-    code ? h('pre', { class: 'labkit-code' }, code) : null
-  );
-  return showDialog({
-    title,
-    body: new Widget({ node: body }),
-    buttons: [Dialog.okButton({ label: 'OK' })]
-  });
-}
-
-async function connect(
-  panel: NotebookPanel | null
-): Promise<HandoffClient | null> {
-  if (!panel) {
-    await message(
-      'Hand off model',
-      'Open the notebook where your model is built first.'
-    );
-    return null;
-  }
-  await panel.sessionContext.ready;
-  const kernel = panel.sessionContext.session?.kernel;
-  if (kernel?.status === 'busy') {
-    Notification.info(
-      'Handoff: waiting for the kernel to finish running cells…',
-      {
-        autoClose: 4000
-      }
-    );
-  }
-  const client = new HandoffClient(kernelOf(panel));
-  const state = await client.probe();
-  if (state === 'no-kernel') {
-    await message(
-      'No kernel is running',
-      'This notebook has no running kernel. Start one (Kernel ▸ Restart Kernel), run the ' +
-        'cells that build and register your model, then click Handoff again.'
-    );
-    return null;
-  }
-  if (state === 'not-imported') {
-    await message(
-      'labkit is not imported in this kernel',
-      'Run this in a cell of the notebook, then click Handoff again:',
-      IMPORT_HINT
-    );
-    return null;
-  }
-  return client;
-}
-
-async function runHandoff(
-  app: JupyterFrontEnd,
-  tracker: INotebookTracker,
-  bundles: BundlesPanel
-): Promise<void> {
-  const panel = tracker.currentWidget;
-  let client: HandoffClient | null;
-  try {
-    client = await connect(panel);
-  } catch (err) {
-    await message(
-      'Handoff',
-      `Could not reach the kernel: ${(err as Error).message}`
-    );
-    return;
-  }
-  if (!client || !panel) {
-    return;
-  }
-  try {
-    const listed = await client.request<IModelsReply>('list_models');
-    if (!listed.models.length) {
-      await message(
-        'No model registered',
-        'labkit is imported but no model is registered in this kernel. Run:',
-        REGISTER_HINT
-      );
-      return;
-    }
-    const body = new OptionsBody(listed.models, listed.store);
-    const choice = await showDialog<IHandoffOptions>({
-      title: 'Hand off model',
-      body,
-      buttons: [Dialog.cancelButton(), Dialog.okButton({ label: 'Hand off' })]
-    });
-    if (!choice.button.accept || !choice.value) {
-      return;
-    }
-    const opts = choice.value;
-    if (opts.name && !validBundleName(opts.name)) {
-      await message(
-        'Invalid bundle name',
-        `"${opts.name}" is not a valid bundle name: use lowercase letters, digits, ".", "_" ` +
-          'and "-", starting with a letter or digit (at most 64 characters).'
-      );
-      return;
-    }
-    if (panel.context.model.dirty) {
-      await panel.context.save();
-    }
-    const view = new HandoffView(opts.name || opts.model);
-    const main = new MainAreaWidget({ content: view });
-    main.id = view.id;
-    main.title.label = view.title.label;
-    main.title.icon = handoffIcon;
-    app.shell.add(main, 'main', { mode: 'split-right', ref: panel.id });
-    try {
-      const request: IHandoffRequest = {
-        model: opts.model,
-        store: opts.store || null,
-        source: panel.context.path,
-        options: { quantize: opts.quantize, name: opts.name || null }
-      };
-      const reply = await client.request<IHandoffReply>(
-        'handoff',
-        request as unknown as Record<string, unknown>,
-        p => view.progress(p)
-      );
-      view.showResult(reply);
-      // The panel follows the store this handoff used (the dialog may have named another).
-      void bundles.setStore(reply.store);
-      const name = reply.result.name;
-      if (isUnchanged(reply.result)) {
-        Notification.info(`${name}: ${reply.headline}`, { autoClose: 5000 });
-      } else {
-        Notification.success(`${name} ${reply.headline}`, { autoClose: 5000 });
-      }
-    } catch (err) {
-      const e = err instanceof HandoffError ? err : null;
-      view.showError({
-        type: e?.type ?? 'Error',
-        message: (err as Error).message,
-        stage: e?.stage ?? null
-      });
-      Notification.error(`Handoff failed${e?.stage ? ` at ${e.stage}` : ''}`, {
-        autoClose: 5000
-      });
-      void bundles.refresh();
-    }
-  } catch (err) {
-    await message('Handoff', (err as Error).message);
-  } finally {
-    client.dispose();
-  }
-}
-
-async function listBundles(
-  tracker: INotebookTracker,
-  store: string | null
-): Promise<{ store: string; bundles: IBundleSummary[] }> {
-  const panel = tracker.currentWidget;
-  if (!panel) {
-    throw new Error(
-      'Open a notebook whose kernel has imported labkit to list its bundles.'
-    );
-  }
-  const client = new HandoffClient(kernelOf(panel));
-  try {
-    const state = await client.probe();
-    if (state !== 'ready') {
-      throw new Error(
-        state === 'no-kernel'
-          ? 'No kernel is running for the current notebook.'
-          : 'Run "import labkit" in the current notebook to list bundles.'
-      );
-    }
-    return await client.request('list_bundles', store ? { store } : {});
-  } finally {
-    client.dispose();
-  }
-}
-
 const plugin: JupyterFrontEndPlugin<void> = {
   id: PLUGIN_ID,
   description:
     'Hand off a PyTorch model from the notebook to a verified labkit bundle.',
   autoStart: true,
-  requires: [INotebookTracker],
+  requires: [INotebookTracker, IRenderMimeRegistry],
   optional: [ICommandPalette],
   activate: (
     app: JupyterFrontEnd,
     tracker: INotebookTracker,
+    rendermime: IRenderMimeRegistry,
     palette: ICommandPalette | null
   ) => {
-    const bundles = new BundlesPanel(store => listBundles(tracker, store));
+    const panels = new HandoffPanelHolder(app);
+    const docs = new BundleDocHolder(app, rendermime);
+    const bundles = new BundlesPanel(store => listBundles(tracker, store), {
+      openReport: (b, store) => void openReport(tracker, docs, b, store),
+      diffPrevious: (b, store) => void diffPrevious(tracker, docs, b, store)
+    });
     bundles.title.icon = handoffIcon;
     app.shell.add(bundles, 'right', { rank: 900 });
 
@@ -251,12 +48,17 @@ const plugin: JupyterFrontEndPlugin<void> = {
         'Hand off the model registered in this notebook to a verified labkit bundle',
       icon: args => (args.toolbar ? handoffIcon : undefined),
       isEnabled: () => tracker.currentWidget !== null,
-      execute: () => runHandoff(app, tracker, bundles)
+      execute: () => runHandoff(tracker, bundles, panels)
     });
     app.commands.addCommand(CommandIDs.refresh, {
       label: 'Refresh labkit bundles',
       execute: () => bundles.refresh()
     });
+    rendermime.addFactory(
+      trialsRendererFactory((node, data, trial, inline) =>
+        runTrialHandoff(tracker, bundles, panels, node, data, trial, inline)
+      )
+    );
     palette?.addItem({ command: CommandIDs.handoff, category: 'labkit' });
     palette?.addItem({ command: CommandIDs.refresh, category: 'labkit' });
     tracker.currentChanged.connect(() => {

@@ -20,6 +20,8 @@ import {
 export {
   BUNDLE_NAME_RE,
   COMM_TARGET,
+  EXPERIMENT_MIME,
+  JUDGED_ON_WORDS,
   PROTOCOL_VERSION,
   STAGES,
   STAGE_STATUSES
@@ -27,7 +29,10 @@ export {
 export type {
   IBundleSummary,
   IBundlesReply,
+  IDiffReply,
   IErrorInfo,
+  IExperimentOutput,
+  IExperimentTrial,
   IHandoffEvent,
   IHandoffReply,
   IHandoffRequest,
@@ -36,8 +41,11 @@ export type {
   IModelInfo,
   IModelsReply,
   IProgressEvent,
+  IReportReply,
   IRequestOptions,
   IResultVariant,
+  ITrialHandoffRequest,
+  ITrialRow,
   RequestType,
   Stage,
   StageStatus

@@ -18,7 +18,7 @@ from typing import Any
 
 from labkit.errors import HandoffFailed, HandoffRequestError, LabkitError, MissingDependencyError
 from labkit.notebook import protocol as p
-from labkit.notebook.bundles import list_bundles
+from labkit.notebook.bundles import bundle_diff, bundle_report, list_bundles
 from labkit.request import HandoffEvent, HandoffRequest, resolve_store
 
 __all__ = ["HandoffHandler"]
@@ -107,6 +107,21 @@ class HandoffHandler:
     def _do_list_bundles(self, req: p.Request, send: Send) -> p.BundlesReply:
         root = self._store(req.payload)
         return p.BundlesReply(str(root), [p.BundleSummary(**b) for b in list_bundles(root)])
+
+    def _do_bundle_report(self, req: p.Request, send: Send) -> p.ReportReply:
+        name = p.optional_str(req.payload, "name") or ""
+        version = p.optional_str(req.payload, "version")
+        return p.ReportReply(**bundle_report(self._store(req.payload), name, version))
+
+    def _do_bundle_diff(self, req: p.Request, send: Send) -> p.DiffReply:
+        return p.DiffReply(
+            **bundle_diff(
+                self._store(req.payload),
+                p.optional_str(req.payload, "name") or "",
+                p.optional_str(req.payload, "version"),
+                p.optional_str(req.payload, "against"),
+            )
+        )
 
     def _do_handoff(self, req: p.Request, send: Send) -> p.HandoffReply:
         return self._run(req, send, HandoffRequest.from_dict(req.payload), self._registered())

@@ -44,6 +44,7 @@ __all__ = [
     "TARGET",
     "BundleSummary",
     "BundlesReply",
+    "DiffReply",
     "ExperimentOutput",
     "HandoffReply",
     "HelloReply",
@@ -53,6 +54,7 @@ __all__ = [
     "TrialHandoffRequest",
     "TrialRow",
     "ProtocolError",
+    "ReportReply",
     "Request",
     "error_reply",
     "optional_str",
@@ -63,10 +65,19 @@ __all__ = [
 ]
 
 # 2: the handoff payload is a HandoffRequest; progress has "skip" and elapsed_s.
-# 3: "handoff_trial" (TrialHandoffRequest), and the experiment output (EXPERIMENT_MIME).
+# 3: "handoff_trial" (TrialHandoffRequest), and the experiment output (EXPERIMENT_MIME);
+#    "bundle_report" and "bundle_diff" (the Bundles panel's report and diff).
 PROTOCOL_VERSION = 3
 TARGET = "labkit.handoff"
-REQUEST_TYPES = ("hello", "list_models", "handoff", "list_bundles", "handoff_trial")
+REQUEST_TYPES = (
+    "hello",
+    "list_models",
+    "handoff",
+    "list_bundles",
+    "handoff_trial",
+    "bundle_report",
+    "bundle_diff",
+)
 EXPERIMENT_MIME = "application/vnd.labkit.experiment+json"
 TRIAL_STATUSES = ("ok", "failed")
 RUN_STATES = ("running", "done", "interrupted")
@@ -148,6 +159,29 @@ class BundlesReply:
 
     store: str
     bundles: list[BundleSummary]
+
+
+@dataclass(frozen=True)
+class ReportReply:
+    """A bundle's ``report.md`` (read from the verified bundle), for the Bundles panel."""
+
+    name: str
+    version: str
+    path: str
+    markdown: str
+
+
+@dataclass(frozen=True)
+class DiffReply:
+    """What changed from ``from_version`` to ``to_version`` of one bundle: ``diff`` is
+    ``handoff diff --json`` (``labkit.runtime.drift.bundle_diff``), ``lines`` what
+    ``handoff diff`` prints."""
+
+    name: str
+    from_version: str
+    to_version: str
+    diff: dict[str, Any]
+    lines: list[str]
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,6 @@
-"""How much two bundles' outputs differ on the same inputs (``handoff diff``).
+"""What ``handoff diff`` says about two bundles: what changed (``labkit.bundle.diff``) and how
+much their outputs differ on the same inputs, as JSON (:func:`bundle_diff`) and in words
+(:func:`diff_lines`). The CLI and the JupyterLab Bundles panel both show these.
 
 Both default variants run on A's golden inputs, in ONNX Runtime only (no torch), and are
 compared with the same statistics as parity and self-tests (A is the reference). For a
@@ -10,13 +12,17 @@ is only done when the signatures let B take A's inputs; otherwise the reason is 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
-from labkit.bundle.integrity import verify
+from labkit.bundle.diff import diff
+from labkit.bundle.integrity import read_manifest, verify
 from labkit.bundle.tolerance import TOP1
 from labkit.errors import LabkitError
 from labkit.runtime.compare import accumulate
 from labkit.runtime.model import Model
+
+__all__ = ["bundle_diff", "diff_lines", "output_drift"]
 
 
 def _not_compared(reason: str) -> dict[str, Any]:
@@ -61,3 +67,49 @@ def output_drift(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> dict[s
         "variants": [ma.variant, mb.variant],
         "outputs": outputs,
     }
+
+
+def bundle_diff(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> dict[str, Any]:
+    """``handoff diff A B --json``: the manifests' differences and the outputs' drift."""
+    d = diff(read_manifest(Path(a)), read_manifest(Path(b)))
+    d["outputs"] = output_drift(a, b)
+    return d
+
+
+def diff_lines(d: dict[str, Any]) -> list[str]:
+    """:func:`bundle_diff`'s result in words, as ``handoff diff`` prints it."""
+    if d["downgrade"]:
+        lines = [
+            f"{d['from']} → {d['to']}: downgrade to an older version — it undoes a "
+            f"{d['change']} update ({d['verdict']})"
+        ]
+    else:
+        lines = [f"{d['from']} → {d['to']}: {d['change']} — {d['verdict']}"]
+    lines.append(f"  {d['reason']}")
+    lines += [f"  signature: {c}" for c in d["signature_changes"]]
+    flags = [
+        k.replace("_changed", "")
+        for k in ("architecture_changed", "weights_changed", "metadata_changed")
+        if d[k]
+    ]
+    lines.append(f"  changed: {', '.join(flags) or 'nothing'}")
+    if d["default_variant"][0] != d["default_variant"][1]:
+        lines.append(f"  default variant: {d['default_variant'][0]} → {d['default_variant'][1]}")
+    out = d["outputs"]
+    if not out["compared"]:
+        lines.append(f"  outputs: not compared: {out['reason']}")
+        return lines
+    va, vb = out["variants"]
+    lines.append(f"  outputs on {out['inputs']} (default variants {va} → {vb}):")
+    for name, o in out["outputs"].items():
+        agree = (
+            f", top-1 agreement {o['top1_agreement']:.1%} ({o['agreeing_rows']} of "
+            f"{o['rows']} rows predict the same class)"
+            if "top1_agreement" in o
+            else ""
+        )
+        lines.append(
+            f"    {name}: max abs difference {o['max_abs']:.3g}, max rel difference "
+            f"{o['max_rel']:.3g}{agree}"
+        )
+    return lines

@@ -4,11 +4,12 @@
 
 export const PROTOCOL_VERSION = 3;
 export const COMM_TARGET = 'labkit.handoff';
-export const REQUEST_TYPES = ['hello', 'list_models', 'handoff', 'list_bundles', 'handoff_trial'] as const;
+export const REQUEST_TYPES = ['hello', 'list_models', 'handoff', 'list_bundles', 'handoff_trial', 'bundle_report', 'bundle_diff'] as const;
 export const STAGES = ['freeze', 'export', 'parity', 'optimize', 'benchmark', 'bundle'] as const;
 export const STAGE_STATUSES = ['start', 'done', 'fail', 'info', 'skip'] as const;
 export const BUNDLE_NAME_RE = new RegExp("^(?:[a-z0-9][a-z0-9._-]{0,63})$");
 export const EXPERIMENT_MIME = 'application/vnd.labkit.experiment+json';
+export const JUDGED_ON_WORDS = {"real": "judged on your real data (parity_inputs)", "generated": "judged on the example inputs and inputs generated from them, not real data (pass parity_inputs=[real batches] to judge it on real data)", "all": "judged on every input set"} as const;
 
 export type Stage = (typeof STAGES)[number];
 export type StageStatus = (typeof STAGE_STATUSES)[number];
@@ -69,6 +70,15 @@ export interface IDefaultRule {
   scores: Record<string, number>;
   noise: number | null;
   margin: number | null;
+}
+
+/** What changed from ``from_version`` to ``to_version`` of one bundle: ``diff`` is ``handoff diff --json`` (``labkit.runtime.drift.bundle_diff``), ``lines`` what ``handoff diff`` prints. */
+export interface IDiffReply {
+  name: string;
+  from_version: string;
+  to_version: string;
+  diff: Record<string, unknown>;
+  lines: string[];
 }
 
 /** One way of running a variant (engine, precision) judged at handoff on the machine that made the bundle: passed, or rejected with the reason. Only passed ones were timed. */
@@ -273,6 +283,14 @@ export interface IQuantization {
   judged_on?: 'real' | 'generated' | 'all' | null;
   excluded?: IExcludedLayer[];
   [key: string]: unknown;
+}
+
+/** A bundle's ``report.md`` (read from the verified bundle), for the Bundles panel. */
+export interface IReportReply {
+  name: string;
+  version: string;
+  path: string;
+  markdown: string;
 }
 
 /** What a user may choose about a handoff, JSON-safe; the runner turns it into :class:`labkit.pipeline.HandoffOptions` in one place. */

@@ -226,46 +226,66 @@ test('no running kernel is said plainly', async ({ page, tmpPath }) => {
   await shot(page, 'handoff-no-kernel');
 });
 
-/** Hand off the notebook's model into `store`, without int8; returns the new view. */
-async function handOffTo(page: IJupyterLabPageFixture, store: string) {
-  // Earlier views stay open; mark them so the new one is found whatever the tab order.
-  await page
-    .locator('.labkit-HandoffView')
-    .evaluateAll(nodes => nodes.forEach(n => n.classList.add('seen-by-test')));
+/** Hand off the notebook's model into `store`, without int8; returns the Handoff panel
+ *  once it shows this handoff's result. Every handoff reuses the one panel: its `data-run`
+ *  counts them. The panel is a tab over the notebook, so the notebook is brought back first. */
+async function handOffTo(
+  page: IJupyterLabPageFixture,
+  notebook: string,
+  store: string
+) {
+  const view = page.locator('.labkit-HandoffView');
+  const runs = (await view.count())
+    ? Number(await view.getAttribute('data-run'))
+    : 0;
+  await page.notebook.activate(notebook);
   await clickHandoff(page);
   const dialog = page.locator('.jp-Dialog');
   await expect(dialog).toContainText('Hand off model', { timeout: 60000 });
   await dialog.locator('input.labkit-quantize').uncheck();
   await dialog.locator('input.labkit-store').fill(store);
   await dialog.locator('.jp-Dialog-button.jp-mod-accept').click();
-  const view = page.locator('.labkit-HandoffView:not(.seen-by-test)');
-  await expect(view).toHaveCount(1, { timeout: 30000 });
+  await expect(view).toHaveCount(1);
+  await expect(view).toHaveAttribute('data-run', String(runs + 1));
   await expect(view.locator('.labkit-result')).toBeVisible({
     timeout: 180000
   });
   return view;
 }
 
-test('an unchanged model is a neutral result; a retrain names the version it updates', async ({
+/** Where the notebook and its Handoff button are on the page (the notebook in front). */
+async function layout(page: IJupyterLabPageFixture, notebook: string) {
+  await page.notebook.activate(notebook);
+  const panel = page.locator('.jp-NotebookPanel');
+  await expect(panel).toHaveCount(1);
+  await expect(page.locator(HANDOFF_BUTTON)).toBeVisible();
+  return {
+    width: (await panel.boundingBox())!.width,
+    button: (await page.locator(HANDOFF_BUTTON).boundingBox())!
+  };
+}
+
+test('one Handoff panel: an unchanged model is neutral, a retrain names the version it updates, the Bundles panel opens reports and diffs', async ({
   page,
   tmpPath
 }) => {
   test.setTimeout(480 * 1000);
-  await openAndRun(
+  const nb = await openAndRun(
     page,
     tmpPath,
     path.join(__dirname, '..', 'notebooks', 'retrain_tiny.ipynb')
   );
   // A store other than the kernel's default, chosen in the dialog.
   const other = path.join(fs.realpathSync(STORE), 'chosen-in-dialog');
+  const before = await layout(page, nb);
 
-  const first = await handOffTo(page, other);
+  const first = await handOffTo(page, nb, other);
   const firstResult = first.locator('.labkit-result');
   await expect(firstResult).toHaveAttribute('data-change', 'first');
   await expect(firstResult).toHaveAttribute('data-version', '1.0.0');
 
   // The same model again: nothing is written, and nothing claims success.
-  const again = await handOffTo(page, other);
+  const again = await handOffTo(page, nb, other);
   const unchanged = again.locator('.labkit-result');
   await expect(unchanged).toHaveAttribute('data-change', 'none');
   await expect(unchanged).toHaveClass(/labkit-mod-unchanged/);
@@ -290,13 +310,21 @@ test('an unchanged model is a neutral result; a retrain names the version it upd
   await shot(page, 'handoff-unchanged');
   expect(fs.readdirSync(path.join(other, 'tiny-ui'))).toEqual(['1.0.0']);
 
-  // Retrain (another seed, same architecture) and hand off: a minor version from 1.0.0.
-  // The result views are closed first so the notebook's toolbar has room for the button.
-  const tabs = page.locator('.lm-TabBar-tab', { hasText: 'Handoff: tiny-ui' });
-  while ((await tabs.count()) > 0) {
-    await tabs.first().locator('.lm-TabBar-tabCloseIcon').click();
+  // Two handoffs in a row: one Handoff tab, reused; the notebook keeps its width and the
+  // Handoff button its place (before, each handoff split the notebook again).
+  await expect(
+    page.locator('.lm-DockPanel-tabBar .lm-TabBar-tab', {
+      hasText: 'Handoff: tiny-ui'
+    })
+  ).toHaveCount(1);
+  const after = await layout(page, nb);
+  expect(Math.abs(after.width - before.width)).toBeLessThanOrEqual(1);
+  for (const k of ['x', 'y', 'width', 'height'] as const) {
+    expect(Math.abs(after.button[k] - before.button[k])).toBeLessThanOrEqual(1);
   }
-  await page.notebook.activate('retrain_tiny.ipynb');
+  await shot(page, 'handoff-twice-notebook-unchanged');
+
+  // Retrain (another seed, same architecture) and hand off: a minor version from 1.0.0.
   await page.notebook.addCell(
     'code',
     'model = train(1)\n' +
@@ -305,7 +333,7 @@ test('an unchanged model is a neutral result; a retrain names the version it upd
   );
   await page.notebook.runCell(2, true);
   await expect(page.locator('.jp-NotebookPanel .jp-CodeCell')).toHaveCount(2);
-  const retrain = await handOffTo(page, other);
+  const retrain = await handOffTo(page, nb, other);
   const minor = retrain.locator('.labkit-result');
   await expect(minor).toHaveAttribute('data-change', 'minor');
   await expect(minor).toHaveAttribute('data-version', '1.1.0');
@@ -322,6 +350,7 @@ test('an unchanged model is a neutral result; a retrain names the version it upd
   await shot(page, 'handoff-retrain-minor');
 
   // The side panel shows the store this handoff used, not the kernel's default.
+  await page.notebook.activate(nb);
   await page.sidebar.openTab('labkit-bundles');
   const panel = page.locator('#labkit-bundles');
   await expect(panel.locator('.labkit-store-path')).toHaveText(
@@ -339,4 +368,92 @@ test('an unchanged model is a neutral result; a retrain names the version it upd
   );
   expect(overflow).toBe('auto');
   await shot(page, 'bundles-panel-chosen-store');
+
+  // A row opens the latest version's report.md, rendered.
+  const row = panel.locator('tr.labkit-bundle-row[data-name="tiny-ui"]');
+  await row.click();
+  const doc = page.locator('.labkit-BundleDocView');
+  await expect(doc).toHaveAttribute('data-kind', 'report', { timeout: 60000 });
+  await expect(doc.locator('.labkit-report h1')).toHaveText(/^tiny-ui 1\.1\.0/);
+  await expect(doc.locator('.labkit-report')).toContainText(
+    'weights-only update'
+  );
+  await expect(doc.locator('.labkit-report table').first()).toBeVisible();
+  await shot(page, 'bundles-report');
+
+  // "diff" compares it with the version before it, in handoff diff's words.
+  await row.locator('button.labkit-diff-previous').click();
+  await expect(doc).toHaveAttribute('data-kind', 'diff', { timeout: 60000 });
+  const diff = doc.locator('.labkit-diff');
+  await expect(diff).toHaveAttribute('data-change', 'minor');
+  await expect(diff).toContainText(
+    'tiny-ui 1.0.0 → tiny-ui 1.1.0: minor — weights-only update'
+  );
+  await expect(diff).toContainText('changed: weights');
+  await expect(diff).toContainText('max abs difference');
+  // one tab for reports and diffs, reused
+  await expect(
+    page.locator('.lm-DockPanel-tabBar .lm-TabBar-tab', { hasText: 'tiny-ui' })
+  ).toHaveCount(2); // the Handoff panel and the bundle tab
+  await shot(page, 'bundles-diff');
+});
+
+test('the result view shows the layers a model needed kept in fp32, and the report says so', async ({
+  page,
+  tmpPath
+}) => {
+  test.setTimeout(360 * 1000);
+  const nb = await openAndRun(
+    page,
+    tmpPath,
+    path.join(__dirname, '..', 'notebooks', 'sensitivity.ipynb')
+  );
+  await clickHandoff(page);
+  const dialog = page.locator('.jp-Dialog');
+  await expect(dialog).toContainText('Hand off model', { timeout: 60000 });
+  await expect(dialog.locator('input.labkit-quantize')).toBeChecked();
+  await dialog.locator('.jp-Dialog-button.jp-mod-accept').click();
+  const view = page.locator('.labkit-HandoffView');
+  const result = view.locator('.labkit-result');
+  await expect(result).toBeVisible({ timeout: 240000 });
+
+  const bundle = (await result.locator('.labkit-path').textContent()) ?? '';
+  const manifest = JSON.parse(
+    fs.readFileSync(path.join(bundle, 'manifest.json'), 'utf-8')
+  );
+  const int8 = manifest.variants.find((v: any) => v.name === 'int8-dynamic');
+  expect(int8.quantization.excluded.map((e: any) => e.block)).toEqual(['head']);
+  const head = int8.quantization.excluded[0];
+
+  // The decision and the measurement behind it, as the bundle records them.
+  const kept = result.locator('table.labkit-kept');
+  await expect(kept).toBeVisible();
+  await expect(kept.locator('tbody tr')).toHaveCount(1);
+  const cells = kept.locator('tbody tr td');
+  await expect(cells.nth(0)).toHaveText('int8-dynamic');
+  await expect(cells.nth(1)).toHaveText('head');
+  await expect(cells.nth(2)).toHaveText(
+    `${head.metric} ${Number(head.metric_value.toPrecision(4))}`
+  );
+  await expect(cells.nth(4)).toHaveText(head.reason);
+  // no parity_inputs in this notebook: the int8 verdict was reached on generated inputs
+  expect(int8.quantization.judged_on).toBe('generated');
+  await expect(
+    result.locator('.labkit-judged-on li[data-variant="int8-dynamic"]')
+  ).toHaveAttribute('data-judged-on', 'generated');
+  await result.locator('.labkit-decisions').scrollIntoViewIfNeeded();
+  await shot(page, 'handoff-kept-in-fp32');
+
+  // The Bundles panel opens the same bundle's report, which lists the kept layer.
+  await page.notebook.activate(nb);
+  await page.sidebar.openTab('labkit-bundles');
+  const row = page.locator(
+    '#labkit-bundles tr.labkit-bundle-row[data-name="outlier-ui"]'
+  );
+  await row.click({ timeout: 60000 });
+  const report = page.locator('.labkit-BundleDocView .labkit-report');
+  await expect(report).toContainText('Layers kept in fp32', { timeout: 60000 });
+  await expect(report).toContainText('head');
+  await expect(row.locator('button.labkit-diff-previous')).toBeDisabled();
+  await shot(page, 'bundles-report-kept-in-fp32');
 });

@@ -91,7 +91,10 @@ test('training progress: shared axes, divergence, Stop, and a plot that survives
   await shot(page, 'progress-running');
   await stop.click();
   await running;
-  const out = page.locator('.jp-Notebook .jp-Cell').nth(2).locator('.jp-OutputArea');
+  const out = page
+    .locator('.jp-Notebook .jp-Cell')
+    .nth(2)
+    .locator('.jp-OutputArea');
   await expect(out).toContainText('stopped at step', { timeout: 60000 });
   const steps = Number(
     /stopped at step (\d+)/.exec((await out.textContent()) ?? '')?.[1]
