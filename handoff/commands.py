@@ -173,9 +173,11 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     for side, tensors in (("input", m.signature.inputs), ("output", m.signature.outputs)):
         for t in tensors:
             print(f"  {side:<6} {t}")
+    unreliable = m.baseline is not None and not m.baseline.reliable
     for v in m.variants:
         sp = v.speedup
         speed = f", {sp['p50']:.2f}x batch-1 latency vs eager" if sp else ""
+        speed = ", speed-up unreliable" if unreliable else speed
         mark = "  <- default" if v.name == m.default_variant else ""
         parity = v.parity or {}
         print(
@@ -183,6 +185,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
             f"{'pass' if parity.get('passed') else 'FAIL'} (max rel "
             f"{parity.get('max_rel', float('nan')):.2e}){speed}{mark}"
         )
+    for line in _speed_lines(m):
+        print(f"  {line}")
     exporter, src = m.provenance.exporter, m.provenance.source
     print(f"  exporter: {exporter.describe()}")
     if src:
@@ -192,6 +196,31 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     print(f"  signature: {sig.describe() if sig else 'none (unsigned)'}")
     print(f"  tuning: {_tuning(Path(args.bundle), m)}")
     return 0
+
+
+def _speed_lines(m: Manifest) -> list[str]:
+    """Why the default is the default, how eager was measured, how long each stage took."""
+    out = []
+    rule = m.default_rule
+    if rule is not None:
+        out.append(f"default: {rule.chosen}: {rule.reason}")
+        if rule.scores:
+            numbers = ", ".join(f"{k} {v:.2f}" for k, v in rule.scores.items())
+            noise = f"; noise {rule.noise:.1%}" if rule.noise is not None else ""
+            margin = f", margin {rule.margin:.1%}" if rule.margin is not None else ""
+            out.append(f"  scores: {numbers}{noise}{margin}")
+        prev = f"{rule.previous} in {rule.previous_version}" if rule.previous else "none"
+        out.append(f"  previous default: {prev}; numbers reliable: {rule.reliable}")
+        out.append(f"  rule: {rule.rule}")
+    if m.baseline is not None:
+        out.append(f"baseline: {m.baseline.describe()}")
+    seconds = m.provenance.stage_seconds
+    if seconds:
+        from labkit.request import STAGES
+
+        each = ", ".join(f"{k} {seconds[k]:.1f}s" for k in STAGES if k in seconds)
+        out.append(f"handoff time: {sum(seconds.values()):.1f}s ({each})")
+    return out
 
 
 def _tuning(root: Path, m: Manifest) -> str:

@@ -3,7 +3,9 @@
 Each candidate is timed in its own process because several runtimes in one process gave
 distorted numbers under load (docs/performance.md). Protocol: the first line is a JSON setup
 ``{"model", "inputs": {"latency": npz, "throughput": npz}, "threads", "warmup", "engine",
-"precision", "streams"}``, answered by ``{"ready": true, "warm_s": {cmd: seconds}}``; then
+"precision", "streams", "warmup_s"}`` (``warmup_s``, optional: stop warming a feed after
+that many seconds, at least one call), answered by
+``{"ready": true, "warm_s": {cmd: seconds}}``; then
 each line ``{"cmd": "latency"|"throughput", "n": int}`` is answered by
 ``{"times": [seconds, ...]}``; ``{"cmd": "quit"}`` ends it.
 
@@ -41,6 +43,16 @@ def _timed(session: Session, feed: Mapping[str, np.ndarray], n: int) -> list[flo
     return times
 
 
+def _warm(
+    session: Session, feed: Mapping[str, np.ndarray], n: int, budget_s: float | None
+) -> list[float]:
+    """Up to ``n`` calls, stopping once ``budget_s`` seconds went into them (at least one)."""
+    times: list[float] = []
+    while len(times) < max(n, 1) and (budget_s is None or sum(times) < budget_s):
+        times += _timed(session, feed, 1)
+    return times
+
+
 def _parallel(sessions: list[Session], feed: Mapping[str, np.ndarray], n: int) -> list[float]:
     threads = [threading.Thread(target=_timed, args=(s, feed, n)) for s in sessions]
     t0 = time.perf_counter()
@@ -65,9 +77,10 @@ def main() -> int:
     sessions = [make_session(data, cand) for _ in range(max(1, int(setup.get("streams", 1))))]
     feeds = {k: _load(v) for k, v in setup["inputs"].items()}
     warm: dict[str, float] = {}
+    budget = setup.get("warmup_s")
     for key, feed in feeds.items():
         for s in sessions:
-            times = _timed(s, feed, int(setup.get("warmup", 3)))
+            times = _warm(s, feed, int(setup.get("warmup", 3)), budget)
         warm[key] = statistics.median(times) if times else 0.0
     print(json.dumps({"ready": True, "warm_s": warm}), flush=True)
     for line in sys.stdin:
