@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -13,6 +14,7 @@ import labkit
 from labkit.bundle import DefaultRule
 from labkit.pipeline import BenchOptions, HandoffOptions, run
 from labkit.pipeline.baseline import ROW_RATIO_BOUND, SPREAD_BOUND, check, spread
+from labkit.pipeline.benchmark import contenders
 from labkit.pipeline.default_rule import MIN_MARGIN, decide, noise
 from labkit.runtime.bench import BenchResult, plan_turn
 
@@ -219,3 +221,20 @@ def test_inconsistent_eager_is_remeasured_then_recorded_unreliable(tmp_path: Pat
     variants_table = report.split("## Variants")[1].split("\n## ")[0]
     assert "×" not in variants_table
     assert res.to_dict()["baseline"]["reliable"] is False
+
+
+def test_an_eager_runner_that_cannot_be_the_faster_is_left_out_of_the_first_attempt() -> None:
+    def runner(threads: int, latency: float, throughput: float) -> SimpleNamespace:
+        return SimpleNamespace(
+            threads=threads, warm_s={"latency": latency, "throughput": throughput}
+        )
+
+    # 16 cores: BERT at 1 thread is 10× slower on both feeds
+    n, one = runner(16, 0.009, 0.25), runner(1, 0.04, 2.5)
+    assert contenders([n, one]) == [n]  # type: ignore[list-item]
+    # 2 cores: both within 3× of each other (1 thread even faster at batch 1): both timed
+    n, one = runner(2, 0.2, 3.4), runner(1, 0.057, 2.2)
+    assert contenders([n, one]) == [n, one]  # type: ignore[list-item]
+    # N threads collapsed already at warm-up: only 1 thread is timed
+    n, one = runner(2, 0.2, 10.0), runner(1, 0.05, 2.2)
+    assert contenders([n, one]) == [one]  # type: ignore[list-item]

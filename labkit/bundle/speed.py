@@ -107,11 +107,13 @@ class Baseline:
 
     def describe(self) -> str:
         """One line for ``report.md`` and ``handoff inspect``."""
-        threads = " and ".join(str(t) for t in self.threads)
-        text = (
-            f"PyTorch eager, the faster of {threads} thread(s) in each of {self.rounds} rounds"
-            f" (measured {self.attempts}×): "
+        counts = " and ".join(str(t) for t in self.threads)
+        how = (
+            f"the faster of {counts} threads in each of {self.rounds} rounds"
+            if len(self.threads) > 1
+            else f"at {counts} thread(s), {self.rounds} rounds"
         )
+        text = f"PyTorch eager, {how} (measured {self.attempts}×): "
         if self.reliable:
             return text + "consistent"
         return text + "INCONSISTENT, speed-ups not recorded: " + "; ".join(self.problems)

@@ -84,6 +84,8 @@ def check(
             "PyTorch eager, the faster of "
             + " and ".join(f"{t} thread{'s' if t > 1 else ''}" for t in threads)
             + " in each round"
+            if len(threads) > 1
+            else f"PyTorch eager at {threads[0]} thread{'s' if threads[0] > 1 else ''}"
         ),
         threads=tuple(threads),
         batch=batch,

@@ -129,7 +129,7 @@ class BenchOptions:
     warmup: int = 3
     latency_s: float = 0.1
     throughput_s: float = 0.3
-    budget_s: float = 40.0
+    budget_s: float = 25.0
 
     @classmethod
     def quick(cls) -> BenchOptions:
