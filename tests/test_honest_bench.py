@@ -238,3 +238,28 @@ def test_an_eager_runner_that_cannot_be_the_faster_is_left_out_of_the_first_atte
     # N threads collapsed already at warm-up: only 1 thread is timed
     n, one = runner(2, 0.2, 10.0), runner(1, 0.05, 2.2)
     assert contenders([n, one]) == [one]  # type: ignore[list-item]
+
+
+def test_the_previous_versions_default_is_the_incumbent_of_the_next_handoff(
+    tmp_path: Path,
+) -> None:
+    def mlp(seed: int) -> torch.nn.Module:
+        torch.manual_seed(seed)
+        return torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))
+
+    opts = HandoffOptions(quantize=False, benchmark=False, parity_batch_sizes=(1, 2))
+    x = torch.randn(2, 8)
+    first = run(labkit.register(mlp(0), x, name="kept"), store=tmp_path, options=opts)
+    rule = first.manifest.default_rule
+    assert rule is not None and first.manifest.baseline is None
+    assert (rule.chosen, rule.previous, rule.reliable) == ("fp32", None, False)
+    assert "not benchmarked" in rule.reason and rule.scores == {}
+    second = run(labkit.register(mlp(1), x, name="kept"), store=tmp_path, options=opts)
+    assert second.version == "1.1.0"
+    rule = second.manifest.default_rule
+    assert rule is not None
+    assert (rule.previous, rule.previous_version, rule.incumbent) == ("fp32", "1.0.0", "fp32")
+    assert "the default of 1.0.0" in rule.reason
+    report = (second.path / "report.md").read_text()
+    assert "## Default variant" in report and "Previous default: `fp32` in 1.0.0" in report
+    assert "## Benchmark" not in report  # nothing timed, nothing claimed
