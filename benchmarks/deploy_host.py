@@ -18,7 +18,8 @@ ResNet-18-class and transformer-encoder models of ``examples/zoo.py`` and its ML
    quantized graphs first); "best known" is the fastest of everything timed.
 
 Prints × eager at batch 1 and 64 for untuned, tuned and best known, with tune and handoff
-wall times; ``--json`` prints the same as one JSON document instead. The budget is split
+wall times; ``--json`` prints the same as one JSON document instead (the table goes to
+stderr). The budget is split
 between the models still to run; each step gets a share of what is left, and a model that
 no longer fits is reported as skipped.
 """
@@ -333,6 +334,7 @@ def main() -> int:
     }
     if args.json:
         print(json.dumps(doc, indent=2))
+        print(table(doc), file=sys.stderr)  # the table too, for the log
     else:
         print(table(doc))
     return 0

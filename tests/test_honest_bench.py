@@ -161,7 +161,7 @@ def test_calls_are_sized_by_time() -> None:
         max_latency=100,
         max_throughput=20,
     )
-    assert (small.latency, small.throughput, small.wake) == (100, 20, 1)
+    assert (small.latency, small.throughput, small.wake, small.latency_wake) == (100, 20, 1, 3)
     big = plan_turn(
         {"latency": 0.2, "throughput": 3.0},
         latency_s=0.1,
@@ -169,7 +169,8 @@ def test_calls_are_sized_by_time() -> None:
         max_latency=100,
         max_throughput=20,
     )
-    assert (big.latency, big.throughput, big.wake) == (3, 1, 0)  # no untimed 3 s call
+    # no untimed 3 s call, one untimed 0.2 s call
+    assert (big.latency, big.throughput, big.wake, big.latency_wake) == (3, 1, 0, 1)
 
 
 # -- a real handoff whose eager measurement is made inconsistent ---------------------------

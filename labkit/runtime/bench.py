@@ -149,13 +149,14 @@ def _pct(values: Sequence[float], q: float) -> float:
 
 @dataclass(frozen=True)
 class Turn:
-    """What one runner does in each round: ``latency`` timed batch-1 calls (after
-    :data:`WAKE_CALLS` untimed ones) and ``throughput`` timed batch calls after ``wake``
+    """What one runner does in each round: ``latency`` timed batch-1 calls after
+    ``latency_wake`` untimed ones, and ``throughput`` timed batch calls after ``wake``
     untimed ones."""
 
     latency: int
     throughput: int
     wake: int = 1
+    latency_wake: int = WAKE_CALLS
 
 
 def plan_turn(
@@ -178,6 +179,8 @@ def plan_turn(
         latency=int(min(max_latency, max(3, latency_s / lat))),
         throughput=int(min(max_throughput, max(1, throughput_s / thr))),
         wake=1 if thr < 0.1 else 0,
+        # one untimed call wakes the pools as well as three when a call takes 10 ms or more
+        latency_wake=WAKE_CALLS if lat < 0.01 else 1,
     )
 
 
@@ -264,7 +267,7 @@ def interleave(
             # Let the previous runner's thread pools stop spinning, then wake this one's
             # with a few untimed calls: otherwise a runner pays for its neighbour's spin-wait.
             time.sleep(QUIESCE_S)
-            lat = r.run("latency", turn.latency + WAKE_CALLS)[WAKE_CALLS:]
+            lat = r.run("latency", turn.latency + turn.latency_wake)[turn.latency_wake :]
             thr = r.run("throughput", turn.throughput + turn.wake)[turn.wake :]
             res.latency[r.name] += lat
             res.round_latency[r.name].append(lat)
