@@ -207,7 +207,10 @@ def summary(rows: list[dict[str, Any]], cores: int) -> dict[str, Any]:
     checks: dict[str, Any] = {}
     if cores <= 2:
         goal = TARGETS_2_CORES["geomean"]
-        checks[f"tuned geomean at batch 64 >= {goal:g}x"] = out["tuned"]["geomean_x_thr"] >= goal
+        over = f" (over {len(done)} of {len(rows)} models)" if len(done) < len(rows) else ""
+        checks[f"tuned geomean at batch 64 >= {goal:g}x{over}"] = (
+            out["tuned"]["geomean_x_thr"] >= goal
+        )
         goal = TARGETS_2_CORES["transformer"]
         if "transformer" in tuned_thr:
             checks[f"transformer tuned at batch 64 >= {goal:g}x"] = tuned_thr["transformer"] >= goal
