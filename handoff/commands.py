@@ -185,6 +185,12 @@ def cmd_inspect(args: argparse.Namespace) -> int:
             f"{'pass' if parity.get('passed') else 'FAIL'} (max rel "
             f"{parity.get('max_rel', float('nan')):.2e}){speed}{mark}"
         )
+        if v.checks is not None:  # what passed parity where the bundle was made
+            print(f"    passed on: {', '.join(c.config for c in v.passed()) or 'none'}")
+            for c in v.rejected():
+                print(f"    rejected {c.config}: {c.reason}")
+        elif v.runs_on is not None:
+            print(f"    runs on: {', '.join(v.runs_on)}")
     for line in _speed_lines(m):
         print(f"  {line}")
     exporter, src = m.provenance.exporter, m.provenance.source

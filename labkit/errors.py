@@ -16,6 +16,7 @@ shows the traceback) and the JupyterLab extension shows it in a dialog.
     │   └── FormatError        manifest schema, JSON, paths, versions
     ├── StoreError             the bundle store (naming, versions, concurrent writers)
     ├── InputError             predict() got arrays that do not match the signature
+    ├── EngineError            an engine could not build or run a session (not the inputs)
     ├── HandoffRequestError    a handoff request (comm payload, CLI flags) is malformed
     ├── HandoffFailed          a handoff that ran elsewhere (a notebook's kernel) failed
     └── MissingDependencyError an optional dependency is missing (says what to install)
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 __all__ = [
     "BundleError",
+    "EngineError",
     "ExportError",
     "FormatError",
     "HandoffFailed",
@@ -94,7 +96,23 @@ class StoreError(LabkitError):
 
 
 class InputError(LabkitError, ValueError):
-    """Arrays passed to ``predict`` do not match the model's signature."""
+    """Arrays passed to ``predict`` do not match the model's signature.
+
+    Raised by an engine's session too, for inputs the signature cannot rule out (a
+    position table shorter than the sequence): then ``engine`` names the engine and
+    ``detail`` is its own message, for the caller to say which input was at fault.
+    """
+
+    def __init__(self, message: str, *, engine: str | None = None, detail: str | None = None):
+        super().__init__(message)
+        self.engine = engine
+        self.detail = detail
+
+
+class EngineError(LabkitError):
+    """An engine (ONNX Runtime, OpenVINO, …) could not build a session for a graph or failed
+    while running it, for a reason that is not the inputs'. Each engine turns its own error
+    types into this one or :class:`InputError`, so no caller needs to know them."""
 
 
 class HandoffRequestError(LabkitError, ValueError):

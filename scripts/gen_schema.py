@@ -30,6 +30,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from labkit.bundle import Baseline, DefaultRule, Exporter, Manifest, Variant  # noqa: E402
+from labkit.bundle.checks import JUDGED_ON  # noqa: E402
 from labkit.bundle.manifest import NAME_RE  # noqa: E402
 from labkit.bundle.parts import CHANGE_KINDS  # noqa: E402
 from labkit.bundle.tensors import DTYPES  # noqa: E402
@@ -69,6 +70,8 @@ ENUMS: dict[tuple[str, str], list[Any]] = {
     ("Change", "kind"): list(CHANGE_KINDS),
     ("TensorSpec", "dtype"): sorted(DTYPES),
     ("Tolerance", "metric"): [*METRICS, None],
+    ("EngineCheck", "judged_on"): list(JUDGED_ON),
+    ("Quantization", "judged_on"): [*JUDGED_ON, None],
 }
 RESULT_FIELDS = {("HandoffEvent", "result"), ("HandoffReply", "result")}
 # Unknown keys kept for forward compatibility, merged into the parent object's JSON.

@@ -135,3 +135,19 @@ def test_request_vocabulary_is_standard_library_only() -> None:
     from labkit.request import STAGES as home
 
     assert STAGES is home
+
+
+def test_nothing_above_the_engine_seam_imports_onnxruntime_to_classify_errors() -> None:
+    """Engines turn their own error types into InputError / EngineError (runtime.engines), so
+    serve/ and handoff/ never import onnxruntime, and the pipeline only where it builds graphs
+    with ONNX Runtime's optimizer and quantizer (never to open a session or read an error)."""
+    build_tools = {"optimize.py"}
+    for pkg in ("labkit/serve", "handoff", "labkit/pipeline"):
+        for py in (ROOT / pkg).rglob("*.py"):
+            mods = imports_of(py)
+            if "onnxruntime" in top(mods):
+                assert pkg == "labkit/pipeline" and py.name in build_tools, py
+            assert not any(m.startswith("onnxruntime.capi") for m in mods), py
+    for py in (ROOT / "labkit/pipeline").rglob("*.py"):
+        text = py.read_text()
+        assert "InferenceSession(" not in text or py.name in build_tools, py

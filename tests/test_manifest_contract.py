@@ -165,3 +165,53 @@ def test_budget_is_a_tolerance() -> None:
     b = Budget(min_top1_agreement=0.95, min_cosine=0.9, max_rel=0.2)
     assert b.tolerance("top1_agreement") == Tolerance(0.2, "top1_agreement", 0.95)
     assert b.tolerance("cosine") == Tolerance(0.2, "cosine", 0.9)
+
+
+_CHECK = {
+    "engine": "openvino",
+    "precision": "bf16",
+    "passed": False,
+    "tolerance": {"rel": 0.25, "metric": "top1_agreement", "min_metric": 0.99},
+    "judged_on": "generated",
+    "max_rel": 0.4,
+    "metric": "top1_agreement",
+    "metric_value": 0.5,
+    "reason": "output: top1_agreement = 0.5000 < 0.9900",
+}
+
+
+def test_engine_checks_and_quantization_are_typed(bundle: Path) -> None:
+    raw = json.loads((bundle / "manifest.json").read_bytes())
+    fp32 = next(v for v in raw["variants"] if v["name"] == "fp32")
+    fp32["checks"] = [{**_CHECK, "precision": "fp32", "passed": True, "reason": None}, _CHECK]
+    q = next(v for v in raw["variants"] if v["quantization"])
+    q["quantization"]["excluded"] = [{"block": "head", "nodes": ["mm"], "reason": "r"}]  # older
+    m = Manifest.from_json(_reseal(raw))
+    v = m.variant("fp32")
+    assert [c.config for c in v.passed()] == ["openvino-fp32"]
+    (rejected,) = v.rejected()
+    assert rejected.reason == _CHECK["reason"] and rejected.tolerance.min_metric == 0.99
+    quant = m.variant(q["name"]).quantization
+    assert quant is not None and quant.excluded[0].nodes == ("mm",)
+    assert quant.excluded[0].metric_value is None  # not recorded by older writers
+    assert quant.judged_on in ("real", "generated")
+    assert Manifest.from_json(m.to_json()) == m
+
+
+@pytest.mark.parametrize(
+    ("check", "field", "message"),
+    [
+        ({**_CHECK, "reason": None}, "checks[0].reason", "must say why"),
+        ({**_CHECK, "judged_on": "vibes"}, "checks[0].judged_on", "'vibes' is not one of"),
+        ({**_CHECK, "passed": "yes"}, "checks[0].passed", "expected bool"),
+    ],
+)
+def test_engine_checks_are_checked(bundle: Path, check: Any, field: str, message: str) -> None:
+    raw = json.loads((bundle / "manifest.json").read_bytes())
+    raw["variants"][0]["checks"] = [check]
+    with pytest.raises(FormatError, match=message) as info:
+        Manifest.from_json(_reseal(raw))
+    assert f"manifest field 'variants[0].{field}'" in str(info.value)
+    raw["variants"][0]["checks"] = [_CHECK, _CHECK]
+    with pytest.raises(FormatError, match="lists an \\(engine, precision\\) twice"):
+        Manifest.from_json(_reseal(raw))

@@ -18,6 +18,7 @@ import labkit
 from labkit.bundle import Exporter
 from labkit.errors import InputError, RegistrationError, SignatureError
 from labkit.pipeline import shapes
+from labkit.runtime.engines.ort import classify
 from labkit.runtime.signature import TensorSpec, engine_error
 
 
@@ -303,9 +304,12 @@ def test_declared_output_axes_replace_a_traced_constant() -> None:
 
 def test_engine_error_without_a_limit_names_the_dynamic_sizes() -> None:
     specs = [TensorSpec("ids", "int64", ("batch", "sequence"))]
-    exc = type("RuntimeException", (Exception,), {"__module__": "onnxruntime.capi.x"})(
+    # ONNX Runtime's own exception type, as its session classifies it (behind the seam).
+    ort_exc = type("RuntimeException", (Exception,), {"__module__": "onnxruntime.capi.x"})(
         "[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : Attempting to broadcast an axis"
     )
+    exc = classify(ort_exc)
+    assert isinstance(exc, InputError) and exc.detail == "Attempting to broadcast an axis"
     err = engine_error(specs, {"ids": np.zeros((1, 9), np.int64)}, exc)
     assert isinstance(err, InputError)
     assert str(err) == (

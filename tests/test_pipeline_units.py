@@ -12,11 +12,11 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 
 import labkit
-from labkit.pipeline import BenchOptions, HandoffOptions, Quantize, run
+from labkit.pipeline import BenchOptions, HandoffOptions, Quantize, recipes, run
 from labkit.pipeline.export import export
 from labkit.pipeline.freeze import freeze
 from labkit.pipeline.graph import fingerprint, op_counts, signature
-from labkit.pipeline.optimize import choose_candidates, quantize
+from labkit.pipeline.optimize import quantize
 from labkit.pipeline.parity import check_parity, fp32_tolerance, session_predictor
 from labkit.pipeline.rewrite import gemm_to_matmul
 from labkit.runtime.session import make_session
@@ -113,10 +113,19 @@ def test_candidates_follow_the_ops(tmp_path: Path) -> None:
     )
     spec_c = labkit.register(conv, torch.rand(2, 3, 8, 8), name="c")
     spec_m = labkit.register(_mlp(0), torch.randn(2, 8), name="m")
-    c = onnx.load(str(export(spec_c, tmp_path / "c.onnx").path))
-    m = onnx.load(str(export(spec_m, tmp_path / "m.onnx").path))
-    assert [q.name for q in choose_candidates(c)] == ["int8-static"]
-    assert [q.name for q in choose_candidates(m)] == ["int8-dynamic"]
+    c = recipes.Graph.load(export(spec_c, tmp_path / "c.onnx").path)
+    m = recipes.Graph.load(export(spec_m, tmp_path / "m.onnx").path)
+    opts = HandoffOptions()
+
+    def applying(g: recipes.Graph, options: HandoffOptions = opts) -> list[str]:
+        return [r.name for r in recipes.selected(options) if r.applies(g, options)]
+
+    # The portable fp32 graph always; fusions need attention; int8 follows the ops.
+    assert applying(c) == ["fp32", "int8-static"]
+    assert applying(m) == ["fp32", "int8-dynamic"]
+    assert applying(m, HandoffOptions(quantize=False)) == ["fp32"]
+    only = HandoffOptions(candidates=(Quantize.static_int8(),))
+    assert applying(m, only) == ["fp32", "int8-static"]
 
 
 def test_quantized_graphs_have_the_expected_ops(tmp_path: Path) -> None:

@@ -76,7 +76,12 @@ def test_plain_int8_misses_the_budget_and_sensitivity_rescues_it(tmp_path: Path)
     variant = next(v for v in result.variants if v.name == "int8-dynamic")
     assert variant.parity is not None
     assert variant.parity["passed"] and variant.parity["metric_value"] >= 0.99
-    assert variant.quantization == qinfo  # the result and the manifest say the same
+    assert variant.quantization is not None
+    assert variant.quantization.to_dict() == qinfo  # the result and the manifest say the same
+    head = variant.quantization.excluded[0]  # typed, with what it measured quantized alone
+    assert head.block == "head" and head.metric == "top1_agreement"
+    assert head.metric_value == by_block["head"]["metric_value"] < 0.99
+    assert variant.quantization.judged_on == qinfo["judged_on"] == "generated"
     report = (Path(result.path) / "report.md").read_text()
     assert "kept in fp32" in report and "`head`" in report
     assert bundle is not None

@@ -5,6 +5,7 @@ Standard library only (NumPy for golden ``.npz`` files). The normative spec is
 ``docs/bundle-format.md``; the types here are its code.
 """
 
+from labkit.bundle.checks import JUDGED_ON, EngineCheck, ExcludedLayer, Quantization
 from labkit.bundle.integrity import VerifiedBundle, read_manifest, verify
 from labkit.bundle.manifest import MANIFEST_NAME, NAME_RE, SCHEMA_VERSION, Manifest
 from labkit.bundle.parts import (
@@ -24,12 +25,15 @@ from labkit.bundle.tolerance import Tolerance, metric_for_task
 from labkit.bundle.writer import write_bundle
 
 __all__ = [
+    "JUDGED_ON",
     "MANIFEST_NAME",
     "NAME_RE",
     "SCHEMA_VERSION",
     "Baseline",
     "Change",
     "DefaultRule",
+    "EngineCheck",
+    "ExcludedLayer",
     "Exporter",
     "FileEntry",
     "Fingerprint",
@@ -37,6 +41,7 @@ __all__ = [
     "Manifest",
     "Plan",
     "Provenance",
+    "Quantization",
     "Signature",
     "Source",
     "Store",

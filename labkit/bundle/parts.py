@@ -11,6 +11,7 @@ from typing import Any
 
 from labkit.bundle._check import check_type, extra, fail, hex64, obj, optional, require
 from labkit.bundle.changes import CHANGE_KINDS
+from labkit.bundle.checks import EngineCheck, Quantization
 from labkit.bundle.paths import check_path
 from labkit.bundle.tolerance import Tolerance
 
@@ -48,6 +49,7 @@ _VARIANT_KEYS = (
     "parity",
     "benchmark",
     "runs_on",
+    "checks",
 )
 
 
@@ -60,7 +62,7 @@ class Variant:
     sha256: str
     precision: str
     tolerance: Tolerance
-    quantization: Doc | None = None  # the Quantize options it was made with
+    quantization: Quantization | None = None  # how it was quantized and judged; None: fp32
     optimization: Doc | None = None  # what the fp32 optimizer did
     parity: Doc | None = None  # ParityReport.summary(): passed, max_rel, metric…
     benchmark: Doc | None = None  # latency/throughput and "speedup" vs PyTorch
@@ -68,6 +70,9 @@ class Variant:
     # with com.microsoft contrib ops); None = any engine (a portable graph, or a bundle
     # written before the field existed). Candidates pair a variant only with these engines.
     runs_on: tuple[str, ...] | None = None
+    # Every (engine, precision) judged at handoff on the machine that made the bundle, passed
+    # or rejected with the reason; None in bundles written before it was recorded.
+    checks: tuple[EngineCheck, ...] | None = None
     extra: Doc = field(default_factory=dict)
 
     @classmethod
@@ -80,11 +85,12 @@ class Variant:
             sha256=require(v, "sha256", str, p),
             precision=require(v, "precision", str, p),
             tolerance=Tolerance.from_dict(require(v, "tolerance", dict, p), f"{p}tolerance"),
-            quantization=optional(v, "quantization", dict, p),
+            quantization=_quantization(optional(v, "quantization", dict, p), f"{p}quantization"),
             optimization=optional(v, "optimization", dict, p),
             parity=optional(v, "parity", dict, p),
             benchmark=optional(v, "benchmark", dict, p),
             runs_on=_engine_names(optional(v, "runs_on", list, p), f"{p}runs_on"),
+            checks=_checks(optional(v, "checks", list, p), f"{p}checks"),
             extra=extra(v, _VARIANT_KEYS),
         )
 
@@ -96,21 +102,44 @@ class Variant:
             "sha256": self.sha256,
             "precision": self.precision,
             "tolerance": self.tolerance.to_dict(),
-            "quantization": self.quantization,
+            "quantization": self.quantization.to_dict() if self.quantization else None,
             "optimization": self.optimization,
             "parity": self.parity,
             "benchmark": self.benchmark,
             "runs_on": list(self.runs_on) if self.runs_on is not None else None,
+            "checks": None if self.checks is None else [c.to_dict() for c in self.checks],
         }
 
     def runs_on_engine(self, engine: str) -> bool:
         """Whether ``engine`` may run this graph (see ``runs_on``)."""
         return self.runs_on is None or engine in self.runs_on
 
+    def passed(self) -> tuple[EngineCheck, ...]:
+        """The engine configurations that passed at handoff (none recorded: empty)."""
+        return tuple(c for c in self.checks or () if c.passed)
+
+    def rejected(self) -> tuple[EngineCheck, ...]:
+        """The engine configurations rejected at handoff, each with its ``reason``."""
+        return tuple(c for c in self.checks or () if not c.passed)
+
     @property
     def speedup(self) -> Doc | None:
         """``{"p50": ×, "throughput": ×}`` against PyTorch eager, None when not benchmarked."""
         return (self.benchmark or {}).get("speedup")
+
+
+def _quantization(value: dict[str, Any] | None, where: str) -> Quantization | None:
+    return None if value is None else Quantization.from_dict(value, where)
+
+
+def _checks(value: list[Any] | None, where: str) -> tuple[EngineCheck, ...] | None:
+    if value is None:
+        return None
+    checks = tuple(EngineCheck.from_dict(c, f"{where}[{i}]") for i, c in enumerate(value))
+    seen = [(c.engine, c.precision) for c in checks]
+    if len(set(seen)) != len(seen):
+        raise fail(where, "lists an (engine, precision) twice")
+    return checks
 
 
 def _engine_names(value: list[Any] | None, where: str) -> tuple[str, ...] | None:

@@ -60,6 +60,21 @@ def speedup(variant: Mapping[str, Any], kind: str = "p50") -> float | None:
     return num(nested.get(kind)) if isinstance(nested, Mapping) else None
 
 
+def _checks(variant: Mapping[str, Any]) -> tuple[list[str], list[tuple[str, str]]]:
+    """The variant's engine configurations judged at handoff (``Variant.checks``): those
+    that passed, and those rejected with the reason."""
+    passed: list[str] = []
+    rejected: list[tuple[str, str]] = []
+    for c in variant.get("checks") or []:
+        if isinstance(c, Mapping):
+            cfg = f"{c.get('engine')}-{c.get('precision')}"
+            if c.get("passed") is True:
+                passed.append(cfg)
+            else:
+                rejected.append((cfg, str(c.get("reason"))))
+    return passed, rejected
+
+
 def _badge(ok: bool | None) -> str:
     if ok is None:
         return "—"
@@ -76,8 +91,10 @@ def _parity_table(variants: list[Mapping[str, Any]], default: str | None) -> str
         name = escape(str(v.get("name")))
         if v.get("name") == default:
             name = f"<b>{name}</b> (default)"
+        passed, _ = _checks(v)
         rows.append(
             f"<tr><td>{name}</td><td>{escape(str(v.get('precision', '')))}</td>"
+            f"<td>{escape(', '.join(passed)) or '—'}</td>"
             f"<td>{_badge(parity_ok(v))}</td><td>{fmt(max_rel(v))}</td>"
             f"<td>{fmt(pick(par, 'max_abs'))}</td>"
             f"<td>{escape(str(metric_name))} {fmt(metric)}</td>"
@@ -86,7 +103,8 @@ def _parity_table(variants: list[Mapping[str, Any]], default: str | None) -> str
             "</tr>"
         )
     head = (
-        "<tr><th>variant</th><th>precision</th><th>parity</th><th>max rel err</th>"
+        "<tr><th>variant</th><th>precision</th><th>passed on</th><th>parity</th>"
+        "<th>max rel err</th>"
         "<th>max abs err</th><th>metric</th><th>p50 ms</th><th>speed-up p50</th>"
         "<th>speed-up throughput</th></tr>"
     )
@@ -108,6 +126,11 @@ def render_result_html(result: Mapping[str, Any]) -> str:
         f"<li><b>{escape(str(r.get('name')))}</b>: {escape(str(r.get('reason')))}</li>"
         for r in rejected
     )
+    cfg = "".join(
+        f"<li><b>{escape(str(v.get('name')))}/{escape(c)}</b>: {escape(why)}</li>"
+        for v in variants
+        for c, why in _checks(v)[1]
+    )
     return (
         '<div class="labkit-result">'
         f"<h3>{escape(str(result.get('name')))} {escape(str(result.get('version')))}</h3>"
@@ -117,6 +140,7 @@ def render_result_html(result: Mapping[str, Any]) -> str:
         f"bundle: <code>{escape(str(result.get('path')))}</code></p>"
         f"{_parity_table(variants, default if isinstance(default, str) else None)}"
         f"{'<p>left out:</p><ul>' + rej + '</ul>' if rej else ''}"
+        f"{'<p>engine configurations rejected:</p><ul>' + cfg + '</ul>' if cfg else ''}"
         "</div>"
     )
 
@@ -167,6 +191,10 @@ def render_result_text(result: Mapping[str, Any]) -> str:
         mark = "  <- default" if v.get("name") == default else ""
         err_text = f"{err:.2e}" if err is not None else "?"
         lines.append(f"  {v.get('name')!s:<13} parity max rel err {err_text}; {speed}{mark}")
+        passed, rejected = _checks(v)
+        if passed:
+            lines.append(f"  {'':<13} passed on: {', '.join(passed)}")
+        lines += [f"  {'':<13} rejected {cfg}: {why[:200]}" for cfg, why in rejected]
     for r in result.get("rejected") or []:
         if isinstance(r, Mapping):
             lines.append(f"  {r.get('name')!s:<13} left out: {str(r.get('reason'))[:200]}")

@@ -23,7 +23,6 @@ from typing import Any
 
 import torch
 
-from labkit.bundle.parts import Variant
 from labkit.bundle.speed import Baseline
 from labkit.pipeline.baseline import EAGER, check_result
 from labkit.pipeline.freeze import Batch, run_torch
@@ -43,7 +42,6 @@ from labkit.runtime.bench import (
 )
 from labkit.runtime.cost import cost, price_per_core_hour
 from labkit.runtime.engines import EXACT, Candidate
-from labkit.runtime.machine import cpu_info
 
 __all__ = [
     "EAGER",
@@ -140,21 +138,16 @@ def eager_runners(
     ]
 
 
-def other_engines(variants: Sequence[Variant]) -> list[Candidate]:
-    """Candidates of the optional engines installed here (e.g. OpenVINO) for these variants.
+def other_engines(passed: Sequence[Candidate]) -> list[Candidate]:
+    """The configurations of the optional engines (e.g. OpenVINO) among ``passed``: those
+    that passed parity at handoff (``labkit.pipeline.judge.passed_candidates``).
 
-    Timed beside the variants so the report shows them; the bundle stays ONNX-only, and
-    whether one may be used is decided by ``handoff tune`` on the deployment host.
+    Timed beside the variants so the report shows them (at most :data:`MAX_EXTRA` of them,
+    :func:`cap_extra`); the bundle stays ONNX-only, and whether one may be used is decided
+    by ``handoff tune`` on the deployment host. A configuration that computes wrong answers
+    is never timed.
     """
-    cpu = cpu_info()
-    return [
-        Candidate(v.name, e.name, p)
-        for e in engines.engines()
-        if e.name != engines.DEFAULT_ENGINE
-        for v in variants
-        if v.runs_on_engine(e.name)
-        for p in e.precisions(v, cpu)
-    ]
+    return [c for c in passed if c.engine != engines.DEFAULT_ENGINE]
 
 
 def cap_extra(

@@ -56,6 +56,35 @@ def op_counts(model: onnx.ModelProto) -> dict[str, int]:
     return dict(sorted(Counter(n.op_type for n in model.graph.node).items()))
 
 
+#: Operator domains every ONNX engine implements (the default domain is spelled "" or
+#: "ai.onnx"); anything else (``com.microsoft`` contrib ops, a model-local function) is one
+#: engine's business.
+STANDARD_DOMAINS = frozenset({"", "ai.onnx", "ai.onnx.ml"})
+
+
+def _nodes(graph: onnx.GraphProto) -> list[onnx.NodeProto]:
+    out = []
+    for node in graph.node:
+        out.append(node)
+        for attr in node.attribute:
+            for sub in (attr.g,) if attr.type == onnx.AttributeProto.GRAPH else attr.graphs:
+                out += _nodes(sub)
+    return out
+
+
+def op_domains(model: onnx.ModelProto) -> dict[str, int]:
+    """Nodes per operator domain ("" counted as ``ai.onnx``), subgraphs included."""
+    counts = Counter(n.domain or "ai.onnx" for n in _nodes(model.graph))
+    return dict(sorted(counts.items()))
+
+
+def nonstandard_ops(model: onnx.ModelProto) -> list[str]:
+    """``domain.Op`` of every operator outside :data:`STANDARD_DOMAINS`, sorted."""
+    return sorted(
+        {f"{n.domain}.{n.op_type}" for n in _nodes(model.graph) if n.domain not in STANDARD_DOMAINS}
+    )
+
+
 def _digest(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 

@@ -1,12 +1,8 @@
-"""Stage 4, optimize: CPU variants of the exported graph.
+"""ONNX Runtime as a build tool: its graph optimizer and its quantizer.
 
-- ``fp32``: ORT's EXTENDED graph optimizations, saved. They are portable across CPUs; the
-  machine-specific ALL level is applied by the runtime at load time (a graph saved after
-  ALL holds fusions that are only valid on the machine that made it).
-- ``int8-dynamic``: for MatMul/RNN models. Convolutions stay fp32.
-- ``int8-static``: QDQ with calibration, U8S8, for conv nets.
-
-This is the one place where our option dataclasses become ONNX Runtime's option dicts.
+The kinds of variant, and when each is made, are recipes (:mod:`labkit.pipeline.recipes`);
+this module is the one place where our option dataclasses become ONNX Runtime's option
+dicts. Nothing here opens a session to *run* a graph: parity goes through the engine seam.
 """
 
 from __future__ import annotations
@@ -20,67 +16,34 @@ from typing import Any
 
 import onnx
 
+from labkit.errors import EngineError
 from labkit.pipeline.freeze import Batch
 from labkit.pipeline.graph import op_counts
 from labkit.pipeline.options import Quantize
 from labkit.pipeline.rewrite import gemm_to_matmul
 
-MATMUL_OPS = {"MatMul", "Gemm", "LSTM", "GRU", "Attention"}
-CONV_OPS = {"Conv", "ConvTranspose"}
 
+def ort_extended(src: Path, dst: Path) -> dict[str, Any]:
+    """Save ONNX Runtime's EXTENDED-level graph of ``src`` to ``dst``.
 
-def optimize_fp32(src: Path, dst: Path, *, fuse: bool = True) -> dict[str, Any]:
-    """ORT's EXTENDED optimizations, after transformer fusions when any match (``fusion``).
-
-    A fused graph that ONNX Runtime itself refuses to load (a rewrite rule that matched a
-    pattern it should not have) is dropped for the exported one, and the reason recorded as
-    ``fusion_rejected``, like a fused graph that fails parity (``run._optimize``).
+    Portable across CPUs for ONNX Runtime (the machine-specific ALL level is applied at load
+    time), but not across engines: its fusions are ``com.microsoft`` contrib ops
+    (``FusedGemm``, ``FusedMatMul``, ``SkipLayerNormalization``…), so the result is for ONNX
+    Runtime only. Raises :class:`EngineError` when ONNX Runtime refuses the graph.
     """
-    if fuse:
-        from labkit.pipeline.fusion import fuse_transformer
-
-        fused = dst.with_name(dst.stem + "-fused.onnx")
-        fusion = fuse_transformer(src, fused)
-        if fusion is not None:
-            try:
-                _extended(fused, dst)
-            # ORT's pybind errors (Fail, InvalidGraph, …) derive from Exception only.
-            except Exception as exc:  # noqa: BLE001
-                info = optimize_fp32(src, dst, fuse=False)
-                return {
-                    **info,
-                    "fusion_rejected": f"ONNX Runtime refused the fused graph: {exc}"[:500],
-                }
-            return {**_info(dst), "fusion": fusion}
-    _extended(src, dst)
-    return {**_info(dst), "fusion": None}
-
-
-def _extended(src: Path, dst: Path) -> None:
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
     opts.optimized_model_filepath = str(dst)
     opts.log_severity_level = 3
-    ort.InferenceSession(str(src), sess_options=opts, providers=["CPUExecutionProvider"])
-
-
-def _info(dst: Path) -> dict[str, Any]:
-    return {
-        "graph_optimization_level": "ORT_ENABLE_EXTENDED",
-        "ops": op_counts(onnx.load(str(dst))),
-    }
-
-
-def choose_candidates(model: onnx.ModelProto) -> list[Quantize]:
-    """Dynamic INT8 for MatMul/RNN graphs, static QDQ for conv nets (docs/performance.md)."""
-    ops = set(op_counts(model))
-    if ops & CONV_OPS:
-        return [Quantize.static_int8()]
-    if ops & MATMUL_OPS:
-        return [Quantize.dynamic_int8()]
-    return []
+    try:
+        ort.InferenceSession(str(src), sess_options=opts, providers=["CPUExecutionProvider"])
+    # ORT's pybind errors (Fail, InvalidGraph, …) derive from Exception only.
+    except Exception as exc:  # noqa: BLE001
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise EngineError(f"ONNX Runtime refused the graph: {first}"[:500]) from exc
+    return {"graph_optimization_level": "ORT_ENABLE_EXTENDED", "ops": op_counts(onnx.load(dst))}
 
 
 def _rows(batches: Sequence[Batch]) -> list[Batch]:

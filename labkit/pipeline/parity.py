@@ -14,9 +14,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from labkit.bundle.tolerance import TOP1, Tolerance, metric_for_task
-from labkit.pipeline.freeze import Batch, InputSet, Reference
+from labkit.errors import LabkitError
+from labkit.pipeline.freeze import Batch, Reference
+from labkit.runtime import engines
 from labkit.runtime.compare import accumulate
-from labkit.runtime.session import make_session
+from labkit.runtime.engines import DEFAULT_ENGINE, EXACT, Candidate
 
 Predictor = Callable[[Batch], Batch]
 DEFAULT_FP32_REL = 1e-4
@@ -60,9 +62,16 @@ class ParityReport:
 
 
 def session_predictor(
-    model_bytes: bytes, output_names: list[str], threads: int | None = None
+    model_bytes: bytes,
+    output_names: list[str],
+    threads: int | None = None,
+    *,
+    engine: str = DEFAULT_ENGINE,
+    precision: str = EXACT,
 ) -> Predictor:
-    session = make_session(model_bytes, threads=threads)
+    """Run ``model_bytes`` through the engine seam (:mod:`labkit.runtime.engines`): the same
+    sessions, and the same error types, as a deployment host gets."""
+    session = engines.make_session(model_bytes, Candidate("-", engine, precision, threads))
 
     def predict(batch: Batch) -> Batch:
         return dict(zip(output_names, session.run(output_names, batch)))
@@ -78,6 +87,14 @@ def fp32_tolerance(ref: Reference) -> Tolerance:
     return Tolerance(rel, metric, 1.0 if metric == TOP1 else 1.0 - rel)
 
 
+def judged_on(ref: Reference, real_data_only: bool) -> str:
+    """Which inputs a verdict rests on (``labkit.bundle.JUDGED_ON``): every set for exact
+    arithmetic; for an accuracy budget the real data when given, else the generated."""
+    if not real_data_only:
+        return "all"
+    return "real" if any(s.kind == "real" for s in ref.sets) else "generated"
+
+
 def check_parity(
     ref: Reference,
     predictor: Predictor,
@@ -87,16 +104,13 @@ def check_parity(
     real_data_only: bool = False,
 ) -> ParityReport:
     names = list(ref.spec.output_names)
-    judged: list[InputSet] = ref.sets
-    judged_on = "all inputs"
-    if real_data_only and any(s.kind == "real" for s in ref.sets):
-        judged = [s for s in ref.sets if s.kind == "real"]
-        judged_on = "real data (parity_inputs)"
+    on = judged_on(ref, real_data_only)
+    judged = [s for s in ref.sets if s.kind == "real"] if on == "real" else ref.sets
     per_set, pairs, errors = [], [], []
     for s in ref.sets:
         try:
             got = predictor(s.inputs)
-        except Exception as exc:  # ORT raises its own exception types  # noqa: BLE001
+        except LabkitError as exc:  # engines raise InputError / EngineError only
             errors.append(f"{s.label}: the {variant} graph failed to run: {exc}")
             continue
         stats = accumulate([(s.outputs, got)], names)
@@ -116,7 +130,7 @@ def check_parity(
         variant,
         not fails,
         tolerance,
-        judged_on,
+        on,
         {n: st.to_dict() for n, st in stats.items()},
         per_set,
         fails,

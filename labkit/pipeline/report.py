@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from labkit.bundle import Manifest
+from labkit.bundle import Manifest, Tolerance
 from labkit.pipeline.options import STAGES
 
 UNRELIABLE = "unreliable"
@@ -103,6 +103,38 @@ def _cost_and_engines(m: Manifest, bench: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _judged_by(t: Tolerance) -> str:
+    text = f"rel ≤ {t.rel:g}"
+    if t.metric and t.min_metric is not None:
+        text += f", {t.metric} ≥ {t.min_metric:g}"
+    return text
+
+
+def _configurations(m: Manifest) -> list[str]:
+    """Every (variant, engine, precision) judged here: the ones that passed as a table, the
+    rejected ones only as a list with their reasons (they were not timed)."""
+    passed = [(v.name, c) for v in m.variants for c in v.passed()]
+    rejected = [(v.name, c) for v in m.variants for c in v.rejected()]
+    if not passed and not rejected:
+        return []
+    lines = [
+        "",
+        "## Engine configurations that passed parity here",
+        "",
+        "| configuration | judged by | judged on | max rel err | metric |",
+        "|---|---|---|---|---|",
+    ]
+    for name, c in passed:
+        lines.append(
+            f"| `{name}/{c.config}` | {_judged_by(c.tolerance)} | {c.judged_on} | "
+            f"{_fmt(c.max_rel)} | {c.metric or ''} {_fmt(c.metric_value, '.4f')} |"
+        )
+    if rejected:
+        lines += ["", "### Rejected configurations (not timed, not offered)", ""]
+        lines += [f"- `{name}/{c.config}`: {c.reason}" for name, c in rejected]
+    return lines
+
+
 def render(m: Manifest, parity: dict[str, Any], bench: dict[str, Any] | None) -> str:
     ch = m.change
     exporter = m.provenance.exporter
@@ -141,10 +173,11 @@ def render(m: Manifest, parity: dict[str, Any], bench: dict[str, Any] | None) ->
             f"| {_fmt(b.get('p50_ms'), '.3f')} | {_x(v.speedup, 'p50', ok)} | "
             f"{_x(v.speedup, 'throughput', ok)} |"
         )
-    kept = [(v.name, e) for v in m.variants for e in (v.quantization or {}).get("excluded") or []]
+    lines += _configurations(m)
+    kept = [(v.name, e) for v in m.variants if v.quantization for e in v.quantization.excluded]
     if kept:  # see labkit.pipeline.sensitivity
         lines += ["", "## Layers kept in fp32 (quantization sensitivity)", ""]
-        lines += [f"- `{name}`: `{e['block']}` — {e['reason']}" for name, e in kept]
+        lines += [f"- `{name}`: `{e.block}` — {e.reason}" for name, e in kept]
     lines += _default_rule(m)
     rejected = parity.get("rejected") or []
     if rejected:

@@ -158,6 +158,9 @@ def rescue(
                     "block": r["block"],
                     "nodes": r["nodes"],
                     "reason": f"quantized alone it gave {_describe(r)}; kept in fp32",
+                    "metric": r["metric"],
+                    "metric_value": r["metric_value"],
+                    "max_rel": r["max_rel"],
                 }
                 for r in worst
             ]

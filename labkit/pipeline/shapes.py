@@ -16,8 +16,9 @@ from typing import Any
 import numpy as np
 import onnx
 
-from labkit.errors import SignatureError
-from labkit.runtime.session import make_session
+from labkit.errors import LabkitError, SignatureError
+from labkit.runtime import engines
+from labkit.runtime.engines import Candidate
 
 Dims = list[int | str]
 
@@ -119,7 +120,7 @@ def _compare(
 
 def check(model: onnx.ModelProto, example: Mapping[str, np.ndarray], *, declare_hint: str) -> None:
     """Run the graph at the example's sizes and with every dynamic dim changed; compare."""
-    session = make_session(model.SerializeToString(), threads=1)
+    session = engines.make_session(model.SerializeToString(), Candidate("-", threads=1))
     names = [o.name for o in model.graph.output]
     feed_b, before, after = _feeds(model, example)
     init = {i.name for i in model.graph.initializer}
@@ -130,7 +131,7 @@ def check(model: onnx.ModelProto, example: Mapping[str, np.ndarray], *, declare_
         )
         try:
             results = session.run(names, feed)
-        except Exception as exc:  # ONNX Runtime raises its own types  # noqa: BLE001
+        except LabkitError as exc:  # the engine's InputError / EngineError
             first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
             raise SignatureError(
                 f"the exported graph fails {label} (example: "

@@ -21,11 +21,12 @@ from labkit.bundle.integrity import VerifiedBundle, verify
 from labkit.bundle.manifest import Manifest
 from labkit.bundle.parts import Variant
 from labkit.bundle.tolerance import Tolerance
+from labkit.errors import InputError, LabkitError
 from labkit.runtime import engines
 from labkit.runtime.compare import accumulate, tolerance_for
 from labkit.runtime.engines import Candidate, make_session
 from labkit.runtime.machine import physical_cores
-from labkit.runtime.signature import TensorSpec, bind, engine_error, is_shape_error
+from labkit.runtime.signature import TensorSpec, bind, engine_error
 
 if TYPE_CHECKING:
     from labkit.runtime.signing import TrustedKey
@@ -120,10 +121,8 @@ class Model:
         session = self._sessions.get()
         try:
             results = session.run(self._output_names, feed)
-        except Exception as exc:  # the engines' error types live in their native modules
-            if is_shape_error(exc):
-                raise engine_error(self.inputs, feed, exc) from None
-            raise
+        except InputError as exc:  # the engine's words; the signature says which input
+            raise engine_error(self.inputs, feed, exc) from None
         finally:
             self._sessions.put(session)
         return dict(zip(self._output_names, results))
@@ -186,6 +185,20 @@ def default_threads(manifest: Manifest, variant: str | None = None) -> int | Non
     return max(1, min(physical_cores(), wanted))
 
 
+def _variant_for(manifest: Manifest, entry: Variant, engine: str, *, asked: bool) -> Variant:
+    """A variant ``engine`` may run (``runs_on``) when the default one is another engine's
+    (ONNX Runtime's fused graph): the first that runs there, the portable ``fp32``."""
+    only = ", ".join(entry.runs_on or ())
+    fits = [v.name for v in manifest.variants if v.runs_on_engine(engine)]
+    if asked or not fits:
+        raise LabkitError(
+            f"variant {entry.name!r} is made for {only} only (runs_on), not {engine!r}; "
+            + (f"variants for {engine}: {', '.join(fits)}" if fits else "no variant runs there")
+        )
+    log.info("default variant %r is for %s only: using %r on %s", entry.name, only, fits[0], engine)
+    return manifest.variant(fits[0])
+
+
 def load(
     path: str | os.PathLike[str],
     *,
@@ -226,9 +239,12 @@ def load(
     else:
         name = (variant or prof.candidate.variant) if prof else variant
         entry = vb.manifest.variant(name)
+        wanted = engine or engines.DEFAULT_ENGINE
+        if not entry.runs_on_engine(wanted):
+            entry = _variant_for(vb.manifest, entry, wanted, asked=variant is not None)
         cand = Candidate(
             entry.name,
-            engine or engines.DEFAULT_ENGINE,
+            wanted,
             precision or engines.EXACT,
             threads if threads else default_threads(vb.manifest, entry.name),
         )

@@ -11,7 +11,7 @@ import numpy as np
 from labkit.bundle.tensors import TensorSpec
 from labkit.errors import InputError
 
-__all__ = ["TensorSpec", "bind", "check", "check_shape", "engine_error", "is_shape_error"]
+__all__ = ["TensorSpec", "bind", "check", "check_shape", "engine_error"]
 
 
 def bind(
@@ -101,30 +101,21 @@ def check(specs: Sequence[TensorSpec], feed: Mapping[str, Any]) -> dict[str, np.
     return out
 
 
-_ORT_PREFIX = re.compile(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ")
 _BOUNDS = re.compile(r"inclusive range \[-(\d+)\s*,\s*(\d+)\]")
-_SHAPEY = re.compile(r"broadcast|shape|dimension|out of (data )?bounds|invalid (dim|axis)", re.I)
-
-
-def is_shape_error(exc: BaseException) -> bool:
-    """An ONNX Runtime error that comes from the sizes of the inputs, not from the engine."""
-    kind = type(exc)
-    if not kind.__module__.startswith("onnxruntime"):
-        return False
-    return kind.__name__ == "InvalidArgument" or bool(_SHAPEY.search(str(exc)))
 
 
 def engine_error(
-    specs: Sequence[TensorSpec], feed: Mapping[str, np.ndarray], exc: BaseException
+    specs: Sequence[TensorSpec], feed: Mapping[str, np.ndarray], exc: InputError
 ) -> InputError:
-    """An engine shape error as one input error naming the input, the axis and the limit.
+    """An engine's input error (its session's :class:`InputError`) as one error naming the
+    input, the axis and the limit.
 
-    The signature cannot state every limit (GPT-2 positions past ``n_positions``); ONNX
-    Runtime finds them, in its own words. A Gather out of bounds gives the table size, so
+    The signature cannot state every limit (GPT-2 positions past ``n_positions``); the
+    engine finds them, in its own words. A Gather out of bounds gives the table size, so
     the dynamic axis longer than it is the culprit.
     """
-    text = _ORT_PREFIX.sub("", str(exc).strip().splitlines()[0] if str(exc).strip() else "")
-    text = text.replace("Non-zero status code returned while running ", "")[:240]
+    text = exc.detail or str(exc)
+    engine = exc.engine or "the engine"
     dynamic = [
         (s.name, axis, str(dim), int(feed[s.name].shape[axis]))
         for s in specs
@@ -140,11 +131,15 @@ def engine_error(
             return InputError(
                 f"input {name!r} has size {size} on axis {axis} ({dim}); this "
                 f"model accepts at most {limit} there. Shorten it to {limit} or "
-                f"less (ONNX Runtime: {text})"
+                f"less ({engine}: {text})",
+                engine=exc.engine,
+                detail=text,
             )
     sizes = ", ".join(f"{n!r} axis {a} ({d}) = {size}" for n, a, d, size in dynamic)
     where = f" with {sizes}" if sizes else ""
     return InputError(
         f"the model cannot run on these inputs{where}: a size is outside what "
-        f"the model supports (ONNX Runtime: {text})"
+        f"the model supports ({engine}: {text})",
+        engine=exc.engine,
+        detail=text,
     )

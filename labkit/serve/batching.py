@@ -19,9 +19,8 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 
 import numpy as np
-from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
 
-from labkit.errors import InputError
+from labkit.errors import EngineError, InputError
 from labkit.serve.errors import BadRequest, Overloaded, ServeError
 from labkit.serve.metrics import Metrics
 from labkit.serve.repository import ServedModel
@@ -30,8 +29,6 @@ __all__ = ["Batcher"]
 
 log = logging.getLogger("labkit.serve")
 Arrays = dict[str, np.ndarray]
-_ORT_INPUT_ERRORS = (ort_state.InvalidArgument,)
-_ORT_ERRORS = (ort_state.Fail, ort_state.RuntimeException, ort_state.EPFail)
 
 
 @dataclass
@@ -190,7 +187,7 @@ class Batcher:
         if len(batch) > 1:
             try:
                 results = await loop.run_in_executor(self._executor, self._run_batch, batch)
-            except (ServeError, InputError, *_ORT_INPUT_ERRORS, *_ORT_ERRORS):
+            except (ServeError, InputError, EngineError):
                 results = None  # fall back to one by one; the culprit gets its own error
             if results is not None:
                 for item, result in zip(batch, results):
@@ -200,7 +197,7 @@ class Batcher:
         for item in batch:
             try:
                 result = await loop.run_in_executor(self._executor, self._predict, item.feeds)
-            except (ServeError, *_ORT_INPUT_ERRORS, *_ORT_ERRORS) as exc:
+            except ServeError as exc:
                 if not item.future.done():
                     item.future.set_exception(exc)
                 continue
@@ -210,11 +207,9 @@ class Batcher:
     def _predict(self, feeds: Arrays) -> Arrays:
         try:
             return self.served.model.predict(feeds)
-        except InputError as exc:
+        except InputError as exc:  # the engines classify their own errors (runtime.engines)
             raise BadRequest(str(exc)) from None
-        except _ORT_INPUT_ERRORS as exc:
-            raise BadRequest(f"the model refused the input: {exc}") from None
-        except _ORT_ERRORS as exc:
+        except EngineError as exc:
             raise ServeError(f"inference failed: {exc}", status=500) from None
 
     def _run_batch(self, batch: list[_Item]) -> list[Arrays]:

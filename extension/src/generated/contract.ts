@@ -70,11 +70,34 @@ export interface IDefaultRule {
   margin: number | null;
 }
 
+/** One way of running a variant (engine, precision) judged at handoff on the machine that made the bundle: passed, or rejected with the reason. Only passed ones were timed. */
+export interface IEngineCheck {
+  engine: string;
+  precision: string;
+  passed: boolean;
+  tolerance: ITolerance;
+  judged_on: 'real' | 'generated' | 'all';
+  max_rel?: number | null;
+  metric?: string | null;
+  metric_value?: number | null;
+  reason?: string | null;
+}
+
 /** A failed handoff: ``type`` is the error class (or a request-level kind such as ``ModelNotChosen``), ``stage`` the stage that failed, if one did. */
 export interface IErrorInfo {
   type: string;
   message: string;
   stage?: string | null;
+}
+
+/** A block (the nodes of one module) kept in fp32 because quantizing it alone broke the budget: what it measured then. */
+export interface IExcludedLayer {
+  block: string;
+  nodes: string[];
+  reason: string;
+  metric?: string | null;
+  metric_value?: number | null;
+  max_rel?: number | null;
 }
 
 export interface IExporter {
@@ -216,6 +239,14 @@ export interface IProvenance {
   [key: string]: unknown;
 }
 
+/** How a quantized variant was made and judged. ``extra`` keeps the rest of the record (``ops``, ``calibration_batches``, ``sensitivity``, ``rescued`` …). */
+export interface IQuantization {
+  options: Record<string, unknown>;
+  judged_on?: 'real' | 'generated' | 'all' | null;
+  excluded?: IExcludedLayer[];
+  [key: string]: unknown;
+}
+
 /** What a user may choose about a handoff, JSON-safe; the runner turns it into :class:`labkit.pipeline.HandoffOptions` in one place. */
 export interface IRequestOptions {
   quantize?: boolean;
@@ -234,11 +265,12 @@ export interface IResultVariant {
   sha256: string;
   precision: string;
   tolerance: ITolerance;
-  quantization?: Record<string, unknown> | null;
+  quantization?: IQuantization | null;
   optimization?: Record<string, unknown> | null;
   parity?: Record<string, unknown> | null;
   benchmark?: Record<string, unknown> | null;
   runs_on?: string[] | null;
+  checks?: IEngineCheck[] | null;
   speedup: { p50: number; throughput: number } | null;
   [key: string]: unknown;
 }
@@ -281,10 +313,11 @@ export interface IVariant {
   sha256: string;
   precision: string;
   tolerance: ITolerance;
-  quantization?: Record<string, unknown> | null;
+  quantization?: IQuantization | null;
   optimization?: Record<string, unknown> | null;
   parity?: Record<string, unknown> | null;
   benchmark?: Record<string, unknown> | null;
   runs_on?: string[] | null;
+  checks?: IEngineCheck[] | null;
   [key: string]: unknown;
 }

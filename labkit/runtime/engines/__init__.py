@@ -37,6 +37,9 @@ class Session(Protocol):
 
 
 class Engine(Protocol):
+    """An engine. It MAY also set ``isolated = True``: then a handoff judges it in a
+    process of its own (:mod:`labkit.runtime.isolated`) rather than the researcher's."""
+
     name: str
 
     def available(self) -> bool: ...
@@ -136,14 +139,30 @@ def candidates(
 ) -> list[Candidate]:
     """Every (variant, engine, precision) this host could run the bundle with: a variant
     only with the engines it ``runs_on``."""
-    out = []
-    for e in engines():
-        if engine_names is not None and e.name not in engine_names:
-            continue
-        for v in manifest.variants:
-            if v.runs_on_engine(e.name):
-                out += [Candidate(v.name, e.name, p) for p in e.precisions(v, cpu)]
-    return out
+    per_variant = {
+        v.name: configurations(v, cpu, engine_names=engine_names) for v in manifest.variants
+    }
+    # Engine-major order (the default engine's candidates first), as tuning expects.
+    return [
+        c
+        for e in engines()
+        for v in manifest.variants
+        for c in per_variant[v.name]
+        if c.engine == e.name
+    ]
+
+
+def configurations(
+    variant: Variant, cpu: Mapping[str, Any], *, engine_names: Sequence[str] | None = None
+) -> list[Candidate]:
+    """Every (engine, precision) this host offers for one variant, the default engine
+    first: only engines the variant ``runs_on``. The handoff judges each of these."""
+    return [
+        Candidate(variant.name, e.name, p)
+        for e in engines()
+        if (engine_names is None or e.name in engine_names) and variant.runs_on_engine(e.name)
+        for p in e.precisions(variant, cpu)
+    ]
 
 
 def _builtins() -> None:
@@ -164,6 +183,7 @@ __all__ = [
     "Engine",
     "Session",
     "candidates",
+    "configurations",
     "engines",
     "get",
     "make_session",
