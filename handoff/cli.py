@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from handoff import commands
 from handoff.safe_output import guard_terminal
+from handoff.tune_cmd import add_profile_dir_argument, add_tune_parser
 from labkit.errors import LabkitError
 
 EPILOG = """examples:
@@ -123,9 +124,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "sign",
         help="sign a bundle (OpenSSF model signing, offline); writes "
-        "BUNDLE/signature.sig, changes nothing else",
+        "BUNDLE/signature.sig, changes nothing else; or a host profile (--profile)",
     )
-    p.add_argument("bundle", metavar="BUNDLE")
+    p.add_argument("bundle", metavar="BUNDLE", nargs="?", default=None)
+    p.add_argument(
+        "--profile",
+        metavar="PROFILE.json",
+        default=None,
+        help="sign this host profile instead (writes PROFILE.json.sig): servers with the "
+        "key as trusted then run its choice even in reduced precision",
+    )
     p.add_argument(
         "--key",
         metavar="KEY.pem",
@@ -137,6 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("inspect", help="show a bundle's signature, variants and provenance")
     p.add_argument("bundle", metavar="BUNDLE")
     p.add_argument("--json", action="store_true", help="print the manifest")
+    add_profile_dir_argument(p)
     p.set_defaults(func=commands.cmd_inspect)
 
     p = sub.add_parser("diff", help="explain what changed between two bundles")
@@ -156,9 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("list", help="list the bundles in a store")
     p.add_argument("store", metavar="STORE", nargs="?", default=None)
     p.add_argument("--json", action="store_true")
+    add_profile_dir_argument(p)
     p.set_defaults(func=commands.cmd_list)
-
-    from handoff.tune_cmd import add_tune_parser
 
     add_tune_parser(sub)
 

@@ -142,11 +142,17 @@ def _trusted_keys(paths: list[str] | None) -> Any:
 
 
 def cmd_sign(args: argparse.Namespace) -> int:
-    from labkit.runtime.signing import SIGN_KEY_ENV, sign_bundle
+    from labkit.runtime.signing import SIGN_KEY_ENV, sign_bundle, sign_profile
 
     key = args.key or os.environ.get(SIGN_KEY_ENV)
     if not key:
         raise LabkitError(f"no signing key: pass --key KEY.pem or set ${SIGN_KEY_ENV}")
+    if (args.bundle is None) == (args.profile is None):
+        raise LabkitError("give a BUNDLE to sign, or --profile PROFILE.json (not both)")
+    if args.profile is not None:
+        out, fingerprint = sign_profile(args.profile, key)
+        print(f"{out}: profile signed with key sha256:{fingerprint[:16]}…")
+        return 0
     replaced = (Path(args.bundle) / SIGNATURE_NAME).exists()
     fingerprint = sign_bundle(args.bundle, key)
     print(
@@ -200,7 +206,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     print(f"  files: {len(m.files)}, {sum(f.size for f in m.files)} bytes")
     sig = signature_info(args.bundle)
     print(f"  signature: {sig.describe() if sig else 'none (unsigned)'}")
-    print(f"  tuning: {_tuning(Path(args.bundle), m)}")
+    print(f"  tuning: {_tuning(Path(args.bundle), m, args.profile_dir)}")
     return 0
 
 
@@ -229,11 +235,12 @@ def _speed_lines(m: Manifest) -> list[str]:
     return out
 
 
-def _tuning(root: Path, m: Manifest) -> str:
-    """The host profile load() and serve would use here, or why there is none."""
+def _tuning(root: Path, m: Manifest, profile_dir: str | None = None) -> str:
+    """The host profile load() and serve would use here, or why there is none (a bad one
+    reads "ignored: reason"; resolve() never raises)."""
     from labkit.runtime.profile import resolve
 
-    prof, note = resolve(root, m, "auto")
+    prof, note = resolve(root, m, "auto", directory=profile_dir)
     return prof.describe() if prof else (note or "none for this host (run 'handoff tune')")
 
 
@@ -338,7 +345,7 @@ def cmd_list(args: argparse.Namespace) -> int:
                 "speedup_p50": e.speedup_p50,
                 "parity": e.parity_ok,
                 "change": e.manifest.change.kind,
-                "tuning": _tuning(store.path(e.name, e.version), e.manifest),
+                "tuning": _tuning(store.path(e.name, e.version), e.manifest, args.profile_dir),
             }
         )
     if args.json:

@@ -52,9 +52,23 @@ def add_tune_parser(sub: argparse._SubParsersAction) -> None:
         metavar="PRICE",
         help=f"show the cost per million inferences (default ${PRICE_ENV})",
     )
+    add_profile_dir_argument(p)
     p.add_argument("--dry-run", action="store_true", help="measure, but write no profile")
     p.add_argument("--json", action="store_true", help="print the profile as JSON")
     p.set_defaults(func=cmd_tune)
+
+
+def add_profile_dir_argument(p: argparse.ArgumentParser) -> None:
+    """``--profile-dir``: the one wording for every command that reads or writes profiles."""
+    from labkit.runtime.profile import PROFILE_DIR_ENV, TUNING_DIR
+
+    p.add_argument(
+        "--profile-dir",
+        metavar="DIR",
+        default=None,
+        help=f"where host profiles live (default: ${PROFILE_DIR_ENV}, else "
+        f"STORE/{TUNING_DIR}); use it when the store is read-only",
+    )
 
 
 def _money(x: float | None) -> str:
@@ -88,6 +102,13 @@ def print_profile(doc: dict[str, Any]) -> None:
     for g in doc["golden_checks"]:
         if g["check"] != "pass":
             print(f"  left out {g['label']}: golden check {g['check']}: {g.get('reason')}")
+    search = doc.get("search") or {}
+    if search:
+        rungs = ", ".join(f"{r['rung']} {r['reached']}/{r['arms']}" for r in search["rungs"])
+        print(
+            f"  search: {rungs} configurations reached; {search['workers_started']} worker "
+            f"processes, at most {search['workers_peak']} at once (limit {search['max_workers']})"
+        )
     print(f"  {doc['method']}")
     if doc.get("path"):
         print(f"  profile: {doc['path']}")
@@ -108,6 +129,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
         price_per_core_hour=args.price_per_core_hour,
         write=not args.dry_run,
         progress=None if args.json else say,
+        profile_dir=args.profile_dir,
     )
     if args.json:
         print(json.dumps(doc, indent=2, default=str))

@@ -31,7 +31,7 @@ if str(ROOT) not in sys.path:
 
 from labkit.bundle import Baseline, DefaultRule, Exporter, Manifest, Variant  # noqa: E402
 from labkit.bundle.checks import JUDGED_ON  # noqa: E402
-from labkit.bundle.manifest import NAME_RE  # noqa: E402
+from labkit.bundle.manifest import MAX_VARIANTS, NAME_RE  # noqa: E402
 from labkit.bundle.parts import CHANGE_KINDS  # noqa: E402
 from labkit.bundle.tensors import DTYPES  # noqa: E402
 from labkit.bundle.tolerance import METRICS  # noqa: E402
@@ -73,6 +73,8 @@ ENUMS: dict[tuple[str, str], list[Any]] = {
     ("EngineCheck", "judged_on"): list(JUDGED_ON),
     ("Quantization", "judged_on"): [*JUDGED_ON, None],
 }
+# Bounds on arrays the readers enforce ([variants]).
+MAX_ITEMS: dict[tuple[str, str], int] = {("Manifest", "variants"): MAX_VARIANTS}
 RESULT_FIELDS = {("HandoffEvent", "result"), ("HandoffReply", "result")}
 # Unknown keys kept for forward compatibility, merged into the parent object's JSON.
 MERGED_FIELDS = {"extra"}
@@ -152,6 +154,8 @@ class SchemaBuilder:
                     if f.default is None
                     else _ref_name("HandoffResult")
                 )
+            if (name, f.name) in MAX_ITEMS:
+                schema = {**schema, "maxItems": MAX_ITEMS[(name, f.name)]}
             props[key] = schema
             if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
                 required.append(key)

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
+from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -22,6 +25,8 @@ from labkit.bundle import (
     Tolerance,
     Variant,
 )
+from labkit.bundle.manifest import DIGEST_FIELD, MAX_VARIANTS, self_digest
+from labkit.bundle.writer import write_bundle
 
 
 def _identity_model() -> bytes:
@@ -80,3 +85,24 @@ def small_manifest(name: str, *, speedup: float | None = None) -> tuple[Manifest
         provenance=Provenance(None, Exporter("dynamo", 18, None), {"python": "3.11"}, {}),
     )
     return m, files
+
+
+def wide_bundle(store: Path, n: int, name: str = "wide") -> Path:
+    """A valid bundle whose manifest lists ``n`` variants (all the same tiny Identity graph),
+    written by the real writer; past the contract's cap the manifest is widened by hand and
+    resealed, as an attacker would."""
+    m, files = small_manifest(name)
+    v = m.variants[0]
+    if n <= MAX_VARIANTS:
+        wide = replace(m, variants=tuple(replace(v, name=f"v{i}") for i in range(n)))
+        return write_bundle(store, name, "1.0.0", files, replace(wide, default_variant="v0"))
+    bundle = write_bundle(store, name, "1.0.0", files, m)
+    path = bundle / "manifest.json"
+    raw = json.loads(path.read_text())
+    one = raw["variants"][0]
+    raw["variants"] = [{**one, "name": f"v{i}"} for i in range(n)]
+    raw["default_variant"] = "v0"
+    raw[DIGEST_FIELD] = self_digest(raw)
+    path.chmod(0o644)
+    path.write_text(json.dumps(raw, indent=2, sort_keys=True) + "\n")
+    return bundle

@@ -215,3 +215,10 @@ def test_engine_checks_are_checked(bundle: Path, check: Any, field: str, message
     raw["variants"][0]["checks"] = [_CHECK, _CHECK]
     with pytest.raises(FormatError, match="lists an \\(engine, precision\\) twice"):
         Manifest.from_json(_reseal(raw))
+
+
+def test_a_5000_digit_integer_is_a_json_refusal() -> None:
+    """Python refuses to convert integers of over 4,300 digits with a plain ValueError: the
+    strict reader turns it into its own one-line [json] refusal."""
+    with pytest.raises(FormatError, match=r"^\[json\] manifest is not valid JSON"):
+        Manifest.from_json(b'{"a": ' + b"9" * 5000 + b"}")

@@ -124,7 +124,7 @@ def loads_strict(data: bytes) -> Any:
         raise FormatError(f"duplicate key {exc.key!r} in manifest JSON", rule="json") from None
     except NonFinite as exc:
         raise FormatError(f"{exc} is not allowed in manifest JSON", rule="json") from None
-    except json.JSONDecodeError as exc:
+    except ValueError as exc:  # JSONDecodeError, or an integer of over 4,300 digits
         raise FormatError(f"manifest is not valid JSON: {exc}", rule="json") from None
 
 

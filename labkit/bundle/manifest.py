@@ -26,6 +26,10 @@ SCHEMA_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 SIGNATURE_NAME = "signature.sig"  # the one other unlisted file: [signature-file]
 MAX_MANIFEST_BYTES = 1 << 20
+#: [variants] at most this many variants: every consumer (verify's self-test, ``handoff
+#: tune``, serve) does work per variant, so the count is bounded by the contract, not by
+#: whatever a manifest of 1 MiB can list. Real bundles hold a handful.
+MAX_VARIANTS = 64
 DIGEST_FIELD = "manifest_sha256"
 #: [schema] bundle and variant names; the registry and the store check names with it too.
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
@@ -65,6 +69,15 @@ def check_self_digest(m: Mapping[str, Any]) -> None:
             f"manifest content does not match its {DIGEST_FIELD}: the manifest "
             "was modified or corrupted",
             rule="manifest-digest",
+        )
+
+
+def _check_variant_count(n: int) -> None:
+    if n > MAX_VARIANTS:
+        raise fail(
+            "variants",
+            f"{n} variants; a bundle holds at most {MAX_VARIANTS} (docs/bundle-format.md)",
+            rule="variants",
         )
 
 
@@ -129,10 +142,9 @@ class Manifest:
             FileEntry.from_dict(f, f"files[{i}]")
             for i, f in enumerate(require(m, "files", list, ""))
         )
-        variants = tuple(
-            Variant.from_dict(v, f"variants[{i}]")
-            for i, v in enumerate(require(m, "variants", list, ""))
-        )
+        raw_variants = require(m, "variants", list, "")
+        _check_variant_count(len(raw_variants))
+        variants = tuple(Variant.from_dict(v, f"variants[{i}]") for i, v in enumerate(raw_variants))
         baseline = optional(m, "baseline", dict, "")
         rule = optional(m, "default_rule", dict, "")
         out = cls(
@@ -168,6 +180,7 @@ class Manifest:
             listed[f.path] = f.sha256
         if not self.variants:
             raise fail("variants", "must not be empty", rule="variants")
+        _check_variant_count(len(self.variants))
         seen: set[str] = set()
         for i, v in enumerate(self.variants):
             where = f"variants[{i}]."

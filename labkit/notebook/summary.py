@@ -243,13 +243,13 @@ def summary(
 
 def _cost_note(args: tuple[Any, ...], ms: float) -> str:
     """Per-core throughput (and cost per million, given a price) of the quick ORT run."""
-    import os
 
     from labkit.runtime.cost import cost, price_per_core_hour
+    from labkit.runtime.machine import usable_cpus
 
     shape = tuple(getattr(args[0], "shape", ())) if args else ()
     rows = int(shape[0]) if shape else 1
-    c = cost(rows * 1000.0 / ms, os.cpu_count() or 1, price_per_core_hour())
+    c = cost(rows * 1000.0 / ms, usable_cpus(), price_per_core_hour())
     money = (
         f", {c['cost_per_million']:.4g} per million inferences at "
         f"{c['price_per_core_hour']} per core-hour"

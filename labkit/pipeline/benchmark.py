@@ -14,7 +14,6 @@ inconsistent it is taken once more; when that is inconsistent too, no speed-up i
 
 from __future__ import annotations
 
-import os
 import statistics
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -42,6 +41,7 @@ from labkit.runtime.bench import (
 )
 from labkit.runtime.cost import cost, price_per_core_hour
 from labkit.runtime.engines import EXACT, Candidate
+from labkit.runtime.machine import usable_cpus
 
 __all__ = [
     "EAGER",
@@ -192,7 +192,7 @@ def benchmark(
     The report's ``eager_check`` is a :class:`~labkit.bundle.speed.Baseline`'s dict; when it
     is not reliable, no ``speedup`` is in the report.
     """
-    threads = options.threads or os.cpu_count() or 1
+    threads = options.threads or usable_cpus()
     feeds = bench_feeds(example, options.throughput_batch)
     paths = write_inputs(workdir, feeds)
     timed_extra, left_out = cap_extra(extra, next(iter(variants), None))

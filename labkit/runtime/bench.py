@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from labkit.runtime.machine import cpu_info
+from labkit.runtime.machine import cpu_info, usable_cpus
 
 QUIESCE_S = 0.25
 WAKE_CALLS = 3
@@ -107,7 +107,10 @@ class WorkerRunner:
         if not line:
             err = self._proc.stderr.read() if self._proc.stderr else ""
             raise RuntimeError(f"benchmark worker for {self.name} died: {err[-500:]}")
-        return dict(json.loads(line))
+        msg = dict(json.loads(line))
+        if "error" in msg:
+            raise RuntimeError(f"benchmark worker for {self.name} failed: {msg['error']}")
+        return msg
 
     def run(self, cmd: str, n: int) -> list[float]:
         return [float(t) for t in self._send({"cmd": cmd, "n": n})["times"]]
@@ -312,7 +315,7 @@ def bench_bundle(
     from labkit.bundle.integrity import verify
 
     vb = verify(path)
-    threads = threads or os.cpu_count() or 1
+    threads = threads or usable_cpus()
     golden = vb.read_npz(vb.manifest.golden.inputs)
     with tempfile.TemporaryDirectory(prefix="labkit-bench-") as tmp:
         feeds = write_inputs(Path(tmp), bench_feeds(golden, batch))

@@ -80,7 +80,9 @@ class Model:
         entry = self.manifest.variant(candidate.variant if candidate else variant)
         self.variant: str = entry.name
         self.variant_info: Variant = entry
-        self.candidate = candidate or Candidate(self.variant, threads=threads)
+        cand = candidate or Candidate(self.variant, threads=threads)
+        # An engine's own default thread count ignores the cgroup CPU quota: always say.
+        self.candidate = cand if cand.threads else cand.with_threads(physical_cores(), cand.streams)
         # Where the candidate came from: {"profile": path | None, "note": str | None}.
         self.tuning: dict[str, Any] = tuning or {"profile": None, "note": None}
         self.inputs: list[TensorSpec] = list(self.manifest.signature.inputs)
@@ -92,6 +94,26 @@ class Model:
         for _ in range(max(1, self.candidate.streams)):
             self._sessions.put(make_session(self._bytes, candidate=self.candidate))
         self._output_names = [t.name for t in self.outputs]
+
+    @property
+    def running(self) -> dict[str, Any]:
+        """What actually runs: variant, engine (and its version), precision, threads,
+        streams, and the Open Inference Protocol ``platform`` string of that engine."""
+        c = self.candidate
+        return {
+            "variant": c.variant,
+            "engine": c.engine,
+            "engine_version": engines.get(c.engine).version(),
+            "precision": c.precision,
+            "threads": c.threads,
+            "streams": c.streams,
+            "platform": engines.platform(c.engine),
+        }
+
+    @property
+    def platform(self) -> str:
+        """``onnxruntime_onnx``, ``openvino_onnx``: the engine that runs, Triton's style."""
+        return engines.platform(self.candidate.engine)
 
     @property
     def streams(self) -> int:
@@ -208,36 +230,56 @@ def load(
     engine: str | None = None,
     precision: str | None = None,
     trusted_keys: Sequence[str | os.PathLike[str] | TrustedKey] | None = None,
+    allow_reduced_precision: bool = False,
+    profile_dir: str | os.PathLike[str] | None = None,
 ) -> Model:
     """Verify the bundle at ``path`` (every rule, before any session exists), then load it.
 
-    ``profile="auto"`` uses this host's tuning profile when one matches the bundle, CPU and
-    engine versions (a stale one is ignored with a note in ``model.tuning``), ``None`` uses
-    none, a path uses that file. ``variant``, ``threads``, ``engine`` and ``precision`` given
-    here win over the profile.
+    ``profile="auto"`` uses this host's tuning profile (in ``profile_dir``, else
+    ``$LABKIT_PROFILE_DIR``, else beside the store) when it passes every check of
+    :mod:`labkit.runtime.profile`; one that does not is ignored with a one-line note in
+    ``model.tuning`` (and the log), never an error. ``None`` uses none, a path uses that
+    file. ``variant``, ``threads``, ``engine`` and ``precision`` given here win over it.
 
     With ``trusted_keys`` (PEM public key paths), only a bundle signed by one of them over
-    exactly its files is loaded ([signature-trust]); this needs ``labkit[sign]``.
+    exactly its files is loaded ([signature-trust]); this needs ``labkit[sign]``. A profile
+    may then only choose the signed arithmetic: exact precision, which on an engine other
+    than the default is self-tested here against the variant's own tolerance. Reduced
+    precision (``bf16``) needs ``allow_reduced_precision=True`` or a profile signed by one of
+    the trusted keys (``handoff sign --profile``).
     """
     from labkit.runtime.profile import resolve
 
     vb = verify(path)
+    keys = None
     if trusted_keys is not None:
         from labkit.runtime.signing import as_trusted_keys, check_signature
 
-        check_signature(vb, as_trusted_keys(trusted_keys))
-    prof, note = resolve(vb.root, vb.manifest, profile)
+        keys = as_trusted_keys(trusted_keys)
+        check_signature(vb, keys)
+    prof, note = resolve(
+        vb.root,
+        vb.manifest,
+        profile,
+        directory=profile_dir,
+        trusted_keys=keys,
+        allow_reduced_precision=allow_reduced_precision,
+    )
     if prof is not None and variant not in (None, prof.candidate.variant):
         note = (
             f"tuning profile {prof.path} ignored: it chose variant "
             f"{prof.candidate.variant!r}, variant={variant!r} was asked for"
         )
         prof = None
+    model = None
     if prof is not None and engine is None and precision is None:
         chosen = prof.candidate
         cand = chosen.with_threads(threads or chosen.threads, chosen.streams)
-    else:
-        name = (variant or prof.candidate.variant) if prof else variant
+        model, why = _profiled(vb, cand, check=keys is not None)
+        if model is None:
+            note = f"tuning profile {prof.path} ignored: {why}"
+    if model is None:
+        name = variant or (prof.candidate.variant if prof is not None else None)
         entry = vb.manifest.variant(name)
         wanted = engine or engines.DEFAULT_ENGINE
         if not entry.runs_on_engine(wanted):
@@ -248,13 +290,28 @@ def load(
             precision or engines.EXACT,
             threads if threads else default_threads(vb.manifest, entry.name),
         )
+        model = Model(vb, None, None, candidate=cand)
         prof = None
     if note:
         log.info(note)
-    return Model(
-        vb,
-        None,
-        None,
-        candidate=cand,
-        tuning={"profile": str(prof.path) if prof else None, "note": note},
-    )
+    model.tuning = {"profile": str(prof.path) if prof else None, "note": note}
+    return model
+
+
+def _profiled(vb: VerifiedBundle, cand: Candidate, *, check: bool) -> tuple[Model | None, str]:
+    """The model as a profile chose it, or (None, why not): a choice that fails to load
+    here, or (``check``: under trusted keys) one on another engine than the default whose
+    golden self-test misses the variant's tolerance, is ignored rather than fatal."""
+    try:
+        model = Model(vb, None, None, candidate=cand)
+        if check and cand.engine != engines.DEFAULT_ENGINE:
+            report = model.self_test()
+            if not report.ok:
+                return None, (
+                    f"{cand.label} misses the signed variant's tolerance here: "
+                    + "; ".join(report.failures)
+                )
+    except Exception as exc:  # noqa: BLE001 - an engine's errors are its own types
+        first = (str(exc).strip().splitlines() or [""])[0]
+        return None, f"{cand.label} failed to load here ({type(exc).__name__}: {first[:200]})"
+    return model, ""

@@ -37,9 +37,11 @@ __all__ = [
     "SignatureInfo",
     "TrustedKey",
     "as_trusted_keys",
+    "check_profile_signature",
     "check_signature",
     "load_trusted_keys",
     "sign_bundle",
+    "sign_profile",
     "signature_info",
 ]
 
@@ -351,3 +353,81 @@ def sign_bundle(
     finally:
         tmp.unlink(missing_ok=True)
     return fingerprint
+
+
+# A signed profile: model signing over the one file, so the signed listing is {".": sha256}.
+_PROFILE_ENTRY = "."
+
+
+def check_profile_signature(sig_path: Path, data: bytes, keys: Sequence[TrustedKey]) -> TrustedKey:
+    """Refuse unless one of ``keys`` signed exactly the profile bytes ``data`` (the bytes
+    that were read and will be parsed); return that key."""
+    try:
+        st = _check_entry(sig_path, sig_path.name)
+    except FileNotFoundError:
+        raise IntegrityError(f"{sig_path} does not exist", rule=_RULE) from None
+    if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_SIGNATURE_BYTES:
+        raise IntegrityError(
+            f"{sig_path.name} must be a regular file of at most {MAX_SIGNATURE_BYTES} bytes",
+            rule=_RULE,
+        )
+    key, digests = _signed_digests(sig_path, keys)
+    if set(digests) != {_PROFILE_ENTRY}:
+        raise IntegrityError(
+            f"{sig_path.name} signs {len(digests)} file(s), not one profile", rule=_RULE
+        )
+    if digests[_PROFILE_ENTRY] != hashlib.sha256(data).hexdigest():
+        raise IntegrityError(f"the profile changed after {sig_path.name} was made", rule=_RULE)
+    return key
+
+
+def sign_profile(
+    path: str | os.PathLike[str], key: str | os.PathLike[str], *, password: str | None = None
+) -> tuple[Path, str]:
+    """Sign a host profile with a PEM EC private key: ``PROFILE.json.sig`` beside it (the
+    key's fingerprint is returned with its path). With it, a server given the key as trusted
+    may run the profile's choice even where it is not the signed bundle's exact arithmetic:
+    the key's owner vouches for it. The profile must pass the strict reader first."""
+    from labkit.bundle.profile import HostProfile
+    from labkit.runtime.profile import read_bytes, signature_path
+
+    ms = _ms()
+    target = Path(path)
+    data = read_bytes(target)
+    HostProfile.from_json(data)  # never bless a profile no reader would accept
+    try:
+        from cryptography.hazmat.primitives import serialization
+
+        private = serialization.load_pem_private_key(
+            _read_key(key, "signing key"), password.encode() if password else None
+        )
+        fingerprint = _pem_fingerprint(private.public_key())
+    except (ValueError, TypeError) as exc:
+        raise LabkitError(f"signing key {key}: cannot read a PEM private key ({exc})") from None
+    hashing = ms.hashing.Config().use_file_serialization(
+        hashing_algorithm="sha256", allow_symlinks=False
+    )
+    out = signature_path(target)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".sig.tmp", dir=target.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        try:
+            (
+                ms.signing.Config()
+                .use_elliptic_key_signer(private_key=key, password=password)
+                .set_hashing_config(hashing)
+                .sign(target, tmp)
+            )
+        except ValueError as exc:
+            raise LabkitError(f"signing key {key}: {exc}") from None
+        # The signature must be over the bytes that were checked (not a file swapped since).
+        own = TrustedKey(str(key), fingerprint, private.public_key())
+        check_profile_signature(tmp, data, [own])
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return out, fingerprint

@@ -1,19 +1,27 @@
-"""``handoff tune``: find how this host runs a bundle fastest, inside the bundle's own checks.
+"""``handoff tune``: find how this host runs a bundle fastest, inside the bundle's own checks
+and inside its time budget, whatever the bundle.
 
-1. Gate: every (variant, engine, precision) this host offers re-runs the bundle's golden
-   inputs and is judged by the bundle's tolerance (exact arithmetic) or accuracy budget
-   (reduced precision). A candidate that fails, or that an engine cannot compile, is out.
-2. Screen: when candidates × thread counts exceed :data:`SWEEP_MAX`, a short interleaved run
-   at all cores keeps the fastest :data:`SCREEN_KEEP`.
-3. Sweep: the survivors × thread counts (1, 2, 4 … physical cores) and, for throughput, ×
-   parallel sessions (streams), each in its own process, timed interleaved beside the
-   untuned default; the best median per-round ratio against that default wins.
+A bounded search (successive halving) over candidates × threads × streams. Every candidate
+runs in its own worker process; at most ``max(2, cores)`` are alive at once, none is started
+past the deadline, and worker start-up, golden checks and warm-up all count against the
+budget (:mod:`labkit.runtime.tune_workers` kills a worker that does not answer in time):
+
+0. **Screen.** The untuned default (the baseline every ratio is taken against) starts first
+   and stays up. Then, in groups that fill the other worker slots, each (variant, engine,
+   precision) this host offers re-runs the bundle's golden inputs, judged by the bundle's
+   tolerance (exact arithmetic) or accuracy budget (reduced precision) — a candidate that
+   fails, or that its engine cannot compile, is out — and is timed at all cores, interleaved
+   with the baseline. Candidates not reached in this rung's share of the budget are skipped,
+   and say so (the default variant's are tried first).
+1. **Sweep.** The best :data:`SCREEN_KEEP` × thread counts (1, 2, 4 … cores) and, for
+   throughput, × parallel sessions (streams, powers of two, threads × streams ≤ cores).
+2. **Final.** The best :data:`FINALISTS` timed again while time remains; a configuration's
+   score is the mean of its measured ratios to the baseline.
 The result is a host profile (:mod:`labkit.runtime.profile`), never a change to the bundle.
 """
 
 from __future__ import annotations
 
-import math
 import os
 import tempfile
 import time
@@ -22,35 +30,27 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from labkit.bundle.integrity import VerifiedBundle, verify
+from labkit.bundle.integrity import verify
+from labkit.bundle.manifest import Manifest
+from labkit.bundle.profile import OBJECTIVES, HostProfile
 from labkit.errors import LabkitError
 from labkit.runtime import engines, profile
-from labkit.runtime.bench import (
-    QUIESCE_S,
-    WorkerRunner,
-    bench_feeds,
-    interleave,
-    write_inputs,
-)
 from labkit.runtime.cost import cost
 from labkit.runtime.cost import price_per_core_hour as price_per_core_hour_from
 from labkit.runtime.engines import Candidate
-from labkit.runtime.model import Model, default_threads
+from labkit.runtime.model import default_threads
+from labkit.runtime.tune_search import HARD_GRACE_S, Arm, Search, base
+from labkit.runtime.tune_workers import Pool
 
-OBJECTIVES = ("latency", "throughput")
-SCREEN_KEEP = 2
-# Up to this many configurations are timed without screening first.
-SWEEP_MAX = 6
-# Shares of the budget: golden checks stop being started after GATE_SHARE of it; screening
-# gets SCREEN_SHARE of what is left after the gate.
-GATE_SHARE = 0.35
-SCREEN_SHARE = 0.4
+__all__ = ["DEFAULT_BUDGET_S", "OBJECTIVES", "ensure_tuned", "thread_counts", "tune"]
+
 DEFAULT_BUDGET_S = 60.0
-MAX_ROUNDS = 5
-# Closing workers and writing the profile take a moment after the last round.
-SAFETY_S = 1.5
-# A throughput call should take about this long, so a round of many runners stays short.
-THROUGHPUT_CALL_S = 0.25
+SCREEN_KEEP = 2
+FINALISTS = 3
+# Where each rung ends, as shares of what is left of the budget once the untuned default
+# is up: the last ends with the budget. A worker still being waited on HARD_GRACE_S past
+# it is killed, and closing and writing take well under a second: wall ≤ budget + 3 s.
+RUNG_ENDS = (0.6, 0.85, 1.0)
 
 
 def thread_counts(cores: int) -> list[int]:
@@ -62,120 +62,34 @@ def thread_counts(cores: int) -> list[int]:
     return [*out, cores]
 
 
-def _gate(
-    vb: VerifiedBundle, cands: Sequence[Candidate], until: float
-) -> tuple[list[Candidate], list[dict[str, Any]], float]:
-    """Golden self-test of each candidate on this host; (passed, table rows, s per sample).
-
-    Candidates not reached by ``until`` (``time.monotonic()``) are skipped, and say so.
-    """
-    passed: list[Candidate] = []
-    rows: list[dict[str, Any]] = []
-    per_sample = math.inf
-    rows_in_golden = int(vb.manifest.golden.rows or 1)
-    for c in cands:
-        if passed and time.monotonic() > until:
-            rows.append(
-                {
-                    "candidate": c.to_dict(),
-                    "label": c.label,
-                    "check": "skipped",
-                    "reason": "not reached within the time budget",
-                }
-            )
-            continue
-        t0 = time.perf_counter()
-        try:
-            report = Model(vb, None, None, candidate=c).self_test()
-        except Exception as exc:  # noqa: BLE001 - any engine failure only rules it out
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            rows.append(
-                {
-                    "candidate": c.to_dict(),
-                    "label": c.label,
-                    "check": "error",
-                    "reason": f"{type(exc).__name__}: {first[:300]}",
-                }
-            )
-            continue
-        per_sample = min(per_sample, (time.perf_counter() - t0) / max(rows_in_golden, 1))
-        worst = max((o["max_rel"] for o in report.outputs.values()), default=0.0)
-        rows.append(
-            {
-                "candidate": c.to_dict(),
-                "label": c.label,
-                "check": "pass" if report.ok else "fail",
-                "max_rel": worst,
-                "tolerance": report.tolerance.to_dict() if report.tolerance else None,
-                **({"reason": "; ".join(report.failures)} if not report.ok else {}),
-            }
-        )
-        if report.ok:
-            passed.append(c)
-    return passed, rows, per_sample
-
-
-def _measure(
-    vb: VerifiedBundle,
-    configs: Sequence[Candidate],
-    baseline: Candidate,
-    feeds: Mapping[str, Any],
-    batch: int,
-    objective: str,
-    deadline: float,
-    tmp: Path,
-) -> dict[str, dict[str, Any]]:
-    """Time ``configs`` (the baseline among them) interleaved; stats and ratio per label."""
-    models: dict[str, Path] = {}
-    runners: list[WorkerRunner] = []
-    todo = list(dict.fromkeys([baseline, *configs]))
-    try:
-        for c in todo:
-            if c.variant not in models:
-                models[c.variant] = tmp / f"{c.variant}.onnx"
-                models[c.variant].write_bytes(vb.read(vb.manifest.variant(c.variant).file))
-            runners.append(
-                WorkerRunner(
-                    c.label,
-                    models[c.variant],
-                    feeds,
-                    threads=c.threads,
-                    warmup=1,
-                    engine=c.engine,
-                    precision=c.precision,
-                    streams=c.streams,
-                )
-            )
-        lat = max(r.warm_s.get("latency", 1e-3) for r in runners)
-        thr = max(r.warm_s.get("throughput", 1e-3) for r in runners)
-        left = max(deadline - time.monotonic(), 1.0)
-        # Aim for three rounds inside what is left; the deadline cuts it short anyway.
-        turn = left / (3 * len(runners)) - QUIESCE_S
-        lat_iters = int(min(50, max(3, 0.5 * turn / max(lat, 1e-6))))
-        thr_iters = int(min(5, max(1, 0.5 * turn / max(thr, 1e-6))))
-        res = interleave(
-            runners,
-            rounds=MAX_ROUNDS,
-            latency_iters=lat_iters,
-            throughput_iters=thr_iters,
-            batch=batch,
-            threads=0,
-            deadline=deadline,
-        )
-    finally:
-        for r in runners:
-            r.close()
-    out = {}
-    for c in todo:
-        sp = res.speedup(c.label, baseline.label)
-        out[c.label] = {
-            "candidate": c,
-            "stats": res.stats(c.label),
-            "vs_default": sp,
-            "score": sp["p50" if objective == "latency" else "throughput"],
-            "rounds": res.rounds,
-        }
+def _streams(threads: int, cores: int, objective: str) -> list[int]:
+    """1, and for throughput 2, 4 … while threads × streams ≤ cores."""
+    out, s = [1], 2
+    while objective == "throughput" and threads * s <= cores:
+        out.append(s)
+        s *= 2
     return out
+
+
+def _order(cands: Sequence[Candidate], m: Manifest) -> list[Candidate]:
+    """The default variant first, then variants by their speed-up at handoff, the default
+    engine and exact arithmetic first among equals: the likeliest winners are reached first
+    when the budget cannot reach them all."""
+
+    def speed(name: str) -> float:
+        sp = m.variant(name).speedup or {}
+        x = sp.get("p50")
+        return float(x) if isinstance(x, (int, float)) else 0.0
+
+    return sorted(
+        cands,
+        key=lambda c: (
+            c.variant != m.default_variant,
+            -speed(c.variant),
+            c.engine != engines.DEFAULT_ENGINE,
+            not c.exact,
+        ),
+    )
 
 
 def tune(
@@ -189,73 +103,124 @@ def tune(
     write: bool = True,
     extra_engines: Sequence[str] = (),
     progress: Callable[[str], None] | None = None,
+    profile_dir: str | os.PathLike[str] | None = None,
+    exact_only: bool = False,
 ) -> dict[str, Any]:
-    """Tune the bundle at ``path`` for this host; return (and by default write) its profile."""
+    """Tune the bundle at ``path`` for this host; return (and by default write) its profile.
+
+    Wall time stays within ``budget_s`` plus a few seconds whatever the bundle (verifying
+    its files counts too). ``exact_only`` leaves reduced precision out (what a server with
+    trusted keys runs only when allowed). ``profile_dir``: see :func:`profile.profile_path`.
+    """
     if objective not in OBJECTIVES:
         raise LabkitError(f"objective {objective!r} is not one of {', '.join(OBJECTIVES)}")
-    if budget_s <= 0:
+    if not budget_s > 0:
         raise LabkitError(f"budget {budget_s} s must be > 0 (default {DEFAULT_BUDGET_S:g})")
     say = progress or (lambda _msg: None)
     t0 = time.monotonic()
-    deadline = t0 + budget_s
+    end = t0 + budget_s
     vb = verify(path)
     m = vb.manifest
     here = profile.host()
     cores = int(here["physical_cores"])
     names = list(engine_names) + list(extra_engines) if engine_names is not None else None
-    cands = engines.candidates(m, here, engine_names=names)
-    say(f"golden check of {len(cands)} candidate(s) on this host")
-    passed, table, per_sample = _gate(vb, cands, t0 + GATE_SHARE * budget_s)
+    cands = _order(engines.candidates(m, here, engine_names=names), m)
+    limit = max(2, cores)
     baseline = Candidate(m.default_variant, threads=default_threads(m) or cores)
+    pool = Pool(limit, end, wait_until=end + HARD_GRACE_S)
+    with tempfile.TemporaryDirectory(prefix="labkit-tune-") as tmp, pool:
+        s = Search(vb, pool, Path(tmp), objective, baseline, say)
+        for c in cands:
+            if exact_only and not c.exact:
+                s.note(c, "skipped", "reduced precision is not allowed here (trusted keys)")
+        cands = [c for c in cands if c.exact or not exact_only]
+        say(f"{len(cands)} candidate(s); at most {limit} worker processes at once")
+        s.start_baseline(batch, end)
+        now = time.monotonic()
+        ends = [now + share * (end - now) for share in RUNG_ENDS]
+        screen = [Arm(c.with_threads(cores)) for c in cands]
+        say(f"screen: golden check and timing of {len(screen)} candidate(s) at {cores} threads")
+        rungs = [{"rung": "screen", "arms": len(screen), "reached": s.rung(screen, ends[0])}]
+        if not any(row["check"] == "pass" for row in s.checks.values()):
+            judged = [r for r in s.checks.values() if r["check"] in ("fail", "error")]
+            why = "; ".join(f"{r['label']}: {r.get('reason')}" for r in judged)
+            if len(judged) < len(s.checks):
+                raise LabkitError(
+                    f"none of the {len(judged)} candidate(s) checked within the budget passed "
+                    f"its golden check ({why}); {len(s.checks) - len(judged)} were not "
+                    "reached: give a larger --budget-s"
+                )
+            raise LabkitError(
+                f"no way of running this bundle passed its golden check on this host: {why}"
+            )
+        survivors = [base(a.cand) for a in s.best(SCREEN_KEEP)] or [base(baseline)]
+        sweep = [
+            Arm(c.with_threads(t, n))
+            for c in survivors
+            for t in sorted(thread_counts(cores), reverse=True)
+            for n in _streams(t, cores, objective)
+            if c.with_threads(t, n).label not in s.arms
+        ]
+        say(f"sweep: {len(sweep)} thread/stream configuration(s) of the best {len(survivors)}")
+        rungs.append({"rung": "sweep", "arms": len(sweep), "reached": s.rung(sweep, ends[1])})
+        final = s.best(FINALISTS)
+        say(f"final: the best {len(final)} timed again")
+        rungs.append({"rung": "final", "arms": len(final), "reached": s.rung(final, ends[2])})
+        search = {
+            "method": "successive halving",
+            "cores": cores,
+            "max_workers": limit,
+            "workers_started": pool.started,
+            "workers_peak": pool.peak,
+            "rungs": rungs,
+            "timed_out": s.timed_out,
+            "not_timed": s.untimed,
+        }
+    return _profile_doc(
+        s, here, objective, budget_s, t0, price_per_core_hour, search, write, profile_dir
+    )
 
-    if not passed:
+
+def _profile_doc(
+    s: Search,
+    here: Mapping[str, Any],
+    objective: str,
+    budget_s: float,
+    t0: float,
+    price_per_core_hour: float | None,
+    search: dict[str, Any],
+    write: bool,
+    profile_dir: str | os.PathLike[str] | None,
+) -> dict[str, Any]:
+    """The profile of a finished search (written when ``write``), as a dict."""
+    m, cores = s.m, int(here["physical_cores"])
+    if s.base_stats is None:
         raise LabkitError(
-            "no way of running this bundle passed its golden check on this host: "
-            + "; ".join(f"{r['label']}: {r.get('reason')}" for r in table)
+            f"the budget of {budget_s:g} s ran out before any configuration was timed "
+            "beside the untuned default; give a larger --budget-s"
         )
-    # Throughput calls sized to about THROUGHPUT_CALL_S each, so big models fit the budget.
-    batch = max(1, min(batch, int(THROUGHPUT_CALL_S / max(per_sample, 1e-9))))
-    golden = vb.read_npz(m.golden.inputs)
-    measured: dict[str, dict[str, Any]] = {}
-    with tempfile.TemporaryDirectory(prefix="labkit-tune-") as tmp_name:
-        tmp = Path(tmp_name)
-        feeds = write_inputs(tmp, bench_feeds(golden, batch))
-        survivors = passed
-        if len(passed) > SCREEN_KEEP and len(passed) * len(thread_counts(cores)) > SWEEP_MAX:
-            say(f"screening {len(passed)} candidates at {cores} threads")
-            screen_end = time.monotonic() + (deadline - time.monotonic()) * SCREEN_SHARE
-            full = [c.with_threads(cores) for c in passed]
-            res = _measure(vb, full, baseline, feeds, batch, objective, screen_end, tmp)
-            ranked = sorted(full, key=lambda c: -res[c.label]["score"])
-            survivors = [Candidate(c.variant, c.engine, c.precision) for c in ranked[:SCREEN_KEEP]]
-        configs = [c.with_threads(t) for c in survivors for t in thread_counts(cores)]
-        if objective == "throughput":
-            configs += [
-                c.with_threads(t, s)
-                for c in survivors
-                for t in thread_counts(cores)
-                for s in range(2, cores // t + 1)
-                if t * s <= cores
-            ]
-        say(f"timing {len(configs)} configuration(s) interleaved, objective {objective}")
-        measured = _measure(
-            vb, configs, baseline, feeds, batch, objective, deadline - SAFETY_S, tmp
-        )
-    best = max(measured.values(), key=lambda r: r["score"])
+    key = "p50" if objective == "latency" else "throughput"
+    rows = [(a.cand, a.stats or {}, a.vs_default()) for a in s.arms.values() if a.ratios]
+    untuned = (s.baseline, s.base_stats, {"p50": 1.0, "throughput": 1.0})
+    eligible = [r for r in rows if s.passed(r[0])] + ([untuned] if s.passed(s.baseline) else [])
+    if not eligible:
+        raise LabkitError("no configuration that passed its golden check could be timed")
+    ranking = sorted([*rows, untuned], key=lambda r: -r[2][key])
+    best = max(eligible, key=lambda r: r[2][key])
     price = price_per_core_hour_from(price_per_core_hour)
 
-    def row(r: dict[str, Any]) -> dict[str, Any]:
-        c: Candidate = r["candidate"]
+    def row(r: tuple[Candidate, Mapping[str, float], Mapping[str, float]]) -> dict[str, Any]:
+        c, stats, vs = r
         used = (c.threads or cores) * c.streams
         return {
             "candidate": c.to_dict(),
             "label": c.label,
-            "stats": r["stats"],
-            "vs_default": r["vs_default"],
-            "cost": cost(r["stats"]["throughput_per_s"], min(used, cores), price),
+            "stats": dict(stats),
+            "vs_default": dict(vs),
+            "cost": cost(stats["throughput_per_s"], min(used, cores), price),
         }
 
-    ranking = sorted(measured.values(), key=lambda r: -r["score"])
+    sweep = "thread counts and parallel sessions" if objective == "throughput" else "thread counts"
     doc: dict[str, Any] = {
         "profile_version": profile.PROFILE_VERSION,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -265,19 +230,30 @@ def tune(
         "objective": objective,
         "budget_s": budget_s,
         "method": (
-            f"golden check per candidate, then {best['rounds']} interleaved rounds, "
-            f"each configuration in its own process; batch-1 latency and batch-{batch} "
-            "throughput; ratios are medians of per-round ratios to the untuned default"
+            f"successive halving in at most {search['max_workers']} worker processes: golden "
+            f"check and a short timing of each candidate at {cores} threads, then "
+            f"{sweep} of the best {SCREEN_KEEP}, then the best {FINALISTS} again; batch-1 "
+            f"latency and batch-{s.batch} throughput, interleaved with the untuned default; "
+            "ratios are medians of per-round ratios to it, averaged over rungs"
         ),
-        "throughput_batch": batch,
+        "throughput_batch": s.batch,
         "chosen": row(best),
-        "default": row(measured[baseline.label]),
-        "runners_up": [row(r) for r in ranking[1:]],
-        "golden_checks": table,
+        "default": row(untuned),
+        "runners_up": [row(r) for r in ranking if r[0] != best[0]],
+        "golden_checks": list(s.checks.values()),
+        "search": search,
     }
     doc["elapsed_s"] = round(time.monotonic() - t0, 2)
+    prof = HostProfile.from_dict(doc)  # what is written is what every reader accepts
     if write:
-        where = profile.write(profile.profile_path(vb.root, m, doc["host"]["key"]), doc)
+        target = profile.profile_path(s.vb.root, m, doc["host"]["key"], directory=profile_dir)
+        try:
+            where = profile.write(target, prof)
+        except OSError as exc:
+            raise LabkitError(
+                f"cannot write the tuning profile {target} ({exc.strerror}); for a read-only "
+                f"store pass --profile-dir DIR or set ${profile.PROFILE_DIR_ENV}"
+            ) from None
         doc["path"] = str(where)
     return doc
 
@@ -288,21 +264,40 @@ def ensure_tuned(
     budget_s: float = DEFAULT_BUDGET_S,
     objective: str = "throughput",
     on_note: Callable[[str], None] | None = None,
+    profile_dir: str | os.PathLike[str] | None = None,
+    trusted_keys: Sequence[Any] | None = None,
+    allow_reduced_precision: bool = False,
 ) -> Path | None:
-    """Tune the bundle unless this host already has a matching profile (``serve --tune``).
-
-    Servers favour throughput: their micro-batcher and parallel sessions make use of it.
+    """Tune the bundle unless this host already has a profile it may use (``serve --tune``):
+    the same bounded search as ``handoff tune``. A tune that fails (nothing passed, the
+    budget too small, a read-only store without a profile directory) is a note, not a
+    refusal: the version is then served untuned. Servers favour throughput: their
+    micro-batcher and parallel sessions make use of it.
     """
     vb = verify(path)
-    found, note = profile.resolve(vb.root, vb.manifest, "auto")
+    found, note = profile.resolve(
+        vb.root,
+        vb.manifest,
+        "auto",
+        directory=profile_dir,
+        trusted_keys=trusted_keys,
+        allow_reduced_precision=allow_reduced_precision,
+    )
     if found is not None:
         return found.path
-    if note and on_note:
-        on_note(note)
-    doc = tune(
-        path,
-        objective=objective,
-        budget_s=budget_s,
-        progress=(lambda msg: on_note(f"{vb.manifest.title}: tune: {msg}")) if on_note else None,
-    )
+    say = on_note or (lambda _msg: None)
+    if note:
+        say(note)
+    try:
+        doc = tune(
+            path,
+            objective=objective,
+            budget_s=budget_s,
+            progress=lambda msg: say(f"{vb.manifest.title}: tune: {msg}"),
+            profile_dir=profile_dir,
+            exact_only=trusted_keys is not None and not allow_reduced_precision,
+        )
+    except LabkitError as exc:
+        say(f"{vb.manifest.title}: not tuned, serving untuned: {exc}")
+        return None
     return Path(doc["path"])

@@ -256,6 +256,8 @@ def create_app(source: str | os.PathLike[str], config: ServeConfig | None = None
         tuning=config.tuning,
         tune_budget_s=config.tune_budget_s,
         trusted_keys=config.trusted_keys,
+        profile_dir=config.profile_dir,
+        allow_reduced_precision=config.allow_reduced_precision,
     )
     state = ServerState(config, repo, metrics)
 

@@ -127,7 +127,21 @@ def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
         "the others are refused and logged with the reason",
     )
     p.add_argument(
+        "--allow-reduced-precision",
+        action="store_true",
+        help="with --trusted-key: also run an unsigned host profile's reduced-precision "
+        "choice (bf16), judged by the bundle's accuracy budget instead of the signed "
+        "variant's tolerance",
+    )
+    p.add_argument(
         "--no-tuning", action="store_true", help="ignore host profiles written by 'handoff tune'"
+    )
+    p.add_argument(
+        "--profile-dir",
+        metavar="DIR",
+        default=None,
+        help="where host profiles live (default: $LABKIT_PROFILE_DIR, else STORE/.tuning); "
+        "for a read-only store",
     )
     p.add_argument(
         "--tune",
@@ -209,6 +223,8 @@ def config_from_args(args: argparse.Namespace) -> ServeConfig:
         tuning=not args.no_tuning,
         tune_budget_s=args.tune_budget_s if args.tune else None,
         trusted_keys=tuple(args.trusted_key) if args.trusted_key else None,
+        profile_dir=args.profile_dir,
+        allow_reduced_precision=args.allow_reduced_precision,
     )
 
 

@@ -48,6 +48,10 @@ class ServeConfig:
     tuning: bool = True  # use this host's `handoff tune` profile when one matches
     tune_budget_s: float | None = None  # tune untuned versions before serving them
     trusted_keys: tuple[str, ...] | None = None  # PEM public keys; None: signatures not required
+    profile_dir: str | None = (
+        None  # host profiles (default: $LABKIT_PROFILE_DIR, else STORE/.tuning)
+    )
+    allow_reduced_precision: bool = False  # with trusted keys: run unsigned bf16 profiles too
 
     def __post_init__(self) -> None:
         for name in (

@@ -139,7 +139,7 @@ class ServedModel:
         return {
             "name": self.name,
             "versions": versions,
-            "platform": "onnxruntime_onnx",
+            "platform": self.model.platform,  # the engine that runs (openvino_onnx …)
             "inputs": [tensor(s) for s in self.model.inputs],
             "outputs": [tensor(s) for s in self.model.outputs],
         }
@@ -189,8 +189,11 @@ class ModelRepository:
         tuning: bool = True,
         tune_budget_s: float | None = None,
         trusted_keys: Sequence[str] | None = None,
+        profile_dir: str | None = None,
+        allow_reduced_precision: bool = False,
     ) -> None:
         self._tuning, self._tune_budget_s = tuning, tune_budget_s
+        self._profile_dir, self._allow_reduced = profile_dir, allow_reduced_precision
         self.source = Path(source)
         self._trusted = None
         if trusted_keys is not None:  # read once: a bad key file stops startup
@@ -241,12 +244,21 @@ class ModelRepository:
                 from labkit.runtime.signing import check_signature
 
                 check_signature(verify(path), self._trusted)
-            ensure_tuned(path, budget_s=self._tune_budget_s, on_note=log.info)
+            ensure_tuned(
+                path,
+                budget_s=self._tune_budget_s,
+                on_note=log.info,
+                trusted_keys=self._trusted,
+                profile_dir=self._profile_dir,
+                allow_reduced_precision=self._allow_reduced,
+            )
         model = load(
             path,
             threads=self._threads,
             profile="auto" if self._tuning else None,
             trusted_keys=self._trusted,
+            profile_dir=self._profile_dir,
+            allow_reduced_precision=self._allow_reduced,
         )
         if model.tuning["note"]:
             log.warning("%s %s: %s", model.name, model.version, model.tuning["note"])

@@ -128,6 +128,12 @@ def versions() -> dict[str, str]:
     return {e.name: v for e in engines() if (v := e.version()) is not None}
 
 
+def platform(name: str) -> str:
+    """The Open Inference Protocol ``platform`` of a model run by engine ``name``, in
+    Triton's ``<backend>_<format>`` style: ``onnxruntime_onnx``, ``openvino_onnx``."""
+    return f"{name}_onnx"
+
+
 def make_session(model_bytes: bytes, candidate: Candidate) -> Session:
     return get(candidate.engine).session(
         model_bytes, precision=candidate.precision, threads=candidate.threads
@@ -187,6 +193,7 @@ __all__ = [
     "engines",
     "get",
     "make_session",
+    "platform",
     "register",
     "unregister",
     "versions",
