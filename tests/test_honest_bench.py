@@ -79,6 +79,15 @@ def test_the_previous_default_is_kept_on_a_near_tie() -> None:
         previous_version="1.0.0",
     )
     assert rule.chosen == "int8-dynamic" and rule.incumbent == "int8-dynamic"
+    assert "inside the margin" in rule.reason
+
+
+def test_a_slower_challenger_is_not_said_to_be_inside_the_margin() -> None:
+    rule = _decide(
+        {"fp32": 3.4, "int8-dynamic": 1.8}, {"fp32": [3.4] * 3, "int8-dynamic": [1.8] * 3}
+    )
+    assert rule.chosen == "fp32" and "the fastest" in rule.reason
+    assert "inside the margin" not in rule.reason
 
 
 def test_noise_raises_the_margin_and_a_win_beyond_it_changes_the_default() -> None:

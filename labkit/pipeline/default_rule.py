@@ -109,6 +109,8 @@ def decide(
     )
     if gain > 1 + margin:
         return rule(best, f"{best} replaced {incumbent}{since}: {compared}", **numbers)
+    if gain <= 1:
+        return rule(incumbent, f"kept {incumbent}{since}, the fastest: {compared}", **numbers)
     return rule(incumbent, f"kept {incumbent}{since}: {compared}, inside the margin", **numbers)
 
 
