@@ -82,6 +82,21 @@ def test_the_previous_default_is_kept_on_a_near_tie() -> None:
     assert "inside the margin" in rule.reason
 
 
+def test_a_challenger_ahead_in_every_round_wins_despite_a_wide_spread() -> None:
+    # per-round ratios 1.1, 1.9, 1.4: noise 28.6% hides a 1.2× median gain, but the
+    # challenger was more than 5% ahead in each of 3 rounds
+    rounds = {"fp32": [1.0, 1.0, 1.0], "int8-dynamic": [1.1, 1.9, 1.4]}
+    rule = _decide({"fp32": 1.0, "int8-dynamic": 1.2}, rounds)
+    assert rule.chosen == "int8-dynamic" and "in each of 3 rounds" in rule.reason
+    assert rule.margin is not None and rule.margin > 0.2  # the median gain alone was not enough
+    # one round at 1.03×: not every round, so the margin decides (and keeps fp32)
+    rounds["int8-dynamic"] = [1.03, 1.9, 1.4]
+    assert _decide({"fp32": 1.0, "int8-dynamic": 1.2}, rounds).chosen == "fp32"
+    # two rounds are not enough to call it
+    two = {"fp32": [1.0, 1.0], "int8-dynamic": [1.1, 1.9]}
+    assert _decide({"fp32": 1.0, "int8-dynamic": 1.2}, two).chosen == "fp32"
+
+
 def test_a_slower_challenger_is_not_said_to_be_inside_the_margin() -> None:
     rule = _decide(
         {"fp32": 3.4, "int8-dynamic": 1.8}, {"fp32": [3.4] * 3, "int8-dynamic": [1.8] * 3}

@@ -126,8 +126,10 @@ class DefaultRule:
     ``scores`` are each variant's geometric mean of its batch-1 and batch-N speed-ups over
     eager (empty when the numbers are missing or unreliable). The ``incumbent`` (the previous
     version's default when this version has that variant, else the exact fp32 variant) stays
-    the default unless the best other variant's score beats it by more than ``margin``:
-    the measured round-to-round ``noise``, and never less than a floor.
+    the default unless the best other variant's score beats it by more than ``margin`` (the
+    measured round-to-round ``noise``, never less than a floor), or that variant was ahead
+    by more than the floor in every round; ``rule`` says it in words, ``reason`` which
+    applied.
     """
 
     rule: str

@@ -13,7 +13,9 @@ more than the noise measured in this very benchmark:
 - the **noise** is how far the challenger's per-round score ratio to the incumbent moved
   around its median (half the range, relative), both measured in the same rounds;
 - the best challenger replaces the incumbent only when its score exceeds the incumbent's by
-  more than the **margin**: the noise, and at least :data:`MIN_MARGIN`;
+  more than the **margin** (the noise, and at least :data:`MIN_MARGIN`), or when it was
+  faster by more than :data:`MIN_MARGIN` in every round (at least :data:`EVERY_ROUND_MIN`):
+  on a busy machine rounds spread widely, but a side that wins every round is not noise;
 - without reliable numbers (no benchmark, or an inconsistent eager baseline) the incumbent
   stays.
 
@@ -31,6 +33,10 @@ from typing import Any
 from labkit.bundle.parts import Variant
 from labkit.bundle.speed import DefaultRule
 
+#: A challenger faster than the incumbent by more than MIN_MARGIN in every one of at least
+#: this many rounds wins whatever the spread: noise does not make one side win every round
+#: (by chance, 1 in 2**rounds).
+EVERY_ROUND_MIN = 3
 #: The smallest margin a challenger must win by. The per-round ratio of two ONNX variants
 #: timed side by side moved by 1–4% between handoffs of the same model on this machine
 #: (docs/performance.md, "Honest numbers"); 5% is above that, and a default that is faster
@@ -41,8 +47,9 @@ RULE = (
     "score = geometric mean of a variant's batch-1 and batch-N speed-ups over PyTorch eager; "
     "the incumbent (the previous version's default if this version has it, else fp32) stays "
     "the default unless the best other variant's score beats it by more than the margin "
-    f"(the measured noise, at least {MIN_MARGIN:.0%}); without reliable numbers the "
-    "incumbent stays"
+    f"(the measured noise, at least {MIN_MARGIN:.0%}) or it was faster by more than "
+    f"{MIN_MARGIN:.0%} in each of {EVERY_ROUND_MIN} or more rounds; without reliable numbers "
+    "the incumbent stays"
 )
 
 
@@ -50,9 +57,13 @@ def score(speedup: Mapping[str, Any]) -> float:
     return math.sqrt(float(speedup["p50"]) * float(speedup["throughput"]))
 
 
+def _ratios(challenger: Sequence[float], incumbent: Sequence[float]) -> list[float]:
+    return [c / i for c, i in zip(challenger, incumbent) if i > 0]
+
+
 def noise(challenger: Sequence[float], incumbent: Sequence[float]) -> float:
     """Half the range of the per-round score ratio challenger/incumbent, over its median."""
-    ratios = [c / i for c, i in zip(challenger, incumbent) if i > 0]
+    ratios = _ratios(challenger, incumbent)
     if len(ratios) < 2:
         return 0.0
     return (max(ratios) - min(ratios)) / (2 * statistics.median(ratios))
@@ -109,6 +120,14 @@ def decide(
     )
     if gain > 1 + margin:
         return rule(best, f"{best} replaced {incumbent}{since}: {compared}", **numbers)
+    ratios = _ratios(rounds.get(best, ()), rounds.get(incumbent, ()))
+    if len(ratios) >= EVERY_ROUND_MIN and min(ratios) > 1 + MIN_MARGIN:
+        return rule(
+            best,
+            f"{best} replaced {incumbent}{since}: faster by more than {MIN_MARGIN:.0%} in each "
+            f"of {len(ratios)} rounds (worst round {min(ratios):.3f}×); {compared}",
+            **numbers,
+        )
     if gain <= 1:
         return rule(incumbent, f"kept {incumbent}{since}, the fastest: {compared}", **numbers)
     return rule(incumbent, f"kept {incumbent}{since}: {compared}, inside the margin", **numbers)
