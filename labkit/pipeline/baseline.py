@@ -16,10 +16,11 @@ machine it was timed on:
   is for rounding noise on a model that gains nothing;
 - its per-round times spread by more than :data:`SPREAD_BOUND` ((max − min) / median of the
   batch-1 medians and of the batch time per row, leaving out the fastest and the slowest
-  round when there are 4 or more: :func:`spread`). Measured on this shared 2-core machine
-  under load 4–9, consistent runs stayed below 0.3; a baseline whose middle rounds differ
-  by more than half its median moves the median speed-up with it (docs/performance.md,
-  "Honest numbers").
+  round when there are 4 or more: :func:`spread`). A median of per-round ratios is off by
+  about half that spread at worst, so 0.5 keeps a recorded speed-up within roughly ±25%.
+  On this shared 2-core machine eager's spread was 0.01–0.25 at load ≈ 1 and 0.13–0.47 at
+  load 7–9, with first attempts of 0.87–1.4 measured again (docs/performance.md, "Honest
+  numbers").
 """
 
 from __future__ import annotations

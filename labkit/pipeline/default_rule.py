@@ -37,10 +37,10 @@ from labkit.bundle.speed import DefaultRule
 #: this many rounds wins whatever the spread: noise does not make one side win every round
 #: (by chance, 1 in 2**rounds).
 EVERY_ROUND_MIN = 3
-#: The smallest margin a challenger must win by. The per-round ratio of two ONNX variants
-#: timed side by side moved by 1–4% between handoffs of the same model on this machine
-#: (docs/performance.md, "Honest numbers"); 5% is above that, and a default that is faster
-#: by less is not worth a change of arithmetic under a user's feet.
+#: The smallest margin a challenger must win by, for quiet runs whose few rounds happen to
+#: agree (measured noise came out at 4–6% on this 2-core machine at load ≈ 1, 10–50% at
+#: load 7–10; docs/performance.md, "Honest numbers"): a default faster by less is not
+#: worth a change of arithmetic under a user's feet.
 MIN_MARGIN = 0.05
 
 RULE = (
