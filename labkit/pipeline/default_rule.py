@@ -38,7 +38,7 @@ from labkit.bundle.speed import DefaultRule
 #: (by chance, 1 in 2**rounds).
 EVERY_ROUND_MIN = 3
 #: The smallest margin a challenger must win by, for quiet runs whose few rounds happen to
-#: agree (measured noise came out at 4–6% on this 2-core machine at load ≈ 1, 10–50% at
+#: agree (measured noise came out at 4–19% on this 2-core machine at load ≈ 1, 10–50% at
 #: load 7–10; docs/performance.md, "Honest numbers"): a default faster by less is not
 #: worth a change of arithmetic under a user's feet.
 MIN_MARGIN = 0.05
