@@ -223,9 +223,11 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     for side, tensors in (("input", m.signature.inputs), ("output", m.signature.outputs)):
         for t in tensors:
             print(f"  {side:<6} {t}")
+    unreliable = m.baseline is not None and not m.baseline.reliable
     for v in m.variants:
         sp = v.speedup
         speed = f", {sp['p50']:.2f}x batch-1 latency vs eager" if sp else ""
+        speed = ", speed-up unreliable" if unreliable else speed
         mark = "  <- default" if v.name == m.default_variant else ""
         parity = v.parity or {}
         print(
@@ -236,6 +238,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     from labkit.result_text import decision_lines
 
     for line in decision_lines(m.to_dict()):  # what the handoff decided, with its numbers
+        print(f"  {line}")
+    for line in _speed_lines(m):
         print(f"  {line}")
     exporter, src = m.provenance.exporter, m.provenance.source
     print(f"  exporter: {exporter.describe()}")
@@ -297,6 +301,21 @@ def _tuning_status(root: Path, m: Manifest, profile_dir: str | None = None) -> d
         "note": note,
         "describe": _describe_tuning(prof, note),
     }
+
+
+def _speed_lines(m: Manifest) -> list[str]:
+    """How eager was measured and how long each stage took (the default rule's words are
+    :func:`labkit.result_text.decision_lines`)."""
+    out = []
+    if m.baseline is not None:
+        out.append(f"baseline: {m.baseline.describe()}")
+    seconds = m.provenance.stage_seconds
+    if seconds:
+        from labkit.request import STAGES
+
+        each = ", ".join(f"{k} {seconds[k]:.1f}s" for k in STAGES if k in seconds)
+        out.append(f"handoff time: {sum(seconds.values()):.1f}s ({each})")
+    return out
 
 
 def _tuning(root: Path, m: Manifest, profile_dir: str | None = None) -> str:

@@ -59,7 +59,10 @@ def test_export_verify_and_versions(tmp_path: Path, target: str, quantized: str)
         assert any(r["name"] == quantized for r in first["rejected"])
     assert first["default_variant"] in variants
     for v in first["variants"]:
-        assert v["speedup"]["p50"] > 0 and v["speedup"]["throughput"] > 0
+        if first["baseline"]["reliable"]:
+            assert v["speedup"]["p50"] > 0 and v["speedup"]["throughput"] > 0
+        else:  # eager could not be measured consistently on this (busy) machine
+            assert v["speedup"] is None
 
     bundle_1 = Path(first["path"])
     verified = handoff("verify", str(bundle_1))

@@ -115,6 +115,24 @@ def test_inspect_prints_tensor_types_without_quotes(store: Path) -> None:
     assert types and not any("'" in ln for ln in types)
 
 
+def test_inspect_says_why_the_default_is_the_default_and_how_long_each_stage_took(
+    store: Path,
+) -> None:
+    from labkit.pipeline.default_rule import RULE
+
+    bundle = store / "mlp" / "1.1.0"
+    lines = handoff("inspect", str(bundle)).stdout.splitlines()
+    assert "  default: fp32: kept fp32 (the default of 1.0.0): not benchmarked" in lines
+    assert "    previous default: fp32 in 1.0.0; numbers reliable: False" in lines
+    assert f"    rule: {RULE}" in lines
+    timing = next(ln for ln in lines if ln.startswith("  handoff time: "))
+    assert all(f"{stage} " in timing for stage in ("freeze", "export", "parity", "optimize"))
+    assert not any(ln.startswith("  baseline:") for ln in lines)  # nothing was timed
+    doc = json.loads(handoff("inspect", "--json", str(bundle)).stdout)
+    assert doc["default_rule"]["previous_version"] == "1.0.0"
+    assert set(doc["provenance"]["stage_seconds"]) >= {"freeze", "export", "benchmark"}
+
+
 def test_inspect_of_a_missing_bundle_says_it_does_not_exist(tmp_path: Path) -> None:
     proc = handoff("inspect", str(tmp_path / "nothere"))
     assert proc.returncode == 2  # not found (README "Exit codes")

@@ -116,7 +116,11 @@ def test_handoff_report_times_other_engines_and_shows_cost(bundle: Path) -> None
     if "openvino" in engines.versions():
         ov = bench["engines"]["fp32/openvino-fp32"]
         assert ov["engine"] == "openvino" and ov["throughput_per_s"] > 0
-        assert ov["speedup"]["p50"] > 0 and "`fp32/openvino-fp32`" in report
+        assert "`fp32/openvino-fp32`" in report
+        if bench["eager_check"]["reliable"]:
+            assert ov["speedup"]["p50"] > 0
+        else:  # eager could not be measured consistently on this (busy) machine
+            assert "speedup" not in ov
     # The bundle itself stays ONNX-only.
     assert all(
         f.path.endswith(".onnx")

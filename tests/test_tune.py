@@ -122,6 +122,7 @@ def _strict_default(bundle: Path, variant: str) -> None:
     path = bundle / "manifest.json"
     m = json.loads(path.read_text())
     m["default_variant"] = variant
+    m.pop("default_rule", None)  # it would name the old default ([speed])
     for v in m["variants"]:
         if v["name"] == variant:
             v["tolerance"] = {"rel": 1e-30, "metric": None, "min_metric": None}

@@ -107,11 +107,13 @@ class Baseline:
 
     def describe(self) -> str:
         """One line for ``report.md`` and ``handoff inspect``."""
-        threads = " and ".join(str(t) for t in self.threads)
-        text = (
-            f"PyTorch eager, the faster of {threads} thread(s) in each of {self.rounds} rounds"
-            f" (measured {self.attempts}×): "
+        counts = " and ".join(str(t) for t in self.threads)
+        how = (
+            f"the faster of {counts} threads in each of {self.rounds} rounds"
+            if len(self.threads) > 1
+            else f"at {counts} thread(s), {self.rounds} rounds"
         )
+        text = f"PyTorch eager, {how} (measured {self.attempts}×): "
         if self.reliable:
             return text + "consistent"
         return text + "INCONSISTENT, speed-ups not recorded: " + "; ".join(self.problems)
@@ -124,8 +126,10 @@ class DefaultRule:
     ``scores`` are each variant's geometric mean of its batch-1 and batch-N speed-ups over
     eager (empty when the numbers are missing or unreliable). The ``incumbent`` (the previous
     version's default when this version has that variant, else the exact fp32 variant) stays
-    the default unless the best other variant's score beats it by more than ``margin``:
-    the measured round-to-round ``noise``, and never less than a floor.
+    the default unless the best other variant's score beats it by more than ``margin`` (the
+    measured round-to-round ``noise``, never less than a floor), or that variant was ahead
+    by more than the floor in every round; ``rule`` says it in words, ``reason`` which
+    applied.
     """
 
     rule: str

@@ -14,7 +14,9 @@ from typing import Any
 import numpy as np
 
 from labkit.bundle import (
+    Baseline,
     Change,
+    DefaultRule,
     Exporter,
     Fingerprint,
     Golden,
@@ -96,7 +98,9 @@ def assemble(
     exported_parity: ParityReport,
     outcome: Outcome,
     variants: Sequence[Variant],
-    default: str,
+    rule: DefaultRule,
+    baseline: Baseline | None,
+    stage_seconds: dict[str, float],
     bench: dict[str, Any] | None,
     options: HandoffOptions,
     source: Path | None,
@@ -125,7 +129,9 @@ def assemble(
         labels=tuple(spec.labels) if spec.labels else None,
         signature=signature,
         variants=tuple(variants),
-        default_variant=default,
+        default_variant=rule.chosen,
+        baseline=baseline,
+        default_rule=rule,
         fingerprint=fingerprint,
         golden=Golden("golden/inputs.npz", "golden/expected.npz", golden.batch_size),
         change=Change(plan.kind, plan.previous, plan.reason),
@@ -143,6 +149,7 @@ def assemble(
                 "flops_per_sample": ref.flops_per_sample,
             },
             experiment=spec.experiment,
+            stage_seconds=stage_seconds,
         ),
     )
     files["reports/parity.json"] = dumps_canonical(parity_doc)

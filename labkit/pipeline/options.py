@@ -135,16 +135,37 @@ class Budget:
 
 @dataclass(frozen=True)
 class BenchOptions:
-    rounds: int = 7
-    latency_iters: int = 40
+    """How the benchmark stage times the variants (``labkit.pipeline.benchmark``).
+
+    Calls are sized by time: per round, each runner makes about ``latency_s`` seconds of
+    batch-1 calls (3 to ``latency_iters``) and ``throughput_s`` seconds of batch calls (1 to
+    ``throughput_iters``), at its warm-up pace. No round starts that would end past
+    ``budget_s`` (at least 3 run, or ``rounds`` if fewer); an inconsistent eager baseline is
+    measured once more under the same budget.
+    """
+
+    rounds: int = 5
+    latency_iters: int = 100
     throughput_batch: int = 64
-    throughput_iters: int = 5
+    throughput_iters: int = 20
     threads: int | None = None
-    warmup: int = 5
+    warmup: int = 3
+    latency_s: float = 0.1
+    throughput_s: float = 0.3
+    budget_s: float = 25.0
 
     @classmethod
     def quick(cls) -> BenchOptions:
-        return cls(rounds=2, latency_iters=10, throughput_batch=16, throughput_iters=2, warmup=2)
+        return cls(
+            rounds=3,
+            latency_iters=30,
+            throughput_batch=16,
+            throughput_iters=10,
+            warmup=2,
+            latency_s=0.05,
+            throughput_s=0.1,
+            budget_s=10.0,
+        )
 
 
 @dataclass(frozen=True)

@@ -5,17 +5,18 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
 import onnx
 
-from labkit.bundle import Fingerprint, Signature, Store, Variant, write_bundle
+from labkit.bundle import Baseline, Fingerprint, Signature, Store, write_bundle
 from labkit.bundle.tolerance import metric_for_task
 from labkit.errors import LabkitError, ParityError
 from labkit.model_state import preserved
-from labkit.pipeline import graph, recipes
+from labkit.pipeline import default_rule, graph, recipes
 from labkit.pipeline.assemble import assemble, metadata
 from labkit.pipeline.benchmark import benchmark, other_engines
 from labkit.pipeline.export import export
@@ -34,6 +35,7 @@ Progress = Callable[[ProgressEvent], None]
 class _Reporter:
     def __init__(self, callback: Progress | None) -> None:
         self._cb = callback
+        self.seconds: dict[str, float] = {}  # wall time of each stage that finished
 
     def emit(
         self, stage: str, status: str, message: str = "", fraction: float | None = None
@@ -44,11 +46,13 @@ class _Reporter:
     @contextlib.contextmanager
     def stage(self, stage: str) -> Iterator[None]:
         self.emit(stage, "start")
+        t0 = time.perf_counter()
         try:
             yield
         except BaseException as exc:
             self.emit(stage, "fail", str(exc) or type(exc).__name__)
             raise
+        self.seconds[stage] = round(time.perf_counter() - t0, 2)
         self.emit(stage, "done")
 
 
@@ -151,7 +155,14 @@ def _run(
                 variants = [replace(v, benchmark=bench["variants"][v.name]) for v in variants]
             else:
                 rep.emit("benchmark", "info", "skipped (benchmark=False)")
-        default = _choose_default(variants)
+        baseline = Baseline.from_dict(bench["eager_check"]) if bench else None
+        rule = default_rule.choose(
+            variants,
+            bench,
+            reliable=baseline is not None and baseline.reliable,
+            previous=st.manifest(name, plan.previous).default_variant if plan.previous else None,
+            previous_version=plan.previous,
+        )
         with rep.stage("bundle"):
             plan = st.plan(name, fingerprint)  # again: another handoff may have landed
             made = assemble(
@@ -166,7 +177,9 @@ def _run(
                 exported_parity=raw_parity,
                 outcome=outcome,
                 variants=variants,
-                default=default,
+                rule=rule,
+                baseline=baseline,
+                stage_seconds=dict(rep.seconds),  # the bundle stage is still running
                 bench=bench,
                 options=options,
                 source=src,
@@ -200,20 +213,3 @@ def _sign_key(sign_key: str | os.PathLike[str] | None) -> str | None:
             "key, or unset it to hand off without signing"
         )
     return key or None
-
-
-def _choose_default(variants: list[Variant]) -> str:
-    """The fastest variant among those that passed (all listed ones did).
-
-    "Fastest" is the geometric mean of the batch-1 latency and batch throughput speed-ups,
-    so a variant does not win on one while losing badly on the other.
-    """
-    timed = [v for v in variants if v.speedup]
-    if not timed:
-        return "fp32"
-
-    def score(v: Variant) -> float:
-        sp = v.speedup or {}
-        return float((sp["p50"] * sp["throughput"]) ** 0.5)
-
-    return max(timed, key=score).name

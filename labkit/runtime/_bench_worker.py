@@ -3,7 +3,8 @@
 Each candidate is timed in its own process because several runtimes in one process gave
 distorted numbers under load (docs/performance.md). Protocol: the first line is a JSON setup
 ``{"model", "inputs": {"latency": npz, "throughput": npz}, "threads", "warmup", "engine",
-"precision", "streams"}``, answered by ``{"ready": true, "warm_s": {cmd: seconds}}``; then
+"precision", "streams", "warmup_s"}`` (``warmup_s`` optional: see :func:`_warm`), answered
+by ``{"ready": true, "warm_s": {cmd: seconds}}``; then
 each line ``{"cmd": "latency"|"throughput", "n": int}`` is answered by
 ``{"times": [seconds, ...]}``; ``{"cmd": "quit"}`` ends it.
 
@@ -62,13 +63,21 @@ def _parallel(sessions: list[Session], feed: Mapping[str, np.ndarray], n: int) -
 
 
 def _warm(
-    sessions: list[Session], feeds: Mapping[str, Mapping[str, np.ndarray]], warmup: int
+    sessions: list[Session],
+    feeds: Mapping[str, Mapping[str, np.ndarray]],
+    warmup: int,
+    budget_s: float | None = None,
 ) -> dict[str, float]:
+    """Up to ``warmup`` calls per feed and session; with ``budget_s``, no more once that many
+    seconds went into a feed (at least one call): five warm-up calls of a big model at
+    batch 64 would take longer than the benchmark."""
     warm: dict[str, float] = {}
     for key, feed in feeds.items():
         times: list[float] = []
         for s in sessions:
-            times = _timed(s, feed, warmup)
+            times = []
+            while len(times) < warmup and (budget_s is None or sum(times) < budget_s):
+                times += _timed(s, feed, 1)
         warm[key] = statistics.median(times) if times else 0.0
     return warm
 
@@ -102,7 +111,7 @@ def main() -> int:
         streams = max(1, int(setup.get("streams", 1)))
         sessions = [make_session(data, cand) for _ in range(streams)]
         feeds = {k: _load(v) for k, v in (setup.get("inputs") or {}).items()}
-        warm = _warm(sessions, feeds, int(setup.get("warmup", 3)))
+        warm = _warm(sessions, feeds, int(setup.get("warmup", 3)), setup.get("warmup_s"))
     except Exception as exc:  # noqa: BLE001 - the parent decides what a failure means
         reply(_error(exc))
         return 1

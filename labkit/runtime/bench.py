@@ -39,6 +39,8 @@ class WorkerRunner:
 
     ``engine``/``precision``/``streams`` make it a tuning candidate; ``warm_s`` holds the
     worker's warm-up call times (seconds per call, by feed), which the tuner plans with.
+    ``warmup_s`` stops warming a feed once that many seconds went into it (at least one
+    call): five warm-up calls of a big model at batch 64 would take longer than the benchmark.
     """
 
     def __init__(
@@ -52,6 +54,7 @@ class WorkerRunner:
         engine: str = "onnxruntime",
         precision: str = "fp32",
         streams: int = 1,
+        warmup_s: float | None = None,
     ) -> None:
         self.name = name
         env = dict(os.environ)
@@ -76,6 +79,7 @@ class WorkerRunner:
                 "engine": engine,
                 "precision": precision,
                 "streams": streams,
+                "warmup_s": warmup_s,
             }
         )
         self._warm: dict[str, float] | None = None
@@ -146,6 +150,43 @@ def _pct(values: Sequence[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q))
 
 
+@dataclass(frozen=True)
+class Turn:
+    """What one runner does in each round: ``latency`` timed batch-1 calls after
+    ``latency_wake`` untimed ones, and ``throughput`` timed batch calls after ``wake``
+    untimed ones."""
+
+    latency: int
+    throughput: int
+    wake: int = 1
+    latency_wake: int = WAKE_CALLS
+
+
+def plan_turn(
+    warm_s: Mapping[str, float],
+    *,
+    latency_s: float,
+    throughput_s: float,
+    max_latency: int,
+    max_throughput: int,
+) -> Turn:
+    """Calls that fill about ``latency_s`` + ``throughput_s`` seconds at the warm-up pace.
+
+    At least 3 batch-1 calls (a median) and 1 batch call. A batch call that takes a while
+    needs no untimed call before it: the batch-1 calls just before woke the thread pools,
+    and one more call of a big model would cost seconds per round for nothing.
+    """
+    lat = max(float(warm_s.get("latency", 0.0)), 1e-6)
+    thr = max(float(warm_s.get("throughput", 0.0)), 1e-6)
+    return Turn(
+        latency=int(min(max_latency, max(3, latency_s / lat))),
+        throughput=int(min(max_throughput, max(1, throughput_s / thr))),
+        wake=1 if thr < 0.1 else 0,
+        # one untimed call wakes the pools as well as three when a call takes 10 ms or more
+        latency_wake=WAKE_CALLS if lat < 0.01 else 1,
+    )
+
+
 @dataclass
 class BenchResult:
     batch: int
@@ -154,6 +195,31 @@ class BenchResult:
     latency: dict[str, list[float]] = field(default_factory=dict)  # all samples
     round_p50: dict[str, list[float]] = field(default_factory=dict)
     round_throughput: dict[str, list[float]] = field(default_factory=dict)
+    round_latency: dict[str, list[list[float]]] = field(default_factory=dict)  # by round
+
+    def add_fastest(self, name: str, parts: Sequence[str]) -> None:
+        """A runner ``name`` that is, in every round, the faster of ``parts``: the lowest
+        batch-1 median (with that part's samples) and the highest throughput.
+
+        PyTorch eager at N threads can collapse when the machine is busy while eager at 1
+        thread does not (FIELD-NOTES): the baseline is the faster of the two, round by round.
+        """
+        self.round_p50[name], self.round_throughput[name] = [], []
+        self.round_latency[name], self.latency[name] = [], []
+        for i in range(len(self.round_p50[parts[0]])):
+            fastest = min(parts, key=lambda p: self.round_p50[p][i])
+            self.round_p50[name].append(self.round_p50[fastest][i])
+            self.round_latency[name].append(self.round_latency[fastest][i])
+            self.latency[name] += self.round_latency[fastest][i]
+            self.round_throughput[name].append(max(self.round_throughput[p][i] for p in parts))
+
+    def rounds_of(self, name: str) -> dict[str, list[float]]:
+        """Per-round batch-1 medians (ms) and throughputs (rows/s): what a reader needs to
+        check the medians, the spread and the noise."""
+        return {
+            "p50_ms": [t * 1e3 for t in self.round_p50[name]],
+            "throughput_per_s": list(self.round_throughput[name]),
+        }
 
     def stats(self, name: str) -> dict[str, float]:
         lat = self.latency[name]
@@ -181,33 +247,47 @@ def interleave(
     threads: int,
     on_round: Callable[[int, int], None] | None = None,
     deadline: float | None = None,
+    turns: Mapping[str, Turn] | None = None,
+    min_rounds: int = 2,
 ) -> BenchResult:
     """Run every runner once per round, in turn; collect latency and throughput.
 
-    With a ``deadline`` (``time.monotonic()``), no round starts that would, at the pace of
-    the last one, end past it (at least two rounds always run, so that there is a ratio to
-    take a median of).
+    ``turns`` gives a runner its own :class:`Turn` (else ``latency_iters`` and
+    ``throughput_iters`` with one untimed batch call). With a ``deadline``
+    (``time.monotonic()``), no round starts that would, at the pace of the last one, end past
+    it; at least ``min_rounds`` (≥ 2, so that there is a ratio to take a median of) run.
     """
     res = BenchResult(batch=batch, threads=threads, rounds=rounds)
     for r in runners:
         res.latency[r.name], res.round_p50[r.name], res.round_throughput[r.name] = [], [], []
+        res.round_latency[r.name] = []
+    plain = Turn(latency_iters, throughput_iters, 1)
     for i in range(rounds):
         started = time.monotonic()
         order = runners if i % 2 == 0 else list(reversed(runners))
         for r in order:
+            turn = (turns or {}).get(r.name, plain)
             # Let the previous runner's thread pools stop spinning, then wake this one's
             # with a few untimed calls: otherwise a runner pays for its neighbour's spin-wait.
             time.sleep(QUIESCE_S)
-            lat = r.run("latency", latency_iters + WAKE_CALLS)[WAKE_CALLS:]
-            thr = r.run("throughput", throughput_iters + 1)[1:]
+            lat = r.run("latency", turn.latency + turn.latency_wake)[turn.latency_wake :]
+            thr = r.run("throughput", turn.throughput + turn.wake)[turn.wake :]
             res.latency[r.name] += lat
+            res.round_latency[r.name].append(lat)
             res.round_p50[r.name].append(statistics.median(lat))
-            res.round_throughput[r.name].append(batch * len(thr) / sum(thr))
+            # The median call, not the total: on a shared machine one preempted call of a
+            # small model would otherwise decide the round (a 10 ms time slice against
+            # 0.5 ms calls). Parallel streams answer equal times, so it is their mean.
+            res.round_throughput[r.name].append(batch / statistics.median(thr))
         res.rounds = i + 1
         if on_round is not None:
             on_round(i + 1, rounds)
         now = time.monotonic()
-        if deadline is not None and i >= 1 and now + (now - started) > deadline:
+        if (
+            deadline is not None
+            and i + 1 >= max(2, min_rounds)
+            and now + (now - started) > deadline
+        ):
             break
     return res
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from labkit.errors import ExportError, HandoffFailed, HandoffRequestError
-from labkit.pipeline import HandoffOptions
+from labkit.pipeline import BenchOptions, HandoffOptions
 from labkit.pipeline import runner as r
 from labkit.request import STAGES, HandoffEvent, HandoffRequest, ProgressEvent, RequestOptions
 
@@ -59,7 +59,7 @@ def test_options_are_translated_in_one_place() -> None:
     assert isinstance(opts, HandoffOptions)
     assert (opts.quantize, opts.name, str(opts.calibration)) == (False, "x", "/data/c.npz")
     assert opts.budget.min_top1_agreement == 0.9 and opts.budget.min_cosine == 0.99
-    assert opts.bench.rounds == 2  # quick
+    assert opts.bench == BenchOptions.quick()  # quick
     assert r.handoff_options(RequestOptions()).bench.rounds == HandoffOptions().bench.rounds
     with pytest.raises(HandoffRequestError, match="min_cosine 1.5 must be between 0 and 1"):
         RequestOptions(min_cosine=1.5)

@@ -155,9 +155,17 @@ def test_real_handoffs_match_the_schema(tmp_path: Path) -> None:
     variant = payloads["event-first"]["result"]["variants"][0]
     # the fields the extension's tables read are really written
     assert variant["parity"]["passed"] is True and variant["benchmark"]["p50_ms"] > 0
-    assert variant["speedup"]["p50"] > 0
+    reliable = payloads["event-first"]["result"]["baseline"]["reliable"]
     # the kernel's speed chart for that result: one bar per variant and series, its speed-ups
     figure = payloads["figure-first"]
+    variants = payloads["event-first"]["result"]["variants"]
+    if reliable:
+        assert variant["speedup"]["p50"] > 0
+        assert [t["y"] for t in figure["data"]] == [
+            [v["speedup"][key] for v in variants] for key in ("p50", "throughput")
+        ]
+    else:  # eager was not measured consistently (a busy machine): no figures, no chart
+        assert variant["speedup"] is None and figure is None
     validate(
         "HandoffReply",
         {
@@ -165,10 +173,6 @@ def test_real_handoffs_match_the_schema(tmp_path: Path) -> None:
             "figure": figure,
         },
     )
-    variants = payloads["event-first"]["result"]["variants"]
-    assert [t["y"] for t in figure["data"]] == [
-        [v["speedup"][key] for v in variants] for key in ("p50", "throughput")
-    ]
     # a broken manifest is refused by the schema too
     broken = {**payloads["manifest"], "change": {"kind": "sideways", "from": None, "reason": ""}}
     with pytest.raises(jsonschema.ValidationError):
@@ -206,6 +210,7 @@ def test_committed_fixtures_match_the_schema(path: Path) -> None:
 def test_the_side_panels_listing_matches_the_schema(tiny_store: Path, tmp_path: Path) -> None:
     import shutil
 
+    from labkit.bundle import read_manifest
     from labkit.notebook import protocol as p
     from labkit.notebook.handler import HandoffHandler
 
@@ -228,7 +233,12 @@ def test_the_side_panels_listing_matches_the_schema(tiny_store: Path, tmp_path: 
     validate("BundlesReply", sent[0]["payload"])
     bundles = {b["name"]: b for b in sent[0]["payload"]["bundles"]}
     assert bundles["tiny"]["versions"] == ["1.0.0"] and bundles["tiny"]["parity_ok"] is True
-    assert bundles["tiny"]["speedup"] > 0 and bundles["broken"]["problem"]
+    assert bundles["broken"]["problem"]
+    tiny = read_manifest(store / "tiny" / "1.0.0")
+    if tiny.baseline is not None and tiny.baseline.reliable:
+        assert bundles["tiny"]["speedup"] > 0
+    else:  # eager was not measured consistently (a busy machine): no speed-up to list
+        assert bundles["tiny"]["speedup"] is None
 
 
 def test_the_experiment_output_and_the_trial_request_match_the_schema(tmp_path: Path) -> None:
