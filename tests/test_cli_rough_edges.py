@@ -122,9 +122,12 @@ def test_inspect_says_why_the_default_is_the_default_and_how_long_each_stage_too
 
     bundle = store / "mlp" / "1.1.0"
     lines = handoff("inspect", str(bundle)).stdout.splitlines()
-    assert "  default: fp32: kept fp32 (the default of 1.0.0): not benchmarked" in lines
-    assert "    previous default: fp32 in 1.0.0; numbers reliable: False" in lines
-    assert f"    rule: {RULE}" in lines
+    default = next(ln for ln in lines if ln.startswith("  default variant: "))
+    assert default.startswith(
+        "  default variant: fp32 — kept fp32 (the default of 1.0.0): not benchmarked ["
+    )
+    assert f"rule: {RULE}" in default and "previous default fp32 (1.0.0)" in default
+    assert default.endswith("; speed numbers not reliable]")
     timing = next(ln for ln in lines if ln.startswith("  handoff time: "))
     assert all(f"{stage} " in timing for stage in ("freeze", "export", "parity", "optimize"))
     assert not any(ln.startswith("  baseline:") for ln in lines)  # nothing was timed
