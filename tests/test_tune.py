@@ -244,3 +244,32 @@ def test_a_small_budget_with_many_candidates_is_kept(tmp_path: Path) -> None:
             timeout=120,
         )
         assert shown.returncode == 0 and doc["path"] in shown.stdout, shown.stderr
+
+
+def test_the_screen_reaches_natively_reduced_precision_first(tiny_store: Path) -> None:
+    """A budget too small for every candidate reaches the likeliest winners first: reduced
+    precision the CPU computes natively (bf16 on AMX), then quantized graphs, then exact
+    fp32 — the same prior the handoff uses to pick which other engines it times."""
+    from labkit.bundle import read_manifest
+    from labkit.pipeline.benchmark import cap_extra
+    from labkit.runtime.tune import _order
+
+    m = read_manifest(tiny_store / "tiny" / "1.0.0")
+    assert m.default_variant == "fp32" and m.variant("int8-dynamic").precision == "int8"
+    cands = [
+        Candidate("fp32"),
+        Candidate("int8-dynamic"),
+        Candidate("fp32", "openvino"),
+        Candidate("fp32", "openvino", "bf16"),
+        Candidate("int8-dynamic", "openvino"),
+    ]
+    assert [c.label for c in _order(cands, m)] == [
+        "fp32/openvino-bf16",
+        "int8-dynamic/onnxruntime-fp32",
+        "int8-dynamic/openvino-fp32",
+        "fp32/onnxruntime-fp32",
+        "fp32/openvino-fp32",
+    ]
+    extra = [c for c in cands if c.engine == "openvino"]
+    timed, _ = cap_extra(list(reversed(extra)), "fp32")
+    assert [c.label for c in timed[:2]] == ["fp32/openvino-bf16", "int8-dynamic/openvino-fp32"]

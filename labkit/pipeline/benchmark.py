@@ -40,7 +40,7 @@ from labkit.runtime.bench import (
     write_inputs,
 )
 from labkit.runtime.cost import cost, price_per_core_hour
-from labkit.runtime.engines import EXACT, Candidate
+from labkit.runtime.engines import Candidate
 from labkit.runtime.machine import usable_cpus
 
 __all__ = [
@@ -153,15 +153,9 @@ def other_engines(passed: Sequence[Candidate]) -> list[Candidate]:
 def cap_extra(
     extra: Sequence[Candidate], exact_variant: str | None
 ) -> tuple[list[Candidate], list[Candidate]]:
-    """(timed, left out): at most :data:`MAX_EXTRA`, those likeliest to be fast first —
-    reduced precision, then an engine running a quantized graph, then exact fp32."""
-
-    def rank(c: Candidate) -> int:
-        if c.precision != EXACT:
-            return 0
-        return 1 if c.variant != exact_variant else 2
-
-    ordered = sorted(extra, key=rank)
+    """(timed, left out): at most :data:`MAX_EXTRA`, those likeliest to be fast first
+    (:func:`labkit.runtime.engines.speed_prior`)."""
+    ordered = sorted(extra, key=lambda c: engines.speed_prior(c, c.variant != exact_variant))
     return ordered[:MAX_EXTRA], ordered[MAX_EXTRA:]
 
 

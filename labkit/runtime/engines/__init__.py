@@ -97,6 +97,17 @@ class Candidate:
         )
 
 
+def speed_prior(c: Candidate, quantized_graph: bool) -> int:
+    """How likely a configuration is to be fast before anything is timed on this host, lower
+    first: 0 reduced precision (an engine offers it only where the CPU computes it natively,
+    e.g. bf16 on AVX-512 BF16/AMX), 1 a quantized graph run as stored, 2 exact fp32. What
+    the handoff times first when it cannot time every engine, and what ``handoff tune``
+    screens first when its budget cannot reach every candidate."""
+    if not c.exact:
+        return 0
+    return 1 if quantized_graph else 2
+
+
 _ENGINES: dict[str, Engine] = {}
 
 
@@ -195,6 +206,7 @@ __all__ = [
     "make_session",
     "platform",
     "register",
+    "speed_prior",
     "unregister",
     "versions",
 ]
