@@ -146,6 +146,27 @@ async function execute(
   }
 }
 
+/** The notebook's kernel, ready for a handoff: null (the user told why) while a handoff
+ *  runs or when the kernel cannot be reached. */
+async function reach(
+  panel: NotebookPanel | null,
+  panels: HandoffPanelHolder
+): Promise<HandoffClient | null> {
+  if (panels.view?.running) {
+    Notification.warning(BUSY, { autoClose: 5000 });
+    return null;
+  }
+  try {
+    return await connect(panel);
+  } catch (err) {
+    await message(
+      'Handoff',
+      `Could not reach the kernel: ${(err as Error).message}`
+    );
+    return null;
+  }
+}
+
 /** A trial button of an experiment's output: hand that trial off from the notebook that
  *  holds the output; the stages show under the buttons and in the Handoff tab (which is
  *  updated, not brought to the front, until "details" is clicked). */
@@ -158,21 +179,8 @@ export async function runTrialHandoff(
   trial: number,
   inline: InlineProgress
 ): Promise<void> {
-  if (panels.view?.running) {
-    Notification.warning(BUSY, { autoClose: 5000 });
-    return;
-  }
   const panel = tracker.find(p => p.node.contains(node)) ?? null;
-  let client: HandoffClient | null;
-  try {
-    client = await connect(panel);
-  } catch (err) {
-    await message(
-      'Handoff',
-      `Could not reach the kernel: ${(err as Error).message}`
-    );
-    return;
-  }
+  const client = await reach(panel, panels);
   if (!client || !panel) {
     return;
   }
@@ -211,20 +219,7 @@ export async function runHandoff(
   panels: HandoffPanelHolder
 ): Promise<void> {
   const panel = tracker.currentWidget;
-  if (panels.view?.running) {
-    Notification.warning(BUSY, { autoClose: 5000 });
-    return;
-  }
-  let client: HandoffClient | null;
-  try {
-    client = await connect(panel);
-  } catch (err) {
-    await message(
-      'Handoff',
-      `Could not reach the kernel: ${(err as Error).message}`
-    );
-    return;
-  }
+  const client = await reach(panel, panels);
   if (!client || !panel) {
     return;
   }

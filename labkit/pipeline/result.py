@@ -76,7 +76,7 @@ class HandoffResult:
 
     def summary(self) -> str:
         """The result as plain text (what ``handoff export`` prints); the notebook's HTML
-        rendering is registered by ``labkit.notebook`` as an IPython display formatter."""
+        rendering is registered by the notebook layer as an IPython display formatter."""
         from labkit.result_text import render_text
 
         return render_text(self.to_dict())
