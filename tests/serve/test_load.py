@@ -5,10 +5,10 @@ inference, as in production, not by Python's HTTP handling. The server admits on
 a time (``--max-inflight 1``); everything beyond is answered 503 + Retry-After at once.
 
 Checked: every request gets exactly one response; every 200 carries the right numbers for
-its own input; every refusal is 503/429 with Retry-After; and the accepted requests' p99 is
-within 2x of the unloaded p99. The machine is shared and noisy, so unloaded and overloaded
-phases are interleaved in rounds and the median of the per-round ratios is judged (as the
-field notes recommend for benchmarks on this kind of machine).
+its own input; every refusal is 503/429 with Retry-After; and the accepted requests' p99
+stays within MAX_P99_RATIO of the unloaded p99. The machine is shared and noisy, so unloaded
+and overloaded phases are interleaved in rounds and the median of the per-round ratios is
+judged (as the field notes recommend for benchmarks on this kind of machine).
 """
 
 from __future__ import annotations
@@ -31,6 +31,11 @@ ROUNDS = 5
 OVERLOAD = 4.0
 OVERLOAD_SECONDS = 2.0
 UNLOADED_REQUESTS = 60
+# What separates admission control from a queue, not a speed target: a server that queued
+# the excess of 4x its capacity for 2 s would answer its last accepted requests ~6 s late
+# (a ratio of several hundred). Run alone, the median ratio measured 1.0-1.35; beside the
+# other xdist worker on 2 cores, up to 2.06 (docs/serving.md "Sizing for latency").
+MAX_P99_RATIO = 5.0
 
 
 def _binary_request(x: np.ndarray, rid: int) -> bytes:
@@ -121,4 +126,4 @@ def test_overload_is_refused_fast_and_accepted_stay_fast(bundles: Bundles, tmp_p
         print(f"\ncapacity {capacity:.0f} req/s; rounds: {json.dumps(rounds)}")
         metrics = server.metrics()
     assert 'labkit_rejected_total{reason="inflight"}' in metrics
-    assert statistics.median(ratios) <= 2.0, rounds
+    assert statistics.median(ratios) <= MAX_P99_RATIO, rounds
