@@ -65,22 +65,15 @@ def read_json(path: Path) -> Any:
     """A JSON file the store wrote: a regular file (not a link, FIFO or device), at most
     MAX_JSON_BYTES, nested at most MAX_JSON_DEPTH levels, no duplicate keys."""
     from labkit.bundle._json import DuplicateKey, NonFinite, TooDeep, parse, scan_depth
+    from labkit.bundle.files import read_file
+    from labkit.errors import BundleError
 
-    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
-    try:
-        fd = os.open(path, flags)
+    try:  # the one safe reader: no link, no FIFO or device, checked on the descriptor
+        data = read_file(path, max_bytes=MAX_JSON_BYTES, single_link=False)
+    except BundleError as exc:
+        raise InputError(f"experiment store: {exc}") from None
     except OSError as exc:
         raise InputError(f"{path}: cannot be read as a store file ({exc.strerror})") from None
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise InputError(f"{path}: not a regular file")
-        if st.st_size > MAX_JSON_BYTES:
-            raise InputError(f"{path}: {st.st_size} bytes, more than {MAX_JSON_BYTES}")
-        with os.fdopen(fd, "rb", closefd=False) as f:
-            data = f.read(MAX_JSON_BYTES + 1)
-    finally:
-        os.close(fd)
     try:
         scan_depth(data, MAX_JSON_DEPTH)
         return parse(data.decode("utf-8"))

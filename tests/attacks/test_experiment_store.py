@@ -87,7 +87,7 @@ def test_a_deeply_nested_or_huge_trial_file_is_refused(tmp_path: Path) -> None:
     with pytest.raises(InputError, match=f"deeper than {MAX_JSON_DEPTH} levels"):
         load("nested", store=store)
     trial.write_text('{"id": 1, "a": "' + "x" * (5 << 20) + '"}')
-    with pytest.raises(InputError, match="more than"):
+    with pytest.raises(InputError, match="bytes, over the cap of"):
         load("nested", store=store)
     trial.write_text('{"id": 1, "id": 2}')
     with pytest.raises(InputError, match="DuplicateKey"):
